@@ -1,0 +1,358 @@
+"""Rule-set documents in, one normalized form out, with every problem found at once.
+
+Accepted input, freely mixed in one document:
+
+* Policy IR v1 (``veto/rules/policy_ir_schema.py`` in the SDK): rules with ``id``,
+  ``name``, ``action`` (block|warn|log|allow|require_approval), ``tools``, ``agents``,
+  ``conditions`` (AND) and ``condition_groups`` (OR of ANDs), ``severity``...
+* The short form of the product's integration pages: ``name``, ``tool``, ``when``
+  (an expression), ``action`` (allow|deny|require_approval), ``approvers``,
+  ``timeout``, ``message``.
+
+The normalized form is plain JSON (stored with each version) and is what
+``compile_rule_set`` takes: every rule has ``id``, ``name``, ``action`` (``deny``
+is spelled ``block``, as in the IR), ``tools`` (a list), ``severity`` and the rest.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from policies.engine.conditions import OPERATORS, ConditionError, compile_operator
+from policies.engine.durations import parse_duration
+from policies.engine.errors import ExpressionError, Problem, RuleSetError
+from policies.engine.expressions import compile_expression
+
+ACTIONS = ("block", "warn", "log", "allow", "require_approval")
+ACTION_ALIASES = {"deny": "block"}
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+DEFAULT_SEVERITY = "medium"
+
+_TOP_LEVEL_KEYS = {"version", "name", "description", "rules", "output_rules", "settings"}
+_RULE_KEYS = {
+    # Policy IR v1
+    "id", "name", "description", "enabled", "severity", "action", "tools", "agents",
+    "conditions", "condition_groups", "tags", "metadata",
+    # short form
+    "tool", "when", "approvers", "timeout", "message",
+}  # fmt: skip
+# Known to the SDK but not enforced by this server yet: refusing them beats a rule that
+# silently never fires.
+_NOT_YET_SUPPORTED_RULE_KEYS = {"blocked_by", "requires", "rate_limits"}
+_SETTINGS_KEYS = {"default_action", "fail_mode", "global_tags"}
+_CONDITION_KEYS = {"field", "operator", "value"}
+MAX_DOCUMENT_BYTES = 1024 * 1024
+MAX_RULES = 5000
+
+
+def parse_source(text: str, *, content_type: str = "application/yaml") -> tuple[Any, dict[str, int]]:
+    """Parse YAML or JSON text; returns the data and a map from path to 1-based line (YAML only)."""
+    if len(text.encode("utf-8")) > MAX_DOCUMENT_BYTES:
+        raise RuleSetError([Problem("", f"document is larger than {MAX_DOCUMENT_BYTES} bytes")])
+    if "json" in content_type:
+        try:
+            return json.loads(text), {}
+        except json.JSONDecodeError as exc:
+            raise RuleSetError([Problem("", f"invalid JSON: {exc.msg}", exc.lineno)]) from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RuleSetError([Problem("", f"invalid YAML: {problem}", line)]) from exc
+    if node is None:
+        return None, {}
+    lines: dict[str, int] = {}
+    _record_lines(node, "", lines)
+    data = yaml.safe_load(text)
+    return data, lines
+
+
+def _record_lines(node: yaml.Node, path: str, lines: dict[str, int]) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            child = f"{path}.{key}" if path else key
+            lines[child] = key_node.start_mark.line + 1
+            _record_lines(value_node, child, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _record_lines(item, f"{path}[{index}]", lines)
+
+
+class _Collector:
+    def __init__(self, lines: Mapping[str, int]) -> None:
+        self.lines = lines
+        self.problems: list[Problem] = []
+
+    def add(self, path: str, message: str) -> None:
+        probe = path
+        line = None
+        while probe:
+            line = self.lines.get(probe)
+            if line is not None:
+                break
+            probe = probe.rsplit(".", 1)[0] if "." in probe else (probe.rsplit("[", 1)[0] if "[" in probe else "")
+        self.problems.append(Problem(path, message, line if line is not None else self.lines.get("")))
+
+
+def load_rule_set(text: str, *, content_type: str = "application/yaml") -> dict[str, Any]:
+    """Parse, check and normalize a document; raises ``RuleSetError`` listing every problem."""
+    data, lines = parse_source(text, content_type=content_type)
+    return normalize_rule_set(data, lines=lines)
+
+
+def normalize_rule_set(data: Any, *, lines: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """Check and normalize already-parsed data (see ``load_rule_set``)."""
+    problems = _Collector(lines or {})
+    if isinstance(data, list):
+        data = {"rules": data}
+    if not isinstance(data, Mapping):
+        problems.add("", "a rule set must be a mapping with a 'rules' list (or a list of rules)")
+        raise RuleSetError(problems.problems)
+
+    for key in data:
+        if key not in _TOP_LEVEL_KEYS:
+            hint = " ('extends' of built-in policy packs is not supported)" if key == "extends" else ""
+            problems.add(str(key), f"unknown key {key!r}{hint}")
+    version = data.get("version", "1.0")
+    if version not in ("1.0", 1.0, 1):
+        problems.add("version", f'version must be "1.0", got {version!r}')
+
+    normalized: dict[str, Any] = {"version": "1.0"}
+    for key in ("name", "description"):
+        if key in data:
+            if isinstance(data[key], str):
+                normalized[key] = data[key]
+            else:
+                problems.add(key, f"{key} must be a string")
+
+    normalized["settings"] = _normalize_settings(data.get("settings"), problems)
+
+    rules_raw = data.get("rules")
+    if rules_raw is None:
+        problems.add("rules", "a rule set needs a 'rules' list")
+        rules_raw = []
+    elif not isinstance(rules_raw, list):
+        problems.add("rules", "rules must be a list")
+        rules_raw = []
+    elif len(rules_raw) > MAX_RULES:
+        problems.add("rules", f"at most {MAX_RULES} rules per rule set")
+        rules_raw = []
+
+    rules = []
+    seen_ids: dict[str, int] = {}
+    for index, raw in enumerate(rules_raw):
+        rule = _normalize_rule(raw, f"rules[{index}]", problems)
+        if rule is None:
+            continue
+        if rule["id"] in seen_ids:
+            problems.add(
+                f"rules[{index}].id",
+                f"duplicate rule id {rule['id']!r} (also rules[{seen_ids[rule['id']]}])",
+            )
+        else:
+            seen_ids[rule["id"]] = index
+        rules.append(rule)
+    normalized["rules"] = rules
+
+    output_rules = data.get("output_rules")
+    if output_rules is not None:
+        if isinstance(output_rules, list):
+            normalized["output_rules"] = output_rules
+        else:
+            problems.add("output_rules", "output_rules must be a list")
+
+    if problems.problems:
+        raise RuleSetError(problems.problems)
+    return normalized
+
+
+def _normalize_settings(raw: Any, problems: _Collector) -> dict[str, Any]:
+    settings: dict[str, Any] = {"default_action": "allow"}
+    if raw is None:
+        return settings
+    if not isinstance(raw, Mapping):
+        problems.add("settings", "settings must be a mapping")
+        return settings
+    for key in raw:
+        if key not in _SETTINGS_KEYS:
+            problems.add(f"settings.{key}", f"unknown setting {key!r}")
+    if "default_action" in raw:
+        action = ACTION_ALIASES.get(raw["default_action"], raw["default_action"])
+        if action not in ("allow", "block", "require_approval"):
+            problems.add("settings.default_action", "default_action must be allow, deny or require_approval")
+        else:
+            settings["default_action"] = action
+    if "fail_mode" in raw:
+        if raw["fail_mode"] not in ("open", "closed"):
+            problems.add("settings.fail_mode", "fail_mode must be open or closed")
+        else:
+            settings["fail_mode"] = raw["fail_mode"]
+    if "global_tags" in raw:
+        tags = raw["global_tags"]
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            problems.add("settings.global_tags", "global_tags must be a list of strings")
+        else:
+            settings["global_tags"] = tags
+    return settings
+
+
+def _string_list(value: Any, path: str, problems: _Collector, what: str) -> list[str] | None:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        problems.add(path, f"{what} must be a list of non-empty strings")
+        return None
+    return list(value)
+
+
+def _normalize_rule(raw: Any, path: str, problems: _Collector) -> dict[str, Any] | None:
+    if not isinstance(raw, Mapping):
+        problems.add(path, "a rule must be a mapping")
+        return None
+    for key in raw:
+        if key in _NOT_YET_SUPPORTED_RULE_KEYS:
+            problems.add(f"{path}.{key}", f"{key!r} is not supported by this server yet")
+        elif key not in _RULE_KEYS:
+            problems.add(f"{path}.{key}", f"unknown rule key {key!r}")
+
+    name = raw.get("name")
+    rule_id = raw.get("id", name)
+    if not isinstance(name, str) or not name.strip():
+        if isinstance(rule_id, str) and rule_id.strip():
+            name = rule_id
+        else:
+            problems.add(f"{path}.name", "a rule needs a non-empty name (or id)")
+            name = rule_id = f"<{path}>"
+    if not isinstance(rule_id, str) or not rule_id.strip():
+        problems.add(f"{path}.id", "id must be a non-empty string")
+        rule_id = str(name)
+
+    rule: dict[str, Any] = {"id": rule_id, "name": name}
+
+    action_raw = raw.get("action")
+    action = ACTION_ALIASES.get(action_raw, action_raw) if isinstance(action_raw, str) else action_raw
+    if action_raw is None:
+        problems.add(f"{path}.action", "a rule needs an action: allow, deny (block), require_approval, warn or log")
+    elif action not in ACTIONS:
+        problems.add(
+            f"{path}.action",
+            f"unknown action {action_raw!r}; expected allow, deny (block), require_approval, warn or log",
+        )
+    rule["action"] = action if action in ACTIONS else "block"
+
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        problems.add(f"{path}.enabled", "enabled must be true or false")
+    rule["enabled"] = enabled is not False
+
+    severity = raw.get("severity", DEFAULT_SEVERITY)
+    if severity not in SEVERITIES:
+        problems.add(f"{path}.severity", f"severity must be one of {', '.join(SEVERITIES)}")
+        severity = DEFAULT_SEVERITY
+    rule["severity"] = severity
+
+    for key in ("description", "message"):
+        if key in raw:
+            if isinstance(raw[key], str):
+                rule[key] = raw[key]
+            else:
+                problems.add(f"{path}.{key}", f"{key} must be a string")
+
+    tools: list[str] = []
+    if "tools" in raw:
+        tools = _string_list(raw["tools"], f"{path}.tools", problems, "tools") or []
+    if "tool" in raw:
+        tool = _string_list(raw["tool"], f"{path}.tool", problems, "tool") or []
+        tools = tools + [t for t in tool if t not in tools]
+    rule["tools"] = tools
+
+    if "agents" in raw:
+        agents = raw["agents"]
+        if isinstance(agents, list) and all(isinstance(a, str) and a for a in agents):
+            rule["agents"] = list(agents)
+        elif isinstance(agents, Mapping) and set(agents) == {"not"} and isinstance(agents["not"], list):
+            rule["agents"] = {"not": [a for a in agents["not"] if isinstance(a, str)]}
+        else:
+            problems.add(f"{path}.agents", "agents must be a list of agent ids or {not: [agent ids]}")
+
+    if "when" in raw:
+        when = raw["when"]
+        if isinstance(when, bool):
+            when = "true" if when else "false"
+        if not isinstance(when, str):
+            problems.add(f"{path}.when", "when must be an expression string")
+        else:
+            try:
+                compile_expression(when)
+            except ExpressionError as exc:
+                where = f" at column {exc.column}" if exc.column else ""
+                problems.add(f"{path}.when", f"{exc}{where}")
+            rule["when"] = when
+
+    if "conditions" in raw:
+        rule["conditions"] = _normalize_conditions(raw["conditions"], f"{path}.conditions", problems)
+    if "condition_groups" in raw:
+        groups_raw = raw["condition_groups"]
+        if not isinstance(groups_raw, list):
+            problems.add(f"{path}.condition_groups", "condition_groups must be a list of condition lists")
+        else:
+            rule["condition_groups"] = [
+                _normalize_conditions(group, f"{path}.condition_groups[{i}]", problems)
+                for i, group in enumerate(groups_raw)
+            ]
+
+    if "approvers" in raw:
+        rule["approvers"] = _string_list(raw["approvers"], f"{path}.approvers", problems, "approvers") or []
+    if "timeout" in raw:
+        try:
+            rule["timeout_seconds"] = parse_duration(raw["timeout"])
+        except ValueError as exc:
+            problems.add(f"{path}.timeout", str(exc))
+    if ("approvers" in raw or "timeout" in raw) and rule["action"] != "require_approval":
+        problems.add(f"{path}.action", "approvers and timeout only apply to action require_approval")
+
+    if "tags" in raw:
+        rule["tags"] = _string_list(raw["tags"], f"{path}.tags", problems, "tags") or []
+    if "metadata" in raw:
+        if isinstance(raw["metadata"], Mapping):
+            rule["metadata"] = dict(raw["metadata"])
+        else:
+            problems.add(f"{path}.metadata", "metadata must be a mapping")
+    return rule
+
+
+def _normalize_conditions(raw: Any, path: str, problems: _Collector) -> list[dict[str, Any]]:
+    if not isinstance(raw, list):
+        problems.add(path, "conditions must be a list")
+        return []
+    conditions = []
+    for index, condition in enumerate(raw):
+        here = f"{path}[{index}]"
+        if not isinstance(condition, Mapping):
+            problems.add(here, "a condition must be a mapping with field, operator and value")
+            continue
+        for key in condition:
+            if key not in _CONDITION_KEYS:
+                problems.add(f"{here}.{key}", f"unknown condition key {key!r}")
+        field, operator = condition.get("field"), condition.get("operator")
+        if not isinstance(field, str) or not field:
+            problems.add(f"{here}.field", "field must be a dot path such as arguments.amount")
+        if operator not in OPERATORS:
+            problems.add(f"{here}.operator", f"unknown operator {operator!r}; expected one of: {', '.join(OPERATORS)}")
+        elif "value" not in condition:
+            problems.add(f"{here}.value", "a condition needs a value")
+        else:
+            try:
+                compile_operator(operator, condition["value"])
+            except ConditionError as exc:
+                problems.add(f"{here}.{exc.field}", str(exc))
+        conditions.append({"field": field, "operator": operator, "value": condition.get("value")})
+    return conditions

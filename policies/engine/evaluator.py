@@ -1,0 +1,286 @@
+"""A compiled rule set: normalized document in, ``Decision`` per call out.
+
+Precedence is the SDK's local mode (``veto.core.veto.Veto._validate_with_local``):
+the rules that apply to a call are the global ones (no ``tools``) followed by the
+tool's own, each group in document order; the first matching ``block`` or
+``require_approval`` rule decides; otherwise the first matching ``allow`` rule
+does; ``warn`` and ``log`` rules are noted and never decide; with no decision,
+the rule set's ``settings.default_action`` applies (``allow`` by default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from policies.engine.conditions import compile_operator
+from policies.engine.expressions import compile_expression
+
+DecisionKind = Literal["allow", "deny", "require_approval"]
+_DAY_ORDER = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_SDK_CONTEXT_FIELDS = ("session_id", "agent_id", "user_id", "role")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    tool_name: str
+    arguments: Mapping[str, Any]
+    # The SDK's call context: call_id, timestamp, session_id, agent_id, user_id, role, custom{...}.
+    context: Mapping[str, Any] = field(default_factory=dict)
+    # When the call is evaluated; time windows and ``context.time`` read this, never the client's clock.
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    decision: DecisionKind
+    reason: str | None
+    rule_id: str | None = None
+    rule_name: str | None = None
+    severity: str | None = None
+    matched_condition: str | None = None
+    approvers: tuple[str, ...] = ()
+    approval_timeout_seconds: int | None = None
+    # Rules with action warn/log that matched: they never decide but are worth recording.
+    noted_rule_ids: tuple[str, ...] = ()
+
+
+class CallView:
+    """What conditions read from one call, built lazily once per call."""
+
+    __slots__ = ("call", "_context", "_fields", "_env")
+
+    def __init__(self, call: ToolCall) -> None:
+        self.call = call
+        self._context: dict[str, Any] | None = None
+        self._fields: dict[str, Any] | None = None
+        self._env: dict[str, Any] | None = None
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """The call context with ``custom`` fields also at the top level (explicit top-level wins),
+        plus the SDK's built-ins ``time`` and ``day_of_week`` taken from the server's clock."""
+        if self._context is None:
+            raw = self.call.context
+            custom = raw.get("custom")
+            merged: dict[str, Any] = dict(custom) if isinstance(custom, Mapping) else {}
+            merged.update(raw)
+            now = self.call.now
+            merged["time"] = now.isoformat()
+            merged["day_of_week"] = _DAY_ORDER[(now.weekday() + 1) % 7]
+            self._context = merged
+        return self._context
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The SDK's local evaluation context: arguments at the top level, plus tool_name,
+        arguments, session_id, agent_id, user_id, role and custom."""
+        if self._fields is None:
+            raw = self.call.context
+            fields: dict[str, Any] = dict(self.call.arguments)
+            fields["tool_name"] = self.call.tool_name
+            fields["arguments"] = self.call.arguments
+            for name in _SDK_CONTEXT_FIELDS:
+                fields[name] = raw.get(name)
+            fields["custom"] = raw.get("custom")
+            self._fields = fields
+        return self._fields
+
+    @property
+    def env(self) -> dict[str, Any]:
+        """The names ``when:`` expressions see."""
+        if self._env is None:
+            self._env = {"args": self.call.arguments, "context": self.context, "tool_name": self.call.tool_name}
+        return self._env
+
+
+def _dig(value: Any, path: tuple[str, ...]) -> Any:
+    for segment in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(segment)
+    return value
+
+
+def _compile_field(path: str) -> Callable[[CallView], Any]:
+    if path == "context":
+        return lambda view: view.context
+    if path.startswith("context."):
+        rest = tuple(path[len("context.") :].split("."))
+        return lambda view: _dig(view.context, rest)
+    segments = tuple(path.split("."))
+    return lambda view: _dig(view.fields, segments)
+
+
+def _compile_condition(condition: Mapping[str, Any]) -> Callable[[CallView], bool]:
+    read = _compile_field(condition["field"])
+    test = compile_operator(condition["operator"], condition["value"])
+    return lambda view: test(read(view))
+
+
+def _compile_all(conditions: list[Mapping[str, Any]]) -> Callable[[CallView], bool]:
+    compiled = tuple(_compile_condition(c) for c in conditions)
+    if len(compiled) == 1:
+        return compiled[0]
+    return lambda view: all(check(view) for check in compiled)
+
+
+def _compile_agent_scope(agents: Any) -> Callable[[str | None], bool] | None:
+    if agents is None:
+        return None
+    if isinstance(agents, list):
+        allowed = frozenset(agents)
+        return lambda agent_id: agent_id is not None and agent_id in allowed
+    excluded = frozenset(agents.get("not", ()))
+    return lambda agent_id: agent_id is None or agent_id not in excluded
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    id: str
+    name: str
+    action: str
+    severity: str
+    reason: str
+    matched_condition: str | None
+    approvers: tuple[str, ...]
+    timeout_seconds: int | None
+    agent_scope: Callable[[str | None], bool] | None
+    checks: tuple[Callable[[CallView], bool], ...]
+
+    def matches(self, view: CallView) -> bool:
+        if self.agent_scope is not None:
+            agent_id = view.call.context.get("agent_id")
+            if not self.agent_scope(agent_id if isinstance(agent_id, str) else None):
+                return False
+        return all(check(view) for check in self.checks)
+
+
+def _compile_rule(rule: Mapping[str, Any]) -> CompiledRule:
+    checks: list[Callable[[CallView], bool]] = []
+    # The SDK reads ``conditions`` when present and non-empty, else ``condition_groups``.
+    conditions = rule.get("conditions") or []
+    groups = [g for g in rule.get("condition_groups") or [] if g]
+    if conditions:
+        checks.append(_compile_all(conditions))
+    elif groups:
+        compiled_groups = tuple(_compile_all(g) for g in groups)
+        checks.append(lambda view: any(group(view) for group in compiled_groups))
+    when = rule.get("when")
+    if when is not None:
+        evaluate = compile_expression(when)
+        checks.append(lambda view: evaluate(view.env))
+
+    name = rule["name"]
+    if rule["action"] == "allow":
+        default_reason = f"Allowed by rule: {name}"
+    else:
+        default_reason = f"Matched rule: {name}"
+    reason = rule.get("message") or rule.get("description") or default_reason
+    return CompiledRule(
+        id=rule["id"],
+        name=name,
+        action=rule["action"],
+        severity=rule.get("severity", "medium"),
+        reason=reason,
+        matched_condition=when if when is not None else _describe_conditions(conditions, groups),
+        approvers=tuple(rule.get("approvers") or ()),
+        timeout_seconds=rule.get("timeout_seconds"),
+        agent_scope=_compile_agent_scope(rule.get("agents")),
+        checks=tuple(checks),
+    )
+
+
+def _describe_conditions(conditions: list[Mapping[str, Any]], groups: list[list[Mapping[str, Any]]]) -> str | None:
+    def one(c: Mapping[str, Any]) -> str:
+        return f"{c['field']} {c['operator']} {c['value']!r}"
+
+    if conditions:
+        return " AND ".join(one(c) for c in conditions)
+    if groups:
+        return " OR ".join("(" + " AND ".join(one(c) for c in g) + ")" for g in groups)
+    return None
+
+
+class CompiledRuleSet:
+    """Evaluate calls against one rule-set version. Immutable; safe to share across threads."""
+
+    def __init__(self, document: Mapping[str, Any]) -> None:
+        global_rules: list[CompiledRule] = []
+        by_tool: dict[str, list[CompiledRule]] = {}
+        for rule in document.get("rules", []):
+            if not rule.get("enabled", True):
+                continue
+            compiled = _compile_rule(rule)
+            tools = rule.get("tools") or []
+            if tools:
+                for tool in tools:
+                    by_tool.setdefault(tool, []).append(compiled)
+            else:
+                global_rules.append(compiled)
+        self._global: tuple[CompiledRule, ...] = tuple(global_rules)
+        self._by_tool: dict[str, tuple[CompiledRule, ...]] = {
+            tool: self._global + tuple(rules) for tool, rules in by_tool.items()
+        }
+        settings = document.get("settings") or {}
+        self.default_action: str = settings.get("default_action", "allow")
+        self.rule_count = sum(1 for r in document.get("rules", []) if r.get("enabled", True))
+
+    def rules_for(self, tool_name: str) -> tuple[CompiledRule, ...]:
+        return self._by_tool.get(tool_name, self._global)
+
+    def evaluate(self, call: ToolCall) -> Decision:
+        view = CallView(call)
+        first_allow: CompiledRule | None = None
+        noted: list[str] = []
+        for rule in self.rules_for(call.tool_name):
+            if not rule.matches(view):
+                continue
+            action = rule.action
+            if action == "block" or action == "require_approval":
+                return self._decide(rule, "deny" if action == "block" else "require_approval", noted)
+            if action == "allow":
+                if first_allow is None:
+                    first_allow = rule
+            else:
+                noted.append(rule.id)
+        if first_allow is not None:
+            return self._decide(first_allow, "allow", noted)
+        return self._default(noted)
+
+    @staticmethod
+    def _decide(rule: CompiledRule, kind: DecisionKind, noted: list[str]) -> Decision:
+        return Decision(
+            decision=kind,
+            reason=rule.reason,
+            rule_id=rule.id,
+            rule_name=rule.name,
+            severity=rule.severity,
+            matched_condition=rule.matched_condition,
+            approvers=rule.approvers if kind == "require_approval" else (),
+            approval_timeout_seconds=rule.timeout_seconds if kind == "require_approval" else None,
+            noted_rule_ids=tuple(noted),
+        )
+
+    def _default(self, noted: list[str]) -> Decision:
+        if self.default_action == "block":
+            kind: DecisionKind = "deny"
+        elif self.default_action == "require_approval":
+            kind = "require_approval"
+        else:
+            kind = "allow"
+        return Decision(
+            decision=kind,
+            reason=f"No rule matched; the rule set's default is {kind}",
+            noted_rule_ids=tuple(noted),
+        )
+
+
+def compile_rule_set(document: Mapping[str, Any]) -> CompiledRuleSet:
+    """Compile a normalized document (see ``document.normalize_rule_set``)."""
+    return CompiledRuleSet(document)
+
+
+EMPTY_RULE_SET = CompiledRuleSet({"rules": []})

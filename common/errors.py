@@ -1,0 +1,117 @@
+"""Domain errors and their single mapping to JSON.
+
+Domain code raises ``ApplicationError`` subclasses and never HTTP exceptions;
+``api_exception_handler`` turns them (and DRF's own errors) into
+``{"error": {"code", "message", "details"}}`` with the right status.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import status
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+
+class ApplicationError(Exception):
+    """Base of every error domain code raises on purpose."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, details: Any = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        if code is not None:
+            self.code = code
+
+
+class InvalidInput(ApplicationError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "invalid_request"
+
+
+class NotAuthenticated(ApplicationError):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    code = "unauthenticated"
+
+
+class PermissionDenied(ApplicationError):
+    status_code = status.HTTP_403_FORBIDDEN
+    code = "forbidden"
+
+
+class NotFound(ApplicationError):
+    status_code = status.HTTP_404_NOT_FOUND
+    code = "not_found"
+
+
+class Conflict(ApplicationError):
+    status_code = status.HTTP_409_CONFLICT
+    code = "conflict"
+
+
+class ServiceUnavailable(ApplicationError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    code = "unavailable"
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    return {"error": body}
+
+
+def _first_validation_message(detail: Any, path: str = "") -> str:
+    """The first message of a DRF error tree, prefixed with where it is (``arguments: ...``)."""
+    if isinstance(detail, dict) and detail:
+        key, value = next(iter(detail.items()))
+        child = path if key == "non_field_errors" else (f"{path}.{key}" if path else str(key))
+        return _first_validation_message(value, child)
+    if isinstance(detail, list) and detail:
+        first = detail[0]
+        if isinstance(first, (dict, list)):
+            return _first_validation_message(first, f"{path}[0]")
+        detail = first
+    return f"{path}: {detail}" if path else str(detail)
+
+
+def error_for_exception(exc: Exception) -> tuple[int, dict[str, Any]] | None:
+    """(status, body) for an error we expect; None for anything else (a bug: let it surface)."""
+    if isinstance(exc, ApplicationError):
+        return exc.status_code, error_body(exc.code, exc.message, exc.details)
+    if isinstance(exc, Http404):
+        return status.HTTP_404_NOT_FOUND, error_body("not_found", "Not found.")
+    if isinstance(exc, RequestDataTooBig):
+        return status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, error_body("payload_too_large", str(exc))
+    if isinstance(exc, drf_exceptions.ValidationError):
+        return status.HTTP_400_BAD_REQUEST, error_body(
+            "invalid_request", _first_validation_message(exc.detail), exc.detail
+        )
+    if isinstance(exc, drf_exceptions.ParseError):
+        return status.HTTP_400_BAD_REQUEST, error_body("malformed_json", str(exc.detail))
+    if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
+        return status.HTTP_401_UNAUTHORIZED, error_body("unauthenticated", str(exc.detail))
+    if isinstance(exc, drf_exceptions.PermissionDenied):
+        return status.HTTP_403_FORBIDDEN, error_body("forbidden", str(exc.detail))
+    if isinstance(exc, drf_exceptions.APIException):
+        code = exc.default_code if isinstance(exc.default_code, str) else "error"
+        return exc.status_code, error_body(code, str(exc.detail))
+    return None
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's exception handler: every expected error as ``{"error": {...}}``."""
+    mapped = error_for_exception(exc)
+    if mapped is None:
+        return None
+    status_code, body = mapped
+    return Response(body, status=status_code)

@@ -1,0 +1,49 @@
+"""Settings read the environment through one module and fail loudly on malformed values."""
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from veto_cloud.env import database_config, env_bool, env_int, env_list
+
+
+def test_env_bool__malformed__fails_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("DEBUG", "maybe")
+    with pytest.raises(ImproperlyConfigured, match="DEBUG"):
+        env_bool("DEBUG", False)
+
+
+def test_env_int__out_of_range_or_junk__fails(monkeypatch):
+    monkeypatch.setenv("PORT", "eighty")
+    with pytest.raises(ImproperlyConfigured, match="PORT"):
+        env_int("PORT", 8000)
+    monkeypatch.setenv("PORT", "70000")
+    with pytest.raises(ImproperlyConfigured, match="maximum"):
+        env_int("PORT", 8000, maximum=65535)
+
+
+def test_env_list__comma_separated(monkeypatch):
+    monkeypatch.setenv("ALLOWED_HOSTS", "a.example, b.example,,")
+    assert env_list("ALLOWED_HOSTS", []) == ["a.example", "b.example"]
+
+
+def test_database_config__unsupported_engine__fails(tmp_path):
+    with pytest.raises(ImproperlyConfigured, match="not supported"):
+        database_config("mysql://root@localhost/x", base_dir=tmp_path)
+
+
+def test_database_config__postgres_url__uses_the_psycopg_pool(tmp_path):
+    config = database_config("postgres://postgres@127.0.0.1:5432/veto", base_dir=tmp_path)
+    assert config["ENGINE"] == "django.db.backends.postgresql"
+    assert config["OPTIONS"]["pool"]["max_size"] >= 1
+
+
+def test_settings__no_secret_key_without_debug__refuses_to_start(monkeypatch):
+    import subprocess
+    import sys
+
+    env = {"DEBUG": "false", "SECRET_KEY": "", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import veto_cloud.settings.base"], env=env, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr

@@ -1,0 +1,56 @@
+from django.contrib import admin
+
+from tenancy.models import ApiKey, ApproverGroup, Membership, Organization, Team
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "created_at")
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+    exclude = ("created_by_api_key",)
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ("user",)
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ("slug", "name", "organization", "is_default", "created_at")
+    list_filter = ("organization",)
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+    exclude = ("created_by_api_key",)
+    inlines = [MembershipInline]
+
+
+@admin.register(ApproverGroup)
+class ApproverGroupAdmin(admin.ModelAdmin):
+    list_display = ("slug", "name", "team")
+    list_filter = ("team",)
+    filter_horizontal = ("members",)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are created with `manage.py create_api_key` or the API (the token is shown once);
+    here operators can see and revoke them."""
+
+    list_display = ("name", "prefix", "team", "scopes", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("team",)
+    search_fields = ("name", "prefix")
+    readonly_fields = ("prefix", "key_hash", "created_at", "last_used_at", "created_by")
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
+
+    @admin.action(description="Revoke selected keys")
+    def revoke(self, request, queryset):  # type: ignore[no-untyped-def]
+        from tenancy.services import api_key_revoke
+
+        for api_key in queryset:
+            api_key_revoke(api_key=api_key)

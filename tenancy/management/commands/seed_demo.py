@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from common.errors import ApplicationError
+from policies.models import RuleSetVersion
+from policies.services import rule_set_version_create, rule_set_version_publish
+from tenancy import keys
+from tenancy.models import ApiKey, Membership, Organization, Team
+from tenancy.services import (
+    ALL_SCOPES,
+    api_key_create,
+    approver_group_ensure,
+    membership_ensure,
+    organization_create,
+    team_create,
+)
+
+DEMO_RULES = Path(__file__).resolve().parents[3] / "policies" / "fixtures" / "demo_rules.yaml"
+DEMO_KEY_NAME = "demo key"
+GROUPS = {
+    "compliance": "Compliance",
+    "privacy-office": "Privacy office",
+    "engineering-leads": "Engineering leads",
+}
+USERS: dict[str, dict[str, Any]] = {
+    "admin": {"groups": [], "role": Membership.Role.ADMIN, "superuser": True},
+    "alice": {"groups": ["compliance", "privacy-office"], "role": Membership.Role.MEMBER, "superuser": False},
+    "bob": {"groups": ["engineering-leads"], "role": Membership.Role.MEMBER, "superuser": False},
+    "carol": {"groups": [], "role": Membership.Role.MEMBER, "superuser": False},
+}
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the demo team, approver groups, users and API key, and publish the demo rule set "
+        "as version 1. Safe to run again: it changes nothing that already exists, except the "
+        "passwords when VETO_DEMO_PASSWORD is set."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        password_from_env = os.environ.get("VETO_DEMO_PASSWORD") or None
+        key_from_env = os.environ.get("VETO_DEMO_API_KEY") or None
+        if key_from_env is not None and len(key_from_env) < keys.MIN_TOKEN_LENGTH:
+            raise CommandError(f"VETO_DEMO_API_KEY must be at least {keys.MIN_TOKEN_LENGTH} characters")
+        try:
+            with transaction.atomic():
+                team = self._team()
+                groups = {slug: approver_group_ensure(team=team, slug=slug, name=name) for slug, name in GROUPS.items()}
+                password_note = self._users(team, groups, password_from_env)
+                key_note = self._api_key(team, key_from_env)
+                rules_note = self._rules(team)
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from exc
+
+        self.stdout.write(f"Team: {team.slug} (organization {team.organization.slug})")
+        self.stdout.write(f"Users: {', '.join(USERS)} (admin is a superuser)")
+        self.stdout.write(f"Password: {password_note}")
+        self.stdout.write(f"API key: {key_note}")
+        self.stdout.write(f"Rule set: {rules_note}")
+
+    def _team(self) -> Team:
+        team = Team.objects.select_related("organization").filter(slug="demo").first()
+        if team is not None:
+            return team
+        organization = Organization.objects.filter(slug="demo").first() or organization_create(
+            name="Demo Organization", slug="demo"
+        )
+        return team_create(organization=organization, name="Demo", slug="demo")
+
+    def _users(self, team: Team, groups: dict[str, Any], password_from_env: str | None) -> str:
+        user_model = get_user_model()
+        generated: str | None = None
+        for username, spec in USERS.items():
+            user = user_model.objects.filter(username=username).first()
+            created = user is None
+            if created:
+                user = user_model(username=username, email=f"{username}@demo.invalid")
+            assert user is not None
+            user.is_superuser = user.is_staff = bool(spec["superuser"])
+            if password_from_env is not None:
+                user.set_password(password_from_env)
+            elif created:
+                generated = generated or secrets.token_urlsafe(12)
+                user.set_password(generated)
+            user.save()
+            membership_ensure(user=user, team=team, role=spec["role"])
+            for slug in spec["groups"]:
+                groups[slug].members.add(user)
+        if password_from_env is not None:
+            return "from VETO_DEMO_PASSWORD"
+        if generated is not None:
+            return f"{generated}  (generated; shown only now)"
+        return "unchanged (set VETO_DEMO_PASSWORD to reset it)"
+
+    def _api_key(self, team: Team, key_from_env: str | None) -> str:
+        if key_from_env is not None:
+            if not ApiKey.objects.filter(key_hash=keys.hash_token(key_from_env)).exists():
+                api_key_create(team=team, name=DEMO_KEY_NAME, scopes=ALL_SCOPES, token=key_from_env)
+            return "from VETO_DEMO_API_KEY"
+        if ApiKey.objects.filter(team=team, name=DEMO_KEY_NAME, revoked_at__isnull=True).exists():
+            return "exists (keys are shown only when created; set VETO_DEMO_API_KEY to choose one)"
+        _, token = api_key_create(team=team, name=DEMO_KEY_NAME, scopes=ALL_SCOPES)
+        return f"{token}  (generated; shown only now)"
+
+    def _rules(self, team: Team) -> str:
+        if RuleSetVersion.objects.filter(team=team).exists():
+            active = RuleSetVersion.objects.filter(team=team, is_active=True).first()
+            return f"version {active.number} is active" if active else "versions exist, none active"
+        version = rule_set_version_create(team=team, source_text=DEMO_RULES.read_text(), content_type="application/yaml")
+        version.author_name = "seed_demo"
+        version.save(update_fields=["author_name"])
+        rule_set_version_publish(version=version)
+        return f"published the demo rule set as version {version.number}"

@@ -1,0 +1,128 @@
+"""Who owns what: organizations, teams, members, approver groups and API keys.
+
+Every other app imports tenancy from here. A team is what the SDK calls a
+*project*; an API key belongs to exactly one team and sees nothing else.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Organization(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    # The API key whose call created this organization may administer it (VetoAdmin's
+    # create_organization → create_project flow); null for organizations made by people.
+    created_by_api_key = models.ForeignKey(
+        "tenancy.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Team(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="teams")
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    is_default = models.BooleanField(default=False)
+    default_approval_timeout_seconds = models.PositiveIntegerField(null=True, blank=True)
+    # As for organizations: the key that created a project through the API may administer it.
+    created_by_api_key = models.ForeignKey(
+        "tenancy.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization"], condition=Q(is_default=True), name="team_one_default_per_org"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        MEMBER = "member", "Member"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "team"], name="membership_unique_user_team")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.role})"
+
+
+class ApproverGroup(models.Model):
+    """People who may decide a team's approvals; rules name groups by slug (``approvers: [compliance]``)."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="approver_groups")
+    slug = models.SlugField(max_length=100)
+    name = models.CharField(max_length=200)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="approver_groups")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [models.UniqueConstraint(fields=["team", "slug"], name="approver_group_unique_slug")]
+
+    def __str__(self) -> str:
+        return f"{self.team.slug}/{self.slug}"
+
+
+class ApiKey(models.Model):
+    class Scope(models.TextChoices):
+        RUNTIME = "runtime", "Runtime (validate, register, log decisions, poll approvals)"
+        DECISIONS_READ = "decisions:read", "Read decisions"
+        POLICIES_WRITE = "policies:write", "Write policies and rule sets"
+        POLICIES_PUBLISH = "policies:publish", "Publish rule sets"
+        APPROVALS_RESOLVE = "approvals:resolve", "Resolve approvals"
+        ADMIN = "admin", "Administer the organization (projects, API keys)"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=200)
+    # The first characters of the token: shown in lists, and the indexed lookup column.
+    prefix = models.CharField(max_length=16, db_index=True)
+    # SHA-256 of the whole token; the token itself is never stored.
+    key_hash = models.CharField(max_length=64, unique=True)
+    scopes = models.JSONField(default=list)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None

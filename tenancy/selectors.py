@@ -1,0 +1,110 @@
+"""Reads for tenancy, including the API-key lookup on every request's path."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+
+from common.cache import Missing, TtlCache
+from common.errors import NotFound
+from common.gateway import run_db
+from tenancy import keys
+from tenancy.models import ApiKey, ApproverGroup, Organization, Team
+from tenancy.principal import ApiKeyPrincipal
+
+# token hash -> principal. Only hits are cached: caching misses would let random tokens
+# grow the cache without bound.
+_principals: TtlCache[str, ApiKeyPrincipal] = TtlCache(lambda: settings.API_KEY_CACHE_SECONDS)
+_team_timeouts: TtlCache[uuid.UUID, int | None] = TtlCache(30.0)
+
+
+def forget_cached_principals() -> None:
+    _principals.clear()
+
+
+def _principal_from_database(token: str) -> ApiKeyPrincipal | None:
+    candidates = ApiKey.objects.filter(
+        prefix=keys.token_prefix(token), revoked_at__isnull=True
+    ).select_related("team")
+    token_hash = keys.hash_token(token)
+    for api_key in candidates:
+        if hmac.compare_digest(api_key.key_hash, token_hash):
+            return ApiKeyPrincipal(
+                key_id=api_key.id,
+                key_prefix=api_key.prefix,
+                team_id=api_key.team_id,
+                team_slug=api_key.team.slug,
+                organization_id=api_key.team.organization_id,
+                scopes=frozenset(api_key.scopes),
+            )
+    return None
+
+
+def principal_for_token(token: str) -> ApiKeyPrincipal | None:
+    """The principal behind a presented token, or None when unknown or revoked."""
+    if not token:
+        return None
+    token_hash = keys.hash_token(token)
+    cached = _principals.get(token_hash)
+    if not isinstance(cached, Missing):
+        return cached
+    principal = _principal_from_database(token)
+    if principal is not None:
+        _principals.put(token_hash, principal)
+    return principal
+
+
+async def principal_for_token_async(token: str) -> ApiKeyPrincipal | None:
+    """As ``principal_for_token``, for the gateway: the database only on a miss, off the event loop."""
+    if not token:
+        return None
+    return await _principals.get_or_load(
+        keys.hash_token(token), lambda: run_db(_principal_from_database, token), cache_none=False
+    )
+
+
+def team_get(*, team_id: uuid.UUID) -> Team:
+    return Team.objects.select_related("organization").get(pk=team_id)
+
+
+def team_get_by_slug(*, slug: str) -> Team:
+    try:
+        return Team.objects.select_related("organization").get(slug=slug)
+    except Team.DoesNotExist as exc:
+        raise NotFound(f"team {slug!r} does not exist") from exc
+
+
+def organizations_administered_by(*, principal: ApiKeyPrincipal) -> QuerySet[Organization]:
+    """A key administers its own team's organization and the organizations it created."""
+    return Organization.objects.filter(
+        Q(pk=principal.organization_id) | Q(created_by_api_key_id=principal.key_id)
+    ).distinct()
+
+
+def teams_administered_by(*, principal: ApiKeyPrincipal) -> QuerySet[Team]:
+    """A key reaches its own team and the teams (or organizations) it created; nothing else."""
+    return Team.objects.filter(
+        Q(pk=principal.team_id)
+        | Q(created_by_api_key_id=principal.key_id)
+        | Q(organization__created_by_api_key_id=principal.key_id)
+    ).select_related("organization")
+
+
+def api_keys_administered_by(*, principal: ApiKeyPrincipal) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(team__in=teams_administered_by(principal=principal)).order_by("-created_at")
+
+
+def approver_groups_of_team(*, team: Team) -> QuerySet[ApproverGroup]:
+    return ApproverGroup.objects.filter(team=team).prefetch_related("members")
+
+
+def _team_default_timeout_from_database(team_id: uuid.UUID) -> int | None:
+    return Team.objects.filter(pk=team_id).values_list("default_approval_timeout_seconds", flat=True).first()
+
+
+async def team_default_approval_timeout(*, team_id: uuid.UUID) -> int | None:
+    """The team's default approval timeout in seconds (None: the installation default), cached briefly."""
+    return await _team_timeouts.get_or_load(team_id, lambda: run_db(_team_default_timeout_from_database, team_id))

@@ -1,0 +1,193 @@
+"""Writes for tenancy: organizations, teams (projects), memberships, approver groups, API keys."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from common.errors import Conflict, InvalidInput, PermissionDenied
+from tenancy import keys
+from tenancy.models import ApiKey, ApproverGroup, Membership, Organization, Team
+from tenancy.principal import ApiKeyPrincipal
+from tenancy.selectors import forget_cached_principals
+
+logger = logging.getLogger(__name__)
+
+ALL_SCOPES: tuple[str, ...] = tuple(ApiKey.Scope.values)
+DEFAULT_SCOPES: tuple[str, ...] = (ApiKey.Scope.RUNTIME, ApiKey.Scope.DECISIONS_READ)
+
+
+def _unique_slug(model: type[Organization] | type[Team], base: str) -> str:
+    root = slugify(base)[:90] or "item"
+    candidate = root
+    suffix = 2
+    while model.objects.filter(slug=candidate).exists():
+        candidate = f"{root}-{suffix}"
+        suffix += 1
+    return candidate
+
+
+def _validated_scopes(scopes: Iterable[str] | None) -> list[str]:
+    chosen = list(DEFAULT_SCOPES if scopes is None else scopes)
+    unknown = sorted(set(chosen) - set(ALL_SCOPES))
+    if unknown:
+        raise InvalidInput(
+            f"unknown scope(s): {', '.join(unknown)}",
+            details={"allowed": list(ALL_SCOPES)},
+        )
+    return sorted(set(chosen))
+
+
+def organization_create(
+    *, name: str, slug: str | None = None, created_by_api_key_id: uuid.UUID | None = None
+) -> Organization:
+    """Create an organization; a clashing explicit slug is a 409."""
+    name = name.strip()
+    if not name:
+        raise InvalidInput("name: must not be blank")
+    chosen_slug = slugify(slug) if slug else _unique_slug(Organization, name)
+    if not chosen_slug:
+        raise InvalidInput("slug: must contain at least one letter or digit")
+    try:
+        with transaction.atomic():
+            organization = Organization.objects.create(
+                name=name, slug=chosen_slug, created_by_api_key_id=created_by_api_key_id
+            )
+    except IntegrityError as exc:
+        raise Conflict(f"slug: an organization with slug {chosen_slug!r} already exists") from exc
+    logger.info("organization.created id=%s slug=%s", organization.id, organization.slug)
+    return organization
+
+
+def team_create(
+    *,
+    organization: Organization,
+    name: str,
+    slug: str | None = None,
+    created_by_api_key_id: uuid.UUID | None = None,
+) -> Team:
+    """Create a team (an SDK *project*). The organization's first team becomes its default."""
+    name = name.strip()
+    if not name:
+        raise InvalidInput("name: must not be blank")
+    chosen_slug = slugify(slug) if slug else _unique_slug(Team, name)
+    try:
+        with transaction.atomic():
+            # Row lock on the organization serialises "is this the first team?" decisions.
+            Organization.objects.select_for_update().get(pk=organization.pk)
+            is_first = not organization.teams.exists()
+            team = Team.objects.create(
+                organization=organization,
+                name=name,
+                slug=chosen_slug,
+                is_default=is_first,
+                created_by_api_key_id=created_by_api_key_id,
+            )
+    except IntegrityError as exc:
+        raise Conflict(f"slug: a team with slug {chosen_slug!r} already exists") from exc
+    logger.info("team.created id=%s slug=%s organization=%s", team.id, team.slug, organization.id)
+    return team
+
+
+def api_key_create(
+    *,
+    team: Team,
+    name: str,
+    scopes: Iterable[str] | None = None,
+    created_by: AbstractBaseUser | None = None,
+    token: str | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with its token; the token is shown this once and never stored.
+
+    ``token`` lets operators bring their own (e.g. ``VETO_DEMO_API_KEY``); it must be at
+    least 32 characters.
+    """
+    name = name.strip()
+    if not name:
+        raise InvalidInput("name: must not be blank")
+    if token is None:
+        token = keys.generate_token()
+    elif len(token) < keys.MIN_TOKEN_LENGTH:
+        raise InvalidInput(f"key: must be at least {keys.MIN_TOKEN_LENGTH} characters")
+    try:
+        with transaction.atomic():
+            api_key = ApiKey.objects.create(
+                team=team,
+                name=name,
+                prefix=keys.token_prefix(token),
+                key_hash=keys.hash_token(token),
+                scopes=_validated_scopes(scopes),
+                created_by=created_by if created_by is not None and created_by.pk else None,
+            )
+    except IntegrityError as exc:
+        raise Conflict("key: this key is already registered") from exc
+    logger.info("api_key.created id=%s team=%s prefix=%s", api_key.id, team.slug, api_key.prefix)
+    return api_key, token
+
+
+def api_key_create_by_principal(
+    *, principal: ApiKeyPrincipal, team: Team, name: str, scopes: Iterable[str] | None
+) -> tuple[ApiKey, str]:
+    """A key minting a key: it may not grant a scope it lacks itself."""
+    wanted = _validated_scopes(scopes)
+    missing = sorted(set(wanted) - principal.scopes)
+    if missing:
+        raise PermissionDenied(f"scopes: this key cannot grant scope(s) it does not hold: {', '.join(missing)}")
+    return api_key_create(team=team, name=name, scopes=wanted)
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Revoke a key; idempotent. Takes effect at once here and within API_KEY_CACHE_SECONDS elsewhere."""
+    updated = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    api_key.refresh_from_db()
+    forget_cached_principals()
+    if updated:
+        logger.info("api_key.revoked id=%s team=%s", api_key.id, api_key.team_id)
+    return api_key
+
+
+_last_touch: dict[uuid.UUID, float] = {}
+
+
+def api_key_touch_due(*, key_id: uuid.UUID) -> bool:
+    """True at most once per resolution window per key and process: the caller then writes
+    ``last_used_at`` with ``api_key_touch`` (a write on every call would double the load)."""
+    resolution = settings.API_KEY_LAST_USED_RESOLUTION_SECONDS
+    now = time.monotonic()
+    previous = _last_touch.get(key_id)
+    if previous is not None and now - previous < resolution:
+        return False
+    _last_touch[key_id] = now
+    return True
+
+
+def api_key_touch(*, key_id: uuid.UUID) -> None:
+    ApiKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
+
+
+def project_create(
+    *, organization: Organization, name: str, created_by_api_key_id: uuid.UUID | None
+) -> tuple[Team, ApiKey, str]:
+    """A team plus its first API key (all scopes), as the SDK's ``create_project`` expects."""
+    with transaction.atomic():
+        team = team_create(organization=organization, name=name, created_by_api_key_id=created_by_api_key_id)
+        api_key, token = api_key_create(team=team, name=f"{team.name} default key", scopes=ALL_SCOPES)
+    return team, api_key, token
+
+
+def membership_ensure(*, user: AbstractBaseUser, team: Team, role: str = Membership.Role.MEMBER) -> Membership:
+    membership, _ = Membership.objects.update_or_create(user=user, team=team, defaults={"role": role})
+    return membership
+
+
+def approver_group_ensure(*, team: Team, slug: str, name: str | None = None) -> ApproverGroup:
+    group, _ = ApproverGroup.objects.get_or_create(team=team, slug=slug, defaults={"name": name or slug})
+    return group

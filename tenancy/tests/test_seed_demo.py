@@ -1,0 +1,67 @@
+"""seed_demo: the demo team, groups, users, key and rule set; idempotent."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.contrib.auth import authenticate, get_user_model
+from django.core.management import call_command
+
+from policies.models import RuleSetVersion
+from tenancy.models import ApiKey, ApproverGroup, Team
+from tenancy.selectors import principal_for_token
+
+pytestmark = pytest.mark.django_db
+
+DEMO_KEY = "demo-key-for-tests-0123456789abcdefghij"
+
+
+def seed(monkeypatch, **env: str) -> str:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    out = io.StringIO()
+    call_command("seed_demo", stdout=out)
+    return out.getvalue()
+
+
+def test_seed_demo__creates_team_groups_users_key_and_rules(monkeypatch):
+    output = seed(monkeypatch, VETO_DEMO_PASSWORD="demo-password-1", VETO_DEMO_API_KEY=DEMO_KEY)
+
+    team = Team.objects.get(slug="demo")
+    groups = {g.slug: set(g.members.values_list("username", flat=True)) for g in ApproverGroup.objects.filter(team=team)}
+    assert groups == {
+        "compliance": {"alice"},
+        "privacy-office": {"alice"},
+        "engineering-leads": {"bob"},
+    }
+    assert get_user_model().objects.get(username="admin").is_superuser
+    assert authenticate(username="carol", password="demo-password-1") is not None
+    principal = principal_for_token(DEMO_KEY)
+    assert principal is not None and principal.team_id == team.id
+    assert principal.scopes == frozenset(ApiKey.Scope.values)
+    active = RuleSetVersion.objects.get(team=team, is_active=True)
+    assert active.number == 1 and len(active.document["rules"]) == 5
+    assert "published the demo rule set as version 1" in output
+
+
+def test_seed_demo__second_run__changes_nothing(monkeypatch):
+    seed(monkeypatch, VETO_DEMO_PASSWORD="demo-password-1", VETO_DEMO_API_KEY=DEMO_KEY)
+    output = seed(monkeypatch, VETO_DEMO_PASSWORD="demo-password-1", VETO_DEMO_API_KEY=DEMO_KEY)
+    assert Team.objects.filter(slug="demo").count() == 1
+    assert ApiKey.objects.count() == 1
+    assert RuleSetVersion.objects.count() == 1
+    assert get_user_model().objects.count() == 4
+    assert "version 1 is active" in output
+
+
+def test_seed_demo__without_env__generates_and_prints_password_and_key_once(monkeypatch):
+    monkeypatch.delenv("VETO_DEMO_PASSWORD", raising=False)
+    monkeypatch.delenv("VETO_DEMO_API_KEY", raising=False)
+    first = seed(monkeypatch)
+    password = next(line for line in first.splitlines() if line.startswith("Password:")).split()[1]
+    token = next(line for line in first.splitlines() if line.startswith("API key:")).split()[2]
+    assert authenticate(username="alice", password=password) is not None
+    assert principal_for_token(token) is not None
+    second = seed(monkeypatch)
+    assert password not in second and token not in second

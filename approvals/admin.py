@@ -1,0 +1,17 @@
+from django.contrib import admin
+
+from approvals.models import Approval
+
+
+@admin.register(Approval)
+class ApprovalAdmin(admin.ModelAdmin):
+    """Read-only for operators: approvals are resolved through their services, never edited."""
+
+    list_display = ("tool_name", "team", "status", "rule_id", "created_at", "expires_at", "resolved_by")
+    list_filter = ("team", "status")
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False

@@ -1,0 +1,9 @@
+from django.urls import path
+
+from audit.api import views
+
+urlpatterns = [
+    path("decisions", views.DecisionsView.as_view(), name="decisions"),
+    path("decisions/stats", views.DecisionStatsView.as_view(), name="decision-stats"),
+    path("decisions/<str:decision_id>", views.DecisionDetailView.as_view(), name="decision-detail"),
+]

@@ -1,0 +1,61 @@
+"""Decisions: the SDK logs its local ones; admins list, count and read them."""
+
+from __future__ import annotations
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit import selectors
+from audit.api import serializers as s
+from common.api import parse_uuid_or_404
+from common.errors import NotFound
+from tenancy.models import ApiKey
+
+READ = (ApiKey.Scope.DECISIONS_READ,)
+
+
+def _validated_query(request: Request) -> s.DecisionQuerySerializer:
+    query = s.DecisionQuerySerializer(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    project_id = query.validated_data.get("projectId")
+    if project_id is not None and project_id != request.auth.team_id:
+        raise NotFound("project not found")
+    return query
+
+
+class DecisionsView(APIView):
+    """``GET /v1/decisions``. (``POST`` is served by the runtime gateway: audit/api/runtime.py.)"""
+
+    required_scopes = READ
+
+    def get(self, request: Request) -> Response:
+        query = _validated_query(request)
+        records = selectors.decisions_of_team(team_id=request.auth.team_id, filters=query.filters())
+        limit, offset = query.validated_data["limit"], query.validated_data["offset"]
+        total = records.count()
+        page = list(records[offset : offset + limit])
+        return Response(
+            {
+                "data": [s.decision_output(r) for r in page],
+                "pagination": {"total": total, "limit": limit, "offset": offset, "hasMore": offset + len(page) < total},
+            }
+        )
+
+
+class DecisionStatsView(APIView):
+    required_scopes = READ
+
+    def get(self, request: Request) -> Response:
+        query = _validated_query(request)
+        return Response(selectors.decision_stats(team_id=request.auth.team_id, filters=query.filters()))
+
+
+class DecisionDetailView(APIView):
+    required_scopes = READ
+
+    def get(self, request: Request, decision_id: str) -> Response:
+        record = selectors.decision_get_for_team(
+            team_id=request.auth.team_id, decision_id=parse_uuid_or_404(decision_id, what="decision")
+        )
+        return Response(s.decision_output(record))

@@ -1,0 +1,50 @@
+"""Reads of the decision record: the SDK's list, stats and detail calls."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Count, Q, QuerySet
+
+from audit.models import DecisionRecord
+from common.errors import NotFound
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionFilters:
+    tool_name: str | None = None
+    decision: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+def decisions_of_team(*, team_id: uuid.UUID, filters: DecisionFilters) -> QuerySet[DecisionRecord]:
+    queryset = DecisionRecord.objects.filter(team_id=team_id)
+    if filters.tool_name:
+        queryset = queryset.filter(tool_name=filters.tool_name)
+    if filters.decision:
+        queryset = queryset.filter(decision=filters.decision)
+    if filters.start:
+        queryset = queryset.filter(created_at__gte=filters.start)
+    if filters.end:
+        queryset = queryset.filter(created_at__lte=filters.end)
+    return queryset.order_by("-created_at", "-id")
+
+
+def decision_stats(*, team_id: uuid.UUID, filters: DecisionFilters) -> dict[str, int]:
+    counts = decisions_of_team(team_id=team_id, filters=filters).order_by().aggregate(
+        total=Count("id"),
+        allowed=Count("id", filter=Q(decision=DecisionRecord.Outcome.ALLOW)),
+        denied=Count("id", filter=Q(decision=DecisionRecord.Outcome.DENY)),
+        requireApproval=Count("id", filter=Q(decision=DecisionRecord.Outcome.REQUIRE_APPROVAL)),
+    )
+    return {key: int(value or 0) for key, value in counts.items()}
+
+
+def decision_get_for_team(*, team_id: uuid.UUID, decision_id: uuid.UUID) -> DecisionRecord:
+    try:
+        return DecisionRecord.objects.get(pk=decision_id, team_id=team_id)
+    except DecisionRecord.DoesNotExist as exc:
+        raise NotFound("decision not found") from exc

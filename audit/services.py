@@ -1,0 +1,138 @@
+"""Writes for the decision record."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from approvals.services import approval_build_for_decision
+from audit.models import DecisionRecord
+from audit.writer import DecisionRow, decision_writer
+from policies.engine import Decision
+from tenancy.principal import ApiKeyPrincipal
+
+
+@dataclass(frozen=True, slots=True)
+class SubmittedDecision:
+    decision_id: uuid.UUID
+    approval_id: uuid.UUID | None
+    # Resolves once the row (and its approval) is committed; raises if the commit failed.
+    done: Future[None]
+
+
+def _decision_row(
+    *,
+    principal: ApiKeyPrincipal,
+    tool_name: str,
+    arguments: dict[str, Any],
+    context: dict[str, Any],
+    decision: str,
+    reason: str,
+    mode: str,
+    source: str,
+    latency_ms: float,
+    now: datetime,
+    rule_id: str = "",
+    rule_name: str = "",
+    severity: str = "",
+    rule_set_version: int | None = None,
+    approval_id: uuid.UUID | None = None,
+) -> DecisionRow:
+    return {
+        "id": uuid.uuid4(),
+        "team_id": principal.team_id,
+        "tool_name": tool_name,
+        "arguments": arguments,
+        "context": context,
+        "decision": decision,
+        "rule_id": rule_id,
+        "rule_name": rule_name,
+        "reason": reason,
+        "severity": severity,
+        "mode": mode,
+        "source": source,
+        "latency_ms": latency_ms,
+        "rule_set_version": rule_set_version,
+        "approval_id": approval_id,
+        "api_key_id": principal.key_id,
+        "created_at": now,
+    }
+
+
+def decision_submit(
+    *,
+    principal: ApiKeyPrincipal,
+    team_default_timeout_seconds: int | None,
+    tool_name: str,
+    arguments: dict[str, Any],
+    context: dict[str, Any],
+    decision: Decision,
+    rule_set_version: int | None,
+    latency_ms: float,
+    now: datetime,
+) -> SubmittedDecision:
+    """Hand a server-made decision (and, for require_approval, its pending approval) to the
+    decision writer. The caller must wait on ``done`` before answering."""
+    approval = None
+    if decision.decision == "require_approval":
+        approval = approval_build_for_decision(
+            team_id=principal.team_id,
+            team_default_timeout_seconds=team_default_timeout_seconds,
+            tool_name=tool_name,
+            arguments=arguments,
+            context=context,
+            decision=decision,
+            now=now,
+        )
+    row = _decision_row(
+        principal=principal,
+        tool_name=tool_name,
+        arguments=arguments,
+        context=context,
+        decision=decision.decision,
+        reason=decision.reason or "",
+        mode="deterministic",
+        source=DecisionRecord.Source.SERVER,
+        latency_ms=latency_ms,
+        now=now,
+        rule_id=decision.rule_id or "",
+        rule_name=decision.rule_name or "",
+        severity=decision.severity or "",
+        rule_set_version=rule_set_version,
+        approval_id=approval.id if approval is not None else None,
+    )
+    done = decision_writer().submit(row, approval)
+    return SubmittedDecision(row["id"], row["approval_id"], done)
+
+
+async def client_decision_record(
+    *,
+    principal: ApiKeyPrincipal,
+    tool_name: str,
+    arguments: dict[str, Any],
+    context: dict[str, Any],
+    decision: str,
+    reason: str,
+    mode: str,
+    latency_ms: float,
+    now: datetime,
+) -> uuid.UUID:
+    """Record a decision the SDK made locally (``POST /v1/decisions``), durably, before returning."""
+    row = _decision_row(
+        principal=principal,
+        tool_name=tool_name,
+        arguments=arguments,
+        context=context,
+        decision=decision,
+        reason=reason,
+        mode=mode,
+        source=DecisionRecord.Source.CLIENT,
+        latency_ms=latency_ms,
+        now=now,
+    )
+    await asyncio.wrap_future(decision_writer().submit(row))
+    return row["id"]

@@ -1,0 +1,90 @@
+"""Request and response shapes of the validate endpoint (field names are the SDK's).
+
+Pydantic, not DRF serializers: this is the hot path, and validating the request
+here costs about 2.5 µs against 84 µs for the equivalent DRF serializer
+(measured; see README). The same models document the endpoint in OpenAPI.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from policies.services import ValidationOutcome
+
+
+class ToolCallValidateRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    tool_name: str = Field(min_length=1, max_length=200, description="The tool the agent wants to call.")
+    arguments: dict[str, Any] = Field(default_factory=dict, description="The call's arguments (an object).")
+    context: dict[str, Any] | None = Field(
+        default=None,
+        description="call_id, timestamp, session_id, agent_id, user_id, role and custom{...}; "
+        "custom fields are also readable at the top level of `context` in rules.",
+    )
+
+
+class FailedConstraint(BaseModel):
+    parameter: str
+    constraint_type: str
+    expected: Any = None
+    actual: Any = None
+    message: str
+
+
+class Denial(BaseModel):
+    severity: Literal["deny", "require_approval"]
+    suggestedFixes: list[str] = Field(default_factory=list)
+    policyId: str | None = None
+    policyName: str | None = None
+    matchedCondition: str | None = None
+    docsUrl: str | None = None
+
+
+class ValidationMetadata(BaseModel):
+    rule_id: str | None
+    rule_name: str | None
+    severity: str | None
+    decision_id: str
+    rule_set_version: int | None
+    source: Literal["server"] = "server"
+    noted_rule_ids: list[str] | None = Field(
+        default=None, description="Rules with action warn/log that matched (they never decide)."
+    )
+
+
+class ToolCallValidateResponse(BaseModel):
+    decision: Literal["allow", "deny", "require_approval"]
+    reason: str | None
+    failed_constraints: list[FailedConstraint] = Field(default_factory=list)
+    metadata: ValidationMetadata
+    approval_id: str | None = Field(description="Set for require_approval: poll GET /v1/approvals/{approval_id}.")
+    denial: Denial | None = None
+
+    @classmethod
+    def from_outcome(cls, outcome: ValidationOutcome) -> ToolCallValidateResponse:
+        decision = outcome.decision
+        denial = None
+        if decision.decision != "allow":
+            denial = Denial(
+                severity=decision.decision,
+                policyId=decision.rule_id,
+                policyName=decision.rule_name,
+                matchedCondition=decision.matched_condition,
+            )
+        return cls(
+            decision=decision.decision,
+            reason=decision.reason,
+            metadata=ValidationMetadata(
+                rule_id=decision.rule_id,
+                rule_name=decision.rule_name,
+                severity=decision.severity,
+                decision_id=str(outcome.decision_id),
+                rule_set_version=outcome.rule_set_version,
+                noted_rule_ids=list(decision.noted_rule_ids) or None,
+            ),
+            approval_id=str(outcome.approval_id) if outcome.approval_id else None,
+            denial=denial,
+        )

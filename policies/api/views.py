@@ -1,0 +1,36 @@
+"""The SDK's tool calls that are not on the hot path: register tools, list them, fetch a
+per-tool policy. (Validate is served by the runtime gateway: policies/api/runtime.py.)"""
+
+from __future__ import annotations
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from common.errors import NotFound
+from policies import selectors, services
+from policies.api import serializers as s
+
+
+class ToolsRegisterView(APIView):
+    def post(self, request: Request) -> Response:
+        data = s.ToolsRegisterInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        tools = services.tools_register(team_id=request.auth.team_id, tools=data.validated_data["tools"])
+        return Response(
+            {"success": True, "registered_tools": [t.name for t in tools], "message": f"Registered {len(tools)} tool(s)"}
+        )
+
+
+class ToolsListView(APIView):
+    def get(self, request: Request) -> Response:
+        tools = selectors.registered_tools_of_team(team_id=request.auth.team_id)
+        return Response({"data": [s.tool_output(t) for t in tools]})
+
+
+class ToolPolicyView(APIView):
+    """Per-tool policies arrive with the policies issue; until a tool has one the SDK is told
+    so with a 404, which its PolicyCache reads as "no policy: ask the server"."""
+
+    def get(self, request: Request, tool_name: str) -> Response:
+        raise NotFound(f"no policy for tool {tool_name!r}")

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from tenancy.models import ApiKey, Team
+
+
+class RuleSetVersion(models.Model):
+    """One immutable version of a team's rule set. Publishing makes it the team's active one."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        PUBLISHED = "published", "Published"
+        ARCHIVED = "archived", "Archived"
+
+    class SourceFormat(models.TextChoices):
+        YAML = "yaml", "YAML"
+        JSON = "json", "JSON"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="rule_set_versions")
+    number = models.PositiveIntegerField()
+    source_text = models.TextField()
+    source_format = models.CharField(max_length=8, choices=SourceFormat.choices)
+    # The normalized document (policies.engine.document); what the engine compiles.
+    document = models.JSONField()
+    checksum = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    is_active = models.BooleanField(default=False)
+    author_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    author_api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Copied so the history still names the author after the user or key is gone.
+    author_name = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["team", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "number"], name="rule_set_version_unique_number"),
+            # At most one active version per team, whatever the application does.
+            models.UniqueConstraint(fields=["team"], condition=Q(is_active=True), name="rule_set_one_active_per_team"),
+            models.CheckConstraint(
+                condition=~Q(is_active=True) | Q(status="published"), name="rule_set_active_is_published"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.team.slug} v{self.number} ({self.status})"
+
+
+class RegisteredTool(models.Model):
+    """A tool signature an SDK registered (``POST /v1/tools/register``)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="registered_tools")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    parameters = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="registered_tool_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.team.slug}/{self.name}"

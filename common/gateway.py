@@ -1,0 +1,211 @@
+"""The runtime gateway: a thin ASGI layer that serves the SDK's hot endpoints natively async.
+
+Why it exists (measured, see README "Performance"): under ASGI, Django runs every
+``MiddlewareMixin`` middleware and every sync signal receiver through
+``sync_to_async``, on a thread created per request. On this project's 2-core
+machine that capped Django at about 500 requests/s, while the server itself
+answers 35,000+/s. Validate is on every governed tool call of every agent, so
+it, the client-side decision log and the health probe are served here, with no
+middleware and no thread hop on the common path. Everything else (admin API,
+dashboard, admin site, OpenAPI) is plain Django behind it.
+
+An endpoint is ``async def endpoint(request: GatewayRequest, **params) -> GatewayResponse``.
+Endpoints raise ``ApplicationError`` (or DRF validation errors from serializers)
+and get the same ``{"error": {"code", "message", "details"}}`` bodies as the
+Django API. Database work goes through ``run_db`` (a worker thread) or the
+decision writer; never on the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections, connections
+from pydantic import BaseModel, ValidationError
+
+from common.errors import InvalidInput, error_body, error_for_exception
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class GatewayRequest:
+    method: str
+    path: str
+    query_string: bytes
+    headers: dict[str, str]
+    body: bytes
+    client: str | None = None
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def parse(self, model: type[M]) -> M:
+        """The JSON body validated against ``model``; a 400 naming every bad field otherwise."""
+        if not self.body:
+            raise InvalidInput("request body is empty; expected a JSON object", code="malformed_json")
+        try:
+            return model.model_validate_json(self.body)
+        except ValidationError as exc:
+            raise _invalid_input(exc) from exc
+
+
+def _invalid_input(exc: ValidationError) -> InvalidInput:
+    errors = exc.errors(include_url=False, include_input=False)
+    if any(error["type"] == "json_invalid" for error in errors):
+        return InvalidInput(f"request body is not valid JSON: {errors[0]['msg']}", code="malformed_json")
+    problems = [
+        {"path": ".".join(str(part) for part in error["loc"]) or "(body)", "message": error["msg"]}
+        for error in errors
+    ]
+    first = problems[0]
+    return InvalidInput(f"{first['path']}: {first['message']}", details={"errors": problems})
+
+
+@dataclass(slots=True)
+class GatewayResponse:
+    status: int
+    body: Any
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+def json_response(body: Any, *, status: int = 200) -> GatewayResponse:
+    return GatewayResponse(status, body)
+
+
+Endpoint = Callable[..., Awaitable[GatewayResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    pattern: str
+    endpoint: Endpoint
+
+    def compiled(self) -> re.Pattern[str]:
+        return re.compile("^" + self.pattern + "$")
+
+
+def _close_connections() -> None:
+    for conn in connections.all(initialized_only=True):
+        conn.close()
+
+
+def _db_call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    close_old_connections()
+    try:
+        return function(*args, **kwargs)
+    finally:
+        # Hand the connection back (to the pool, on PostgreSQL): worker threads are shared
+        # and must not each pin one.
+        _close_connections()
+
+
+async def run_db(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run blocking database code on a worker thread (never on the event loop)."""
+    return await sync_to_async(partial(_db_call, function, *args, **kwargs), thread_sensitive=False)()
+
+
+class Gateway:
+    def __init__(self, fallback: ASGIApp, routes: list[Route]) -> None:
+        self.fallback = fallback
+        self.exact: dict[tuple[str, str], Endpoint] = {}
+        self.patterns: list[tuple[str, re.Pattern[str], Endpoint]] = []
+        for route in routes:
+            if any(ch in route.pattern for ch in "()[]*+?\\"):
+                self.patterns.append((route.method, route.compiled(), route.endpoint))
+            else:
+                self.exact[(route.method, route.pattern)] = route.endpoint
+
+    def _match(self, method: str, path: str) -> tuple[Endpoint, dict[str, str]] | None:
+        endpoint = self.exact.get((method, path))
+        if endpoint is not None:
+            return endpoint, {}
+        for route_method, pattern, route_endpoint in self.patterns:
+            if route_method == method:
+                found = pattern.match(path)
+                if found:
+                    return route_endpoint, found.groupdict()
+        return None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            matched = self._match(scope["method"], scope["path"])
+            if matched is not None:
+                await self._serve(scope, receive, send, *matched)
+                return
+        await self.fallback(scope, receive, send)
+
+    async def _serve(
+        self, scope: dict[str, Any], receive: Any, send: Any, endpoint: Endpoint, params: dict[str, str]
+    ) -> None:
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        try:
+            declared = int(headers.get("content-length") or 0)
+        except ValueError:
+            declared = 0
+        body = b"" if declared <= limit else None
+        if body is not None:
+            body = await self._read_body(receive, limit)
+        if body is None:
+            await self._send(send, GatewayResponse(413, error_body(
+                "payload_too_large", f"request body is larger than the {limit}-byte limit"
+            )))
+            return
+        client = scope.get("client")
+        request = GatewayRequest(
+            method=scope["method"],
+            path=scope["path"],
+            query_string=scope.get("query_string", b""),
+            headers=headers,
+            body=body,
+            client=client[0] if client else None,
+        )
+        try:
+            response = await endpoint(request, **params)
+        except Exception as exc:  # noqa: BLE001 - mapped below; anything unmapped is a bug, logged as one
+            mapped = error_for_exception(exc)
+            if mapped is None:
+                logger.exception("gateway.unhandled_error path=%s", request.path)
+                mapped = (500, error_body("internal_error", "internal server error"))
+            response = GatewayResponse(mapped[0], mapped[1])
+        await self._send(send, response)
+
+    @staticmethod
+    async def _read_body(receive: Any, limit: int) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return b"".join(chunks)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    @staticmethod
+    async def _send(send: Any, response: GatewayResponse) -> None:
+        if isinstance(response.body, BaseModel):
+            payload = response.body.model_dump_json(by_alias=True).encode("utf-8")
+        else:
+            payload = json.dumps(response.body, separators=(",", ":"), default=str).encode("utf-8")
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers + response.headers})
+        await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from common.health import readyz
+
+api_v1 = [
+    path("", include("policies.api.urls")),
+    path("", include("audit.api.urls")),
+    path("", include("approvals.api.urls")),
+    path("", include("tenancy.api.urls")),
+]
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="dashboard:home", permanent=False)),
+    path("readyz", readyz, name="readyz"),
+    path("v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("dashboard/", include(("audit.urls", "dashboard"))),
+    path("admin/", admin.site.urls),
+]

@@ -100,13 +100,22 @@ def asgi_server(
     log_path = tmp_path_factory.mktemp("live-server") / "server.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "veto_cloud.asgi:application", "--host", "127.0.0.1",
-             "--port", str(port), "--no-access-log"],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "veto_cloud.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+            ],
             cwd=BASE_DIR,
             env=subprocess_environment(),
             stdout=log,
             stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        )
     server = LiveServer(url=f"http://127.0.0.1:{port}", log_path=log_path)
     deadline = time.monotonic() + 30
     while True:

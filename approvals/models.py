@@ -41,7 +41,9 @@ class Approval(models.Model):
         ordering = ["created_at"]
         indexes = [
             # The expiry sweep: pending approvals in deadline order.
-            models.Index(fields=["expires_at"], condition=Q(status="pending"), name="approval_pending_expiry"),
+            models.Index(
+                fields=["expires_at"], condition=Q(status="pending"), name="approval_pending_expiry"
+            ),
             models.Index(fields=["team", "status", "created_at"], name="approval_team_status"),
         ]
         constraints = [

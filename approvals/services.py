@@ -63,4 +63,3 @@ def approvals_expire_due(*, now: datetime | None = None) -> int:
     if expired:
         logger.info("approval.expired count=%d", expired)
     return expired
-

@@ -34,11 +34,15 @@ def decisions_of_team(*, team_id: uuid.UUID, filters: DecisionFilters) -> QueryS
 
 
 def decision_stats(*, team_id: uuid.UUID, filters: DecisionFilters) -> dict[str, int]:
-    counts = decisions_of_team(team_id=team_id, filters=filters).order_by().aggregate(
-        total=Count("id"),
-        allowed=Count("id", filter=Q(decision=DecisionRecord.Outcome.ALLOW)),
-        denied=Count("id", filter=Q(decision=DecisionRecord.Outcome.DENY)),
-        requireApproval=Count("id", filter=Q(decision=DecisionRecord.Outcome.REQUIRE_APPROVAL)),
+    counts = (
+        decisions_of_team(team_id=team_id, filters=filters)
+        .order_by()
+        .aggregate(
+            total=Count("id"),
+            allowed=Count("id", filter=Q(decision=DecisionRecord.Outcome.ALLOW)),
+            denied=Count("id", filter=Q(decision=DecisionRecord.Outcome.DENY)),
+            requireApproval=Count("id", filter=Q(decision=DecisionRecord.Outcome.REQUIRE_APPROVAL)),
+        )
     )
     return {key: int(value or 0) for key, value in counts.items()}
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,11 +15,9 @@ from tenancy.principal import ApiKeyPrincipal
 
 
 @dataclass(frozen=True, slots=True)
-class SubmittedDecision:
+class RecordedDecision:
     decision_id: uuid.UUID
     approval_id: uuid.UUID | None
-    # Resolves once the row (and its approval) is committed; raises if the commit failed.
-    done: Future[None]
 
 
 def _decision_row(
@@ -63,7 +59,7 @@ def _decision_row(
     }
 
 
-def decision_submit(
+async def decision_record(
     *,
     principal: ApiKeyPrincipal,
     team_default_timeout_seconds: int | None,
@@ -74,9 +70,9 @@ def decision_submit(
     rule_set_version: int | None,
     latency_ms: float,
     now: datetime,
-) -> SubmittedDecision:
-    """Hand a server-made decision (and, for require_approval, its pending approval) to the
-    decision writer. The caller must wait on ``done`` before answering."""
+) -> RecordedDecision:
+    """Record a server-made decision (and, for require_approval, its pending approval) durably;
+    returns once both are committed."""
     approval = None
     if decision.decision == "require_approval":
         approval = approval_build_for_decision(
@@ -105,8 +101,8 @@ def decision_submit(
         rule_set_version=rule_set_version,
         approval_id=approval.id if approval is not None else None,
     )
-    done = decision_writer().submit(row, approval)
-    return SubmittedDecision(row["id"], row["approval_id"], done)
+    await decision_writer().write(row, approval)
+    return RecordedDecision(row["id"], row["approval_id"])
 
 
 async def client_decision_record(
@@ -134,5 +130,5 @@ async def client_decision_record(
         latency_ms=latency_ms,
         now=now,
     )
-    await asyncio.wrap_future(decision_writer().submit(row))
+    await decision_writer().write(row)
     return row["id"]

@@ -13,7 +13,9 @@ from tenancy.models import Team
 @login_required
 def dashboard_home(request: HttpRequest) -> HttpResponse:
     """Recent decisions and counts for each team the user belongs to (every team for staff)."""
-    teams = Team.objects.all() if request.user.is_staff else Team.objects.filter(memberships__user=request.user)
+    teams = (
+        Team.objects.all() if request.user.is_staff else Team.objects.filter(memberships__user=request.user)
+    )
     panels = []
     for team in teams.order_by("slug"):
         filters = DecisionFilters()

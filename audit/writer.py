@@ -17,10 +17,12 @@ committed data (``transactional_db``), exactly like the live server.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import queue
 import threading
+from collections import defaultdict
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +43,20 @@ _COPY_SQL = f"COPY {DecisionRecord._meta.db_table} ({', '.join(DECISION_COLUMNS)
 class PendingWrite:
     row: DecisionRow
     approval: Approval | None
-    done: Future[None]
+    # Either a concurrent future (sync callers) or an asyncio future with its loop: a batch's
+    # asyncio waiters are settled with one call_soon_threadsafe per loop, not one wake-up each.
+    done: Future[None] | asyncio.Future[None]
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
 
 
 def _copy_rows(rows: list[DecisionRow]) -> None:
@@ -49,7 +64,10 @@ def _copy_rows(rows: list[DecisionRow]) -> None:
     with connection.cursor() as cursor, cursor.cursor.copy(_COPY_SQL) as copy:
         for row in rows:
             copy.write_row(
-                tuple(dumps(row[c], separators=(",", ":")) if c in JSON_COLUMNS else row[c] for c in DECISION_COLUMNS)
+                tuple(
+                    dumps(row[c], separators=(",", ":")) if c in JSON_COLUMNS else row[c]
+                    for c in DECISION_COLUMNS
+                )
             )
 
 
@@ -72,10 +90,19 @@ class DecisionWriter:
         self._start_lock = threading.Lock()
 
     def submit(self, row: DecisionRow, approval: Approval | None = None) -> Future[None]:
+        """For synchronous callers: a future that resolves once the row is committed."""
         done: Future[None] = Future()
         self._ensure_thread()
         self._queue.put(PendingWrite(row, approval, done))
         return done
+
+    async def write(self, row: DecisionRow, approval: Approval | None = None) -> None:
+        """Return once the row (and its approval) is committed; raise if the commit failed."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._ensure_thread()
+        self._queue.put(PendingWrite(row, approval, done, loop))
+        await done
 
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -104,15 +131,29 @@ class DecisionWriter:
         except Exception as exc:  # noqa: BLE001 - every waiter gets the error; the thread lives on
             logger.exception("decision_writer.batch_failed size=%d", len(batch))
             connection.close()  # a broken connection must not poison the next batch
-            for item in batch:
-                item.done.set_exception(exc)
+            self._notify(batch, exc)
         else:
-            for item in batch:
-                item.done.set_result(None)
+            self._notify(batch, None)
         finally:
             if self._queue.empty():
                 # Idle: hand the connection back (to the pool on PostgreSQL) rather than pin it.
                 connection.close()
+
+    @staticmethod
+    def _notify(batch: list[PendingWrite], error: BaseException | None) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = defaultdict(list)
+        for item in batch:
+            if item.loop is not None:
+                by_loop[item.loop].append(item.done)  # type: ignore[arg-type]
+            elif error is None:
+                item.done.set_result(None)
+            else:
+                item.done.set_exception(error)
+        for loop, futures in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, futures, error)
+            except RuntimeError:
+                pass  # that loop has closed: nobody is waiting any more
 
 
 _writer: DecisionWriter | None = None

@@ -37,7 +37,10 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
-ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
+ASGIApp = Callable[
+    [dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]],
+    Awaitable[None],
+]
 
 
 @dataclass(slots=True)
@@ -93,6 +96,11 @@ class Route:
     method: str
     pattern: str
     endpoint: Endpoint
+    # For the OpenAPI document (common/openapi.py); the endpoint itself parses and answers.
+    request_model: type[BaseModel] | None = None
+    response_model: type[BaseModel] | None = None
+    status: int = 200
+    authenticated: bool = True
 
     def compiled(self) -> re.Pattern[str]:
         return re.compile("^" + self.pattern + "$")
@@ -151,7 +159,9 @@ class Gateway:
     async def _serve(
         self, scope: dict[str, Any], receive: Any, send: Any, endpoint: Endpoint, params: dict[str, str]
     ) -> None:
-        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+        headers = {
+            name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]
+        }
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         try:
             declared = int(headers.get("content-length") or 0)
@@ -161,9 +171,13 @@ class Gateway:
         if body is not None:
             body = await self._read_body(receive, limit)
         if body is None:
-            await self._send(send, GatewayResponse(413, error_body(
-                "payload_too_large", f"request body is larger than the {limit}-byte limit"
-            )))
+            await self._send(
+                send,
+                GatewayResponse(
+                    413,
+                    error_body("payload_too_large", f"request body is larger than the {limit}-byte limit"),
+                ),
+            )
             return
         client = scope.get("client")
         request = GatewayRequest(
@@ -207,5 +221,7 @@ class Gateway:
         else:
             payload = json.dumps(response.body, separators=(",", ":"), default=str).encode("utf-8")
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-        await send({"type": "http.response.start", "status": response.status, "headers": headers + response.headers})
+        await send(
+            {"type": "http.response.start", "status": response.status, "headers": headers + response.headers}
+        )
         await send({"type": "http.response.body", "body": payload})

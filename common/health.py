@@ -59,4 +59,6 @@ async def readyz(request: HttpRequest) -> JsonResponse:
             logger.warning("readyz.check_failed check=%s error=%s", name, exc)
             results[name] = f"error: {type(exc).__name__}: {exc}"[:300]
     ready = all(value == "ok" for value in results.values())
-    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": results}, status=200 if ready else 503)
+    return JsonResponse(
+        {"status": "ok" if ready else "unavailable", "checks": results}, status=200 if ready else 503
+    )

@@ -34,7 +34,8 @@ class ApiBodyLimitMiddleware:
         except RequestDataTooBig:
             limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
             return JsonResponse(
-                error_body("payload_too_large", f"request body is larger than the {limit}-byte limit"), status=413
+                error_body("payload_too_large", f"request body is larger than the {limit}-byte limit"),
+                status=413,
             )
         return None
 

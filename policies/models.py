@@ -35,7 +35,9 @@ class RuleSetVersion(models.Model):
     author_user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    author_api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    author_api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # Copied so the history still names the author after the user or key is gone.
     author_name = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -46,7 +48,9 @@ class RuleSetVersion(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["team", "number"], name="rule_set_version_unique_number"),
             # At most one active version per team, whatever the application does.
-            models.UniqueConstraint(fields=["team"], condition=Q(is_active=True), name="rule_set_one_active_per_team"),
+            models.UniqueConstraint(
+                fields=["team"], condition=Q(is_active=True), name="rule_set_one_active_per_team"
+            ),
             models.CheckConstraint(
                 condition=~Q(is_active=True) | Q(status="published"), name="rule_set_active_is_published"
             ),

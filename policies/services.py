@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
@@ -15,7 +14,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from audit.services import decision_submit
+from audit.services import decision_record
 from common.errors import Conflict, InvalidInput
 from policies.engine import Decision, RuleSetError, ToolCall, load_rule_set
 from policies.models import RegisteredTool, RuleSetVersion
@@ -45,7 +44,9 @@ def rule_set_version_create(
             details={"errors": [p.as_dict() for p in exc.problems]},
             code="invalid_rule_set",
         ) from exc
-    source_format = RuleSetVersion.SourceFormat.JSON if "json" in content_type else RuleSetVersion.SourceFormat.YAML
+    source_format = (
+        RuleSetVersion.SourceFormat.JSON if "json" in content_type else RuleSetVersion.SourceFormat.YAML
+    )
     author_name = ""
     if author_user is not None:
         author_name = author_user.get_username()
@@ -99,7 +100,10 @@ def tools_register(*, team_id: uuid.UUID, tools: list[dict[str, Any]]) -> list[R
             obj, _ = RegisteredTool.objects.update_or_create(
                 team_id=team_id,
                 name=tool["name"],
-                defaults={"description": tool.get("description") or "", "parameters": tool.get("parameters") or []},
+                defaults={
+                    "description": tool.get("description") or "",
+                    "parameters": tool.get("parameters") or [],
+                },
             )
             registered.append(obj)
     logger.info("tools.registered team=%s count=%d", team_id, len(registered))
@@ -132,12 +136,14 @@ async def tool_call_validate(
     team_id = principal.team_id
     active = await active_rule_set(team_id=team_id)
     now = timezone.now()
-    decision = active.rules.evaluate(ToolCall(tool_name=tool_name, arguments=arguments, context=context, now=now))
+    decision = active.rules.evaluate(
+        ToolCall(tool_name=tool_name, arguments=arguments, context=context, now=now)
+    )
     default_timeout = None
     if decision.decision == "require_approval":
         default_timeout = await team_default_approval_timeout(team_id=team_id)
     latency_ms = (time.perf_counter() - started) * 1000.0
-    submitted = decision_submit(
+    recorded = await decision_record(
         principal=principal,
         team_default_timeout_seconds=default_timeout,
         tool_name=tool_name,
@@ -148,11 +154,10 @@ async def tool_call_validate(
         latency_ms=latency_ms,
         now=now,
     )
-    await asyncio.wrap_future(submitted.done)
     return ValidationOutcome(
         decision=decision,
-        decision_id=submitted.decision_id,
-        approval_id=submitted.approval_id,
+        decision_id=recorded.decision_id,
+        approval_id=recorded.approval_id,
         rule_set_version=active.version_number,
         latency_ms=latency_ms,
     )

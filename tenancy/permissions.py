@@ -12,7 +12,6 @@ from rest_framework.request import Request
 from tenancy.models import ApiKey
 from tenancy.principal import ApiKeyPrincipal
 
-
 _RUNTIME = (ApiKey.Scope.RUNTIME,)
 
 

@@ -107,4 +107,6 @@ def _team_default_timeout_from_database(team_id: uuid.UUID) -> int | None:
 
 async def team_default_approval_timeout(*, team_id: uuid.UUID) -> int | None:
     """The team's default approval timeout in seconds (None: the installation default), cached briefly."""
-    return await _team_timeouts.get_or_load(team_id, lambda: run_db(_team_default_timeout_from_database, team_id))
+    return await _team_timeouts.get_or_load(
+        team_id, lambda: run_db(_team_default_timeout_from_database, team_id)
+    )

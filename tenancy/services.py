@@ -140,7 +140,9 @@ def api_key_create_by_principal(
     wanted = _validated_scopes(scopes)
     missing = sorted(set(wanted) - principal.scopes)
     if missing:
-        raise PermissionDenied(f"scopes: this key cannot grant scope(s) it does not hold: {', '.join(missing)}")
+        raise PermissionDenied(
+            f"scopes: this key cannot grant scope(s) it does not hold: {', '.join(missing)}"
+        )
     return api_key_create(team=team, name=name, scopes=wanted)
 
 
@@ -183,7 +185,9 @@ def project_create(
     return team, api_key, token
 
 
-def membership_ensure(*, user: AbstractBaseUser, team: Team, role: str = Membership.Role.MEMBER) -> Membership:
+def membership_ensure(
+    *, user: AbstractBaseUser, team: Team, role: str = Membership.Role.MEMBER
+) -> Membership:
     membership, _ = Membership.objects.update_or_create(user=user, team=team, defaults={"role": role})
     return membership
 

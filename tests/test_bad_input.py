@@ -9,9 +9,9 @@ import pytest
 
 from approvals.models import Approval
 from audit.models import DecisionRecord
-from tests.factories import TeamFactory, api_key_for, publish_rules
 from tenancy.models import ApiKey
 from tenancy.services import api_key_revoke
+from tests.factories import TeamFactory, api_key_for, publish_rules
 
 pytestmark = [pytest.mark.asgi_server, pytest.mark.django_db(transaction=True)]
 
@@ -43,7 +43,9 @@ def post(server, path: str, *, key: str | None, content: bytes | str, content_ty
         ('["tool_name"]', 400, "invalid_request", "(body)"),
     ],
 )
-def test_validate__malformed_request__4xx_json_error_and_nothing_recorded(asgi_server, key, body, status, code, where):
+def test_validate__malformed_request__4xx_json_error_and_nothing_recorded(
+    asgi_server, key, body, status, code, where
+):
     response = post(asgi_server, "/v1/tools/validate", key=key, content=body)
     assert response.status_code == status
     error = response.json()["error"]
@@ -54,7 +56,12 @@ def test_validate__malformed_request__4xx_json_error_and_nothing_recorded(asgi_s
 
 def test_validate__body_over_one_mib__413_and_nothing_recorded(asgi_server, key):
     padding = "x" * (ONE_MIB + 10)
-    response = post(asgi_server, "/v1/tools/validate", key=key, content=f'{{"tool_name": "t", "arguments": {{"p": "{padding}"}}}}')
+    response = post(
+        asgi_server,
+        "/v1/tools/validate",
+        key=key,
+        content=f'{{"tool_name": "t", "arguments": {{"p": "{padding}"}}}}',
+    )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
     assert DecisionRecord.objects.count() == 0
@@ -62,7 +69,12 @@ def test_validate__body_over_one_mib__413_and_nothing_recorded(asgi_server, key)
 
 def test_validate__body_just_under_one_mib__is_accepted(asgi_server, key):
     padding = "x" * (ONE_MIB - 200)
-    response = post(asgi_server, "/v1/tools/validate", key=key, content=f'{{"tool_name": "t", "arguments": {{"p": "{padding}"}}}}')
+    response = post(
+        asgi_server,
+        "/v1/tools/validate",
+        key=key,
+        content=f'{{"tool_name": "t", "arguments": {{"p": "{padding}"}}}}',
+    )
     assert response.status_code == 200
     assert DecisionRecord.objects.count() == 1
 

@@ -20,8 +20,8 @@ from veto.cloud.client import VetoCloudClient, VetoCloudConfig
 from veto.cloud.types import ToolParameter, ToolRegistration
 
 from approvals.models import Approval
-from common.gateway import run_db
 from audit.models import DecisionRecord
+from common.gateway import run_db
 from policies.models import RegisteredTool
 from tests.factories import TeamFactory, api_key_for, publish_rules
 
@@ -89,7 +89,9 @@ def test_sdk_validate__allow_deny_and_require_approval__decided_by_the_published
             await client.validate("run_data_export", {"bucket": "internal-reports"}),
             await client.validate("run_data_export", {"bucket": "s3://public-dump"}),
             await client.validate("run_data_export", {"bucket": "internal-x", "include_pii": True}),
-            await client.validate("deploy_workflow", {"definition": "{}"}, {"custom": {"environment": "production"}}),
+            await client.validate(
+                "deploy_workflow", {"definition": "{}"}, {"custom": {"environment": "production"}}
+            ),
         ]
 
     allow, deny, approval, deploy = run(_with_client(agent.client(), calls))
@@ -130,7 +132,9 @@ def test_sdk_log_decision__client_side_decision_is_recorded_like_any_other(agent
             }
         )
         for _ in range(100):  # the SDK fires and forgets; wait for the row
-            record = await run_db(lambda: DecisionRecord.objects.filter(team_id=agent.team_id, source="client").first())
+            record = await run_db(
+                lambda: DecisionRecord.objects.filter(team_id=agent.team_id, source="client").first()
+            )
             if record is not None:
                 return record
             await asyncio.sleep(0.05)
@@ -143,7 +147,11 @@ def test_sdk_log_decision__client_side_decision_is_recorded_like_any_other(agent
 
 
 def test_sdk_validate__wrong_key__fails_closed_and_records_nothing(agent):
-    result = run(_with_client(agent.client(key="vk_this-key-does-not-exist-0000000000000"), lambda c: c.validate("send_sms", {})))
+    result = run(
+        _with_client(
+            agent.client(key="vk_this-key-does-not-exist-0000000000000"), lambda c: c.validate("send_sms", {})
+        )
+    )
     assert result.decision == "deny"
     assert result.metadata == {"api_error": True}
     assert "401" in (result.reason or "")
@@ -181,9 +189,14 @@ def _resolve_pending_approval(team_id: uuid.UUID, status: str) -> str:
 def test_sdk_cloud_mode__wrapped_tool_waits_for_the_human_decision(agent, resolution, tool_runs):
     async def scenario() -> tuple[Any, list[dict[str, Any]], str]:
         veto = await Veto.init(
-            VetoOptions(api_key=agent.key, base_url=agent.base_url, approval_poll_interval=0.1, approval_timeout=20,
-                        log_level="silent")
-        )  # fmt: skip
+            VetoOptions(
+                api_key=agent.key,
+                base_url=agent.base_url,
+                approval_poll_interval=0.1,
+                approval_timeout=20,
+                log_level="silent",
+            )
+        )
         tool = ExportTool(ran_with=[])
         wrapped = veto.wrap([tool])[0]
         try:
@@ -279,7 +292,10 @@ def test_sdk_admin__another_teams_objects__are_not_found(agent, asgi_server):
     async def peek() -> list[int]:
         statuses = []
         async with other.admin() as admin:
-            for call in (admin.get_decision(answer.metadata["decision_id"]), admin.get_approval(answer.approval_id)):
+            for call in (
+                admin.get_decision(answer.metadata["decision_id"]),
+                admin.get_approval(answer.approval_id),
+            ):
                 try:
                     await call
                     statuses.append(200)

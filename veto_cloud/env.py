@@ -103,5 +103,7 @@ def database_config(url: str, *, base_dir: Path) -> dict[str, Any]:
             },
         }
     else:
-        raise ImproperlyConfigured(f"DATABASE_URL engine {engine!r} is not supported (use sqlite or postgres)")
+        raise ImproperlyConfigured(
+            f"DATABASE_URL engine {engine!r} is not supported (use sqlite or postgres)"
+        )
     return config

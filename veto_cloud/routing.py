@@ -1,14 +1,29 @@
 """Routes outside Django's URLconf: the runtime gateway's hot endpoints and WebSockets."""
 
 from audit.api.runtime import client_decision_create
+from audit.api.schemas import ClientDecisionCreated, ClientDecisionRequest
 from common.gateway import Route
 from common.runtime import healthz
 from policies.api.runtime import tool_call_validate
+from policies.api.schemas import ToolCallValidateRequest, ToolCallValidateResponse
 
 runtime_routes = [
-    Route("GET", "/healthz", healthz),
-    Route("POST", "/v1/tools/validate", tool_call_validate),
-    Route("POST", "/v1/decisions", client_decision_create),
+    Route("GET", "/healthz", healthz, authenticated=False),
+    Route(
+        "POST",
+        "/v1/tools/validate",
+        tool_call_validate,
+        request_model=ToolCallValidateRequest,
+        response_model=ToolCallValidateResponse,
+    ),
+    Route(
+        "POST",
+        "/v1/decisions",
+        client_decision_create,
+        request_model=ClientDecisionRequest,
+        response_model=ClientDecisionCreated,
+        status=201,
+    ),
 ]
 
 # The live dashboards (a later issue) add their consumers here.

@@ -19,7 +19,10 @@ def test_expire_due__only_pending_and_past_deadline():
     due = ApprovalFactory(expires_at=now - timedelta(seconds=1))
     not_due = ApprovalFactory(expires_at=now + timedelta(minutes=5))
     resolved = ApprovalFactory(
-        expires_at=now - timedelta(minutes=5), status=Approval.Status.APPROVED, resolved_at=now, resolved_by="alice"
+        expires_at=now - timedelta(minutes=5),
+        status=Approval.Status.APPROVED,
+        resolved_at=now,
+        resolved_by="alice",
     )
 
     assert approvals_expire_due(now=now) == 1

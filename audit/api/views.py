@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -29,6 +31,11 @@ class DecisionsView(APIView):
 
     required_scopes = READ
 
+    @extend_schema(
+        operation_id="v1_decisions_list",
+        parameters=[s.DecisionQuerySerializer],
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request: Request) -> Response:
         query = _validated_query(request)
         records = selectors.decisions_of_team(team_id=request.auth.team_id, filters=query.filters())
@@ -38,7 +45,12 @@ class DecisionsView(APIView):
         return Response(
             {
                 "data": [s.decision_output(r) for r in page],
-                "pagination": {"total": total, "limit": limit, "offset": offset, "hasMore": offset + len(page) < total},
+                "pagination": {
+                    "total": total,
+                    "limit": limit,
+                    "offset": offset,
+                    "hasMore": offset + len(page) < total,
+                },
             }
         )
 
@@ -46,6 +58,7 @@ class DecisionsView(APIView):
 class DecisionStatsView(APIView):
     required_scopes = READ
 
+    @extend_schema(parameters=[s.DecisionQuerySerializer], responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         query = _validated_query(request)
         return Response(selectors.decision_stats(team_id=request.auth.team_id, filters=query.filters()))
@@ -54,6 +67,7 @@ class DecisionStatsView(APIView):
 class DecisionDetailView(APIView):
     required_scopes = READ
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, decision_id: str) -> Response:
         record = selectors.decision_get_for_team(
             team_id=request.auth.team_id, decision_id=parse_uuid_or_404(decision_id, what="decision")

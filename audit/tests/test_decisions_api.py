@@ -63,7 +63,12 @@ def test_stats__counts_by_outcome_with_the_same_filters(team, client):
     record(team, decision="deny")
     record(team, decision="deny", tool="other")
     record(team, decision="require_approval")
-    assert client.get("/v1/decisions/stats").json() == {"total": 4, "allowed": 1, "denied": 2, "requireApproval": 1}
+    assert client.get("/v1/decisions/stats").json() == {
+        "total": 4,
+        "allowed": 1,
+        "denied": 2,
+        "requireApproval": 1,
+    }
     assert client.get("/v1/decisions/stats", {"toolName": "other"}).json()["denied"] == 1
 
 

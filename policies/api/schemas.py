@@ -60,7 +60,9 @@ class ToolCallValidateResponse(BaseModel):
     reason: str | None
     failed_constraints: list[FailedConstraint] = Field(default_factory=list)
     metadata: ValidationMetadata
-    approval_id: str | None = Field(description="Set for require_approval: poll GET /v1/approvals/{approval_id}.")
+    approval_id: str | None = Field(
+        description="Set for require_approval: poll GET /v1/approvals/{approval_id}."
+    )
     denial: Denial | None = None
 
     @classmethod

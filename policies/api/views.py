@@ -3,6 +3,8 @@ per-tool policy. (Validate is served by the runtime gateway: policies/api/runtim
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,16 +15,22 @@ from policies.api import serializers as s
 
 
 class ToolsRegisterView(APIView):
+    @extend_schema(request=s.ToolsRegisterInputSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request) -> Response:
         data = s.ToolsRegisterInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         tools = services.tools_register(team_id=request.auth.team_id, tools=data.validated_data["tools"])
         return Response(
-            {"success": True, "registered_tools": [t.name for t in tools], "message": f"Registered {len(tools)} tool(s)"}
+            {
+                "success": True,
+                "registered_tools": [t.name for t in tools],
+                "message": f"Registered {len(tools)} tool(s)",
+            }
         )
 
 
 class ToolsListView(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         tools = selectors.registered_tools_of_team(team_id=request.auth.team_id)
         return Response({"data": [s.tool_output(t) for t in tools]})
@@ -32,5 +40,6 @@ class ToolPolicyView(APIView):
     """Per-tool policies arrive with the policies issue; until a tool has one the SDK is told
     so with a 404, which its PolicyCache reads as "no policy: ask the server"."""
 
+    @extend_schema(responses={404: OpenApiTypes.OBJECT})
     def get(self, request: Request, tool_name: str) -> Response:
         raise NotFound(f"no policy for tool {tool_name!r}")

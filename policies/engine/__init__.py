@@ -1,8 +1,8 @@
 """The rule engine: a pure library (no Django), rule-set documents in, decisions out.
 
-    document = load_rule_set(yaml_text)          # raises RuleSetError with every problem
-    rule_set = compile_rule_set(document)        # compile once per version, then share
-    decision = rule_set.evaluate(ToolCall("run_data_export", {"include_pii": True}))
+document = load_rule_set(yaml_text)          # raises RuleSetError with every problem
+rule_set = compile_rule_set(document)        # compile once per version, then share
+decision = rule_set.evaluate(ToolCall("run_data_export", {"include_pii": True}))
 """
 
 from policies.engine.document import load_rule_set, normalize_rule_set

@@ -246,4 +246,6 @@ def compile_operator(operator: str, expected: Any) -> Callable[[Any], bool]:
 
         return in_window
 
-    raise ConditionError("operator", f"unknown operator {operator!r}; expected one of: {', '.join(OPERATORS)}")
+    raise ConditionError(
+        "operator", f"unknown operator {operator!r}; expected one of: {', '.join(OPERATORS)}"
+    )

@@ -35,11 +35,25 @@ DEFAULT_SEVERITY = "medium"
 _TOP_LEVEL_KEYS = {"version", "name", "description", "rules", "output_rules", "settings"}
 _RULE_KEYS = {
     # Policy IR v1
-    "id", "name", "description", "enabled", "severity", "action", "tools", "agents",
-    "conditions", "condition_groups", "tags", "metadata",
+    "id",
+    "name",
+    "description",
+    "enabled",
+    "severity",
+    "action",
+    "tools",
+    "agents",
+    "conditions",
+    "condition_groups",
+    "tags",
+    "metadata",
     # short form
-    "tool", "when", "approvers", "timeout", "message",
-}  # fmt: skip
+    "tool",
+    "when",
+    "approvers",
+    "timeout",
+    "message",
+}
 # Known to the SDK but not enforced by this server yet: refusing them beats a rule that
 # silently never fires.
 _NOT_YET_SUPPORTED_RULE_KEYS = {"blocked_by", "requires", "rate_limits"}
@@ -98,7 +112,9 @@ class _Collector:
             line = self.lines.get(probe)
             if line is not None:
                 break
-            probe = probe.rsplit(".", 1)[0] if "." in probe else (probe.rsplit("[", 1)[0] if "[" in probe else "")
+            probe = (
+                probe.rsplit(".", 1)[0] if "." in probe else (probe.rsplit("[", 1)[0] if "[" in probe else "")
+            )
         self.problems.append(Problem(path, message, line if line is not None else self.lines.get("")))
 
 
@@ -240,7 +256,9 @@ def _normalize_rule(raw: Any, path: str, problems: _Collector) -> dict[str, Any]
     action_raw = raw.get("action")
     action = ACTION_ALIASES.get(action_raw, action_raw) if isinstance(action_raw, str) else action_raw
     if action_raw is None:
-        problems.add(f"{path}.action", "a rule needs an action: allow, deny (block), require_approval, warn or log")
+        problems.add(
+            f"{path}.action", "a rule needs an action: allow, deny (block), require_approval, warn or log"
+        )
     elif action not in ACTIONS:
         problems.add(
             f"{path}.action",
@@ -346,7 +364,9 @@ def _normalize_conditions(raw: Any, path: str, problems: _Collector) -> list[dic
         if not isinstance(field, str) or not field:
             problems.add(f"{here}.field", "field must be a dot path such as arguments.amount")
         if operator not in OPERATORS:
-            problems.add(f"{here}.operator", f"unknown operator {operator!r}; expected one of: {', '.join(OPERATORS)}")
+            problems.add(
+                f"{here}.operator", f"unknown operator {operator!r}; expected one of: {', '.join(OPERATORS)}"
+            )
         elif "value" not in condition:
             problems.add(f"{here}.value", "a condition needs a value")
         else:

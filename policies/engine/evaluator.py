@@ -92,7 +92,11 @@ class CallView:
     def env(self) -> dict[str, Any]:
         """The names ``when:`` expressions see."""
         if self._env is None:
-            self._env = {"args": self.call.arguments, "context": self.context, "tool_name": self.call.tool_name}
+            self._env = {
+                "args": self.call.arguments,
+                "context": self.context,
+                "tool_name": self.call.tool_name,
+            }
         return self._env
 
 
@@ -193,7 +197,9 @@ def _compile_rule(rule: Mapping[str, Any]) -> CompiledRule:
     )
 
 
-def _describe_conditions(conditions: list[Mapping[str, Any]], groups: list[list[Mapping[str, Any]]]) -> str | None:
+def _describe_conditions(
+    conditions: list[Mapping[str, Any]], groups: list[list[Mapping[str, Any]]]
+) -> str | None:
     def one(c: Mapping[str, Any]) -> str:
         return f"{c['field']} {c['operator']} {c['value']!r}"
 

@@ -175,7 +175,9 @@ def _regex_literal(source: str, start: int) -> tuple[str, int]:
         elif flag in "ms":
             inline += flag
         elif flag != "g":
-            raise ExpressionError(f"regular expression flag {flag!r} is not supported", column=flags_start + 1)
+            raise ExpressionError(
+                f"regular expression flag {flag!r} is not supported", column=flags_start + 1
+            )
     pattern = (f"(?{inline})" if inline else "") + "".join(body)
     escaped = pattern.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"', i
@@ -556,7 +558,9 @@ class _Compiler:
         raise self._error(tree, "message construction is not supported in rule expressions")
 
     def _list_lit(self, tree: lark.Tree) -> Node:
-        items = [self.compile(child) for child in self._arguments(tree.children[0] if tree.children else None)]
+        items = [
+            self.compile(child) for child in self._arguments(tree.children[0] if tree.children else None)
+        ]
         return lambda env: [item(env) for item in items]
 
     def _map_lit(self, tree: lark.Tree) -> Node:
@@ -588,11 +592,16 @@ def _literal_value(tree: lark.Tree) -> Any:
 
 def _unwrap(tree: Any) -> Any:
     """Descend through single-child grammar levels to the node that carries meaning."""
-    while isinstance(tree, lark.Tree) and len(tree.children) == 1 and tree.data not in (
-        "literal",
-        "ident",
-        "list_lit",
-        "map_lit",
+    while (
+        isinstance(tree, lark.Tree)
+        and len(tree.children) == 1
+        and tree.data
+        not in (
+            "literal",
+            "ident",
+            "list_lit",
+            "map_lit",
+        )
     ):
         tree = tree.children[0]
     return tree

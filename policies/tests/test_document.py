@@ -84,9 +84,17 @@ def test_load__many_mistakes__reports_all_of_them_with_paths_and_lines():
     [
         ("rules: {}", "rules", "must be a list"),
         ("just text", "", "mapping"),
-        ("rules:\n  - name: x\n    action: deny\n  - name: x\n    action: allow\n", "rules[1].id", "duplicate"),
+        (
+            "rules:\n  - name: x\n    action: deny\n  - name: x\n    action: allow\n",
+            "rules[1].id",
+            "duplicate",
+        ),
         ("rules:\n  - name: x\n    action: allow\n    approvers: [a]\n", "rules[0].action", "only apply"),
-        ("rules:\n  - name: x\n    action: deny\n    blocked_by: []\n", "rules[0].blocked_by", "not supported"),
+        (
+            "rules:\n  - name: x\n    action: deny\n    blocked_by: []\n",
+            "rules[0].blocked_by",
+            "not supported",
+        ),
         ("extends: '@veto/coding-agent'\nrules: []\n", "extends", "not supported"),
         ("rules: [\n", "", "invalid YAML"),
     ],
@@ -98,5 +106,7 @@ def test_load__invalid_document__names_where(source, path, fragment):
 
 
 def test_load__json_document__is_accepted():
-    document = load_rule_set('{"rules": [{"name": "x", "tool": "t", "action": "deny"}]}', content_type="application/json")
+    document = load_rule_set(
+        '{"rules": [{"name": "x", "tool": "t", "action": "deny"}]}', content_type="application/json"
+    )
     assert document["rules"][0]["tools"] == ["t"]

@@ -18,18 +18,44 @@ def demo():
 @pytest.mark.parametrize(
     ("tool", "arguments", "context", "decision", "rule_id"),
     [
-        ("run_data_export", {"include_pii": True, "bucket": "internal-x"}, {}, "require_approval", "block_pii_exports"),
+        (
+            "run_data_export",
+            {"include_pii": True, "bucket": "internal-x"},
+            {},
+            "require_approval",
+            "block_pii_exports",
+        ),
         ("run_data_export", {"bucket": "s3://public"}, {}, "deny", "bucket_allowlist"),
         ("run_data_export", {"bucket": "internal-x"}, {}, "allow", None),
-        ("deploy_workflow", {"definition": "{}"}, {"environment": "production"}, "require_approval", "workflow_deploy_approval"),
-        ("deploy_workflow", {"definition": "{}"}, {"custom": {"environment": "production"}}, "require_approval", "workflow_deploy_approval"),
-        ("deploy_workflow", {"definition": "x" * 200001}, {"environment": "staging"}, "deny", "workflow_definition_size"),
+        (
+            "deploy_workflow",
+            {"definition": "{}"},
+            {"environment": "production"},
+            "require_approval",
+            "workflow_deploy_approval",
+        ),
+        (
+            "deploy_workflow",
+            {"definition": "{}"},
+            {"custom": {"environment": "production"}},
+            "require_approval",
+            "workflow_deploy_approval",
+        ),
+        (
+            "deploy_workflow",
+            {"definition": "x" * 200001},
+            {"environment": "staging"},
+            "deny",
+            "workflow_definition_size",
+        ),
         ("fetch_external_api", {"api_key": "sk"}, {}, "deny", "strip_api_key_in_args"),
         ("fetch_external_api", {"url": "https://x"}, {}, "allow", None),
         ("send_sms", {"to": "+1"}, {}, "allow", None),
     ],
 )
-def test_evaluate__demo_rules__decide_as_the_integration_pages_say(demo, tool, arguments, context, decision, rule_id):
+def test_evaluate__demo_rules__decide_as_the_integration_pages_say(
+    demo, tool, arguments, context, decision, rule_id
+):
     result = demo.evaluate(ToolCall(tool, arguments, context))
     assert (result.decision, result.rule_id) == (decision, rule_id)
 
@@ -48,7 +74,12 @@ def rules(*specs):
 def test_evaluate__block_before_allow__first_blocking_rule_wins_over_earlier_allow():
     rule_set = rules(
         {"id": "allow-all", "name": "allow", "action": "allow"},
-        {"id": "block-big", "name": "block", "action": "block", "conditions": [{"field": "arguments.n", "operator": "greater_than", "value": 5}]},
+        {
+            "id": "block-big",
+            "name": "block",
+            "action": "block",
+            "conditions": [{"field": "arguments.n", "operator": "greater_than", "value": 5}],
+        },
     )
     assert rule_set.evaluate(ToolCall("t", {"n": 9})).rule_id == "block-big"
     assert rule_set.evaluate(ToolCall("t", {"n": 1})).rule_id == "allow-all"
@@ -91,7 +122,10 @@ def test_evaluate__condition_groups__are_or_of_ands():
             "name": "g",
             "action": "block",
             "condition_groups": [
-                [{"field": "arguments.a", "operator": "equals", "value": 1}, {"field": "arguments.b", "operator": "equals", "value": 2}],
+                [
+                    {"field": "arguments.a", "operator": "equals", "value": 1},
+                    {"field": "arguments.b", "operator": "equals", "value": 2},
+                ],
                 [{"field": "arguments.c", "operator": "equals", "value": 3}],
             ],
         }
@@ -108,7 +142,11 @@ def test_evaluate__time_window__uses_the_servers_clock_not_the_client_timestamp(
             "name": "night",
             "action": "block",
             "conditions": [
-                {"field": "context.time", "operator": "outside_hours", "value": {"start": "09:00", "end": "17:00", "timezone": "UTC"}}
+                {
+                    "field": "context.time",
+                    "operator": "outside_hours",
+                    "value": {"start": "09:00", "end": "17:00", "timezone": "UTC"},
+                }
             ],
         }
     )
@@ -120,6 +158,8 @@ def test_evaluate__time_window__uses_the_servers_clock_not_the_client_timestamp(
 
 
 def test_evaluate__default_action_deny__applies_when_nothing_matches():
-    rule_set = compile_rule_set(load_rule_set("settings: {default_action: deny}\nrules:\n  - {name: ok, tool: safe, action: allow}\n"))
+    rule_set = compile_rule_set(
+        load_rule_set("settings: {default_action: deny}\nrules:\n  - {name: ok, tool: safe, action: allow}\n")
+    )
     assert rule_set.evaluate(ToolCall("safe", {})).decision == "allow"
     assert rule_set.evaluate(ToolCall("other", {})).decision == "deny"

@@ -22,8 +22,16 @@ def evaluate(source: str, args: dict | None = None, context: dict | None = None)
         ("args.definition.length > 200000", {"definition": "x" * 10}, False),
         ("args.api_key != null", {"api_key": "sk-1"}, True),
         ("args.api_key != null", {}, False),
-        (r"args.url.match(/^https:\/\/api\.(stripe|twilio)\.invalid\//)", {"url": "https://api.stripe.invalid/v1"}, True),
-        (r"args.url.match(/^https:\/\/api\.(stripe|twilio)\.invalid\//)", {"url": "https://evil.invalid/"}, False),
+        (
+            r"args.url.match(/^https:\/\/api\.(stripe|twilio)\.invalid\//)",
+            {"url": "https://api.stripe.invalid/v1"},
+            True,
+        ),
+        (
+            r"args.url.match(/^https:\/\/api\.(stripe|twilio)\.invalid\//)",
+            {"url": "https://evil.invalid/"},
+            False,
+        ),
         ("args.url.match(/STRIPE/i)", {"url": "https://api.stripe.invalid"}, True),
         ("args.amount >= 100 && args.currency in ['EUR', 'USD']", {"amount": 100, "currency": "EUR"}, True),
         ("args.amount === 5", {"amount": 5.0}, True),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,10 +21,12 @@ ADMIN = (ApiKey.Scope.ADMIN,)
 class OrganizationsView(APIView):
     required_scopes = ADMIN
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         organizations = selectors.organizations_administered_by(principal=request.auth)
         return Response({"data": [s.organization_output(o) for o in organizations]})
 
+    @extend_schema(request=s.OrganizationCreateInputSerializer, responses={201: OpenApiTypes.OBJECT})
     def post(self, request: Request) -> Response:
         data = s.OrganizationCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -37,6 +41,7 @@ class OrganizationsView(APIView):
 class ProjectsView(APIView):
     required_scopes = ADMIN
 
+    @extend_schema(parameters=[s.ProjectListQuerySerializer], responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         query = s.ProjectListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -45,6 +50,7 @@ class ProjectsView(APIView):
             teams = teams.filter(organization_id=query.validated_data["organizationId"])
         return Response({"data": [s.project_output(t) for t in teams]})
 
+    @extend_schema(request=s.ProjectCreateInputSerializer, responses={201: OpenApiTypes.OBJECT})
     def post(self, request: Request) -> Response:
         data = s.ProjectCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -56,7 +62,9 @@ class ProjectsView(APIView):
         if organization is None:
             raise NotFound("organization not found")
         team, api_key, token = services.project_create(
-            organization=organization, name=data.validated_data["name"], created_by_api_key_id=request.auth.key_id
+            organization=organization,
+            name=data.validated_data["name"],
+            created_by_api_key_id=request.auth.key_id,
         )
         return Response({**s.project_output(team), "apiKey": token}, status=status.HTTP_201_CREATED)
 
@@ -64,10 +72,12 @@ class ProjectsView(APIView):
 class ApiKeysView(APIView):
     required_scopes = ADMIN
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         api_keys = selectors.api_keys_administered_by(principal=request.auth)
         return Response({"data": [s.api_key_output(k) for k in api_keys]})
 
+    @extend_schema(request=s.ApiKeyCreateInputSerializer, responses={201: OpenApiTypes.OBJECT})
     def post(self, request: Request) -> Response:
         data = s.ApiKeyCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -76,7 +86,10 @@ class ApiKeysView(APIView):
         if team is None:
             raise NotFound("project not found")
         api_key, token = services.api_key_create_by_principal(
-            principal=request.auth, team=team, name=data.validated_data["name"], scopes=data.validated_data.get("scopes")
+            principal=request.auth,
+            team=team,
+            name=data.validated_data["name"],
+            scopes=data.validated_data.get("scopes"),
         )
         return Response(s.api_key_created_output(api_key, token), status=status.HTTP_201_CREATED)
 
@@ -84,6 +97,7 @@ class ApiKeysView(APIView):
 class ApiKeyDetailView(APIView):
     required_scopes = ADMIN
 
+    @extend_schema(responses={204: None})
     def delete(self, request: Request, key_id: str) -> Response:
         api_key = (
             selectors.api_keys_administered_by(principal=request.auth)

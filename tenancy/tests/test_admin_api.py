@@ -19,7 +19,9 @@ def client_for(token: str) -> APIClient:
 def test_projects__a_key_sees_its_own_team_and_what_it_created_only():
     mine, theirs = TeamFactory(), TeamFactory()
     client = client_for(api_key_for(mine))
-    created = client.post("/v1/projects", {"organizationId": str(mine.organization_id), "name": "second"}, format="json")
+    created = client.post(
+        "/v1/projects", {"organizationId": str(mine.organization_id), "name": "second"}, format="json"
+    )
     assert created.status_code == 201
     listed = {p["id"] for p in client.get("/v1/projects").json()["data"]}
     assert listed == {str(mine.id), created.json()["id"]}
@@ -29,7 +31,9 @@ def test_projects__a_key_sees_its_own_team_and_what_it_created_only():
 def test_projects__creating_in_another_organization__404():
     mine, stranger_org = TeamFactory(), OrganizationFactory()
     client = client_for(api_key_for(mine))
-    response = client.post("/v1/projects", {"organizationId": str(stranger_org.id), "name": "x"}, format="json")
+    response = client.post(
+        "/v1/projects", {"organizationId": str(stranger_org.id), "name": "x"}, format="json"
+    )
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
 

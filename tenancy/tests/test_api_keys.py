@@ -33,7 +33,11 @@ def test_principal_for_token__valid_key__resolves_to_its_team_and_scopes():
     api_key, token = api_key_create(team=team, name="ci", scopes=["runtime"])
     principal = principal_for_token(token)
     assert principal is not None
-    assert (principal.team_id, principal.key_id, principal.scopes) == (team.id, api_key.id, frozenset({"runtime"}))
+    assert (principal.team_id, principal.key_id, principal.scopes) == (
+        team.id,
+        api_key.id,
+        frozenset({"runtime"}),
+    )
 
 
 def test_principal_for_token__same_prefix_other_secret__is_refused():
@@ -69,13 +73,17 @@ def test_api_key_create_by_principal__cannot_grant_scopes_it_lacks():
     principal = principal_for_token(token)
     assert principal is not None
     with pytest.raises(PermissionDenied):
-        api_key_create_by_principal(principal=principal, team=team, name="escalate", scopes=["policies:publish"])
+        api_key_create_by_principal(
+            principal=principal, team=team, name="escalate", scopes=["policies:publish"]
+        )
 
 
 def test_create_api_key_command__prints_the_key_alone_on_its_last_line():
     team = TeamFactory(slug="payments")
     out = io.StringIO()
-    call_command("create_api_key", "--team", "payments", "--name", "deploy bot", stdout=out, stderr=io.StringIO())
+    call_command(
+        "create_api_key", "--team", "payments", "--name", "deploy bot", stdout=out, stderr=io.StringIO()
+    )
     token = out.getvalue().strip().splitlines()[-1]
     principal = principal_for_token(token)
     assert principal is not None and principal.team_id == team.id
@@ -83,4 +91,6 @@ def test_create_api_key_command__prints_the_key_alone_on_its_last_line():
 
 def test_create_api_key_command__unknown_team__clear_error():
     with pytest.raises(CommandError, match="does not exist"):
-        call_command("create_api_key", "--team", "nope", "--name", "x", stdout=io.StringIO(), stderr=io.StringIO())
+        call_command(
+            "create_api_key", "--team", "nope", "--name", "x", stdout=io.StringIO(), stderr=io.StringIO()
+        )

@@ -29,7 +29,10 @@ def test_seed_demo__creates_team_groups_users_key_and_rules(monkeypatch):
     output = seed(monkeypatch, VETO_DEMO_PASSWORD="demo-password-1", VETO_DEMO_API_KEY=DEMO_KEY)
 
     team = Team.objects.get(slug="demo")
-    groups = {g.slug: set(g.members.values_list("username", flat=True)) for g in ApproverGroup.objects.filter(team=team)}
+    groups = {
+        g.slug: set(g.members.values_list("username", flat=True))
+        for g in ApproverGroup.objects.filter(team=team)
+    }
     assert groups == {
         "compliance": {"alice"},
         "privacy-office": {"alice"},

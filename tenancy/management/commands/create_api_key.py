@@ -22,11 +22,15 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        scopes = list(ALL_SCOPES) if options["scopes"] == "all" else [s for s in options["scopes"].split(",") if s]
+        scopes = (
+            list(ALL_SCOPES) if options["scopes"] == "all" else [s for s in options["scopes"].split(",") if s]
+        )
         try:
             team = team_get_by_slug(slug=options["team"])
             api_key, token = api_key_create(team=team, name=options["name"], scopes=scopes)
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
-        self.stderr.write(f"Created key {api_key.prefix}… for team {team.slug} with scopes {', '.join(api_key.scopes)}")
+        self.stderr.write(
+            f"Created key {api_key.prefix}… for team {team.slug} with scopes {', '.join(api_key.scopes)}"
+        )
         self.stdout.write(token)

@@ -53,7 +53,10 @@ class Command(BaseCommand):
         try:
             with transaction.atomic():
                 team = self._team()
-                groups = {slug: approver_group_ensure(team=team, slug=slug, name=name) for slug, name in GROUPS.items()}
+                groups = {
+                    slug: approver_group_ensure(team=team, slug=slug, name=name)
+                    for slug, name in GROUPS.items()
+                }
                 password_note = self._users(team, groups, password_from_env)
                 key_note = self._api_key(team, key_from_env)
                 rules_note = self._rules(team)
@@ -114,7 +117,9 @@ class Command(BaseCommand):
         if RuleSetVersion.objects.filter(team=team).exists():
             active = RuleSetVersion.objects.filter(team=team, is_active=True).first()
             return f"version {active.number} is active" if active else "versions exist, none active"
-        version = rule_set_version_create(team=team, source_text=DEMO_RULES.read_text(), content_type="application/yaml")
+        version = rule_set_version_create(
+            team=team, source_text=DEMO_RULES.read_text(), content_type="application/yaml"
+        )
         version.author_name = "seed_demo"
         version.save(update_fields=["author_name"])
         rule_set_version_publish(version=version)

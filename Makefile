@@ -1,0 +1,34 @@
+# Two commands on a fresh machine:
+#   make run   - set up .venv, migrate, seed the demo, serve web + Celery worker + beat (Ctrl-C stops all)
+#   make test  - the whole suite (SQLite and embedded defaults unless DATABASE_URL / REDIS_URL are set)
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export PORT ?= 8000
+
+.PHONY: run test install lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	@PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/run.sh
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# The validate benchmark against PostgreSQL and Redis (see README, "Performance").
+bench: $(STAMP)
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/validate_throughput.py
+
+clean:
+	rm -rf $(VENV) var

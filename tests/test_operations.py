@@ -1,0 +1,137 @@
+"""Operations: real Celery worker and beat processes, readiness and liveness probes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from django.utils import timezone
+
+from approvals.models import Approval
+from conftest import BASE_DIR, free_port, subprocess_environment
+from tests.factories import ApprovalFactory
+
+# The embedded broker always; Redis as well wherever REDIS_URL is configured (CI).
+BROKERS = ["embedded"] + (["redis"] if os.environ.get("REDIS_URL") else [])
+
+
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("w") as handle:
+        return subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def stop(*processes: subprocess.Popen[bytes]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("broker", BROKERS)
+def test_celery_worker_and_beat__expire_a_due_approval(broker, tmp_path):
+    # Given a pending approval whose deadline has passed, and one still running
+    due = ApprovalFactory(expires_at=timezone.now() - timedelta(seconds=1))
+    running = ApprovalFactory(expires_at=timezone.now() + timedelta(hours=1))
+    env = subprocess_environment(VETO_APPROVAL_SWEEP_SECONDS="1", VETO_VAR_DIR=str(tmp_path))
+    if broker == "embedded":
+        env.pop("REDIS_URL", None)
+    celery = [sys.executable, "-m", "celery", "-A", "veto_cloud"]
+    # When a real worker and a real beat run, as `make run` starts them
+    worker = start(
+        [
+            *celery,
+            "worker",
+            "--concurrency",
+            "1",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+        ],
+        env,
+        tmp_path / "worker.log",
+    )
+    beat = start(
+        [*celery, "beat", "--schedule", str(tmp_path / "beat-schedule"), "--loglevel", "INFO"],
+        env,
+        tmp_path / "beat.log",
+    )
+    try:
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline:
+            due.refresh_from_db()
+            if due.status != Approval.Status.PENDING:
+                break
+            time.sleep(0.25)
+    finally:
+        stop(worker, beat)
+    # Then the beat sweep, executed by the worker, expired the due one only
+    logs = "\n".join(p.read_text() for p in (tmp_path / "worker.log", tmp_path / "beat.log"))
+    assert due.status == Approval.Status.EXPIRED, logs
+    running.refresh_from_db()
+    assert running.status == Approval.Status.PENDING
+
+
+@pytest.mark.asgi_server
+def test_healthz__answers_from_the_gateway(asgi_server):
+    response = httpx.get(f"{asgi_server.url}/healthz", timeout=5)
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.asgi_server
+@pytest.mark.django_db(transaction=True)
+def test_readyz__database_broker_and_channel_layer_reachable(asgi_server):
+    response = httpx.get(f"{asgi_server.url}/readyz", timeout=15)
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"] == {"database": "ok", "broker": "ok", "channel_layer": "ok"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readyz__redis_unreachable__503_naming_what_is_down(tmp_path):
+    # Given a server whose REDIS_URL points at a port nothing listens on
+    port = free_port()
+    env = subprocess_environment(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    server = start(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "veto_cloud.asgi:application",
+            "--port",
+            str(port),
+            "--no-access-log",
+        ],
+        env,
+        tmp_path / "server.log",
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{url}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+                time.sleep(0.1)
+        # When readiness is asked
+        response = httpx.get(f"{url}/readyz", timeout=30)
+    finally:
+        stop(server)
+    # Then it is not ready, and says which dependencies failed (the database is fine)
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["database"] == "ok"
+    assert checks["broker"].startswith("error")
+    assert checks["channel_layer"].startswith("error")

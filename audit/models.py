@@ -76,4 +76,3 @@ DECISION_COLUMNS: tuple[str, ...] = (
     "api_key_id",
     "created_at",
 )
-JSON_COLUMNS = frozenset({"arguments", "context"})

@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import DataError
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
@@ -63,6 +64,22 @@ class ServiceUnavailable(ApplicationError):
     code = "unavailable"
 
 
+NUL_MESSAGE = "the request contains a NUL character (\\u0000), which cannot be stored"
+
+
+def has_escaped_nul(body: bytes) -> bool:
+    """True when the JSON text has a ``\\u0000`` escape (not an escaped backslash before ``u0000``)."""
+    position = body.find(b"\\u0000")
+    while position != -1:
+        backslashes = 0
+        while position - backslashes - 1 >= 0 and body[position - backslashes - 1] == 0x5C:
+            backslashes += 1
+        if backslashes % 2 == 0:
+            return True
+        position = body.find(b"\\u0000", position + 1)
+    return False
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     body: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
@@ -90,6 +107,11 @@ def error_for_exception(exc: Exception) -> tuple[int, dict[str, Any]] | None:
         return exc.status_code, error_body(exc.code, exc.message, exc.details)
     if isinstance(exc, Http404):
         return status.HTTP_404_NOT_FOUND, error_body("not_found", "Not found.")
+    if isinstance(exc, DataError):
+        # A value the database cannot store (too long, NUL, out of range): the caller's input.
+        return status.HTTP_400_BAD_REQUEST, error_body(
+            "invalid_request", f"a value in the request cannot be stored: {str(exc).splitlines()[0]}"
+        )
     if isinstance(exc, RequestDataTooBig):
         return status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, error_body("payload_too_large", str(exc))
     if isinstance(exc, drf_exceptions.ValidationError):

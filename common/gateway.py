@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from pydantic import BaseModel, ValidationError
 
-from common.errors import InvalidInput, error_body, error_for_exception
+from common.errors import NUL_MESSAGE, InvalidInput, error_body, error_for_exception, has_escaped_nul
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,10 @@ class GatewayRequest:
         """The JSON body validated against ``model``; a 400 naming every bad field otherwise."""
         if not self.body:
             raise InvalidInput("request body is empty; expected a JSON object", code="malformed_json")
+        if has_escaped_nul(self.body):
+            # PostgreSQL text and jsonb cannot hold U+0000; refuse it here, by name, rather
+            # than fail at write time.
+            raise InvalidInput(NUL_MESSAGE)
         try:
             return model.model_validate_json(self.body)
         except ValidationError as exc:

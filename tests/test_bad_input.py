@@ -123,3 +123,31 @@ def test_validate__require_approval__decision_and_its_approval_are_written_toget
     response = post(asgi_server, "/v1/tools/validate", key=key, content='{"tool_name": "t"}')
     assert response.json()["decision"] == "require_approval"
     assert DecisionRecord.objects.get().approval_id == Approval.objects.get().id
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/tools/validate", '{"tool_name": "t", "arguments": {"note": "a\\u0000b"}}'),
+        ("/v1/tools/validate", '{"tool_name": "t", "context": {"k\\u0000": 1}}'),
+        ("/v1/decisions", '{"tool_name": "t", "decision": "allow", "reason": "\\u0000"}'),
+        ("/v1/tools/register", '{"tools": [{"name": "bad\\u0000name"}]}'),
+    ],
+)
+def test_api__nul_character__400_on_every_backend_and_nothing_stored(asgi_server, key, path, body):
+    # PostgreSQL cannot store U+0000 in text or jsonb; SQLite could. Both answer the same.
+    response = post(asgi_server, path, key=key, content=body)
+    assert response.status_code == 400
+    assert "NUL character" in response.json()["error"]["message"]
+    assert DecisionRecord.objects.count() == 0
+
+
+def test_validate__escaped_backslash_before_u0000__is_ordinary_text(asgi_server, key):
+    response = post(
+        asgi_server,
+        "/v1/tools/validate",
+        key=key,
+        content='{"tool_name": "t", "arguments": {"p": "C:\\\\u0000"}}',
+    )
+    assert response.status_code == 200
+    assert DecisionRecord.objects.get().arguments == {"p": "C:\\u0000"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from concurrent.futures import wait
+from concurrent.futures import Future, wait
 
 import pytest
 from django.db import connection
@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from approvals.models import Approval
 from audit.models import DECISION_COLUMNS, DecisionRecord
-from audit.writer import DecisionWriter, insert_decisions
+from audit.writer import DecisionWriter, PendingWrite, insert_decisions
 from tests.factories import ApprovalFactory, TeamFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -79,13 +79,19 @@ def test_insert__a_bad_row__rolls_back_the_whole_batch_including_approvals():
     assert Approval.objects.count() == 0
 
 
-def test_writer__failed_batch__every_waiter_gets_the_error_and_the_writer_survives():
+def test_writer__one_bad_row_in_a_batch__fails_alone_and_the_writer_survives():
+    # Given one batch holding a row that cannot be stored (unknown team) between two good ones
     team = TeamFactory()
     writer = DecisionWriter(max_batch=8)
-    bad = writer.submit(row(uuid.uuid4()))  # no such team
-    wait([bad], timeout=30)
-    assert bad.exception() is not None
-    good = writer.submit(row(team.id))
-    wait([good], timeout=30)
-    assert good.exception() is None
-    assert DecisionRecord.objects.filter(team=team).count() == 1
+    batch = [PendingWrite(r, None, Future()) for r in (row(team.id), row(uuid.uuid4()), row(team.id))]
+    # When the writer flushes it
+    writer._flush(batch)
+    # Then only the bad row's waiter hears of a failure, and the good rows are recorded
+    outcomes = [item.done.exception() for item in batch]
+    assert outcomes[0] is None and outcomes[2] is None
+    assert outcomes[1] is not None
+    assert DecisionRecord.objects.filter(team=team).count() == 2
+    # and the writer keeps working
+    later = writer.submit(row(team.id))
+    wait([later], timeout=30)
+    assert later.exception() is None

@@ -1,0 +1,18 @@
+"""DRF's JSON parser, refusing what the database cannot store, with the gateway's message."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rest_framework.parsers import JSONParser
+
+from common.errors import NUL_MESSAGE, InvalidInput, has_escaped_nul
+
+
+class StorableJSONParser(JSONParser):
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        raw = stream.read() if stream is not None else b""
+        if has_escaped_nul(raw):
+            raise InvalidInput(NUL_MESSAGE)
+        return super().parse(io.BytesIO(raw), media_type, parser_context)

@@ -54,25 +54,3 @@ class DecisionRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool_name}: {self.decision}"
-
-
-# The columns the decision writer fills, in order (checked against the model by a test).
-DECISION_COLUMNS: tuple[str, ...] = (
-    "id",
-    "team_id",
-    "tool_name",
-    "arguments",
-    "context",
-    "decision",
-    "rule_id",
-    "rule_name",
-    "reason",
-    "severity",
-    "mode",
-    "source",
-    "latency_ms",
-    "rule_set_version",
-    "approval_id",
-    "api_key_id",
-    "created_at",
-)

@@ -1,7 +1,8 @@
-"""The group-commit decision writer: durable before the waiter hears back, all or nothing per batch."""
+"""The decision writers: durable before the waiter hears back, all or nothing per row."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from concurrent.futures import Future, wait
 
@@ -10,8 +11,10 @@ from django.db import connection
 from django.utils import timezone
 
 from approvals.models import Approval
-from audit.models import DECISION_COLUMNS, DecisionRecord
-from audit.writer import DecisionWriter, PendingWrite, insert_decisions
+from audit.models import DecisionRecord
+from audit.services import _decision_row
+from audit.writer import PendingWrite, ThreadedWriter, decision_writer, insert_decisions
+from tenancy.principal import ApiKeyPrincipal
 from tests.factories import ApprovalFactory, TeamFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,7 +30,7 @@ def row(team_id: uuid.UUID, **overrides: object) -> dict[str, object]:
         "decision": "allow",
         "rule_id": "",
         "rule_name": "",
-        "reason": "tab\there, newline\nthere, backslash \\ and quote '",
+        "reason": "tab\there, newline\nthere, backslash \\ and quote ' and \"",
         "severity": "",
         "mode": "deterministic",
         "source": "server",
@@ -41,57 +44,93 @@ def row(team_id: uuid.UUID, **overrides: object) -> dict[str, object]:
     return values
 
 
-def test_decision_columns__match_the_model():
-    model_columns = {f.attname for f in DecisionRecord._meta.concrete_fields}
-    assert set(DECISION_COLUMNS) == model_columns
+def test_decision_row__has_exactly_the_models_columns():
+    principal = ApiKeyPrincipal(uuid.uuid4(), "vk_x", uuid.uuid4(), "t", uuid.uuid4(), frozenset())
+    built = _decision_row(
+        principal=principal,
+        tool_name="t",
+        arguments={},
+        context={},
+        decision="allow",
+        reason="",
+        mode="deterministic",
+        source="server",
+        latency_ms=0.0,
+        now=timezone.now(),
+    )
+    assert set(built) == {f.attname for f in DecisionRecord._meta.concrete_fields}
+    assert set(row(uuid.uuid4())) == set(built)
 
 
-def test_writer__rows_from_many_waiters__are_committed_before_each_hears_back():
-    # Given a writer and 50 decisions submitted at once
+async def _write_all(
+    rows: list[dict[str, object]], approvals: dict[int, Approval]
+) -> list[BaseException | None]:
+    writer = decision_writer()
+    results = await asyncio.gather(
+        *(writer.write(r, approvals.get(i)) for i, r in enumerate(rows)), return_exceptions=True
+    )
+    return [r if isinstance(r, BaseException) else None for r in results]
+
+
+def test_writer__concurrent_waiters__each_row_committed_before_its_waiter_hears_back():
+    # Given 50 decisions written at once through the writer the gateway uses on this database
     team = TeamFactory()
-    writer = DecisionWriter(max_batch=16)
     rows = [row(team.id, tool_name=f"tool-{i}") for i in range(50)]
-    futures = [writer.submit(r) for r in rows]
     # When every waiter has heard back
-    done, _ = wait(futures, timeout=30)
-    # Then every row is there, exactly as submitted (JSON and awkward text survive COPY too)
-    assert len(done) == 50 and all(f.exception() is None for f in done)
+    outcomes = asyncio.run(_write_all(rows, {}))
+    # Then every row is there exactly as written (JSON and awkward text survive the trip)
+    assert outcomes == [None] * 50
     stored = {r.id: r for r in DecisionRecord.objects.filter(team=team)}
     assert set(stored) == {r["id"] for r in rows}
     sample = stored[rows[0]["id"]]
-    assert sample.arguments == rows[0]["arguments"]
-    assert sample.context == rows[0]["context"]
-    assert sample.reason == rows[0]["reason"]
+    assert (sample.arguments, sample.context, sample.reason) == (
+        rows[0]["arguments"],
+        rows[0]["context"],
+        rows[0]["reason"],
+    )
     assert sample.rule_set_version == 3
 
 
-def test_insert__a_bad_row__rolls_back_the_whole_batch_including_approvals():
-    # Given a batch whose second row breaks a constraint (unknown team), with an approval
+def test_writer__decision_and_its_approval__are_written_together():
+    team = TeamFactory()
+    approval = ApprovalFactory.build(team=team, id=uuid.uuid4(), approver_groups=["compliance"])
+    decision = row(team.id, decision="require_approval", approval_id=approval.id)
+    assert asyncio.run(_write_all([decision], {0: approval})) == [None]
+    stored = Approval.objects.get()
+    assert stored.id == approval.id
+    assert (stored.status, stored.approver_groups) == (Approval.Status.PENDING, ["compliance"])
+    assert DecisionRecord.objects.get().approval_id == approval.id
+
+
+def test_writer__one_bad_row_in_a_batch__fails_alone():
+    # Given a batch where one row cannot be stored (its team does not exist) between good ones
+    team = TeamFactory()
+    rows = [row(team.id), row(uuid.uuid4()), row(team.id)]
+    # When they are written together
+    outcomes = asyncio.run(_write_all(rows, {}))
+    # Then only that row's waiter hears of a failure; the others are recorded
+    assert outcomes[0] is None and outcomes[2] is None
+    assert outcomes[1] is not None
+    assert DecisionRecord.objects.filter(team=team).count() == 2
+
+
+def test_insert__a_bad_row__writes_nothing_of_its_batch_including_approvals():
     team = TeamFactory()
     approval = ApprovalFactory.build(team=team, id=uuid.uuid4())
-    rows = [row(team.id, approval_id=approval.id), row(uuid.uuid4())]
-    # When it is inserted
     with pytest.raises(Exception):  # noqa: B017 - IntegrityError on SQLite and PostgreSQL alike
-        insert_decisions(rows, [approval])
+        insert_decisions([row(team.id, approval_id=approval.id), row(uuid.uuid4())], [approval])
     connection.close()
-    # Then nothing of it was written: no half-recorded decision, no orphan approval
     assert DecisionRecord.objects.count() == 0
     assert Approval.objects.count() == 0
 
 
-def test_writer__one_bad_row_in_a_batch__fails_alone_and_the_writer_survives():
-    # Given one batch holding a row that cannot be stored (unknown team) between two good ones
+def test_threaded_writer__synchronous_callers_and_a_failed_batch():
     team = TeamFactory()
-    writer = DecisionWriter(max_batch=8)
+    writer = ThreadedWriter(max_batch=8)
     batch = [PendingWrite(r, None, Future()) for r in (row(team.id), row(uuid.uuid4()), row(team.id))]
-    # When the writer flushes it
     writer._flush(batch)
-    # Then only the bad row's waiter hears of a failure, and the good rows are recorded
-    outcomes = [item.done.exception() for item in batch]
-    assert outcomes[0] is None and outcomes[2] is None
-    assert outcomes[1] is not None
-    assert DecisionRecord.objects.filter(team=team).count() == 2
-    # and the writer keeps working
+    assert [item.done.exception() is None for item in batch] == [True, False, True]
     later = writer.submit(row(team.id))
     wait([later], timeout=30)
     assert later.exception() is None
+    assert DecisionRecord.objects.filter(team=team).count() == 3

@@ -10,10 +10,11 @@ middleware and no thread hop on the common path. Everything else (admin API,
 dashboard, admin site, OpenAPI) is plain Django behind it.
 
 An endpoint is ``async def endpoint(request: GatewayRequest, **params) -> GatewayResponse``.
-Endpoints raise ``ApplicationError`` (or DRF validation errors from serializers)
-and get the same ``{"error": {"code", "message", "details"}}`` bodies as the
-Django API. Database work goes through ``run_db`` (a worker thread) or the
-decision writer; never on the event loop.
+It parses its body with ``request.parse(PydanticModel)`` and raises
+``ApplicationError`` subclasses; both become the same
+``{"error": {"code", "message", "details"}}`` bodies as the Django API. Blocking
+database work goes through ``run_db`` (a worker thread); the decision writer
+does its I/O asynchronously. Nothing blocks the event loop.
 """
 
 from __future__ import annotations

@@ -6,13 +6,9 @@ from approvals.models import Approval
 from common.errors import NotFound
 
 
-def approval_get_for_team(*, team_id: uuid.UUID, approval_id: str) -> Approval:
+def approval_get_for_team(*, team_id: uuid.UUID, approval_id: uuid.UUID) -> Approval:
     """The team's approval, or NotFound (also for another team's id: ids are not a side channel)."""
     try:
-        parsed = uuid.UUID(str(approval_id))
-    except ValueError as exc:
-        raise NotFound("approval not found") from exc
-    try:
-        return Approval.objects.get(pk=parsed, team_id=team_id)
+        return Approval.objects.get(pk=approval_id, team_id=team_id)
     except Approval.DoesNotExist as exc:
         raise NotFound("approval not found") from exc

@@ -6,8 +6,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from rest_framework import serializers
-
 from common.errors import NotFound
 
 
@@ -23,15 +21,3 @@ def parse_uuid_or_404(value: Any, *, what: str) -> uuid.UUID:
         return uuid.UUID(str(value))
     except ValueError as exc:
         raise NotFound(f"{what} not found") from exc
-
-
-class JSONObjectField(serializers.JSONField):
-    """A JSON value that must be an object (``{}``), with a clear message when it is not."""
-
-    default_error_messages = {"not_object": "Expected a JSON object, got {kind}."}
-
-    def to_internal_value(self, data: Any) -> Any:
-        value = super().to_internal_value(data)
-        if not isinstance(value, dict):
-            self.fail("not_object", kind=type(value).__name__ if value is not None else "null")
-        return value

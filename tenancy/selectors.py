@@ -12,7 +12,7 @@ from common.cache import Missing, TtlCache
 from common.errors import NotFound
 from common.gateway import run_db
 from tenancy import keys
-from tenancy.models import ApiKey, ApproverGroup, Organization, Team
+from tenancy.models import ApiKey, Organization, Team
 from tenancy.principal import ApiKeyPrincipal
 
 # token hash -> principal. Only hits are cached: caching misses would let random tokens
@@ -66,10 +66,6 @@ async def principal_for_token_async(token: str) -> ApiKeyPrincipal | None:
     )
 
 
-def team_get(*, team_id: uuid.UUID) -> Team:
-    return Team.objects.select_related("organization").get(pk=team_id)
-
-
 def team_get_by_slug(*, slug: str) -> Team:
     try:
         return Team.objects.select_related("organization").get(slug=slug)
@@ -95,10 +91,6 @@ def teams_administered_by(*, principal: ApiKeyPrincipal) -> QuerySet[Team]:
 
 def api_keys_administered_by(*, principal: ApiKeyPrincipal) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(team__in=teams_administered_by(principal=principal)).order_by("-created_at")
-
-
-def approver_groups_of_team(*, team: Team) -> QuerySet[ApproverGroup]:
-    return ApproverGroup.objects.filter(team=team).prefetch_related("members")
 
 
 def _team_default_timeout_from_database(team_id: uuid.UUID) -> int | None:

@@ -54,29 +54,16 @@ def test_validate__malformed_request__4xx_json_error_and_nothing_recorded(
     assert DecisionRecord.objects.count() == 0
 
 
-def test_validate__body_over_one_mib__413_and_nothing_recorded(asgi_server, key):
-    padding = "x" * (ONE_MIB + 10)
-    response = post(
-        asgi_server,
-        "/v1/tools/validate",
-        key=key,
-        content=f'{{"tool_name": "t", "arguments": {{"p": "{padding}"}}}}',
-    )
-    assert response.status_code == 413
-    assert response.json()["error"]["code"] == "payload_too_large"
-    assert DecisionRecord.objects.count() == 0
-
-
-def test_validate__body_just_under_one_mib__is_accepted(asgi_server, key):
-    padding = "x" * (ONE_MIB - 200)
-    response = post(
-        asgi_server,
-        "/v1/tools/validate",
-        key=key,
-        content=f'{{"tool_name": "t", "arguments": {{"p": "{padding}"}}}}',
-    )
-    assert response.status_code == 200
-    assert DecisionRecord.objects.count() == 1
+@pytest.mark.parametrize(("padding", "status", "rows"), [(ONE_MIB + 10, 413, 0), (ONE_MIB - 200, 200, 1)])
+def test_validate__one_mib_body_limit__413_above_and_nothing_recorded(
+    asgi_server, key, padding, status, rows
+):
+    body = f'{{"tool_name": "t", "arguments": {{"p": "{"x" * padding}"}}}}'
+    response = post(asgi_server, "/v1/tools/validate", key=key, content=body)
+    assert response.status_code == status
+    if status == 413:
+        assert response.json()["error"]["code"] == "payload_too_large"
+    assert DecisionRecord.objects.count() == rows
 
 
 @pytest.mark.parametrize("path", ["/v1/tools/validate", "/v1/decisions", "/v1/tools/register"])

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from approvals import selectors
 from approvals.api.serializers import approval_output
+from common.api import parse_uuid_or_404
 
 
 class ApprovalDetailView(APIView):
@@ -15,5 +16,7 @@ class ApprovalDetailView(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, approval_id: str) -> Response:
-        approval = selectors.approval_get_for_team(team_id=request.auth.team_id, approval_id=approval_id)
+        approval = selectors.approval_get_for_team(
+            team_id=request.auth.team_id, approval_id=parse_uuid_or_404(approval_id, what="approval")
+        )
         return Response(approval_output(approval))

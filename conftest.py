@@ -45,6 +45,20 @@ def _refuse_outbound_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With VETO_FORBID_SKIPS=1 (.ci/run's PostgreSQL + Redis run) a skipped test fails the run:
+    a test that needs those services must have run where they are."""
+    if os.environ.get("VETO_FORBID_SKIPS") != "1":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if skipped:
+        print(f"\nVETO_FORBID_SKIPS: {len(skipped)} test(s) skipped where none may be:")
+        for report in skipped:
+            print(f"  {report.nodeid}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def database_url_for_subprocess() -> str:
     """The test database (created by pytest-django) as a DATABASE_URL a subprocess can use."""
     from django.db import connection
@@ -88,31 +102,15 @@ class LiveServer:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
-def asgi_server(
-    django_db_setup: None, django_db_blocker: object, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    """The real ASGI server (uvicorn, production settings) on the test database, in a subprocess.
-
-    Tests that use it need committed data: ask for ``transactional_db``.
-    """
+def start_asgi_server(log_path: Path, **environment: str) -> tuple[subprocess.Popen[bytes], LiveServer]:
+    """Start uvicorn with production settings on the test database; return once /healthz answers."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("live-server") / "server.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "veto_cloud.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-            ],
+            [sys.executable, "-m", "uvicorn", "veto_cloud.asgi:application", "--host", "127.0.0.1"]
+            + ["--port", str(port), "--no-access-log"],
             cwd=BASE_DIR,
-            env=subprocess_environment(),
+            env=subprocess_environment(**environment),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -121,19 +119,36 @@ def asgi_server(
     while True:
         try:
             if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
-                break
+                return process, server
         except httpx.TransportError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             raise RuntimeError(f"the live server did not start:\n{server.log()}")
         time.sleep(0.1)
+
+
+def stop_processes(*processes: subprocess.Popen[bytes]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+def asgi_server(
+    django_db_setup: None, django_db_blocker: object, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """The real ASGI server (uvicorn, production settings) on the test database, in a subprocess.
+
+    Tests that use it need committed data: ask for ``transactional_db``.
+    """
+    process, server = start_asgi_server(tmp_path_factory.mktemp("live-server") / "server.log")
     yield server
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    stop_processes(process)
     with django_db_blocker.unblock():  # type: ignore[attr-defined]
         _wait_for_other_sessions_to_close()
 

@@ -26,10 +26,19 @@ class ApplicationError(Exception):
     status_code = status.HTTP_400_BAD_REQUEST
     code = "invalid_request"
 
-    def __init__(self, message: str, *, details: Any = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: Any = None,
+        code: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        # Top-level keys next to "error", where a published contract asks for them.
+        self.extra = extra or {}
         if code is not None:
             self.code = code
 
@@ -57,6 +66,13 @@ class NotFound(ApplicationError):
 class Conflict(ApplicationError):
     status_code = status.HTTP_409_CONFLICT
     code = "conflict"
+
+
+class Unprocessable(ApplicationError):
+    """Well-formed and understood, but refused by a rule of the domain (failing fixtures, say)."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    code = "unprocessable"
 
 
 class ServiceUnavailable(ApplicationError):
@@ -104,7 +120,7 @@ def _first_validation_message(detail: Any, path: str = "") -> str:
 def error_for_exception(exc: Exception) -> tuple[int, dict[str, Any]] | None:
     """(status, body) for an error we expect; None for anything else (a bug: let it surface)."""
     if isinstance(exc, ApplicationError):
-        return exc.status_code, error_body(exc.code, exc.message, exc.details)
+        return exc.status_code, {**exc.extra, **error_body(exc.code, exc.message, exc.details)}
     if isinstance(exc, Http404):
         return status.HTTP_404_NOT_FOUND, error_body("not_found", "Not found.")
     if isinstance(exc, DataError):

@@ -19,6 +19,7 @@ does its I/O asynchronously. Nothing blocks the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -26,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -56,6 +58,10 @@ class GatewayRequest:
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
 
+    def query(self, name: str) -> str | None:
+        values = parse_qs(self.query_string.decode("latin-1")).get(name)
+        return values[-1] if values else None
+
     def parse(self, model: type[M]) -> M:
         """The JSON body validated against ``model``; a 400 naming every bad field otherwise."""
         if not self.body:
@@ -85,8 +91,10 @@ def _invalid_input(exc: ValidationError) -> InvalidInput:
 @dataclass(slots=True)
 class GatewayResponse:
     status: int
+    # A pydantic model or JSON-able value, or bytes sent as they are (with content_type).
     body: Any
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    content_type: bytes = b"application/json"
 
 
 def json_response(body: Any, *, status: int = 200) -> GatewayResponse:
@@ -132,8 +140,14 @@ async def run_db(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 class Gateway:
-    def __init__(self, fallback: ASGIApp, routes: list[Route]) -> None:
+    def __init__(
+        self, fallback: ASGIApp, routes: list[Route], *, background: list[Callable[[], Awaitable[None]]] = ()
+    ) -> None:
+        """``background`` coroutines run for the life of each worker, started by its first request."""
         self.fallback = fallback
+        self._background = list(background)
+        self._started: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.exact: dict[tuple[str, str], Endpoint] = {}
         self.patterns: list[tuple[str, re.Pattern[str], Endpoint]] = []
         for route in routes:
@@ -153,7 +167,19 @@ class Gateway:
                     return route_endpoint, found.groupdict()
         return None
 
+    def _start_background(self) -> None:
+        loop = asyncio.get_running_loop()
+        if id(loop) in self._started:
+            return
+        self._started.add(id(loop))
+        for work in self._background:
+            task = loop.create_task(work())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self._background:
+            self._start_background()
         if scope["type"] == "http":
             matched = self._match(scope["method"], scope["path"])
             if matched is not None:
@@ -221,11 +247,13 @@ class Gateway:
 
     @staticmethod
     async def _send(send: Any, response: GatewayResponse) -> None:
-        if isinstance(response.body, BaseModel):
+        if isinstance(response.body, bytes):
+            payload = response.body
+        elif isinstance(response.body, BaseModel):
             payload = response.body.model_dump_json(by_alias=True).encode("utf-8")
         else:
             payload = json.dumps(response.body, separators=(",", ":"), default=str).encode("utf-8")
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        headers = [(b"content-type", response.content_type), (b"content-length", str(len(payload)).encode())]
         await send(
             {"type": "http.response.start", "status": response.status, "headers": headers + response.headers}
         )

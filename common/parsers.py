@@ -16,3 +16,19 @@ class StorableJSONParser(JSONParser):
         if has_escaped_nul(raw):
             raise InvalidInput(NUL_MESSAGE)
         return super().parse(io.BytesIO(raw), media_type, parser_context)
+
+
+class RuleSetSourceParser(StorableJSONParser):
+    """The request body as text, for rule-set uploads (stored exactly as uploaded). YAML and
+    JSON alike: the rule engine parses it, with line numbers for every problem."""
+
+    media_type = "*/*"
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        raw = stream.read() if stream is not None else b""
+        if has_escaped_nul(raw) or b"\x00" in raw:
+            raise InvalidInput(NUL_MESSAGE)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"the rule set is not UTF-8 text: {exc}") from exc

@@ -60,6 +60,40 @@ class RuleSetVersion(models.Model):
         return f"{self.team.slug} v{self.number} ({self.status})"
 
 
+class RuleSetPublication(models.Model):
+    """Each time a version became active: the history of what was enforced when, and by whom.
+
+    Publishing an older version again is a rollback; the history says so.
+    """
+
+    class Kind(models.TextChoices):
+        PUBLISH = "publish", "Publish"
+        ROLLBACK = "rollback", "Rollback"
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="rule_set_publications")
+    version = models.ForeignKey(RuleSetVersion, on_delete=models.CASCADE, related_name="publications")
+    previous_version = models.ForeignKey(
+        RuleSetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Copied so the history still names the actor after the user or key is gone.
+    actor_name = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["team", "-created_at"]
+        indexes = [models.Index(fields=["team", "-created_at"], name="rule_set_publication_time")]
+
+    def __str__(self) -> str:
+        return f"{self.team_id}: {self.kind} v{self.version_id}"
+
+
 class RegisteredTool(models.Model):
     """A tool signature an SDK registered (``POST /v1/tools/register``)."""
 

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
+import logging
 import threading
 import uuid
+from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import yaml
+from django.conf import settings
 from django.db.models import QuerySet
 
+from audit.models import DecisionRecord
 from common.cache import TtlCache
+from common.errors import NotFound
+from common.events import RULE_SETS_GROUP, subscribe
 from common.gateway import run_db
-from policies.engine import EMPTY_RULE_SET, CompiledRuleSet, compile_rule_set
-from policies.models import RegisteredTool, RuleSetVersion
+from policies.engine import EMPTY_RULE_SET, CompiledRuleSet, ToolCall, compile_rule_set, diff_documents
+from policies.models import RegisteredTool, RuleSetPublication, RuleSetVersion
 
-# How long a process trusts its compiled copy before re-checking which version is active.
-# Re-checking is one indexed query; compiling happens only when the version changed.
-ACTIVE_VERSION_RECHECK_SECONDS = 1.0
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +36,8 @@ class ActiveRuleSet:
 
 
 _NO_RULES = ActiveRuleSet(None, None, EMPTY_RULE_SET)
-_active: TtlCache[uuid.UUID, ActiveRuleSet] = TtlCache(ACTIVE_VERSION_RECHECK_SECONDS)
+# Re-checking is one indexed query; compiling happens only when the version changed.
+_active: TtlCache[uuid.UUID, ActiveRuleSet] = TtlCache(lambda: settings.RULE_SET_RECHECK_SECONDS)
 _compile_lock = threading.Lock()
 
 
@@ -51,9 +62,138 @@ def _active_rule_set_from_database(team_id: uuid.UUID) -> ActiveRuleSet:
 
 async def active_rule_set(*, team_id: uuid.UUID) -> ActiveRuleSet:
     """The team's active version, compiled once per version per process and re-checked every
-    ACTIVE_VERSION_RECHECK_SECONDS (one indexed query, off the event loop)."""
+    RULE_SET_RECHECK_SECONDS (one indexed query, off the event loop), and at once when a
+    publish event arrives (``listen_for_publications``)."""
     return await _active.get_or_load(team_id, lambda: run_db(_active_rule_set_from_database, team_id))
 
 
 def registered_tools_of_team(*, team_id: uuid.UUID) -> QuerySet[RegisteredTool]:
     return RegisteredTool.objects.filter(team_id=team_id).order_by("name")
+
+
+def rule_set_versions_of_team(*, team_id: uuid.UUID) -> QuerySet[RuleSetVersion]:
+    return RuleSetVersion.objects.filter(team_id=team_id).order_by("-number")
+
+
+def rule_set_publications_of_team(*, team_id: uuid.UUID) -> QuerySet[RuleSetPublication]:
+    return RuleSetPublication.objects.filter(team_id=team_id).select_related("version", "previous_version")
+
+
+def rule_set_version_get(*, team_id: uuid.UUID, number: int) -> RuleSetVersion:
+    """The team's version ``number``; another team's numbers do not exist from here."""
+    try:
+        return RuleSetVersion.objects.get(team_id=team_id, number=number)
+    except RuleSetVersion.DoesNotExist as exc:
+        raise NotFound(f"rule set version {number} not found") from exc
+
+
+def rule_set_versions_diff(*, team_id: uuid.UUID, before: int, after: int) -> dict[str, Any]:
+    old = rule_set_version_get(team_id=team_id, number=before)
+    new = rule_set_version_get(team_id=team_id, number=after)
+    return {"from": old.number, "to": new.number, **diff_documents(old.document, new.document)}
+
+
+IMPACT_PREVIEW_DEFAULT = 10_000
+IMPACT_PREVIEW_MAX = 50_000
+IMPACT_EXAMPLES_PER_CHANGE = 5
+
+
+def rule_set_impact_preview(
+    *, team_id: uuid.UUID, document: Mapping[str, Any], limit: int = IMPACT_PREVIEW_DEFAULT
+) -> dict[str, Any]:
+    """Replay the team's most recent server decisions against a candidate and report what
+    would change (allow → deny, deny → allow, → require_approval, ...), with examples.
+
+    Each call is replayed at the time it was made, so time windows judge it as they would
+    have then. Client-side decisions are left out: the SDK made those from per-tool
+    policies, not from this rule set.
+    """
+    candidate = compile_rule_set(document)
+    recent = (
+        DecisionRecord.objects.filter(team_id=team_id, source=DecisionRecord.Source.SERVER)
+        .order_by("-created_at")
+        .values_list("id", "tool_name", "arguments", "context", "decision", "rule_id", "created_at")[:limit]
+    )
+    transitions: Counter[tuple[str, str]] = Counter()
+    examples: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    replayed = 0
+    for decision_id, tool_name, arguments, context, old, old_rule, created_at in recent.iterator(
+        chunk_size=2000
+    ):
+        replayed += 1
+        new = candidate.evaluate(ToolCall(tool_name, arguments or {}, context or {}, created_at))
+        if new.decision == old:
+            continue
+        key = (old, new.decision)
+        transitions[key] += 1
+        if len(examples[key]) < IMPACT_EXAMPLES_PER_CHANGE:
+            examples[key].append(
+                {
+                    "decisionId": str(decision_id),
+                    "toolName": tool_name,
+                    "arguments": arguments,
+                    "was": {"decision": old, "ruleId": old_rule or None},
+                    "wouldBe": {"decision": new.decision, "ruleId": new.rule_id, "reason": new.reason},
+                    "createdAt": created_at.isoformat(),
+                }
+            )
+    return {
+        "replayed": replayed,
+        "changed": sum(transitions.values()),
+        "changes": [
+            {"from": old, "to": new, "count": count, "examples": examples[(old, new)]}
+            for (old, new), count in transitions.most_common()
+        ],
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSetRepresentation:
+    version: int
+    body: bytes
+    content_type: str
+    etag: str  # strong: it names these exact bytes
+
+
+def _represent(source_text: str, source_format: str, wanted: str) -> bytes:
+    if wanted == source_format:
+        return source_text.encode("utf-8")
+    if wanted == RuleSetVersion.SourceFormat.JSON:
+        return json.dumps(yaml.safe_load(source_text), indent=2, default=str).encode("utf-8")
+    return yaml.safe_dump(json.loads(source_text), sort_keys=False, allow_unicode=True).encode("utf-8")
+
+
+def active_rule_set_representation(*, team_id: uuid.UUID, wanted: str | None) -> RuleSetRepresentation | None:
+    """The active version as served to sync jobs: the source as uploaded, or converted to the
+    wanted format (``yaml`` or ``json``; None means as uploaded)."""
+    row = (
+        RuleSetVersion.objects.filter(team_id=team_id, is_active=True)
+        .values_list("number", "source_text", "source_format")
+        .first()
+    )
+    if row is None:
+        return None
+    number, source_text, source_format = row
+    fmt = wanted or source_format
+    body = _represent(source_text, source_format, fmt)
+    content_type = (
+        "application/json" if fmt == RuleSetVersion.SourceFormat.JSON else "application/yaml; charset=utf-8"
+    )
+    return RuleSetRepresentation(number, body, content_type, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+
+
+async def listen_for_publications() -> None:
+    """Run for the life of a worker: drop a team's compiled rule set the moment any process
+    publishes a new version (the periodic re-check is the fallback if an event is lost)."""
+    while True:
+        try:
+            async with subscribe(RULE_SETS_GROUP) as events:
+                while True:
+                    event = await events.next(3600)
+                    if event is not None and event.get("team_id"):
+                        forget_cached_rule_sets(team_id=uuid.UUID(event["team_id"]))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the channel layer may be briefly away; keep listening
+            logger.warning("rule_set_listener.failed; retrying in 5 s", exc_info=True)
+            await asyncio.sleep(5)

@@ -15,15 +15,34 @@ from django.db.models import Max
 from django.utils import timezone
 
 from audit.services import decision_record
-from common.errors import Conflict, InvalidInput
-from policies.engine import Decision, RuleSetError, ToolCall, load_rule_set
-from policies.models import RegisteredTool, RuleSetVersion
-from policies.selectors import active_rule_set, forget_cached_rule_sets
+from common.errors import Conflict, InvalidInput, Unprocessable
+from common.events import RULE_SETS_GROUP, publish_on_commit, rule_set_group
+from policies.engine import (
+    CompiledRuleSet,
+    Decision,
+    RuleSetError,
+    ToolCall,
+    compile_rule_set,
+    load_rule_set,
+    run_fixtures,
+)
+from policies.models import RegisteredTool, RuleSetPublication, RuleSetVersion
+from policies.selectors import ActiveRuleSet, active_rule_set, forget_cached_rule_sets
 from tenancy.models import ApiKey, Team
 from tenancy.principal import ApiKeyPrincipal
 from tenancy.selectors import team_default_approval_timeout
 
 logger = logging.getLogger(__name__)
+
+
+def _author_name(user: AbstractBaseUser | None, api_key_id: uuid.UUID | None) -> str:
+    if user is not None:
+        return user.get_username()
+    if api_key_id is not None:
+        key = ApiKey.objects.filter(pk=api_key_id).values_list("name", "prefix").first()
+        if key is not None:
+            return f"API key {key[0]} ({key[1]}…)"
+    return ""
 
 
 def rule_set_version_create(
@@ -32,26 +51,21 @@ def rule_set_version_create(
     source_text: str,
     content_type: str = "application/yaml",
     author_user: AbstractBaseUser | None = None,
-    author_api_key: ApiKey | None = None,
+    author_api_key_id: uuid.UUID | None = None,
 ) -> RuleSetVersion:
-    """Store a new draft version after checking the whole document; raises InvalidInput listing
-    every problem (path, message, line)."""
+    """Store a new draft version after checking the whole document; refuses it with every
+    problem at once (path, message, YAML line)."""
     try:
         document = load_rule_set(source_text, content_type=content_type)
     except RuleSetError as exc:
+        errors = [p.as_dict() for p in exc.problems]
         raise InvalidInput(
-            f"the rule set has {len(exc.problems)} problem(s): {exc}",
-            details={"errors": [p.as_dict() for p in exc.problems]},
+            f"the rule set has {len(errors)} problem(s): {exc}",
+            details={"errors": errors},
             code="invalid_rule_set",
+            extra={"errors": errors},
         ) from exc
-    source_format = (
-        RuleSetVersion.SourceFormat.JSON if "json" in content_type else RuleSetVersion.SourceFormat.YAML
-    )
-    author_name = ""
-    if author_user is not None:
-        author_name = author_user.get_username()
-    elif author_api_key is not None:
-        author_name = f"api-key:{author_api_key.name}"
+    is_json = "json" in content_type
     with transaction.atomic():
         # Lock the team row so concurrent uploads get consecutive, distinct numbers.
         Team.objects.select_for_update().get(pk=team.pk)
@@ -60,36 +74,78 @@ def rule_set_version_create(
             team=team,
             number=last + 1,
             source_text=source_text,
-            source_format=source_format,
+            source_format=RuleSetVersion.SourceFormat.JSON if is_json else RuleSetVersion.SourceFormat.YAML,
             document=document,
             checksum=hashlib.sha256(source_text.encode("utf-8")).hexdigest(),
             author_user=author_user if author_user is not None and author_user.pk else None,
-            author_api_key=author_api_key,
-            author_name=author_name,
+            author_api_key_id=author_api_key_id,
+            author_name=_author_name(author_user, author_api_key_id),
         )
     logger.info("rule_set_version.created team=%s number=%d", team.slug, version.number)
     return version
 
 
-def rule_set_version_publish(*, version: RuleSetVersion) -> RuleSetVersion:
-    """Make ``version`` the team's one active version; the previous one is archived."""
+class FixturesFailed(Unprocessable):
+    code = "fixtures_failed"
+
+
+def rule_set_version_publish(
+    *,
+    version: RuleSetVersion,
+    actor_user: AbstractBaseUser | None = None,
+    actor_api_key_id: uuid.UUID | None = None,
+    actor_name: str | None = None,
+) -> RuleSetPublication:
+    """Make ``version`` the team's one active version, if its fixtures pass.
+
+    Publishing a version older than the active one is a rollback, logged as such; the
+    version it replaces is archived. Every process learns of it after commit (compiled
+    caches are dropped, long-polls answer).
+    """
+    results = run_fixtures(
+        compile_rule_set(version.document), version.document.get("fixtures", []), now=timezone.now()
+    )
+    failed = [r.as_dict() for r in results if not r.passed]
+    if failed:
+        raise FixturesFailed(
+            f"{len(failed)} of {len(results)} fixture test(s) failed; version {version.number} was not published",
+            details={"results": [r.as_dict() for r in results]},
+        )
     with transaction.atomic():
-        locked = RuleSetVersion.objects.select_for_update().get(pk=version.pk)
-        if locked.is_active:
+        # Lock the team: two publishes of the same team serialize, so exactly one wins each turn.
+        Team.objects.select_for_update().get(pk=version.team_id)
+        locked = RuleSetVersion.objects.get(pk=version.pk)
+        previous = RuleSetVersion.objects.filter(team_id=locked.team_id, is_active=True).first()
+        if previous is not None and previous.pk == locked.pk:
             raise Conflict(f"version {locked.number} is already active")
-        now = timezone.now()
         # Deactivate first: the partial unique index allows one active row per team at a time.
         RuleSetVersion.objects.filter(team_id=locked.team_id, is_active=True).update(
             is_active=False, status=RuleSetVersion.Status.ARCHIVED
         )
+        now = timezone.now()
         locked.is_active = True
         locked.status = RuleSetVersion.Status.PUBLISHED
         locked.published_at = now
         locked.save(update_fields=["is_active", "status", "published_at"])
+        is_rollback = previous is not None and locked.number < previous.number
+        publication = RuleSetPublication.objects.create(
+            team_id=locked.team_id,
+            version=locked,
+            previous_version=previous,
+            kind=RuleSetPublication.Kind.ROLLBACK if is_rollback else RuleSetPublication.Kind.PUBLISH,
+            actor_user=actor_user if actor_user is not None and actor_user.pk else None,
+            actor_api_key_id=actor_api_key_id,
+            actor_name=actor_name if actor_name is not None else _author_name(actor_user, actor_api_key_id),
+            created_at=now,
+        )
         team_id = locked.team_id
         transaction.on_commit(lambda: forget_cached_rule_sets(team_id=team_id))
-    logger.info("rule_set_version.published team=%s number=%d", locked.team_id, locked.number)
-    return locked
+        publish_on_commit(
+            [RULE_SETS_GROUP, rule_set_group(team_id)],
+            {"event": "rule_set.published", "team_id": str(team_id), "version": locked.number},
+        )
+    logger.info("rule_set_version.%s team=%s number=%d", publication.kind, locked.team_id, locked.number)
+    return publication
 
 
 def tools_register(*, team_id: uuid.UUID, tools: list[dict[str, Any]]) -> list[RegisteredTool]:
@@ -126,15 +182,17 @@ async def tool_call_validate(
     arguments: dict[str, Any],
     context: dict[str, Any],
     started: float,
+    rules: CompiledRuleSet | None = None,
 ) -> ValidationOutcome:
-    """Decide a tool call against the team's active rule set and record the decision durably
-    (with its pending approval, when one is required) before returning.
+    """Decide a tool call against the team's active rule set (or ``rules``, given inline by an
+    SDK in API mode) and record the decision durably (with its pending approval, when one is
+    required) before returning.
 
     The common case touches no database on this coroutine: the compiled rule set and the key
     come from process caches and the write goes to the group-commit writer.
     """
     team_id = principal.team_id
-    active = await active_rule_set(team_id=team_id)
+    active = await active_rule_set(team_id=team_id) if rules is None else ActiveRuleSet(None, None, rules)
     now = timezone.now()
     decision = active.rules.evaluate(
         ToolCall(tool_name=tool_name, arguments=arguments, context=context, now=now)

@@ -69,4 +69,4 @@ def api_key_for(team: Team, *, scopes: tuple[str, ...] = ALL_SCOPES, name: str =
 
 def publish_rules(team: Team, source: str):
     """Create and publish a rule-set version from YAML; returns the version."""
-    return rule_set_version_publish(version=rule_set_version_create(team=team, source_text=source))
+    return rule_set_version_publish(version=rule_set_version_create(team=team, source_text=source)).version

@@ -14,7 +14,7 @@ import pytest
 from django.utils import timezone
 
 from approvals.models import Approval
-from conftest import BASE_DIR, free_port, subprocess_environment
+from conftest import BASE_DIR, free_port, start_asgi_server, stop_processes, subprocess_environment
 from tests.factories import ApprovalFactory
 
 # The embedded broker always; Redis as well wherever REDIS_URL is configured (CI).
@@ -24,16 +24,6 @@ BROKERS = ["embedded"] + (["redis"] if os.environ.get("REDIS_URL") else [])
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("w") as handle:
         return subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=handle, stderr=subprocess.STDOUT)
-
-
-def stop(*processes: subprocess.Popen[bytes]) -> None:
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -74,7 +64,7 @@ def test_celery_worker_and_beat__expire_a_due_approval(broker, tmp_path):
                 break
             time.sleep(0.25)
     finally:
-        stop(worker, beat)
+        stop_processes(worker, beat)
     # Then the beat sweep, executed by the worker, expired the due one only
     logs = "\n".join(p.read_text() for p in (tmp_path / "worker.log", tmp_path / "beat.log"))
     assert due.status == Approval.Status.EXPIRED, logs
@@ -100,35 +90,14 @@ def test_readyz__database_broker_and_channel_layer_reachable(asgi_server):
 @pytest.mark.django_db(transaction=True)
 def test_readyz__redis_unreachable__503_naming_what_is_down(tmp_path):
     # Given a server whose REDIS_URL points at a port nothing listens on
-    port = free_port()
-    env = subprocess_environment(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
-    server = start(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "veto_cloud.asgi:application",
-            "--port",
-            str(port),
-            "--no-access-log",
-        ],
-        env,
-        tmp_path / "server.log",
+    process, server = start_asgi_server(
+        tmp_path / "server.log", REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"
     )
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()
-                time.sleep(0.1)
         # When readiness is asked
-        response = httpx.get(f"{url}/readyz", timeout=30)
+        response = httpx.get(f"{server.url}/readyz", timeout=30)
     finally:
-        stop(server)
+        stop_processes(process)
     # Then it is not ready, and says which dependencies failed (the database is fine)
     assert response.status_code == 503
     checks = response.json()["checks"]

@@ -16,11 +16,12 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from common.gateway import Gateway  # noqa: E402
 from policies.engine.expressions import warm_up  # noqa: E402
+from policies.selectors import listen_for_publications  # noqa: E402
 from veto_cloud.routing import runtime_routes, websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": Gateway(django_asgi_app, runtime_routes),
+        "http": Gateway(django_asgi_app, runtime_routes, background=[listen_for_publications]),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -4,8 +4,13 @@ from audit.api.runtime import client_decision_create
 from audit.api.schemas import ClientDecisionCreated, ClientDecisionRequest
 from common.gateway import Route
 from common.runtime import healthz
-from policies.api.runtime import tool_call_validate
-from policies.api.schemas import ToolCallValidateRequest, ToolCallValidateResponse
+from policies.api.runtime import api_mode_validate, rule_set_active, tool_call_validate
+from policies.api.schemas import (
+    ApiModeValidateRequest,
+    ApiModeValidateResponse,
+    ToolCallValidateRequest,
+    ToolCallValidateResponse,
+)
 
 runtime_routes = [
     Route("GET", "/healthz", healthz, authenticated=False),
@@ -24,6 +29,14 @@ runtime_routes = [
         response_model=ClientDecisionCreated,
         status=201,
     ),
+    Route(
+        "POST",
+        "/v1/validate",
+        api_mode_validate,
+        request_model=ApiModeValidateRequest,
+        response_model=ApiModeValidateResponse,
+    ),
+    Route("GET", "/v1/rule-sets/active", rule_set_active),
 ]
 
 # The live dashboards (a later issue) add their consumers here.

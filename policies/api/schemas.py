@@ -90,3 +90,48 @@ class ToolCallValidateResponse(BaseModel):
             approval_id=str(outcome.approval_id) if outcome.approval_id else None,
             denial=denial,
         )
+
+
+class ApiModeCall(BaseModel):
+    """The API-mode request's ``context``: the call itself plus whatever else the SDK knows."""
+
+    model_config = ConfigDict(extra="allow")
+
+    tool_name: str = Field(min_length=1, max_length=200)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    call_id: str | None = None
+    timestamp: str | None = None
+    session_id: str | None = None
+    agent_id: str | None = None
+    user_id: str | None = None
+
+
+class ApiModeValidateRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    context: ApiModeCall
+    rules: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Rules to decide with (Policy IR v1 or short form); default: the team's active set.",
+    )
+
+
+class ApiModeValidateResponse(BaseModel):
+    decision: Literal["allow", "deny", "require_approval"]
+    reason: str | None
+    rule_id: str | None
+    severity: str | None
+    decision_id: str
+    approval_id: str | None = None
+
+    @classmethod
+    def from_outcome(cls, outcome: ValidationOutcome) -> ApiModeValidateResponse:
+        decision = outcome.decision
+        return cls(
+            decision=decision.decision,
+            reason=decision.reason,
+            rule_id=decision.rule_id,
+            severity=decision.severity,
+            decision_id=str(outcome.decision_id),
+            approval_id=str(outcome.approval_id) if outcome.approval_id else None,
+        )

@@ -5,6 +5,7 @@ rule_set = compile_rule_set(document)        # compile once per version, then sh
 decision = rule_set.evaluate(ToolCall("run_data_export", {"include_pii": True}))
 """
 
+from policies.engine.diff import diff_documents
 from policies.engine.document import load_rule_set, normalize_rule_set
 from policies.engine.errors import ExpressionError, Problem, RuleSetError
 from policies.engine.evaluator import (
@@ -14,16 +15,20 @@ from policies.engine.evaluator import (
     ToolCall,
     compile_rule_set,
 )
+from policies.engine.fixtures import FixtureResult, run_fixtures
 
 __all__ = [
     "EMPTY_RULE_SET",
     "CompiledRuleSet",
     "Decision",
     "ExpressionError",
+    "FixtureResult",
     "Problem",
     "RuleSetError",
     "ToolCall",
     "compile_rule_set",
+    "diff_documents",
     "load_rule_set",
     "normalize_rule_set",
+    "run_fixtures",
 ]

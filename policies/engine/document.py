@@ -26,13 +26,17 @@ from policies.engine.conditions import OPERATORS, ConditionError, compile_operat
 from policies.engine.durations import parse_duration
 from policies.engine.errors import ExpressionError, Problem, RuleSetError
 from policies.engine.expressions import compile_expression
+from policies.engine.fixtures import EXPECTABLE
 
 ACTIONS = ("block", "warn", "log", "allow", "require_approval")
 ACTION_ALIASES = {"deny": "block"}
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 DEFAULT_SEVERITY = "medium"
 
-_TOP_LEVEL_KEYS = {"version", "name", "description", "rules", "output_rules", "settings"}
+_TOP_LEVEL_KEYS = {"version", "name", "description", "rules", "output_rules", "settings", "fixtures"}
+_SUITE_KEYS = {"suite", "tests"}
+_TEST_KEYS = {"id", "tool", "arguments", "context", "expect", "description"}
+_EXPECT_KEYS = {"decision", "rule_id"}
 _RULE_KEYS = {
     # Policy IR v1
     "id",
@@ -185,9 +189,89 @@ def normalize_rule_set(data: Any, *, lines: Mapping[str, int] | None = None) -> 
         else:
             problems.add("output_rules", "output_rules must be a list")
 
+    if "fixtures" in data:
+        normalized["fixtures"] = _normalize_fixtures(data["fixtures"], problems)
+
     if problems.problems:
         raise RuleSetError(problems.problems)
     return normalized
+
+
+def _normalize_fixtures(raw: Any, problems: _Collector) -> list[dict[str, Any]]:
+    """Suites in the SDK's fixture format (see fixtures.py), checked like the rules."""
+    if not isinstance(raw, list):
+        problems.add("fixtures", "fixtures must be a list of suites ({suite, tests})")
+        return []
+    suites = []
+    for i, suite in enumerate(raw):
+        path = f"fixtures[{i}]"
+        if not isinstance(suite, Mapping):
+            problems.add(path, "a fixture suite must be a mapping with suite and tests")
+            continue
+        for key in suite:
+            if key not in _SUITE_KEYS:
+                problems.add(f"{path}.{key}", f"unknown fixture suite key {key!r}")
+        name = suite.get("suite")
+        if not isinstance(name, str) or not name:
+            problems.add(f"{path}.suite", "a suite needs a name")
+        tests_raw = suite.get("tests")
+        if not isinstance(tests_raw, list):
+            problems.add(f"{path}.tests", "tests must be a list")
+            tests_raw = []
+        tests = []
+        seen: set[str] = set()
+        for j, test in enumerate(tests_raw):
+            here = f"{path}.tests[{j}]"
+            normalized_test = _normalize_fixture_test(test, here, problems)
+            if normalized_test is None:
+                continue
+            if normalized_test["id"] in seen:
+                problems.add(f"{here}.id", f"duplicate test id {normalized_test['id']!r} in this suite")
+            seen.add(normalized_test["id"])
+            tests.append(normalized_test)
+        suites.append({"suite": name if isinstance(name, str) else "", "tests": tests})
+    return suites
+
+
+def _normalize_fixture_test(test: Any, path: str, problems: _Collector) -> dict[str, Any] | None:
+    if not isinstance(test, Mapping):
+        problems.add(path, "a fixture test must be a mapping with id, tool and expect")
+        return None
+    for key in test:
+        if key not in _TEST_KEYS:
+            problems.add(f"{path}.{key}", f"unknown fixture test key {key!r}")
+    for key in ("id", "tool"):
+        if not isinstance(test.get(key), str) or not test.get(key):
+            problems.add(f"{path}.{key}", f"{key} must be a non-empty string")
+    arguments = test.get("arguments", {})
+    if not isinstance(arguments, Mapping):
+        problems.add(f"{path}.arguments", "arguments must be a mapping")
+        arguments = {}
+    context = test.get("context")
+    if context is not None and not isinstance(context, Mapping):
+        problems.add(f"{path}.context", "context must be a mapping")
+        context = None
+    expect = test.get("expect")
+    if not isinstance(expect, Mapping):
+        problems.add(f"{path}.expect", "expect must be a mapping with decision (and optionally rule_id)")
+        expect = {}
+    for key in expect:
+        if key not in _EXPECT_KEYS:
+            problems.add(f"{path}.expect.{key}", f"unknown expectation {key!r}")
+    decision = expect.get("decision", "allow")
+    if decision not in EXPECTABLE:
+        problems.add(f"{path}.expect.decision", f"decision must be one of {', '.join(EXPECTABLE)}")
+    rule_id = expect.get("rule_id")
+    if rule_id is not None and not isinstance(rule_id, str):
+        problems.add(f"{path}.expect.rule_id", "rule_id must be a string")
+    return {
+        "id": str(test.get("id", "")),
+        "tool": str(test.get("tool", "")),
+        "arguments": dict(arguments),
+        "context": dict(context) if context is not None else None,
+        "expect": {"decision": decision, "rule_id": rule_id},
+        **({"description": test["description"]} if isinstance(test.get("description"), str) else {}),
+    }
 
 
 def _normalize_settings(raw: Any, problems: _Collector) -> dict[str, Any]:

@@ -186,6 +186,11 @@ API_KEY_LAST_USED_RESOLUTION_SECONDS = env_int("VETO_API_KEY_LAST_USED_RESOLUTIO
 # and rows arriving while a commit is in flight share the next one.
 DECISION_WRITER_MAX_BATCH = env_int("VETO_DECISION_WRITER_MAX_BATCH", 256, minimum=1)
 
+# How long a process trusts its compiled copy of a team's rule set before re-checking which
+# version is active. Publishes also reach every process at once through the channel layer;
+# this bounds staleness when such an event is lost.
+RULE_SET_RECHECK_SECONDS = env_float("VETO_RULE_SET_RECHECK_SECONDS", 1.0, minimum=0.0)
+
 DEFAULT_APPROVAL_TIMEOUT_SECONDS = env_int("VETO_DEFAULT_APPROVAL_TIMEOUT_SECONDS", 3600, minimum=1)
 
 LOGGING = {

@@ -122,5 +122,5 @@ class Command(BaseCommand):
         )
         version.author_name = "seed_demo"
         version.save(update_fields=["author_name"])
-        rule_set_version_publish(version=version)
+        rule_set_version_publish(version=version, actor_name="seed_demo")
         return f"published the demo rule set as version {version.number}"

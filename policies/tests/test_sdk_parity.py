@@ -44,6 +44,21 @@ RULES = [
         "conditions": [{"field": "arguments.body", "operator": "matches", "value": "pass(word)?\\s*[:=]"}],
     },
     {"id": "warn-all", "name": "Warn", "action": "warn"},
+    # Two allow rules that both match: the first one is the deciding rule.
+    {
+        "id": "allow-small",
+        "name": "Small",
+        "action": "allow",
+        "tools": ["transfer"],
+        "conditions": [{"field": "arguments.amount", "operator": "less_than", "value": 100}],
+    },
+    {
+        "id": "allow-eur",
+        "name": "EUR",
+        "action": "allow",
+        "tools": ["transfer"],
+        "conditions": [{"field": "arguments.currency", "operator": "equals", "value": "eur"}],
+    },
     {
         "id": "agent-x-only",
         "name": "Agent X",
@@ -60,6 +75,7 @@ CALLS = [
     ("transfer", {"amount": 5000, "currency": "EUR"}, None),
     ("transfer", {"amount": 10, "currency": "GBP"}, None),
     ("transfer", {"amount": 10, "currency": "usd"}, None),
+    ("transfer", {"amount": 10, "currency": "EUR"}, None),
     ("send_email", {"to": "a@x, b@x, c@x"}, None),
     ("send_email", {"to": ["a", "b"]}, None),
     ("send_email", {"to": "a@x", "body": "my Password: hunter2"}, None),

@@ -52,15 +52,26 @@ class ConditionError(ValueError):
         self.field = field
 
 
+# Characters float() can start from (besides Unicode digits and whitespace, checked below).
+_FLOAT_START = frozenset("0123456789+-.iInN")
+
+
 def _to_float(value: Any) -> float | None:
+    """``float(value)`` or None, as the SDK's comparisons read numbers; quick to say no, because a
+    failing float() raises, and most values compared to numbers in rules are not numbers."""
+    cls = value.__class__
+    if cls is int or cls is float or cls is bool:
+        return float(value)
+    if cls is str:
+        first = value[:1]
+        if not first or not (first in _FLOAT_START or first.isdigit() or first.isspace()):
+            return None
+    elif value is None or cls is list or cls is dict:
+        return None
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-
-
-def _lower_if_str(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value
 
 
 def _length_comparable_size(value: Any) -> int | None:
@@ -196,7 +207,9 @@ def compile_operator(operator: str, expected: Any) -> Callable[[Any], bool]:
         greater = operator == "greater_than"
 
         def compare(value: Any) -> bool:
-            number = _to_float(value)
+            # Real numbers compare directly; anything else goes through float() as in the SDK
+            # (so "3" is 3.0 and True is 1.0), whose failure path is slow.
+            number = value if value.__class__ is int or value.__class__ is float else _to_float(value)
             if number is None:
                 return False
             return number > threshold if greater else number < threshold
@@ -218,15 +231,12 @@ def compile_operator(operator: str, expected: Any) -> Callable[[Any], bool]:
         if not isinstance(expected, list):
             raise ConditionError("value", f"{operator} needs a list value")
         negate = operator == "not_in"
-        lowered_items = [_lower_if_str(item) for item in expected]
+        # For a string value only string items can match (case-insensitively), as in the SDK.
+        lowered_strings = frozenset(item.lower() for item in expected if isinstance(item, str))
 
         def member(value: Any) -> bool:
             if isinstance(value, str):
-                lowered_value = value.lower()
-                found = any(
-                    item == lowered_value if isinstance(item, str) else original == value
-                    for item, original in zip(lowered_items, expected, strict=True)
-                )
+                found = value.lower() in lowered_strings
             else:
                 try:
                     found = value in expected

@@ -21,9 +21,11 @@ from policies.engine.expressions import compile_expression
 DecisionKind = Literal["allow", "deny", "require_approval"]
 _DAY_ORDER = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _SDK_CONTEXT_FIELDS = ("session_id", "agent_id", "user_id", "role")
+# Names in the SDK's local evaluation context that are not arguments.
+_OVERRIDDEN_FIELDS = frozenset({"tool_name", "arguments", "custom", *_SDK_CONTEXT_FIELDS})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToolCall:
     tool_name: str
     arguments: Mapping[str, Any]
@@ -50,10 +52,15 @@ class Decision:
 class CallView:
     """What conditions read from one call, built lazily once per call."""
 
-    __slots__ = ("call", "_context", "_fields", "_env")
+    __slots__ = ("call", "arguments", "agent_id", "_context", "_fields", "_env")
 
     def __init__(self, call: ToolCall) -> None:
         self.call = call
+        arguments = call.arguments
+        # Readers index a plain dict (JSON objects always are); anything else is copied once.
+        self.arguments: dict[str, Any] = arguments if arguments.__class__ is dict else dict(arguments)
+        agent_id = call.context.get("agent_id")
+        self.agent_id: str | None = agent_id if isinstance(agent_id, str) else None
         self._context: dict[str, Any] | None = None
         self._fields: dict[str, Any] | None = None
         self._env: dict[str, Any] | None = None
@@ -102,43 +109,99 @@ class CallView:
 
 def _dig(value: Any, path: tuple[str, ...]) -> Any:
     for segment in path:
-        if not isinstance(value, Mapping):
+        # JSON objects are dicts: test that first, the Mapping ABC check is several times slower.
+        if value.__class__ is not dict and not isinstance(value, Mapping):
             return None
         value = value.get(segment)
     return value
 
 
 def _compile_field(path: str) -> Callable[[CallView], Any]:
+    """A reader for one IR field path, resolved as the SDK resolves it (see CallView)."""
     if path == "context":
         return lambda view: view.context
     if path.startswith("context."):
         rest = tuple(path[len("context.") :].split("."))
         return lambda view: _dig(view.context, rest)
+    head, _, tail = path.partition(".")
+    if head == "arguments":
+        if not tail:
+            return lambda view: view.arguments
+        if "." not in tail:
+            return lambda view: view.arguments.get(tail)
+        nested = tuple(tail.split("."))
+        return lambda view: _dig(view.arguments, nested)
+    if head not in _OVERRIDDEN_FIELDS:
+        # A bare name is an argument (the SDK spreads arguments at the top of its context).
+        if not tail:
+            return lambda view: view.arguments.get(head)
+        nested = tuple(path.split("."))
+        return lambda view: _dig(view.arguments, nested)
     segments = tuple(path.split("."))
     return lambda view: _dig(view.fields, segments)
 
 
-def _compile_condition(condition: Mapping[str, Any]) -> Callable[[CallView], bool]:
-    read = _compile_field(condition["field"])
+Check = Callable[[CallView], bool]
+
+
+def _always(view: CallView) -> bool:
+    return True
+
+
+def _all_of(checks: list[Check]) -> Check:
+    """One closure for an AND of checks (no generator per evaluation)."""
+    if not checks:
+        return _always
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda view: first(view) and second(view)
+    if len(checks) == 3:
+        first, second, third = checks
+        return lambda view: first(view) and second(view) and third(view)
+    frozen = tuple(checks)
+
+    def every(view: CallView) -> bool:
+        for check in frozen:
+            if not check(view):
+                return False
+        return True
+
+    return every
+
+
+def _argument_name(path: str) -> str | None:
+    """The argument a path names directly (``arguments.x`` or a bare ``x``), if it does."""
+    head, _, tail = path.partition(".")
+    if head == "arguments" and tail and "." not in tail:
+        return tail
+    if not tail and head not in _OVERRIDDEN_FIELDS and head != "context":
+        return head
+    return None
+
+
+def _compile_condition(condition: Mapping[str, Any]) -> Check:
     test = compile_operator(condition["operator"], condition["value"])
+    name = _argument_name(condition["field"])
+    if name is not None:  # the common case, one closure instead of two
+        return lambda view: test(view.arguments.get(name))
+    read = _compile_field(condition["field"])
     return lambda view: test(read(view))
 
 
-def _compile_all(conditions: list[Mapping[str, Any]]) -> Callable[[CallView], bool]:
-    compiled = tuple(_compile_condition(c) for c in conditions)
-    if len(compiled) == 1:
-        return compiled[0]
-    return lambda view: all(check(view) for check in compiled)
+def _compile_all(conditions: list[Mapping[str, Any]]) -> Check:
+    return _all_of([_compile_condition(c) for c in conditions])
 
 
-def _compile_agent_scope(agents: Any) -> Callable[[str | None], bool] | None:
+def _compile_agent_scope(agents: Any) -> Check | None:
     if agents is None:
         return None
     if isinstance(agents, list):
         allowed = frozenset(agents)
-        return lambda agent_id: agent_id is not None and agent_id in allowed
+        return lambda view: view.agent_id is not None and view.agent_id in allowed
     excluded = frozenset(agents.get("not", ()))
-    return lambda agent_id: agent_id is None or agent_id not in excluded
+    return lambda view: view.agent_id is None or view.agent_id not in excluded
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,19 +214,15 @@ class CompiledRule:
     matched_condition: str | None
     approvers: tuple[str, ...]
     timeout_seconds: int | None
-    agent_scope: Callable[[str | None], bool] | None
-    checks: tuple[Callable[[CallView], bool], ...]
-
-    def matches(self, view: CallView) -> bool:
-        if self.agent_scope is not None:
-            agent_id = view.call.context.get("agent_id")
-            if not self.agent_scope(agent_id if isinstance(agent_id, str) else None):
-                return False
-        return all(check(view) for check in self.checks)
+    # Agent scope, conditions and `when`, folded into one closure at compile time.
+    matches: Check
 
 
 def _compile_rule(rule: Mapping[str, Any]) -> CompiledRule:
-    checks: list[Callable[[CallView], bool]] = []
+    checks: list[Check] = []
+    agent_scope = _compile_agent_scope(rule.get("agents"))
+    if agent_scope is not None:
+        checks.append(agent_scope)
     # The SDK reads ``conditions`` when present and non-empty, else ``condition_groups``.
     conditions = rule.get("conditions") or []
     groups = [g for g in rule.get("condition_groups") or [] if g]
@@ -171,7 +230,14 @@ def _compile_rule(rule: Mapping[str, Any]) -> CompiledRule:
         checks.append(_compile_all(conditions))
     elif groups:
         compiled_groups = tuple(_compile_all(g) for g in groups)
-        checks.append(lambda view: any(group(view) for group in compiled_groups))
+
+        def any_group(view: CallView) -> bool:
+            for group in compiled_groups:
+                if group(view):
+                    return True
+            return False
+
+        checks.append(any_group)
     when = rule.get("when")
     if when is not None:
         evaluate = compile_expression(when)
@@ -192,8 +258,7 @@ def _compile_rule(rule: Mapping[str, Any]) -> CompiledRule:
         matched_condition=when if when is not None else _describe_conditions(conditions, groups),
         approvers=tuple(rule.get("approvers") or ()),
         timeout_seconds=rule.get("timeout_seconds"),
-        agent_scope=_compile_agent_scope(rule.get("agents")),
-        checks=tuple(checks),
+        matches=_all_of(checks),
     )
 
 

@@ -25,7 +25,27 @@ WORDS = [
     "x,y",
     ";",
 ]
-NUMBERS = [-1, 0, 1, 2, 2.5, 3, 10, 1e3, "3", "2.5", "abc"]
+# Strings float() reads too: Unicode digits, underscores, surrounding (Unicode) space, inf/nan.
+NUMBERS = [
+    -1,
+    0,
+    1,
+    2,
+    2.5,
+    3,
+    10,
+    1e3,
+    "3",
+    "2.5",
+    "abc",
+    "٣",
+    "1_000",
+    " 2 ",
+    "\u20033",
+    "inf",
+    "nan",
+    "-.5",
+]
 TIMESTAMPS = [
     "2026-11-22T08:30:00+00:00",
     "2026-11-22T16:59:00+01:00",
@@ -64,8 +84,8 @@ EXPECTED: dict[str, list[Any]] = {
     "starts_with": WORDS,
     "ends_with": WORDS,
     "matches": ["^internal", "INTERNAL", r"\d{3}", "^[a-z]+$", "(foo|bar)baz", "a.b", "tail$"],
-    "greater_than": NUMBERS[:-1],
-    "less_than": NUMBERS[:-1],
+    "greater_than": [n for n in NUMBERS if n != "abc"],
+    "less_than": [n for n in NUMBERS if n != "abc"],
     "length_greater_than": [0, 1, 2, 3, 4, "2"],
     "in": [["internal-a", 3], ["INTERNAL-A"], [True, None], [], [1, "x,y"]],
     "not_in": [["internal-a", 3], ["INTERNAL-A"], [True, None], [], [1, "x,y"]],

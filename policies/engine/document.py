@@ -109,6 +109,21 @@ class _Collector:
         self.lines = lines
         self.problems: list[Problem] = []
 
+    def unknown_keys(
+        self,
+        mapping: Mapping[str, Any],
+        allowed: set[str],
+        path: str,
+        what: str,
+        special: Mapping[str, str] = {},
+    ) -> None:
+        """A problem for each key of ``mapping`` not in ``allowed`` (``special`` keys get their own message)."""
+        for key in mapping:
+            if key in allowed:
+                continue
+            where = f"{path}.{key}" if path else str(key)
+            self.add(where, (special or {}).get(key) or f"unknown {what} {key!r}")
+
     def add(self, path: str, message: str) -> None:
         probe = path
         line = None
@@ -137,10 +152,13 @@ def normalize_rule_set(data: Any, *, lines: Mapping[str, int] | None = None) -> 
         problems.add("", "a rule set must be a mapping with a 'rules' list (or a list of rules)")
         raise RuleSetError(problems.problems)
 
-    for key in data:
-        if key not in _TOP_LEVEL_KEYS:
-            hint = " ('extends' of built-in policy packs is not supported)" if key == "extends" else ""
-            problems.add(str(key), f"unknown key {key!r}{hint}")
+    problems.unknown_keys(
+        data,
+        _TOP_LEVEL_KEYS,
+        "",
+        "key",
+        {"extends": "unknown key 'extends' (built-in policy packs are not supported)"},
+    )
     version = data.get("version", "1.0")
     if version not in ("1.0", 1.0, 1):
         problems.add("version", f'version must be "1.0", got {version!r}')
@@ -208,9 +226,7 @@ def _normalize_fixtures(raw: Any, problems: _Collector) -> list[dict[str, Any]]:
         if not isinstance(suite, Mapping):
             problems.add(path, "a fixture suite must be a mapping with suite and tests")
             continue
-        for key in suite:
-            if key not in _SUITE_KEYS:
-                problems.add(f"{path}.{key}", f"unknown fixture suite key {key!r}")
+        problems.unknown_keys(suite, _SUITE_KEYS, path, "fixture suite key")
         name = suite.get("suite")
         if not isinstance(name, str) or not name:
             problems.add(f"{path}.suite", "a suite needs a name")
@@ -237,9 +253,7 @@ def _normalize_fixture_test(test: Any, path: str, problems: _Collector) -> dict[
     if not isinstance(test, Mapping):
         problems.add(path, "a fixture test must be a mapping with id, tool and expect")
         return None
-    for key in test:
-        if key not in _TEST_KEYS:
-            problems.add(f"{path}.{key}", f"unknown fixture test key {key!r}")
+    problems.unknown_keys(test, _TEST_KEYS, path, "fixture test key")
     for key in ("id", "tool"):
         if not isinstance(test.get(key), str) or not test.get(key):
             problems.add(f"{path}.{key}", f"{key} must be a non-empty string")
@@ -255,9 +269,7 @@ def _normalize_fixture_test(test: Any, path: str, problems: _Collector) -> dict[
     if not isinstance(expect, Mapping):
         problems.add(f"{path}.expect", "expect must be a mapping with decision (and optionally rule_id)")
         expect = {}
-    for key in expect:
-        if key not in _EXPECT_KEYS:
-            problems.add(f"{path}.expect.{key}", f"unknown expectation {key!r}")
+    problems.unknown_keys(expect, _EXPECT_KEYS, f"{path}.expect", "expectation")
     decision = expect.get("decision", "allow")
     if decision not in EXPECTABLE:
         problems.add(f"{path}.expect.decision", f"decision must be one of {', '.join(EXPECTABLE)}")
@@ -281,9 +293,7 @@ def _normalize_settings(raw: Any, problems: _Collector) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         problems.add("settings", "settings must be a mapping")
         return settings
-    for key in raw:
-        if key not in _SETTINGS_KEYS:
-            problems.add(f"settings.{key}", f"unknown setting {key!r}")
+    problems.unknown_keys(raw, _SETTINGS_KEYS, "settings", "setting")
     if "default_action" in raw:
         action = ACTION_ALIASES.get(raw["default_action"], raw["default_action"])
         if action not in ("allow", "block", "require_approval"):
@@ -317,11 +327,13 @@ def _normalize_rule(raw: Any, path: str, problems: _Collector) -> dict[str, Any]
     if not isinstance(raw, Mapping):
         problems.add(path, "a rule must be a mapping")
         return None
-    for key in raw:
-        if key in _NOT_YET_SUPPORTED_RULE_KEYS:
-            problems.add(f"{path}.{key}", f"{key!r} is not supported by this server yet")
-        elif key not in _RULE_KEYS:
-            problems.add(f"{path}.{key}", f"unknown rule key {key!r}")
+    problems.unknown_keys(
+        raw,
+        _RULE_KEYS,
+        path,
+        "rule key",
+        {k: f"{k!r} is not supported by this server yet" for k in _NOT_YET_SUPPORTED_RULE_KEYS},
+    )
 
     name = raw.get("name")
     rule_id = raw.get("id", name)
@@ -441,9 +453,7 @@ def _normalize_conditions(raw: Any, path: str, problems: _Collector) -> list[dic
         if not isinstance(condition, Mapping):
             problems.add(here, "a condition must be a mapping with field, operator and value")
             continue
-        for key in condition:
-            if key not in _CONDITION_KEYS:
-                problems.add(f"{here}.{key}", f"unknown condition key {key!r}")
+        problems.unknown_keys(condition, _CONDITION_KEYS, here, "condition key")
         field, operator = condition.get("field"), condition.get("operator")
         if not isinstance(field, str) or not field:
             problems.add(f"{here}.field", "field must be a dot path such as arguments.amount")

@@ -25,11 +25,10 @@ def forget_cached_principals() -> None:
     _principals.clear()
 
 
-def _principal_from_database(token: str) -> ApiKeyPrincipal | None:
+def _principal_from_database(token: str, token_hash: str) -> ApiKeyPrincipal | None:
     candidates = ApiKey.objects.filter(
         prefix=keys.token_prefix(token), revoked_at__isnull=True
     ).select_related("team")
-    token_hash = keys.hash_token(token)
     for api_key in candidates:
         if hmac.compare_digest(api_key.key_hash, token_hash):
             return ApiKeyPrincipal(
@@ -51,7 +50,7 @@ def principal_for_token(token: str) -> ApiKeyPrincipal | None:
     cached = _principals.get(token_hash)
     if not isinstance(cached, Missing):
         return cached
-    principal = _principal_from_database(token)
+    principal = _principal_from_database(token, token_hash)
     if principal is not None:
         _principals.put(token_hash, principal)
     return principal
@@ -61,8 +60,9 @@ async def principal_for_token_async(token: str) -> ApiKeyPrincipal | None:
     """As ``principal_for_token``, for the gateway: the database only on a miss, off the event loop."""
     if not token:
         return None
+    token_hash = keys.hash_token(token)
     return await _principals.get_or_load(
-        keys.hash_token(token), lambda: run_db(_principal_from_database, token), cache_none=False
+        token_hash, lambda: run_db(_principal_from_database, token, token_hash), cache_none=False
     )
 
 

@@ -7,17 +7,14 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from audit.selectors import DecisionFilters, decision_stats, decisions_of_team
-from tenancy.models import Team
+from tenancy.selectors import teams_visible_to
 
 
 @login_required
 def dashboard_home(request: HttpRequest) -> HttpResponse:
     """Recent decisions and counts for each team the user belongs to (every team for staff)."""
-    teams = (
-        Team.objects.all() if request.user.is_staff else Team.objects.filter(memberships__user=request.user)
-    )
     panels = []
-    for team in teams.order_by("slug"):
+    for team in teams_visible_to(user=request.user):
         filters = DecisionFilters()
         panels.append(
             {

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import hmac
 import uuid
+from dataclasses import dataclass
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Q, QuerySet
 
 from common.cache import Missing, TtlCache
 from common.errors import NotFound
 from common.gateway import run_db
 from tenancy import keys
-from tenancy.models import ApiKey, Organization, Team
+from tenancy.models import ApiKey, Membership, Organization, Team
 from tenancy.principal import ApiKeyPrincipal
 
 # token hash -> principal. Only hits are cached: caching misses would let random tokens
@@ -102,3 +104,34 @@ async def team_default_approval_timeout(*, team_id: uuid.UUID) -> int | None:
     return await _team_timeouts.get_or_load(
         team_id, lambda: run_db(_team_default_timeout_from_database, team_id)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TeamAccess:
+    """What a signed-in person may do in one team, as the dashboard sees it."""
+
+    team: Team
+    role: str | None  # their membership role; None for staff who are not members
+    is_staff: bool
+
+    @property
+    def is_admin(self) -> bool:
+        return self.is_staff or self.role == Membership.Role.ADMIN
+
+
+def teams_visible_to(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Team]:
+    """The teams a person sees in the dashboard: those they are a member of; every team for staff."""
+    if not user.is_authenticated:
+        return Team.objects.none()
+    teams = Team.objects.all() if user.is_staff else Team.objects.filter(memberships__user=user)
+    return teams.select_related("organization").order_by("slug")
+
+
+def team_access_for(*, user: AbstractBaseUser | AnonymousUser, slug: str) -> TeamAccess:
+    """The person's access to the team ``slug``. A team they may not see is NotFound, exactly
+    like one that does not exist, so slugs cannot be probed."""
+    team = teams_visible_to(user=user).filter(slug=slug).first()
+    if team is None:
+        raise NotFound(f"team {slug!r} does not exist")
+    role = Membership.objects.filter(user=user, team=team).values_list("role", flat=True).first()
+    return TeamAccess(team=team, role=role, is_staff=bool(user.is_staff))

@@ -22,5 +22,6 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("dashboard/", include(("audit.urls", "dashboard"))),
+    path("dashboard/teams/", include(("policies.urls", "policies"))),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,36 @@
+"""Who may publish a team's rule set from the dashboard.
+
+Publishing changes what every agent of the team is allowed to do, so it takes a team admin
+(or staff), and never the version's own author: a second person has to have read it
+(four-eyes). Rolling back is publishing an older version, under the same rule.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+from common.errors import PermissionDenied
+from policies.models import RuleSetVersion
+from tenancy.selectors import TeamAccess
+
+
+def rule_set_publish_refusal(
+    *, access: TeamAccess, user: AbstractBaseUser | AnonymousUser, version: RuleSetVersion
+) -> str | None:
+    """Why ``user`` may not publish ``version``, or None when they may."""
+    if not access.is_admin:
+        return "Only team admins can publish or roll back rule sets."
+    if version.author_user_id is not None and version.author_user_id == user.pk:
+        return (
+            f"You wrote version {version.number}, so someone else has to publish it "
+            "(four-eyes: another team admin reviews and publishes)."
+        )
+    return None
+
+
+def ensure_may_publish_rule_set(
+    *, access: TeamAccess, user: AbstractBaseUser | AnonymousUser, version: RuleSetVersion
+) -> None:
+    refusal = rule_set_publish_refusal(access=access, user=user, version=version)
+    if refusal is not None:
+        raise PermissionDenied(refusal, code="publish_not_allowed")

@@ -1,0 +1,22 @@
+"""Small display helpers for the policies pages."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def as_json(value: Any, indent: int | None = None) -> str:
+    """A rule field's value as it would be written (``null``, ``true``, ``["a", "b"]``), so a
+    diff tells ``"1"`` from ``1`` and an absent field from an empty one."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, indent=indent, default=str)
+
+
+@register.filter
+def numbered_lines(source: str) -> list[tuple[int, str]]:
+    return list(enumerate(source.splitlines(), start=1))

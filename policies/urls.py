@@ -1,0 +1,20 @@
+"""The policies pages, mounted under /dashboard/teams/ (see veto_cloud/urls.py)."""
+
+from django.urls import path
+
+from policies import views
+
+urlpatterns = [
+    path("", views.policies_teams, name="teams"),
+    path("<slug:slug>/policies/", views.policies_page, name="page"),
+    path("<slug:slug>/policies/validate", views.policies_validate, name="validate"),
+    path("<slug:slug>/policies/versions", views.policies_version_create, name="version-create"),
+    path("<slug:slug>/policies/versions/<int:number>/", views.policies_version, name="version"),
+    path(
+        "<slug:slug>/policies/versions/<int:number>/publish",
+        views.policies_version_publish,
+        name="version-publish",
+    ),
+    path("<slug:slug>/policies/versions/<int:number>/impact", views.policies_impact, name="impact"),
+    path("<slug:slug>/policies/diff", views.policies_diff, name="diff"),
+]

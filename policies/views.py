@@ -1,0 +1,308 @@
+"""The policies page of a team (Django sessions + htmx): version history, the active version, a
+YAML editor that validates as you type, diffs, impact preview, fixture results, publish and
+roll back.
+
+Thin on purpose: reads come from ``policies.selectors``, writes from ``policies.services``
+(the same ones the rule-set API calls), who may publish from ``policies.permissions``.
+Domain errors become messages on the page with their status code, never a 500.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from common.errors import ApplicationError, NotFound
+from policies import selectors, services
+from policies.engine import (
+    FixtureResult,
+    Problem,
+    RuleSetError,
+    compile_rule_set,
+    load_rule_set,
+    run_fixtures,
+)
+from policies.models import RuleSetPublication, RuleSetVersion
+from policies.permissions import ensure_may_publish_rule_set, rule_set_publish_refusal
+from tenancy.selectors import TeamAccess, team_access_for, teams_visible_to
+
+STARTER_SOURCE = """\
+# Rules are checked in order; the first block or require_approval wins.
+rules:
+  - name: example_rule
+    tool: run_data_export
+    when: args.include_pii == true
+    action: require_approval
+"""
+
+
+def _access(request: HttpRequest, slug: str) -> TeamAccess:
+    try:
+        return team_access_for(user=request.user, slug=slug)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+
+
+def _version(access: TeamAccess, number: int) -> RuleSetVersion:
+    try:
+        return selectors.rule_set_version_get(team_id=access.team.id, number=number)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+
+
+def _active_version(access: TeamAccess) -> RuleSetVersion | None:
+    return selectors.rule_set_versions_of_team(team_id=access.team.id).filter(is_active=True).first()
+
+
+def _fixture_results(document: dict[str, Any]) -> list[FixtureResult]:
+    # As publishing runs them (policies.services.rule_set_version_publish): now, on the real engine.
+    return run_fixtures(compile_rule_set(document), document.get("fixtures", []), now=timezone.now())
+
+
+@dataclass
+class LineProblems:
+    line: int | None
+    text: str
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass
+class SourceCheck:
+    """The editor's source, checked: every problem next to its line, or the fixture results."""
+
+    source: str
+    problems: list[Problem]
+    by_line: list[LineProblems]
+    rules: int = 0
+    fixtures: list[FixtureResult] = field(default_factory=list)
+
+    @property
+    def fixtures_failed(self) -> int:
+        return sum(1 for r in self.fixtures if not r.passed)
+
+
+def _unparsable(exc: yaml.YAMLError | RecursionError) -> list[Problem]:
+    """Input the loader does not turn into problems itself (yet): PyYAML constructor errors such
+    as unhashable keys, and self-referencing aliases or very deep nesting, which recurse."""
+    if isinstance(exc, RecursionError):
+        return [Problem("", "the document nests too deeply or an alias refers to itself")]
+    mark = getattr(exc, "problem_mark", None)
+    message = getattr(exc, "problem", None) or str(exc)
+    return [Problem("", f"invalid YAML: {message}", mark.line + 1 if mark is not None else None)]
+
+
+def _check_source(source: str) -> SourceCheck:
+    try:
+        document = load_rule_set(source, content_type="application/yaml")
+    except (RuleSetError, yaml.YAMLError, RecursionError) as exc:
+        problems = exc.problems if isinstance(exc, RuleSetError) else _unparsable(exc)
+        lines = source.splitlines()
+        grouped: dict[int | None, LineProblems] = {}
+        for problem in problems:
+            line = problem.line if problem.line is not None and 1 <= problem.line <= len(lines) else None
+            text = lines[line - 1] if line is not None else ""
+            grouped.setdefault(line, LineProblems(line, text)).problems.append(problem)
+        ordered = sorted(grouped.values(), key=lambda item: (item.line is not None, item.line or 0))
+        return SourceCheck(source, problems, ordered)
+    return SourceCheck(source, [], [], len(document.get("rules", [])), _fixture_results(document))
+
+
+def _publish_choice(
+    access: TeamAccess, user: Any, version: RuleSetVersion, active: RuleSetVersion | None
+) -> dict[str, Any]:
+    """What the publish button of ``version`` says, and why it is disabled (if it is)."""
+    return {
+        "version": version,
+        "is_active": version.is_active,
+        "is_rollback": active is not None and version.number < active.number,
+        "refusal": rule_set_publish_refusal(access=access, user=user, version=version),
+    }
+
+
+def _render_page(
+    request: HttpRequest, access: TeamAccess, *, check: SourceCheck | None = None, status: int = 200
+) -> HttpResponse:
+    team_id = access.team.id
+    # The history lists metadata only; sources and documents can be large.
+    versions = list(selectors.rule_set_versions_of_team(team_id=team_id).defer("source_text", "document"))
+    active = _active_version(access)
+    if check is None:
+        start = request.GET.get("from", "")
+        if start.isdigit():
+            check = _check_source(_version(access, int(start)).source_text)
+        else:
+            check = _check_source(active.source_text if active is not None else STARTER_SOURCE)
+    diff_to = versions[0].number if versions else None
+    diff_from = active.number if active is not None and active.number != diff_to else None
+    if diff_from is None and len(versions) > 1:
+        diff_from = versions[1].number
+    context = {
+        "access": access,
+        "team": access.team,
+        "active": active,
+        "rows": [_publish_choice(access, request.user, v, active) for v in versions],
+        "publications": list(selectors.rule_set_publications_of_team(team_id=team_id)[:50]),
+        "check": check,
+        "diff_from": diff_from,
+        "diff_to": diff_to,
+    }
+    return render(request, "policies/page.html", context, status=status)
+
+
+def _render_version(
+    request: HttpRequest, access: TeamAccess, version: RuleSetVersion, *, status: int = 200
+) -> HttpResponse:
+    active = _active_version(access)
+    diff = None
+    if active is not None and active.number != version.number:
+        diff = selectors.rule_set_versions_diff(
+            team_id=access.team.id, before=active.number, after=version.number
+        )
+    context = {
+        "access": access,
+        "team": access.team,
+        "version": version,
+        "active": active,
+        "publish": _publish_choice(access, request.user, version, active),
+        "fixtures": _fixture_results(version.document),
+        "diff": diff,
+        "publications": [
+            p
+            for p in selectors.rule_set_publications_of_team(team_id=access.team.id)
+            if p.version_id == version.pk
+        ],
+    }
+    return render(request, "policies/version.html", context, status=status)
+
+
+def _fragment_or_page(
+    request: HttpRequest, access: TeamAccess, fragment: str, title: str, context: dict[str, Any]
+) -> HttpResponse:
+    """htmx asks for the fragment; a plain link (or no JavaScript) gets it inside a page."""
+    context = {"access": access, "team": access.team, **context}
+    if request.htmx:
+        return render(request, fragment, context)
+    return render(request, "policies/fragment_page.html", {**context, "fragment": fragment, "title": title})
+
+
+@login_required
+@require_GET
+def policies_teams(request: HttpRequest) -> HttpResponse:
+    """The teams whose policies the person may see."""
+    return render(request, "policies/teams.html", {"teams": list(teams_visible_to(user=request.user))})
+
+
+@login_required
+@require_GET
+def policies_page(request: HttpRequest, slug: str) -> HttpResponse:
+    return _render_page(request, _access(request, slug))
+
+
+@login_required
+@require_POST
+def policies_validate(request: HttpRequest, slug: str) -> HttpResponse:
+    """The editor's live check (htmx, as you type): every problem at its line, or fixture results."""
+    access = _access(request, slug)
+    check = _check_source(request.POST.get("source", ""))
+    return render(
+        request, "policies/_validation.html", {"access": access, "team": access.team, "check": check}
+    )
+
+
+@login_required
+@require_POST
+def policies_version_create(request: HttpRequest, slug: str) -> HttpResponse:
+    """Save the editor's source as a new draft version, authored by the person saving it."""
+    access = _access(request, slug)
+    check = _check_source(request.POST.get("source", ""))
+    if check.problems:
+        # The service would refuse it too; checking here first also covers the input the loader
+        # does not yet turn into problems (see _unparsable), and keeps the text in the editor.
+        count = len(check.problems)
+        messages.error(
+            request, f"Not saved: the rule set has {count} problem{pluralize(count)}, listed below."
+        )
+        return _render_page(request, access, check=check, status=400)
+    try:
+        version = services.rule_set_version_create(
+            team=access.team,
+            source_text=check.source,
+            content_type="application/yaml",
+            author_user=request.user,
+        )
+    except ApplicationError as exc:
+        messages.error(request, f"Not saved: {exc.message}")
+        return _render_page(request, access, check=check, status=exc.status_code)
+    messages.success(request, f"Saved version {version.number} as a draft.")
+    return redirect("policies:version", slug=access.team.slug, number=version.number)
+
+
+@login_required
+@require_GET
+def policies_version(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+    access = _access(request, slug)
+    return _render_version(request, access, _version(access, number))
+
+
+@login_required
+@require_POST
+def policies_version_publish(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+    """Publish a version (a rollback when it is older than the active one): team admins only,
+    never its own author, and only if its fixtures pass."""
+    access = _access(request, slug)
+    version = _version(access, number)
+    try:
+        ensure_may_publish_rule_set(access=access, user=request.user, version=version)
+        publication = services.rule_set_version_publish(version=version, actor_user=request.user)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        version.refresh_from_db()
+        return _render_version(request, access, version, status=exc.status_code)
+    if publication.kind == RuleSetPublication.Kind.ROLLBACK:
+        previous = publication.previous_version.number if publication.previous_version else None
+        messages.success(request, f"Rolled back to version {version.number} (from version {previous}).")
+    else:
+        messages.success(request, f"Published version {version.number}; it is now active.")
+    return redirect("policies:version", slug=access.team.slug, number=version.number)
+
+
+@login_required
+@require_GET
+def policies_diff(request: HttpRequest, slug: str) -> HttpResponse:
+    """Rule by rule, between any two versions (``?from=A&to=B``)."""
+    access = _access(request, slug)
+    before, after = request.GET.get("from", ""), request.GET.get("to", "")
+    if not (before.isdigit() and after.isdigit()):
+        raise Http404("choose two versions to compare")
+    try:
+        diff = selectors.rule_set_versions_diff(team_id=access.team.id, before=int(before), after=int(after))
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    return _fragment_or_page(
+        request, access, "policies/_diff.html", f"Version {before} → {after}", {"diff": diff}
+    )
+
+
+@login_required
+@require_GET
+def policies_impact(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+    """What would change if this version were active: the team's recent decisions replayed."""
+    access = _access(request, slug)
+    version = _version(access, number)
+    preview = selectors.rule_set_impact_preview(team_id=access.team.id, document=version.document)
+    return _fragment_or_page(
+        request,
+        access,
+        "policies/_impact.html",
+        f"Impact of version {version.number}",
+        {"version": version, "preview": preview},
+    )

@@ -28,7 +28,8 @@ cat <<BANNER
   Veto Cloud is starting on http://127.0.0.1:${PORT}
     Dashboard:  http://127.0.0.1:${PORT}/dashboard/
     API docs:   http://127.0.0.1:${PORT}/api/docs/
-    Logins:     admin, alice, bob, carol   password: ${VETO_DEMO_PASSWORD}
+    Logins:     admin, alice, bob, carol, dana   password: ${VETO_DEMO_PASSWORD}
+    Policies:   http://127.0.0.1:${PORT}/dashboard/teams/demo/policies/  (alice writes, dana publishes)
     API key:    ${VETO_DEMO_API_KEY}
     Try it:     curl -s -X POST http://127.0.0.1:${PORT}/v1/tools/validate \\
                   -H "X-Veto-API-Key: ${VETO_DEMO_API_KEY}" \\

@@ -9,7 +9,7 @@ from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
 
 from policies.models import RuleSetVersion
-from tenancy.models import ApiKey, ApproverGroup, Team
+from tenancy.models import ApiKey, ApproverGroup, Membership, Team
 from tenancy.selectors import principal_for_token
 
 pytestmark = pytest.mark.django_db
@@ -40,6 +40,11 @@ def test_seed_demo__creates_team_groups_users_key_and_rules(monkeypatch):
     }
     assert get_user_model().objects.get(username="admin").is_superuser
     assert authenticate(username="carol", password="demo-password-1") is not None
+    # dana reviews and publishes: a team admin without being a superuser
+    dana = authenticate(username="dana", password="demo-password-1")
+    assert dana is not None and not dana.is_staff and not dana.is_superuser
+    assert Membership.objects.get(user=dana, team=team).role == Membership.Role.ADMIN
+    assert Membership.objects.get(user__username="alice", team=team).role == Membership.Role.MEMBER
     principal = principal_for_token(DEMO_KEY)
     assert principal is not None and principal.team_id == team.id
     assert principal.scopes == frozenset(ApiKey.Scope.values)
@@ -54,7 +59,7 @@ def test_seed_demo__second_run__changes_nothing(monkeypatch):
     assert Team.objects.filter(slug="demo").count() == 1
     assert ApiKey.objects.count() == 1
     assert RuleSetVersion.objects.count() == 1
-    assert get_user_model().objects.count() == 4
+    assert get_user_model().objects.count() == 5
     assert "version 1 is active" in output
 
 
@@ -68,3 +73,19 @@ def test_seed_demo__without_env__generates_and_prints_password_and_key_once(monk
     assert principal_for_token(token) is not None
     second = seed(monkeypatch)
     assert password not in second and token not in second
+
+
+def test_seed_demo__seeded_before_dana_existed__adds_her_and_says_whose_password_is_new(monkeypatch):
+    # Given a demo seeded by an earlier version of the command (no dana) with a generated password
+    monkeypatch.delenv("VETO_DEMO_PASSWORD", raising=False)
+    monkeypatch.delenv("VETO_DEMO_API_KEY", raising=False)
+    first = seed(monkeypatch)
+    old_password = next(line for line in first.splitlines() if line.startswith("Password:")).split()[1]
+    get_user_model().objects.filter(username="dana").delete()
+    # When it runs again
+    second = seed(monkeypatch)
+    # Then dana exists with a new password, named as hers alone, and the others keep theirs
+    line = next(line for line in second.splitlines() if line.startswith("Password:"))
+    assert "for dana" in line and "the others' are unchanged" in line
+    assert authenticate(username="dana", password=line.split()[1]) is not None
+    assert authenticate(username="alice", password=old_password) is not None

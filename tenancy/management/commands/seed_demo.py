@@ -35,6 +35,9 @@ USERS: dict[str, dict[str, Any]] = {
     "alice": {"groups": ["compliance", "privacy-office"], "role": Membership.Role.MEMBER, "superuser": False},
     "bob": {"groups": ["engineering-leads"], "role": Membership.Role.MEMBER, "superuser": False},
     "carol": {"groups": [], "role": Membership.Role.MEMBER, "superuser": False},
+    # A team admin who is not a superuser: reviews and publishes the others' rule-set versions
+    # on the policies page (nobody may publish a version they wrote themselves).
+    "dana": {"groups": [], "role": Membership.Role.ADMIN, "superuser": False},
 }
 
 
@@ -64,7 +67,9 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from exc
 
         self.stdout.write(f"Team: {team.slug} (organization {team.organization.slug})")
-        self.stdout.write(f"Users: {', '.join(USERS)} (admin is a superuser)")
+        self.stdout.write(
+            f"Users: {', '.join(USERS)} (admin is a superuser; dana is a team admin who publishes policies)"
+        )
         self.stdout.write(f"Password: {password_note}")
         self.stdout.write(f"API key: {key_note}")
         self.stdout.write(f"Rule set: {rules_note}")
@@ -81,6 +86,7 @@ class Command(BaseCommand):
     def _users(self, team: Team, groups: dict[str, Any], password_from_env: str | None) -> str:
         user_model = get_user_model()
         generated: str | None = None
+        generated_for: list[str] = []
         for username, spec in USERS.items():
             user = user_model.objects.filter(username=username).first()
             created = user is None
@@ -93,12 +99,16 @@ class Command(BaseCommand):
             elif created:
                 generated = generated or secrets.token_urlsafe(12)
                 user.set_password(generated)
+                generated_for.append(username)
             user.save()
             membership_ensure(user=user, team=team, role=spec["role"])
             for slug in spec["groups"]:
                 groups[slug].members.add(user)
         if password_from_env is not None:
             return "from VETO_DEMO_PASSWORD"
+        if generated is not None and len(generated_for) < len(USERS):
+            # A demo seeded before some users existed: only the new ones get this password.
+            return f"{generated}  for {', '.join(generated_for)} (generated; shown only now; the others' are unchanged)"
         if generated is not None:
             return f"{generated}  (generated; shown only now)"
         return "unchanged (set VETO_DEMO_PASSWORD to reset it)"

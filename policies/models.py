@@ -111,3 +111,107 @@ class RegisteredTool(models.Model):
 
     def __str__(self) -> str:
         return f"{self.team.slug}/{self.name}"
+
+
+class ToolPolicy(models.Model):
+    """A team's per-tool policy (``/v1/policies``): argument constraints the SDK may check locally.
+
+    Constraints are stored in the SDK's own shape (camelCase keys, see
+    ``policies.engine.constraints``), checked when written, and enforced by validate before the
+    rule set. ``version`` counts content changes; activation does not change it.
+    """
+
+    class Mode(models.TextChoices):
+        DETERMINISTIC = "deterministic", "Deterministic"
+        LLM = "llm", "LLM"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="tool_policies")
+    tool_name = models.CharField(max_length=190)
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.DETERMINISTIC)
+    version = models.PositiveIntegerField(default=1)
+    is_active = models.BooleanField(default=True)
+    constraints = models.JSONField(default=list)
+    output_rules = models.JSONField(null=True, blank=True)
+    llm_config = models.JSONField(null=True, blank=True)
+    session_constraints = models.JSONField(null=True, blank=True)
+    # Copied so the history still names who last changed it after the user or key is gone.
+    updated_by_name = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["team", "tool_name"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "tool_name"], name="tool_policy_unique_tool"),
+            models.CheckConstraint(condition=Q(version__gte=1), name="tool_policy_version_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.team_id}/{self.tool_name} v{self.version}"
+
+
+class PolicyDraft(models.Model):
+    """Proposed Policy IR v1 rules (``/v1/policy-drafts``), typically from an agent.
+
+    Approving one builds a new rule-set version from the active one (same-id rules replaced,
+    new ones appended) and publishes it; it is decided once: approved or rejected. On a team
+    with ``require_policy_review`` an API key's approval only moves it to ``pending_review``
+    for a person to decide.
+    """
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        PENDING_REVIEW = "pending_review", "Pending review"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    OPEN_STATUSES = (Status.DRAFT, Status.PENDING_REVIEW)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="policy_drafts")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    # The rules as proposed (checked with the rule-set loader when the draft was created).
+    rules = models.JSONField(default=list)
+    created_by_agent_id = models.CharField(max_length=200, blank=True)
+    created_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by_api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by_name = models.CharField(max_length=200, blank=True)
+    # The active version when the draft was proposed; approval merges into the one active then.
+    base_version_number = models.PositiveIntegerField(null=True, blank=True)
+    # An API key asked for approval on a team that requires a person's review.
+    review_requested_by_name = models.CharField(max_length=200, blank=True)
+    review_requested_at = models.DateTimeField(null=True, blank=True)
+    decided_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_by_api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_by_name = models.CharField(max_length=200, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    rejection_reason = models.TextField(blank=True)
+    result_version = models.ForeignKey(
+        RuleSetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["team", "-created_at"]
+        indexes = [models.Index(fields=["team", "status", "-created_at"], name="policy_draft_team_status")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["draft", "pending_review"]) | Q(decided_at__isnull=False),
+                name="policy_draft_decided_has_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.team_id}: {self.name} ({self.status})"

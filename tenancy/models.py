@@ -40,6 +40,10 @@ class Team(models.Model):
     slug = models.SlugField(max_length=100, unique=True)
     is_default = models.BooleanField(default=False)
     default_approval_timeout_seconds = models.PositiveIntegerField(null=True, blank=True)
+    # When on, an API key cannot change the team's rules on its own: approving a policy draft
+    # with a key only submits it for a person's review, and publishing a rule-set version
+    # takes a person (the browser), not a key.
+    require_policy_review = models.BooleanField(default=False)
     # As for organizations: the key that created a project through the API may administer it.
     created_by_api_key = models.ForeignKey(
         "tenancy.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from django import template
@@ -20,3 +21,12 @@ def as_json(value: Any, indent: int | None = None) -> str:
 @register.filter
 def numbered_lines(source: str) -> list[tuple[int, str]]:
     return list(enumerate(source.splitlines(), start=1))
+
+
+@register.filter
+def iso_datetime(value: str) -> datetime | str:
+    """An ISO 8601 timestamp from a selector's JSON-shaped output, for the ``date`` filter."""
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return value

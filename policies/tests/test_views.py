@@ -438,3 +438,4 @@ def test_impact__replays_recent_decisions_and_shows_what_would_change(team, alic
     assert "Replayed the team's 2 most recent server decisions against version 2: 2 would be decided" in text
     assert "deny → require_approval : 2" in text
     assert "s3://a" in text
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d run_data_export", text)

@@ -173,6 +173,8 @@ def test_policies_page__member_writes_and_fixes_a_rule__another_admin_publishes_
             page.click("text=Log out")
             log_in(page, "dana")
             page.goto(policies)
+            page.locator("#version-2").get_by_role("link", name="Diff with active").click()
+            expect(page.locator("#diff-result .change.added")).to_contain_text("+ added no_sms")
             page.locator("#version-2").get_by_role("button", name="Publish v2").click()
 
             # Then version 2 is active, on its page and in the history

@@ -12,15 +12,23 @@ from policies.engine.evaluator import (
     EMPTY_RULE_SET,
     CompiledRuleSet,
     Decision,
+    DecisionSteps,
+    RateLimit,
+    RateLimitCheck,
     ToolCall,
     compile_rule_set,
 )
 from policies.engine.fixtures import FixtureResult, run_fixtures
+from policies.engine.sequences import HistoryEntry
 
 __all__ = [
     "EMPTY_RULE_SET",
     "CompiledRuleSet",
     "Decision",
+    "DecisionSteps",
+    "HistoryEntry",
+    "RateLimit",
+    "RateLimitCheck",
     "ExpressionError",
     "FixtureResult",
     "Problem",

@@ -33,7 +33,14 @@ ACTION_ALIASES = {"deny": "block"}
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 DEFAULT_SEVERITY = "medium"
 
-_TOP_LEVEL_KEYS = {"version", "name", "description", "rules", "output_rules", "settings", "fixtures"}
+_TOP_LEVEL_KEYS = {"version", "name", "description", "mode", "rules", "output_rules", "settings", "fixtures"}
+# How a version is enforced: strict answers what it decides; log and shadow record the real
+# decision but answer allow, so a new rule set can be watched before it bites.
+MODES = ("strict", "log", "shadow")
+RATE_LIMIT_SCOPES = ("agent", "user", "session", "global")
+# Actions a rate-limited rule may take once its limit is exceeded (allow would be meaningless).
+RATE_LIMIT_ACTIONS = ("block", "require_approval", "warn", "log")
+MAX_RATE_LIMIT_WINDOW_SECONDS = 7 * 24 * 3600
 _SUITE_KEYS = {"suite", "tests"}
 _TEST_KEYS = {"id", "tool", "arguments", "context", "expect", "description"}
 _EXPECT_KEYS = {"decision", "rule_id"}
@@ -57,10 +64,13 @@ _RULE_KEYS = {
     "approvers",
     "timeout",
     "message",
+    # sequence constraints over the session's call history, and this server's rate limits
+    "blocked_by",
+    "requires",
+    "rate_limits",
 }
-# Known to the SDK but not enforced by this server yet: refusing them beats a rule that
-# silently never fires.
-_NOT_YET_SUPPORTED_RULE_KEYS = {"blocked_by", "requires", "rate_limits"}
+_SEQUENCE_KEYS = {"tool", "conditions", "condition_groups", "within"}
+_RATE_LIMIT_KEYS = {"scope", "window_seconds", "max_calls"}
 _SETTINGS_KEYS = {"default_action", "fail_mode", "global_tags"}
 _CONDITION_KEYS = {"field", "operator", "value"}
 MAX_DOCUMENT_BYTES = 1024 * 1024
@@ -171,6 +181,11 @@ def normalize_rule_set(data: Any, *, lines: Mapping[str, int] | None = None) -> 
             else:
                 problems.add(key, f"{key} must be a string")
 
+    mode = data.get("mode", "strict")
+    if mode not in MODES:
+        problems.add("mode", f"mode must be strict, log or shadow, got {mode!r}")
+        mode = "strict"
+    normalized["mode"] = mode
     normalized["settings"] = _normalize_settings(data.get("settings"), problems)
 
     rules_raw = data.get("rules")
@@ -332,7 +347,6 @@ def _normalize_rule(raw: Any, path: str, problems: _Collector) -> dict[str, Any]
         _RULE_KEYS,
         path,
         "rule key",
-        {k: f"{k!r} is not supported by this server yet" for k in _NOT_YET_SUPPORTED_RULE_KEYS},
     )
 
     name = raw.get("name")
@@ -433,6 +447,18 @@ def _normalize_rule(raw: Any, path: str, problems: _Collector) -> dict[str, Any]
     if ("approvers" in raw or "timeout" in raw) and rule["action"] != "require_approval":
         problems.add(f"{path}.action", "approvers and timeout only apply to action require_approval")
 
+    for key in ("blocked_by", "requires"):
+        if key in raw:
+            rule[key] = _normalize_sequence(raw[key], f"{path}.{key}", problems)
+    if "rate_limits" in raw:
+        rule["rate_limits"] = _normalize_rate_limits(raw["rate_limits"], f"{path}.rate_limits", problems)
+        if rule["action"] not in RATE_LIMIT_ACTIONS:
+            problems.add(
+                f"{path}.action",
+                "a rule with rate_limits takes effect when a limit is exceeded, so its action must be "
+                "block, require_approval, warn or log",
+            )
+
     if "tags" in raw:
         rule["tags"] = _string_list(raw["tags"], f"{path}.tags", problems, "tags") or []
     if "metadata" in raw:
@@ -441,6 +467,78 @@ def _normalize_rule(raw: Any, path: str, problems: _Collector) -> dict[str, Any]
         else:
             problems.add(f"{path}.metadata", "metadata must be a mapping")
     return rule
+
+
+def _normalize_sequence(raw: Any, path: str, problems: _Collector) -> list[dict[str, Any]]:
+    """``blocked_by`` / ``requires``: the SDK's SequenceConstraint list."""
+    if not isinstance(raw, list):
+        problems.add(path, "must be a list of {tool, conditions, condition_groups, within}")
+        return []
+    constraints = []
+    for index, item in enumerate(raw):
+        here = f"{path}[{index}]"
+        if not isinstance(item, Mapping):
+            problems.add(here, "a sequence constraint must be a mapping with at least a tool")
+            continue
+        problems.unknown_keys(item, _SEQUENCE_KEYS, here, "key")
+        tool = item.get("tool")
+        if not isinstance(tool, str) or not tool:
+            problems.add(f"{here}.tool", "tool must be the name of an earlier tool call")
+        constraint: dict[str, Any] = {"tool": tool if isinstance(tool, str) else ""}
+        if "conditions" in item:
+            constraint["conditions"] = _normalize_conditions(
+                item["conditions"], f"{here}.conditions", problems
+            )
+        if "condition_groups" in item:
+            groups = item["condition_groups"]
+            if not isinstance(groups, list):
+                problems.add(f"{here}.condition_groups", "condition_groups must be a list of condition lists")
+            else:
+                constraint["condition_groups"] = [
+                    _normalize_conditions(group, f"{here}.condition_groups[{i}]", problems)
+                    for i, group in enumerate(groups)
+                ]
+        if "within" in item:
+            within = item["within"]
+            if isinstance(within, bool) or not isinstance(within, (int, float)) or within < 0:
+                problems.add(f"{here}.within", "within must be a number of seconds, 0 or more")
+            else:
+                constraint["within"] = within
+        constraints.append(constraint)
+    return constraints
+
+
+def _normalize_rate_limits(raw: Any, path: str, problems: _Collector) -> list[dict[str, Any]]:
+    if not isinstance(raw, list) or not raw:
+        problems.add(path, "rate_limits must be a non-empty list of {scope, window_seconds, max_calls}")
+        return []
+    limits = []
+    for index, item in enumerate(raw):
+        here = f"{path}[{index}]"
+        if not isinstance(item, Mapping):
+            problems.add(here, "a rate limit must be a mapping with scope, window_seconds and max_calls")
+            continue
+        problems.unknown_keys(item, _RATE_LIMIT_KEYS, here, "key")
+        scope = item.get("scope", "global")
+        if scope not in RATE_LIMIT_SCOPES:
+            problems.add(
+                f"{here}.scope", f"scope must be one of {', '.join(RATE_LIMIT_SCOPES)}, got {scope!r}"
+            )
+        window = item.get("window_seconds")
+        if (
+            isinstance(window, bool)
+            or not isinstance(window, int)
+            or not 1 <= window <= MAX_RATE_LIMIT_WINDOW_SECONDS
+        ):
+            problems.add(
+                f"{here}.window_seconds",
+                f"window_seconds must be a whole number from 1 to {MAX_RATE_LIMIT_WINDOW_SECONDS}",
+            )
+        max_calls = item.get("max_calls")
+        if isinstance(max_calls, bool) or not isinstance(max_calls, int) or not 1 <= max_calls <= 1_000_000:
+            problems.add(f"{here}.max_calls", "max_calls must be a whole number from 1 to 1000000")
+        limits.append({"scope": scope, "window_seconds": window, "max_calls": max_calls})
+    return limits
 
 
 def _normalize_conditions(raw: Any, path: str, problems: _Collector) -> list[dict[str, Any]]:

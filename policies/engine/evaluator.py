@@ -6,17 +6,23 @@ tool's own, each group in document order; the first matching ``block`` or
 ``require_approval`` rule decides; otherwise the first matching ``allow`` rule
 does; ``warn`` and ``log`` rules are noted and never decide; with no decision,
 the rule set's ``settings.default_action`` applies (``allow`` by default).
+
+A rule with ``blocked_by`` / ``requires`` also needs its sequence test to fire (see
+``sequences``); a rule with ``rate_limits`` fires only when the call would exceed a limit.
+Counting calls is state the engine does not hold: ``decide`` asks its caller (a generator
+yielding ``RateLimitCheck``), so the engine stays pure and the counter can live in Redis.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from policies.engine.conditions import compile_operator
 from policies.engine.expressions import compile_expression
+from policies.engine.sequences import HistoryEntry, compile_sequence_constraints, sequence_tools
 
 DecisionKind = Literal["allow", "deny", "require_approval"]
 _DAY_ORDER = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -33,6 +39,8 @@ class ToolCall:
     context: Mapping[str, Any] = field(default_factory=dict)
     # When the call is evaluated; time windows and ``context.time`` read this, never the client's clock.
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # Earlier calls of the same session, for ``blocked_by`` / ``requires`` (any order).
+    history: Sequence[HistoryEntry] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +55,31 @@ class Decision:
     approval_timeout_seconds: int | None = None
     # Rules with action warn/log that matched: they never decide but are worth recording.
     noted_rule_ids: tuple[str, ...] = ()
+    # Set when a rule's rate limit was exceeded: that is why this rule fired.
+    rate_limited: bool = False
+    # Under log or shadow mode the answer is allow; this keeps what strict mode would answer.
+    strict_decision: DecisionKind | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    scope: str  # agent | user | session | global
+    window_seconds: int
+    max_calls: int
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitCheck:
+    """A question the engine asks its caller: count this call against the rule's limits.
+
+    ``buckets`` pairs each limit with the key of the counter it uses (as the SDK builds it:
+    ``{rule_id}:{scope}:{scope_id}:{tool}``, falling back to ``global`` when the call lacks the
+    scope's id). The caller answers True when any limit is exceeded (and then counts nothing),
+    else False, having counted the call against every limit atomically.
+    """
+
+    rule_id: str
+    buckets: tuple[tuple[RateLimit, str], ...]
 
 
 class CallView:
@@ -214,8 +247,9 @@ class CompiledRule:
     matched_condition: str | None
     approvers: tuple[str, ...]
     timeout_seconds: int | None
-    # Agent scope, conditions and `when`, folded into one closure at compile time.
+    # Agent scope, conditions, `when` and sequence constraints, folded into one closure.
     matches: Check
+    rate_limits: tuple[RateLimit, ...] = ()
 
 
 def _compile_rule(rule: Mapping[str, Any]) -> CompiledRule:
@@ -242,6 +276,9 @@ def _compile_rule(rule: Mapping[str, Any]) -> CompiledRule:
     if when is not None:
         evaluate = compile_expression(when)
         checks.append(lambda view: evaluate(view.env))
+    sequence_fires = compile_sequence_constraints(rule)
+    if sequence_fires is not None:
+        checks.append(lambda view: sequence_fires(view.call.history, view.call.now))
 
     name = rule["name"]
     if rule["action"] == "allow":
@@ -259,6 +296,7 @@ def _compile_rule(rule: Mapping[str, Any]) -> CompiledRule:
         approvers=tuple(rule.get("approvers") or ()),
         timeout_seconds=rule.get("timeout_seconds"),
         matches=_all_of(checks),
+        rate_limits=tuple(RateLimit(**limit) for limit in rule.get("rate_limits") or ()),
     )
 
 
@@ -275,16 +313,41 @@ def _describe_conditions(
     return None
 
 
+def _bucket_key(rule_id: str, limit: RateLimit, call: ToolCall) -> str:
+    """The SDK's key (``veto.rate_limiting.evaluator.build_scope_key``): a missing id counts globally."""
+    scope_id: Any = "global"
+    if limit.scope != "global":
+        scope_id = call.context.get(f"{limit.scope}_id")
+        if not isinstance(scope_id, str) or not scope_id:
+            scope_id = "global"
+    return f"{rule_id}:{limit.scope}:{scope_id}:{call.tool_name}"
+
+
+# Answers a RateLimitCheck with the limit that was exceeded, or None once the call is counted.
+RateLimitAnswer = RateLimit | None
+DecisionSteps = Generator[RateLimitCheck, RateLimitAnswer, Decision]
+
+
+def _never_limited(check: RateLimitCheck) -> RateLimitAnswer:
+    return None
+
+
 class CompiledRuleSet:
     """Evaluate calls against one rule-set version. Immutable; safe to share across threads."""
 
     def __init__(self, document: Mapping[str, Any]) -> None:
         global_rules: list[CompiledRule] = []
         by_tool: dict[str, list[CompiledRule]] = {}
+        history_tools: set[str] = set()
+        uses_history: set[str] = set()  # rule ids with sequence constraints
         for rule in document.get("rules", []):
             if not rule.get("enabled", True):
                 continue
             compiled = _compile_rule(rule)
+            looked_back_for = sequence_tools(rule)
+            if looked_back_for:
+                history_tools |= looked_back_for
+                uses_history.add(compiled.id)
             tools = rule.get("tools") or []
             if tools:
                 for tool in tools:
@@ -295,37 +358,84 @@ class CompiledRuleSet:
         self._by_tool: dict[str, tuple[CompiledRule, ...]] = {
             tool: self._global + tuple(rules) for tool, rules in by_tool.items()
         }
+        self._global_needs_history = any(r.id in uses_history for r in self._global)
+        self._tools_needing_history = frozenset(
+            tool for tool, rules in self._by_tool.items() if any(r.id in uses_history for r in rules)
+        )
+        # Calls of these tools must be remembered per session for later rules to look back on.
+        self.history_tools: frozenset[str] = frozenset(history_tools)
         settings = document.get("settings") or {}
         self.default_action: str = settings.get("default_action", "allow")
+        self.mode: str = document.get("mode", "strict")
+        # When state a rule needs (session history, rate counters) is unreachable: deny or not.
+        self.fail_mode: str = settings.get("fail_mode", "closed")
         self.rule_count = sum(1 for r in document.get("rules", []) if r.get("enabled", True))
 
     def rules_for(self, tool_name: str) -> tuple[CompiledRule, ...]:
         return self._by_tool.get(tool_name, self._global)
 
-    def evaluate(self, call: ToolCall) -> Decision:
+    def needs_history(self, tool_name: str) -> bool:
+        """Whether deciding a call of this tool reads the session's earlier calls."""
+        return self._global_needs_history or tool_name in self._tools_needing_history
+
+    def evaluate(
+        self, call: ToolCall, rate_limiter: Callable[[RateLimitCheck], RateLimitAnswer] = _never_limited
+    ) -> Decision:
+        """Decide ``call``; ``rate_limiter`` answers rate-limit questions synchronously (by default
+        no limit is ever exceeded). Callers with asynchronous counters drive ``decide`` instead."""
+        steps = self.decide(call)
+        try:
+            check = next(steps)
+            while True:
+                check = steps.send(rate_limiter(check))
+        except StopIteration as finished:
+            return finished.value
+
+    def decide(self, call: ToolCall) -> DecisionSteps:
+        """The decision as a generator: it yields a ``RateLimitCheck`` for each matching rule with
+        rate limits, in rule order, and returns the ``Decision``. A rate-limited rule fires only
+        when the answer names an exceeded limit; otherwise the call was counted and it passes."""
         view = CallView(call)
         first_allow: CompiledRule | None = None
         noted: list[str] = []
         for rule in self.rules_for(call.tool_name):
             if not rule.matches(view):
                 continue
+            exceeded: RateLimit | None = None
+            if rule.rate_limits:
+                exceeded = yield RateLimitCheck(
+                    rule.id, tuple((limit, _bucket_key(rule.id, limit, call)) for limit in rule.rate_limits)
+                )
+                if exceeded is None:
+                    continue
             action = rule.action
             if action == "block" or action == "require_approval":
-                return self._decide(rule, "deny" if action == "block" else "require_approval", noted)
+                return self._decide(
+                    rule, "deny" if action == "block" else "require_approval", noted, exceeded
+                )
             if action == "allow":
                 if first_allow is None:
                     first_allow = rule
             else:
                 noted.append(rule.id)
         if first_allow is not None:
-            return self._decide(first_allow, "allow", noted)
+            return self._decide(first_allow, "allow", noted, None)
         return self._default(noted)
 
     @staticmethod
-    def _decide(rule: CompiledRule, kind: DecisionKind, noted: list[str]) -> Decision:
+    def _decide(
+        rule: CompiledRule, kind: DecisionKind, noted: list[str], exceeded: RateLimit | None
+    ) -> Decision:
+        reason = rule.reason
+        if exceeded is not None:
+            # The SDK's wording, so agents and dashboards read the same sentence.
+            reason = (
+                f"Rate limit exceeded: max {exceeded.max_calls} calls per {exceeded.window_seconds}s "
+                f"(scope: {exceeded.scope}). {reason}"
+            )
         return Decision(
             decision=kind,
-            reason=rule.reason,
+            reason=reason,
             rule_id=rule.id,
             rule_name=rule.name,
             severity=rule.severity,
@@ -333,6 +443,7 @@ class CompiledRuleSet:
             approvers=rule.approvers if kind == "require_approval" else (),
             approval_timeout_seconds=rule.timeout_seconds if kind == "require_approval" else None,
             noted_rule_ids=tuple(noted),
+            rate_limited=exceeded is not None,
         )
 
     def _default(self, noted: list[str]) -> Decision:

@@ -12,13 +12,14 @@ server refuses the pattern at upload instead: see the README).
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from veto import Veto
 
-from policies.engine import ToolCall, compile_rule_set, normalize_rule_set
+from policies.engine import HistoryEntry, ToolCall, compile_rule_set, normalize_rule_set
 
 TOOLS = ["export", "deploy", "send_sms"]
 # A small shared vocabulary, so that conditions are often true and often false.
@@ -164,3 +165,61 @@ def test_engine__generated_rule_sets__decide_exactly_like_the_sdk(scenario):
         assert (actual.decision, actual.rule_id) == (expected.decision, expected.rule_id), (
             f"tool={tool} arguments={arguments} agent={agent_id}"
         )
+
+
+# Sequence constraints: one SDK instance per scenario keeps its call history, as one session
+# on the server does. ``within`` is absent or an hour, so wall-clock jitter cannot decide.
+def history_condition() -> st.SearchStrategy[dict[str, Any]]:
+    on_decision = st.builds(
+        lambda operator, value: {"field": "decision", "operator": operator, "value": value},
+        st.sampled_from(["equals", "not_equals"]),
+        st.sampled_from(["allow", "require_approval"]),
+    )
+    return st.one_of(condition(), condition(), on_decision)
+
+
+def sequence_constraint() -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries(
+        {"tool": st.sampled_from(TOOLS)},
+        optional={
+            "conditions": st.lists(history_condition(), min_size=1, max_size=2),
+            "within": st.just(3600),
+        },
+    )
+
+
+@st.composite
+def sequence_rule_sets(draw: st.DrawFn) -> list[dict[str, Any]]:
+    rules = [draw(rule(i)) for i in range(draw(st.integers(min_value=1, max_value=4)))]
+    for spec in rules:
+        if draw(st.booleans()):
+            # Sequence rules usually stand on history alone; sometimes they also have conditions.
+            if draw(st.integers(0, 2)):
+                spec.pop("conditions", None)
+                spec.pop("condition_groups", None)
+            for key in draw(st.sampled_from([["blocked_by"], ["requires"], ["blocked_by", "requires"]])):
+                spec[key] = draw(st.lists(sequence_constraint(), min_size=1, max_size=2))
+    return rules
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rules=sequence_rule_sets(), call_list=st.lists(random_calls, min_size=2, max_size=6))
+def test_engine__sequence_constraints_over_a_session__decide_exactly_like_the_sdk(rules, call_list):
+    ours = compile_rule_set(normalize_rule_set({"version": "1.0", "rules": rules}))
+    sdk = Veto.from_rules(rules=rules, log_level="silent")
+    history: list[HistoryEntry] = []
+    for position, (tool, arguments, agent_id) in enumerate(call_list):
+        expected = asyncio.run(sdk.guard(tool, arguments, agent_id=agent_id))
+        now = datetime.now(UTC)
+        actual = ours.evaluate(ToolCall(tool, arguments, {"agent_id": agent_id}, now=now, history=history))
+        deciding = next((r for r in rules if r["id"] == expected.rule_id), None)
+        event(
+            f"decision: {expected.decision}"
+            f"{' by a sequence rule' if deciding and ('blocked_by' in deciding or 'requires' in deciding) else ''}"
+        )
+        assert (actual.decision, actual.rule_id) == (expected.decision, expected.rule_id), (
+            f"call {position}: tool={tool} arguments={arguments} agent={agent_id} history={history}"
+        )
+        # The server remembers what the SDK's history matches on: calls that were not denied.
+        if actual.decision != "deny":
+            history.append(HistoryEntry(tool, dict(arguments), actual.decision, now))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
 from common.errors import NUL_MESSAGE, InvalidInput, has_escaped_nul
@@ -15,7 +16,11 @@ class StorableJSONParser(JSONParser):
         raw = stream.read() if stream is not None else b""
         if has_escaped_nul(raw):
             raise InvalidInput(NUL_MESSAGE)
-        return super().parse(io.BytesIO(raw), media_type, parser_context)
+        try:
+            return super().parse(io.BytesIO(raw), media_type, parser_context)
+        except RecursionError as exc:
+            # json.loads recurses per nesting level; a deeply nested body is the caller's error.
+            raise ParseError("JSON parse error - the document is nested too deeply") from exc
 
 
 class RuleSetSourceParser(StorableJSONParser):

@@ -23,7 +23,8 @@ from common.errors import NotFound
 from common.events import RULE_SETS_GROUP, subscribe
 from common.gateway import run_db
 from policies.engine import EMPTY_RULE_SET, CompiledRuleSet, ToolCall, compile_rule_set, diff_documents
-from policies.models import RegisteredTool, RuleSetPublication, RuleSetVersion
+from policies.engine.constraints import CompiledConstraints, compile_constraints
+from policies.models import PolicyDraft, RegisteredTool, RuleSetPublication, RuleSetVersion, ToolPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ def rule_set_impact_preview(
     candidate = compile_rule_set(document)
     recent = (
         DecisionRecord.objects.filter(team_id=team_id, source=DecisionRecord.Source.SERVER)
+        # Calls a per-tool policy refused never reached the rule set, and still would not.
+        .exclude(rule_id__startswith=TOOL_POLICY_RULE_PREFIX)
         .order_by("-created_at")
         .values_list("id", "tool_name", "arguments", "context", "decision", "rule_id", "created_at")[:limit]
     )
@@ -192,8 +195,149 @@ async def listen_for_publications() -> None:
                     event = await events.next(3600)
                     if event is not None and event.get("team_id"):
                         forget_cached_rule_sets(team_id=uuid.UUID(event["team_id"]))
+                        forget_cached_tool_policies(team_id=uuid.UUID(event["team_id"]))
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - the channel layer may be briefly away; keep listening
             logger.warning("rule_set_listener.failed; retrying in 5 s", exc_info=True)
             await asyncio.sleep(5)
+
+
+# --- Per-tool policies ---------------------------------------------------------------------------
+
+# A decision made by a per-tool policy records this prefix and the tool name as its rule id.
+TOOL_POLICY_RULE_PREFIX = "policy:"
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveToolPolicy:
+    id: uuid.UUID
+    tool_name: str
+    version: int
+    constraints: CompiledConstraints
+
+
+# team -> {tool name: its active policy}. Dropped on every write (this process at commit, the
+# others through the publish event); the re-check bounds staleness if an event is lost.
+_tool_policies: TtlCache[uuid.UUID, dict[str, ActiveToolPolicy]] = TtlCache(
+    lambda: settings.RULE_SET_RECHECK_SECONDS
+)
+
+
+def forget_cached_tool_policies(*, team_id: uuid.UUID | None = None) -> None:
+    if team_id is None:
+        _tool_policies.clear()
+    else:
+        _tool_policies.forget(team_id)
+
+
+def _active_tool_policies_from_database(team_id: uuid.UUID) -> dict[str, ActiveToolPolicy]:
+    rows = ToolPolicy.objects.filter(
+        team_id=team_id, is_active=True, mode=ToolPolicy.Mode.DETERMINISTIC
+    ).values_list("id", "tool_name", "version", "constraints")
+    return {
+        tool_name: ActiveToolPolicy(policy_id, tool_name, version, compile_constraints(constraints))
+        for policy_id, tool_name, version, constraints in rows
+    }
+
+
+async def active_tool_policy(*, team_id: uuid.UUID, tool_name: str) -> ActiveToolPolicy | None:
+    """The team's active policy for ``tool_name``, from a per-process cache holding all of the
+    team's active policies: validate's hot path asks the database at most once per team per
+    RULE_SET_RECHECK_SECONDS, never once per call."""
+    policies = await _tool_policies.get_or_load(
+        team_id, lambda: run_db(_active_tool_policies_from_database, team_id)
+    )
+    return policies.get(tool_name)
+
+
+def tool_policies_of_team(
+    *,
+    team_id: uuid.UUID,
+    tool_name: str | None = None,
+    mode: str | None = None,
+    is_active: bool | None = None,
+) -> QuerySet[ToolPolicy]:
+    policies = ToolPolicy.objects.filter(team_id=team_id)
+    if tool_name is not None:
+        policies = policies.filter(tool_name=tool_name)
+    if mode is not None:
+        policies = policies.filter(mode=mode)
+    if is_active is not None:
+        policies = policies.filter(is_active=is_active)
+    return policies.order_by("tool_name")
+
+
+def tool_policy_get(*, team_id: uuid.UUID, tool_name: str) -> ToolPolicy:
+    try:
+        return ToolPolicy.objects.get(team_id=team_id, tool_name=tool_name)
+    except ToolPolicy.DoesNotExist as exc:
+        raise NotFound(f"no policy for tool {tool_name!r}") from exc
+
+
+def active_rule_set_for_reading(*, team_id: uuid.UUID) -> ActiveRuleSet:
+    """The team's active rule set, compiled (reusing this process's compiled copy when it is
+    still the active version), for synchronous readers outside the hot path."""
+    return _active_rule_set_from_database(team_id)
+
+
+def tool_policy_server_marker(*, policy: ToolPolicy, rule_set: ActiveRuleSet) -> dict[str, Any] | None:
+    """What a served policy says in ``sessionConstraints`` so that the SDK asks the server, or
+    None when the SDK may decide the tool's calls on its own.
+
+    Why: the SDK's PolicyCache (``veto.cloud.policy_cache``, ``Veto._try_local_deterministic``)
+    decides a call locally, without asking the server, when the tool's policy is
+    deterministic and its ``sessionConstraints`` and ``rateLimits`` are both null. It then
+    checks only the policy's constraints, so the team's rule set would silently not apply
+    to that tool. The SDK's only switch for "ask the server" is a non-null
+    ``sessionConstraints`` (or ``rateLimits``), so that is what the server sends when
+    anything besides the constraints can decide the tool's calls:
+
+    * the active rule set has a rule that can apply to the tool (one naming it, or a global
+      one: ``CompiledRuleSet.rules_for``), or its ``default_action`` is not ``allow``:
+      ``{"evaluatedBy": "server", "ruleSet": {"version", "ruleIds", "defaultAction"}}``;
+    * the policy is inactive (its constraints must not be applied at all):
+      ``{"evaluatedBy": "server", "policyActive": false}``.
+
+    Only a tool governed by nothing but its active constraints is decided locally; the SDK
+    then logs the decision to ``POST /v1/decisions``. The SDK caches a fetched policy (fresh
+    60 s, served stale up to 300 s), so a publish that adds the first rule for such a tool
+    reaches the SDK's choice within that time; the server's own answer changes at once. The
+    marker keys are the server's: sending a fetched policy back ignores them, while real
+    session constraints are refused (not enforced here yet).
+    """
+    marker: dict[str, Any] = {}
+    if not policy.is_active:
+        marker["policyActive"] = False
+    rules = rule_set.rules.rules_for(policy.tool_name)
+    if rules or rule_set.rules.default_action != "allow":
+        marker["ruleSet"] = {
+            "version": rule_set.version_number,
+            "ruleIds": [rule.id for rule in rules],
+            "defaultAction": rule_set.rules.default_action,
+        }
+    if not marker:
+        return None
+    return {"evaluatedBy": "server", **marker}
+
+
+# --- Policy drafts -------------------------------------------------------------------------------
+
+
+def policy_drafts_of_team(
+    *, team_id: uuid.UUID, status: str | None = None, created_by_agent_id: str | None = None
+) -> QuerySet[PolicyDraft]:
+    drafts = PolicyDraft.objects.filter(team_id=team_id)
+    if status is not None:
+        drafts = drafts.filter(status=status)
+    if created_by_agent_id is not None:
+        drafts = drafts.filter(created_by_agent_id=created_by_agent_id)
+    return drafts.select_related("result_version").order_by("-created_at")
+
+
+def policy_draft_get(*, team_id: uuid.UUID, draft_id: uuid.UUID) -> PolicyDraft:
+    """The team's draft; another team's drafts do not exist from here."""
+    try:
+        return PolicyDraft.objects.select_related("result_version").get(team_id=team_id, pk=draft_id)
+    except PolicyDraft.DoesNotExist as exc:
+        raise NotFound("policy draft not found") from exc

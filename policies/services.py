@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from audit.services import decision_record
-from common.errors import Conflict, InvalidInput, Unprocessable
+from common.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unprocessable
 from common.events import RULE_SETS_GROUP, publish_on_commit, rule_set_group
 from policies.engine import (
     CompiledRuleSet,
@@ -24,10 +26,20 @@ from policies.engine import (
     ToolCall,
     compile_rule_set,
     load_rule_set,
+    normalize_rule_set,
     run_fixtures,
 )
-from policies.models import RegisteredTool, RuleSetPublication, RuleSetVersion
-from policies.selectors import ActiveRuleSet, active_rule_set, forget_cached_rule_sets
+from policies.engine.constraints import normalize_tool_policy
+from policies.engine.merge import merge_proposed_rules
+from policies.models import PolicyDraft, RegisteredTool, RuleSetPublication, RuleSetVersion, ToolPolicy
+from policies.selectors import (
+    TOOL_POLICY_RULE_PREFIX,
+    ActiveRuleSet,
+    active_rule_set,
+    active_tool_policy,
+    forget_cached_rule_sets,
+    forget_cached_tool_policies,
+)
 from tenancy.models import ApiKey, Team
 from tenancy.principal import ApiKeyPrincipal
 from tenancy.selectors import team_default_approval_timeout
@@ -100,8 +112,11 @@ def rule_set_version_publish(
 
     Publishing a version older than the active one is a rollback, logged as such; the
     version it replaces is archived. Every process learns of it after commit (compiled
-    caches are dropped, long-polls answer).
+    caches are dropped, long-polls answer). On a team with ``require_policy_review`` an API
+    key alone may not publish (``HumanReviewRequired``): a person has to.
     """
+    if actor_user is None and actor_api_key_id is not None:
+        _refuse_api_key_on_reviewed_team(team_id=version.team_id, what=f"publish version {version.number}")
     results = run_fixtures(
         compile_rule_set(version.document), version.document.get("fixtures", []), now=timezone.now()
     )
@@ -173,6 +188,8 @@ class ValidationOutcome:
     approval_id: uuid.UUID | None
     rule_set_version: int | None
     latency_ms: float
+    # Per-tool policy constraints the call failed (the SDK's failed_constraints entries).
+    failed_constraints: tuple[dict[str, Any], ...] = ()
 
 
 async def tool_call_validate(
@@ -194,9 +211,16 @@ async def tool_call_validate(
     team_id = principal.team_id
     active = await active_rule_set(team_id=team_id) if rules is None else ActiveRuleSet(None, None, rules)
     now = timezone.now()
-    decision = active.rules.evaluate(
-        ToolCall(tool_name=tool_name, arguments=arguments, context=context, now=now)
-    )
+    # The team's per-tool policy first (not with inline API-mode rules): failed constraints deny.
+    refusal = None
+    if rules is None:
+        refusal = await tool_policy_refusal(team_id=team_id, tool_name=tool_name, arguments=arguments)
+    if refusal is not None:
+        decision = refusal.decision
+    else:
+        decision = active.rules.evaluate(
+            ToolCall(tool_name=tool_name, arguments=arguments, context=context, now=now)
+        )
     default_timeout = None
     if decision.decision == "require_approval":
         default_timeout = await team_default_approval_timeout(team_id=team_id)
@@ -218,4 +242,360 @@ async def tool_call_validate(
         approval_id=recorded.approval_id,
         rule_set_version=active.version_number,
         latency_ms=latency_ms,
+        failed_constraints=refusal.failed_constraints if refusal is not None else (),
     )
+
+
+# --- Per-tool policies ---------------------------------------------------------------------------
+
+
+class HumanReviewRequired(PermissionDenied):
+    """The team requires a person to review rule changes; an API key alone cannot make them."""
+
+    code = "human_review_required"
+
+
+def _refuse_api_key_on_reviewed_team(*, team_id: uuid.UUID, what: str) -> None:
+    if Team.objects.filter(pk=team_id, require_policy_review=True).exists():
+        raise HumanReviewRequired(
+            f"this team requires a person's review: an API key cannot {what}; "
+            "a team member approves it in the browser"
+        )
+
+
+def _invalid(exc: RuleSetError, *, what: str, code: str) -> InvalidInput:
+    errors = [p.as_dict() for p in exc.problems]
+    return InvalidInput(
+        f"the {what} has {len(errors)} problem(s): {exc}",
+        details={"errors": errors},
+        code=code,
+        extra={"errors": errors},
+    )
+
+
+def _tool_policies_changed(*, team_id: uuid.UUID, tool_name: str) -> None:
+    """After commit: this process drops its cached policies at once, the others on the event."""
+    transaction.on_commit(lambda: forget_cached_tool_policies(team_id=team_id))
+    publish_on_commit(
+        [RULE_SETS_GROUP], {"event": "tool_policy.changed", "team_id": str(team_id), "tool_name": tool_name}
+    )
+
+
+def tool_policy_create(
+    *,
+    team_id: uuid.UUID,
+    data: Any,
+    actor_user: AbstractBaseUser | None = None,
+    actor_api_key_id: uuid.UUID | None = None,
+) -> ToolPolicy:
+    """Create a tool's policy from a request body in the SDK's shape (``CreatePolicyInput``);
+    it is active at once, version 1. Every problem of the body is reported with its path; a
+    second policy for the same tool is a 409 (the unique constraint decides races)."""
+    try:
+        fields = normalize_tool_policy(data, creating=True)
+    except RuleSetError as exc:
+        raise _invalid(exc, what="policy", code="invalid_policy") from exc
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            policy = ToolPolicy.objects.create(
+                team_id=team_id,
+                updated_by_name=_author_name(actor_user, actor_api_key_id),
+                created_at=now,
+                updated_at=now,
+                **fields,
+            )
+            _tool_policies_changed(team_id=team_id, tool_name=policy.tool_name)
+    except IntegrityError as exc:
+        raise Conflict(
+            f"a policy for tool {fields['tool_name']!r} already exists; update it with PUT",
+            code="policy_exists",
+        ) from exc
+    logger.info("tool_policy.created team=%s tool=%s", team_id, policy.tool_name)
+    return policy
+
+
+def tool_policy_update(
+    *,
+    policy: ToolPolicy,
+    data: Any,
+    actor_user: AbstractBaseUser | None = None,
+    actor_api_key_id: uuid.UUID | None = None,
+) -> ToolPolicy:
+    """Change the fields the body sets (``UpdatePolicyInput``; the others stay) and bump the
+    version, under the row's lock so concurrent updates each get their own version."""
+    try:
+        fields = normalize_tool_policy(data, creating=False, tool_name=policy.tool_name)
+    except RuleSetError as exc:
+        raise _invalid(exc, what="policy", code="invalid_policy") from exc
+    with transaction.atomic():
+        try:
+            locked = ToolPolicy.objects.select_for_update().get(pk=policy.pk)
+        except ToolPolicy.DoesNotExist as exc:
+            raise NotFound(f"no policy for tool {policy.tool_name!r}") from exc
+        for name, value in fields.items():
+            setattr(locked, name, value)
+        locked.version += 1
+        locked.updated_at = timezone.now()
+        locked.updated_by_name = _author_name(actor_user, actor_api_key_id)
+        locked.save()
+        _tool_policies_changed(team_id=locked.team_id, tool_name=locked.tool_name)
+    logger.info(
+        "tool_policy.updated team=%s tool=%s version=%d", locked.team_id, locked.tool_name, locked.version
+    )
+    return locked
+
+
+def tool_policy_delete(*, policy: ToolPolicy) -> None:
+    """Delete a tool's policy; its calls are then decided by the rule set alone."""
+    with transaction.atomic():
+        deleted, _ = ToolPolicy.objects.filter(pk=policy.pk).delete()
+        if not deleted:
+            raise NotFound(f"no policy for tool {policy.tool_name!r}")
+        _tool_policies_changed(team_id=policy.team_id, tool_name=policy.tool_name)
+    logger.info("tool_policy.deleted team=%s tool=%s", policy.team_id, policy.tool_name)
+
+
+def tool_policy_set_active(
+    *,
+    policy: ToolPolicy,
+    is_active: bool,
+    actor_user: AbstractBaseUser | None = None,
+    actor_api_key_id: uuid.UUID | None = None,
+) -> ToolPolicy:
+    """Activate or deactivate a policy (idempotent; the version, which counts content, stays)."""
+    with transaction.atomic():
+        changed = ToolPolicy.objects.filter(pk=policy.pk, is_active=not is_active).update(
+            is_active=is_active,
+            updated_at=timezone.now(),
+            updated_by_name=_author_name(actor_user, actor_api_key_id),
+        )
+        if changed:
+            _tool_policies_changed(team_id=policy.team_id, tool_name=policy.tool_name)
+        try:
+            current = ToolPolicy.objects.get(pk=policy.pk)
+        except ToolPolicy.DoesNotExist as exc:
+            raise NotFound(f"no policy for tool {policy.tool_name!r}") from exc
+    if changed:
+        logger.info(
+            "tool_policy.%s team=%s tool=%s",
+            "activated" if is_active else "deactivated",
+            policy.team_id,
+            policy.tool_name,
+        )
+    return current
+
+
+@dataclass(frozen=True, slots=True)
+class ToolPolicyRefusal:
+    decision: Decision
+    failed_constraints: tuple[dict[str, Any], ...]
+
+
+async def tool_policy_refusal(
+    *, team_id: uuid.UUID, tool_name: str, arguments: dict[str, Any]
+) -> ToolPolicyRefusal | None:
+    """The denial when the team's active policy for the tool has constraints the call fails;
+    None otherwise. Reads only process caches (see ``selectors.active_tool_policy``)."""
+    policy = await active_tool_policy(team_id=team_id, tool_name=tool_name)
+    if policy is None or not policy.constraints:
+        return None
+    failures = policy.constraints.check(arguments)
+    if not failures:
+        return None
+    first = failures[0]
+    decision = Decision(
+        decision="deny",
+        reason=first.reason,  # the SDK's own words, as when it decides locally
+        rule_id=TOOL_POLICY_RULE_PREFIX + tool_name,
+        rule_name=f"{tool_name} policy v{policy.version}"[:200],
+        severity="medium",
+        matched_condition=f"{first.parameter} {first.constraint_type} {first.expected!r}",
+    )
+    return ToolPolicyRefusal(decision, tuple(f.as_dict() for f in failures))
+
+
+# --- Policy drafts -------------------------------------------------------------------------------
+
+
+def _active_version(team_id: uuid.UUID) -> RuleSetVersion | None:
+    return RuleSetVersion.objects.filter(team_id=team_id, is_active=True).first()
+
+
+def _draft_source(
+    *, active: RuleSetVersion | None, rules: list[dict[str, Any]], note: str
+) -> tuple[str, str]:
+    """The source of the version a draft would become: the active version's document (as its
+    author wrote it) with the draft's rules merged in; YAML unless the active one is JSON."""
+    base = None
+    is_json = active is not None and active.source_format == RuleSetVersion.SourceFormat.JSON
+    if active is not None:
+        base = json.loads(active.source_text) if is_json else yaml.safe_load(active.source_text)
+    document = merge_proposed_rules(base, rules)
+    if is_json:
+        return json.dumps(document, indent=2), "application/json"
+    return f"# {note}\n" + yaml.safe_dump(document, sort_keys=False, allow_unicode=True), "application/yaml"
+
+
+def _check_draft_rules(*, team_id: uuid.UUID, rules: list[dict[str, Any]]) -> RuleSetVersion | None:
+    """Refuse rules the loader refuses (paths like ``rules[0].action``), and a merge with the
+    active version that would not load; returns that active version."""
+    try:
+        normalize_rule_set({"rules": rules})
+        active = _active_version(team_id)
+        source, content_type = _draft_source(active=active, rules=rules, note="check")
+        load_rule_set(source, content_type=content_type)
+    except RuleSetError as exc:
+        raise _invalid(exc, what="draft's rule set", code="invalid_rule_set") from exc
+    return active
+
+
+def policy_draft_create(
+    *,
+    team_id: uuid.UUID,
+    name: str,
+    rules: list[dict[str, Any]],
+    description: str = "",
+    status: str = PolicyDraft.Status.DRAFT,
+    created_by_agent_id: str = "",
+    actor_user: AbstractBaseUser | None = None,
+    actor_api_key_id: uuid.UUID | None = None,
+) -> PolicyDraft:
+    """Propose rules (Policy IR v1, or the short form) against the team's active version."""
+    if status not in PolicyDraft.OPEN_STATUSES:
+        raise InvalidInput("status: a new draft is draft or pending_review")
+    active = _check_draft_rules(team_id=team_id, rules=rules)
+    draft = PolicyDraft.objects.create(
+        team_id=team_id,
+        name=name,
+        description=description,
+        status=status,
+        rules=rules,
+        created_by_agent_id=created_by_agent_id,
+        created_by_user=actor_user if actor_user is not None and actor_user.pk else None,
+        created_by_api_key_id=actor_api_key_id,
+        created_by_name=_author_name(actor_user, actor_api_key_id),
+        base_version_number=active.number if active is not None else None,
+    )
+    logger.info("policy_draft.created team=%s draft=%s rules=%d", team_id, draft.id, len(rules))
+    return draft
+
+
+def _lock_open_draft(draft: PolicyDraft) -> PolicyDraft:
+    locked = PolicyDraft.objects.select_for_update().select_related("team").get(pk=draft.pk)
+    if locked.status not in PolicyDraft.OPEN_STATUSES:
+        raise Conflict(f"this policy draft is already {locked.status}", code="draft_already_decided")
+    return locked
+
+
+def _close_draft(draft: PolicyDraft, **fields: Any) -> None:
+    # Conditional on the draft still being open: whatever the backend's locking, it closes once.
+    closed = PolicyDraft.objects.filter(pk=draft.pk, status__in=PolicyDraft.OPEN_STATUSES).update(
+        updated_at=timezone.now(), **fields
+    )
+    if closed != 1:
+        raise Conflict("this policy draft was decided meanwhile", code="draft_already_decided")
+
+
+class FourEyesRequired(PermissionDenied):
+    code = "four_eyes"
+
+
+def policy_draft_approve(
+    *,
+    draft: PolicyDraft,
+    actor_user: AbstractBaseUser | None = None,
+    actor_api_key_id: uuid.UUID | None = None,
+) -> PolicyDraft:
+    """Approve a draft: a new rule-set version (the active one's rules, same-id rules replaced
+    by the draft's, new ones appended) is created and published in one transaction, and the
+    draft records it and who approved. Happens once: a decided draft is a 409.
+
+    * The publish runs the version's fixtures; when they fail nothing is kept (422) and the
+      draft stays open.
+    * Four-eyes: the person who created a draft may not approve it (``FourEyesRequired``).
+      Whether ``actor_user`` may approve for the team at all is the caller's check.
+    * On a team with ``require_policy_review`` an API key's approval only moves the draft to
+      ``pending_review``; a person approves it later (again with ``HumanReviewRequired``).
+    """
+    if actor_user is None and actor_api_key_id is None:
+        raise PermissionDenied("approving a policy draft takes a person or an API key")
+    with transaction.atomic():
+        locked = _lock_open_draft(draft)
+        if actor_user is not None and locked.created_by_user_id == actor_user.pk:
+            raise FourEyesRequired("you proposed this draft, so someone else has to approve it (four-eyes)")
+        actor_name = _author_name(actor_user, actor_api_key_id)
+        if actor_user is None and locked.team.require_policy_review:
+            if locked.status == PolicyDraft.Status.PENDING_REVIEW:
+                raise HumanReviewRequired(
+                    "this draft awaits a person's review: this team requires a team member to "
+                    "approve it in the browser"
+                )
+            _close_draft_for_review(locked, actor_name=actor_name)
+        else:
+            active = _active_version(locked.team_id)
+            source, content_type = _draft_source(
+                active=active,
+                rules=locked.rules,
+                note=f"Policy draft {locked.id} approved on top of version "
+                f"{active.number if active is not None else '(none)'}",
+            )
+            version = rule_set_version_create(
+                team=locked.team,
+                source_text=source,
+                content_type=content_type,
+                author_user=locked.created_by_user,
+                author_api_key_id=locked.created_by_api_key_id,
+            )
+            rule_set_version_publish(
+                version=version,
+                actor_user=actor_user,
+                actor_api_key_id=actor_api_key_id,
+                actor_name=actor_name,
+            )
+            _close_draft(
+                locked,
+                status=PolicyDraft.Status.APPROVED,
+                result_version=version,
+                decided_by_user=actor_user if actor_user is not None and actor_user.pk else None,
+                decided_by_api_key_id=actor_api_key_id,
+                decided_by_name=actor_name,
+                decided_at=timezone.now(),
+            )
+            logger.info("policy_draft.approved draft=%s version=%d", locked.id, version.number)
+    return PolicyDraft.objects.select_related("result_version").get(pk=draft.pk)
+
+
+def _close_draft_for_review(draft: PolicyDraft, *, actor_name: str) -> None:
+    moved = PolicyDraft.objects.filter(pk=draft.pk, status=PolicyDraft.Status.DRAFT).update(
+        status=PolicyDraft.Status.PENDING_REVIEW,
+        review_requested_by_name=actor_name,
+        review_requested_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+    if moved != 1:
+        raise Conflict("this policy draft changed meanwhile", code="draft_already_decided")
+    logger.info("policy_draft.review_requested draft=%s", draft.id)
+
+
+def policy_draft_reject(
+    *,
+    draft: PolicyDraft,
+    reason: str = "",
+    actor_user: AbstractBaseUser | None = None,
+    actor_api_key_id: uuid.UUID | None = None,
+) -> PolicyDraft:
+    """Reject a draft with a reason; happens once (a decided draft is a 409)."""
+    with transaction.atomic():
+        locked = _lock_open_draft(draft)
+        _close_draft(
+            locked,
+            status=PolicyDraft.Status.REJECTED,
+            rejection_reason=reason,
+            decided_by_user=actor_user if actor_user is not None and actor_user.pk else None,
+            decided_by_api_key_id=actor_api_key_id,
+            decided_by_name=_author_name(actor_user, actor_api_key_id),
+            decided_at=timezone.now(),
+        )
+    logger.info("policy_draft.rejected draft=%s", draft.id)
+    return PolicyDraft.objects.select_related("result_version").get(pk=draft.pk)

@@ -9,7 +9,8 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from approvals.models import Approval
-from policies.services import rule_set_version_create, rule_set_version_publish
+from policies.models import PolicyDraft, ToolPolicy
+from policies.services import policy_draft_create, rule_set_version_create, rule_set_version_publish
 from tenancy.models import ApproverGroup, Organization, Team
 from tenancy.services import ALL_SCOPES, api_key_create
 
@@ -70,3 +71,21 @@ def api_key_for(team: Team, *, scopes: tuple[str, ...] = ALL_SCOPES, name: str =
 def publish_rules(team: Team, source: str):
     """Create and publish a rule-set version from YAML; returns the version."""
     return rule_set_version_publish(version=rule_set_version_create(team=team, source_text=source)).version
+
+
+class ToolPolicyFactory(factory.django.DjangoModelFactory):
+    """A per-tool policy stored as the API stores it (use the service to exercise validation)."""
+
+    class Meta:
+        model = ToolPolicy
+
+    team = factory.SubFactory(TeamFactory)
+    tool_name = factory.Sequence(lambda n: f"tool_{n}")
+    constraints = factory.LazyFunction(lambda: [{"argumentName": "amount", "enabled": True, "maximum": 1000}])
+
+
+def policy_draft_for(
+    team: Team, rules: list[dict], *, user=None, name: str = "proposed rules"
+) -> PolicyDraft:
+    """A policy draft proposed through the service (its rules are checked as the API checks them)."""
+    return policy_draft_create(team_id=team.id, name=name, rules=rules, actor_user=user)

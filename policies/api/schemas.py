@@ -79,6 +79,7 @@ class ToolCallValidateResponse(BaseModel):
         return cls(
             decision=decision.decision,
             reason=decision.reason,
+            failed_constraints=[FailedConstraint(**failed) for failed in outcome.failed_constraints],
             metadata=ValidationMetadata(
                 rule_id=decision.rule_id,
                 rule_name=decision.rule_name,

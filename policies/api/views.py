@@ -1,5 +1,6 @@
-"""The SDK's tool calls that are not on the hot path: register tools, list them, fetch a
-per-tool policy. (Validate is served by the runtime gateway: policies/api/runtime.py.)"""
+"""The SDK's tool calls that are not on the hot path: register tools and list them.
+(Validate is served by the runtime gateway: policies/api/runtime.py; per-tool policies by
+policies/api/policy_views.py.)"""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.errors import NotFound
 from policies import selectors, services
 from policies.api import serializers as s
 
@@ -34,12 +34,3 @@ class ToolsListView(APIView):
     def get(self, request: Request) -> Response:
         tools = selectors.registered_tools_of_team(team_id=request.auth.team_id)
         return Response({"data": [s.tool_output(t) for t in tools]})
-
-
-class ToolPolicyView(APIView):
-    """Per-tool policies arrive with the policies issue; until a tool has one the SDK is told
-    so with a 404, which its PolicyCache reads as "no policy: ask the server"."""
-
-    @extend_schema(responses={404: OpenApiTypes.OBJECT})
-    def get(self, request: Request, tool_name: str) -> Response:
-        raise NotFound(f"no policy for tool {tool_name!r}")

@@ -62,7 +62,9 @@ CONSTRAINT_KEYS = frozenset(
 UNSUPPORTED_CONSTRAINT_KEYS = frozenset({"action", "notRegex", "notEnum", "dynamicMinimum", "dynamicMaximum"})
 
 # Keys the server computes: sent back unchanged by a client that round-trips a fetched policy.
-READ_ONLY_POLICY_KEYS = frozenset({"_id", "id", "version", "isActive", "createdAt", "updatedAt", "projectId"})
+READ_ONLY_POLICY_KEYS = frozenset(
+    {"_id", "id", "version", "isActive", "createdAt", "updatedAt", "updatedBy", "projectId"}
+)
 # Set by the server in ``sessionConstraints`` to make the SDK ask it (see policies.selectors).
 SERVER_MARKER_KEYS = frozenset({"evaluatedBy", "ruleSet", "policyActive"})
 SESSION_CONSTRAINT_KEYS = frozenset({"maxCalls", "spendArgument", "budget", "cumulativeLimits", "counters"})

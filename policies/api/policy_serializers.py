@@ -1,0 +1,122 @@
+"""Input and output shapes of per-tool policies and policy drafts (field names are the SDK's:
+``veto.admin.Policy`` and ``veto.admin.PolicyDraft``).
+
+A policy body itself is checked by ``policies.engine.constraints.normalize_tool_policy``,
+which names every problem's path; the serializers here cover queries and drafts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from common.api import iso
+from policies.engine.constraints import TOOL_NAME_MAX
+from policies.engine.document import MAX_RULES
+from policies.models import PolicyDraft, ToolPolicy
+
+_BOOLEAN_WORDS = {"true": True, "false": False}
+
+
+class PolicyListQuerySerializer(serializers.Serializer):
+    projectId = serializers.UUIDField(required=False)
+    toolName = serializers.CharField(required=False, max_length=TOOL_NAME_MAX)
+    mode = serializers.ChoiceField(required=False, choices=ToolPolicy.Mode.values)
+    # A choice, not a BooleanField: DRF reads a BooleanField missing from a query string as false.
+    isActive = serializers.ChoiceField(required=False, choices=list(_BOOLEAN_WORDS))
+
+    def filters(self) -> dict[str, Any]:
+        data = self.validated_data
+        return {
+            "tool_name": data.get("toolName"),
+            "mode": data.get("mode"),
+            "is_active": _BOOLEAN_WORDS[data["isActive"]] if "isActive" in data else None,
+        }
+
+
+class PolicyExportQuerySerializer(PolicyListQuerySerializer):
+    format = serializers.ChoiceField(required=False, choices=["json", "yaml"], default="json")
+
+
+class PolicyDraftListQuerySerializer(serializers.Serializer):
+    projectId = serializers.UUIDField(required=False)
+    status = serializers.ChoiceField(required=False, choices=PolicyDraft.Status.values)
+    createdByAgentId = serializers.CharField(required=False, max_length=200)
+
+
+class PolicyDraftCreateInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=10_000)
+    rules = serializers.ListField(child=serializers.JSONField(), allow_empty=False, max_length=MAX_RULES)
+    projectId = serializers.UUIDField(required=False, allow_null=True)
+    status = serializers.ChoiceField(
+        required=False, allow_null=True, choices=[s.value for s in PolicyDraft.OPEN_STATUSES]
+    )
+    createdByAgentId = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, max_length=200
+    )
+
+
+class PolicyDraftRejectInputSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=5000)
+
+
+def policy_output(policy: ToolPolicy, *, session_constraints: dict[str, Any] | None) -> dict[str, Any]:
+    """One policy as ``VetoAdmin`` and the SDK's PolicyCache read it. ``session_constraints``
+    is what the server tells the SDK (see ``selectors.tool_policy_server_marker``)."""
+    return {
+        "_id": str(policy.id),
+        "id": str(policy.id),
+        "projectId": str(policy.team_id),
+        "toolName": policy.tool_name,
+        "mode": policy.mode,
+        "version": policy.version,
+        "isActive": policy.is_active,
+        "constraints": policy.constraints,
+        "outputRules": policy.output_rules,
+        "llmConfig": policy.llm_config,
+        "sessionConstraints": session_constraints,
+        "rateLimits": None,
+        "updatedBy": policy.updated_by_name or None,
+        "createdAt": iso(policy.created_at),
+        "updatedAt": iso(policy.updated_at),
+    }
+
+
+def policy_export_entry(policy: ToolPolicy) -> dict[str, Any]:
+    """A policy as exported: exactly what ``POST /v1/policies`` takes back (``version`` and
+    ``isActive`` are kept for the reader and ignored on the way in)."""
+    return {
+        "toolName": policy.tool_name,
+        "mode": policy.mode,
+        "version": policy.version,
+        "isActive": policy.is_active,
+        "constraints": policy.constraints,
+        "outputRules": policy.output_rules,
+        "llmConfig": policy.llm_config,
+        "sessionConstraints": policy.session_constraints,
+    }
+
+
+def policy_draft_output(draft: PolicyDraft) -> dict[str, Any]:
+    return {
+        "_id": str(draft.id),
+        "id": str(draft.id),
+        "projectId": str(draft.team_id),
+        "name": draft.name,
+        "description": draft.description or None,
+        "status": draft.status,
+        "createdByAgentId": draft.created_by_agent_id or None,
+        "createdBy": draft.created_by_name or None,
+        "rules": draft.rules,
+        "baseVersion": draft.base_version_number,
+        "reviewRequestedBy": draft.review_requested_by_name or None,
+        "reviewRequestedAt": iso(draft.review_requested_at),
+        "decidedBy": draft.decided_by_name or None,
+        "decidedAt": iso(draft.decided_at),
+        "rejectionReason": draft.rejection_reason or None,
+        "ruleSetVersion": draft.result_version.number if draft.result_version is not None else None,
+        "createdAt": iso(draft.created_at),
+        "updatedAt": iso(draft.updated_at),
+    }

@@ -1,0 +1,231 @@
+"""Bad input to the per-tool policy and policy-draft API: always a 4xx JSON error that says
+what and where, never a 5xx, and nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from rest_framework.test import APIClient
+
+from policies.models import PolicyDraft, ToolPolicy
+from tests.factories import TeamFactory, ToolPolicyFactory, api_key_for, policy_draft_for
+
+pytestmark = pytest.mark.django_db
+
+RULE = {"id": "r", "name": "r", "action": "block", "tools": ["t"]}
+
+
+@pytest.fixture
+def team():
+    return TeamFactory()
+
+
+@pytest.fixture
+def api(team) -> APIClient:
+    return APIClient(HTTP_X_VETO_API_KEY=api_key_for(team))
+
+
+def send(api: APIClient, method: str, path: str, body: object | None = None):
+    content = body if isinstance(body, str) else (json.dumps(body) if body is not None else "")
+    return getattr(api, method)(path, data=content, content_type="application/json")
+
+
+def assert_error(response, status: int, code: str, where: str) -> dict:
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert body["error"]["code"] == code
+    assert where in body["error"]["message"]
+    return body
+
+
+POLICY = {"toolName": "transfer", "mode": "deterministic"}
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "where"),
+    [
+        ('{"toolName": "t", ', "malformed_json", "JSON parse error"),
+        ("[" * 50_000 + "]" * 50_000, "malformed_json", "nested too deeply"),
+        (
+            '{"toolName": "t", "mode": "deterministic", "constraints": [{"argumentName": "a", "maximum": NaN}]}',
+            "malformed_json",
+            "NaN",
+        ),
+        ('{"toolName": "bad\\u0000", "mode": "deterministic"}', "invalid_request", "NUL character"),
+        (["transfer"], "invalid_policy", "a policy must be a JSON object"),
+        ({"mode": "deterministic"}, "invalid_policy", "toolName"),
+        (
+            # json.loads reads 1e400 as infinity, which no comparison can use
+            '{"toolName": "t", "mode": "deterministic", "constraints": [{"argumentName": "a", "maximum": 1e400}]}',
+            "invalid_policy",
+            "constraints[0].maximum",
+        ),
+        (
+            {**POLICY, "constraints": [{"argumentName": "a"}, {"argumentName": "b", "regex": "(?<=x)y"}]},
+            "invalid_policy",
+            "constraints[1].regex",
+        ),
+        (
+            {**POLICY, "constraints": [{"argumentName": "a", "enum": [1]}]},
+            "invalid_policy",
+            "constraints[0].enum",
+        ),
+        (
+            {**POLICY, "mode": "llm", "llmConfig": {"description": "d", "exceptions": []}},
+            "invalid_policy",
+            "mode",
+        ),
+        ({**POLICY, "sessionConstraints": {"budget": 10}}, "invalid_policy", "sessionConstraints.budget"),
+        ({**POLICY, "toolName": "x" * 500}, "invalid_policy", "toolName"),
+    ],
+)
+def test_policy_create__bad_body__400_naming_where_and_nothing_stored(api, body, code, where):
+    assert_error(send(api, "post", "/v1/policies", body), 400, code, where)
+    assert not ToolPolicy.objects.exists()
+
+
+def test_policy_create__every_problem_listed_with_its_path(api):
+    body = {"toolName": "", "mode": "fuzzy", "constraints": [{"argumentName": "a", "minLength": -1}, 7]}
+    response = send(api, "post", "/v1/policies", body)
+    assert response.status_code == 400
+    assert [e["path"] for e in response.json()["errors"]] == [
+        "toolName",
+        "mode",
+        "constraints[0].minLength",
+        "constraints[1]",
+    ]
+
+
+@pytest.mark.parametrize("project_id", [str(uuid.uuid4()), "not-a-uuid"])
+def test_policy_create__someone_elses_or_junk_project__404(api, project_id):
+    assert_error(
+        send(api, "post", "/v1/policies", {**POLICY, "projectId": project_id}), 404, "not_found", "project"
+    )
+    assert not ToolPolicy.objects.exists()
+
+
+def test_policy_create__duplicate__409_policy_exists(api, team):
+    ToolPolicyFactory(team=team, tool_name="transfer")
+    assert_error(send(api, "post", "/v1/policies", POLICY), 409, "policy_exists", "already exists")
+    assert ToolPolicy.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"toolName": "other", "mode": "deterministic"}, "toolName"),
+        ({"mode": "deterministic", "constraints": {"argumentName": "a"}}, "constraints"),
+        (
+            {"mode": "deterministic", "constraints": [{"argumentName": "a", "minimum": 3, "maximum": 1}]},
+            "constraints[0].minimum",
+        ),
+        (
+            {"mode": "deterministic", "outputRules": [{"id": "o", "name": "o", "action": "redact"}]},
+            "outputRules",
+        ),
+        ("5", "a policy must be a JSON object"),
+    ],
+)
+def test_policy_update__bad_body__400_and_the_policy_unchanged(api, team, body, where):
+    policy = ToolPolicyFactory(team=team, tool_name="transfer")
+    assert_error(send(api, "put", "/v1/policies/transfer", body), 400, "invalid_policy", where)
+    policy.refresh_from_db()
+    assert (policy.version, policy.constraints) == (
+        1,
+        [{"argumentName": "amount", "enabled": True, "maximum": 1000}],
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/v1/policies/missing"),
+        ("put", "/v1/policies/missing"),
+        ("delete", "/v1/policies/missing"),
+        ("post", "/v1/policies/missing/activate"),
+        ("post", "/v1/policies/missing/deactivate"),
+    ],
+)
+def test_policy__unknown_tool__404_json(api, method, path):
+    body = {"mode": "deterministic"} if method == "put" else None
+    assert_error(send(api, method, path, body), 404, "not_found", "no policy for tool 'missing'")
+
+
+@pytest.mark.parametrize(
+    ("query", "where"),
+    [("isActive=maybe", "isActive"), ("mode=fuzzy", "mode"), ("toolName=" + "x" * 300, "toolName")],
+)
+def test_policy_list__bad_filter__400_naming_it(api, query, where):
+    assert_error(api.get(f"/v1/policies?{query}"), 400, "invalid_request", where)
+
+
+def test_policy_export__unknown_format__400(api):
+    assert_error(api.get("/v1/policies/export?format=xml"), 400, "invalid_request", "format")
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"name": "x"}, "rules"),
+        ({"name": "x", "rules": []}, "rules"),
+        ({"name": "x", "rules": "block everything"}, "rules"),
+        ({"rules": [RULE]}, "name"),
+        ({"name": "x" * 201, "rules": [RULE]}, "name"),
+        ({"name": "x", "rules": [RULE], "status": "approved"}, "status"),
+        ({"name": "x", "rules": [RULE], "createdByAgentId": ["a"]}, "createdByAgentId"),
+        ('{"name": "x", "rules": [', "JSON parse error"),
+    ],
+)
+def test_draft_create__bad_body__400_naming_where_and_nothing_stored(api, body, where):
+    response = send(api, "post", "/v1/policy-drafts", body)
+    assert response.status_code == 400, response.content
+    assert where in response.json()["error"]["message"]
+    assert not PolicyDraft.objects.exists()
+
+
+def test_draft_create__rules_the_loader_refuses__400_with_paths(api):
+    rules = [RULE, {"id": "r", "name": "again", "action": "block", "when": "args.x =="}]
+    body = assert_error(
+        send(api, "post", "/v1/policy-drafts", {"name": "x", "rules": rules}),
+        400,
+        "invalid_rule_set",
+        "rules[1]",
+    )
+    assert {e["path"] for e in body["errors"]} == {"rules[1].id", "rules[1].when"}
+    assert not PolicyDraft.objects.exists()
+
+
+def test_draft_create__another_project__404(api):
+    body = {"name": "x", "rules": [RULE], "projectId": str(uuid.uuid4())}
+    assert_error(send(api, "post", "/v1/policy-drafts", body), 404, "not_found", "project")
+
+
+@pytest.mark.parametrize(
+    ("body", "where"), [({"reason": ["no"]}, "reason"), ({"reason": "x" * 5001}, "reason")]
+)
+def test_draft_reject__bad_reason__400_and_the_draft_stays_open(api, team, body, where):
+    draft = policy_draft_for(team, [RULE])
+    assert_error(
+        send(api, "post", f"/v1/policy-drafts/{draft.id}/reject", body), 400, "invalid_request", where
+    )
+    draft.refresh_from_db()
+    assert draft.status == PolicyDraft.Status.DRAFT
+
+
+@pytest.mark.parametrize("draft_id", [str(uuid.uuid4()), "nope"])
+@pytest.mark.parametrize("action", ["", "/approve", "/reject"])
+def test_draft__unknown_id__404_json(api, draft_id, action):
+    method = "get" if action == "" else "post"
+    assert_error(send(api, method, f"/v1/policy-drafts/{draft_id}{action}"), 404, "not_found", "policy draft")
+
+
+@pytest.mark.parametrize(("query", "where"), [("status=done", "status"), ("projectId=junk", "projectId")])
+def test_draft_list__bad_filter__400_naming_it(api, query, where):
+    assert_error(api.get(f"/v1/policy-drafts?{query}"), 400, "invalid_request", where)
+
+
+def test_policies__no_key__401_json():
+    response = APIClient().get("/v1/policies")
+    assert_error(response, 401, "unauthenticated", "X-Veto-API-Key")

@@ -70,13 +70,7 @@ def rule_set_version_create(
     try:
         document = load_rule_set(source_text, content_type=content_type)
     except RuleSetError as exc:
-        errors = [p.as_dict() for p in exc.problems]
-        raise InvalidInput(
-            f"the rule set has {len(errors)} problem(s): {exc}",
-            details={"errors": errors},
-            code="invalid_rule_set",
-            extra={"errors": errors},
-        ) from exc
+        raise _invalid(exc, what="rule set", code="invalid_rule_set") from exc
     is_json = "json" in content_type
     with transaction.atomic():
         # Lock the team row so concurrent uploads get consecutive, distinct numbers.

@@ -34,3 +34,12 @@ def ensure_may_publish_rule_set(
     refusal = rule_set_publish_refusal(access=access, user=user, version=version)
     if refusal is not None:
         raise PermissionDenied(refusal, code="publish_not_allowed")
+
+
+def ensure_may_decide_policy_draft(*, access: TeamAccess) -> None:
+    """Approving a draft publishes a version, so deciding drafts takes a team admin (or staff);
+    the service itself refuses the draft's own proposer (four-eyes)."""
+    if not access.is_admin:
+        raise PermissionDenied(
+            "Only team admins can approve or reject policy drafts.", code="draft_decision_not_allowed"
+        )

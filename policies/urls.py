@@ -17,4 +17,14 @@ urlpatterns = [
     ),
     path("<slug:slug>/policies/versions/<int:number>/impact", views.policies_impact, name="impact"),
     path("<slug:slug>/policies/diff", views.policies_diff, name="diff"),
+    path(
+        "<slug:slug>/policies/drafts/<uuid:draft_id>/approve",
+        views.policies_draft_approve,
+        name="draft-approve",
+    ),
+    path(
+        "<slug:slug>/policies/drafts/<uuid:draft_id>/reject",
+        views.policies_draft_reject,
+        name="draft-reject",
+    ),
 ]

@@ -9,6 +9,7 @@ Domain errors become messages on the page with their status code, never a 500.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,8 +32,12 @@ from policies.engine import (
     load_rule_set,
     run_fixtures,
 )
-from policies.models import RuleSetPublication, RuleSetVersion
-from policies.permissions import ensure_may_publish_rule_set, rule_set_publish_refusal
+from policies.models import PolicyDraft, RuleSetPublication, RuleSetVersion
+from policies.permissions import (
+    ensure_may_decide_policy_draft,
+    ensure_may_publish_rule_set,
+    rule_set_publish_refusal,
+)
 from tenancy.selectors import TeamAccess, team_access_for, teams_visible_to
 
 STARTER_SOURCE = """\
@@ -55,6 +60,13 @@ def _access(request: HttpRequest, slug: str) -> TeamAccess:
 def _version(access: TeamAccess, number: int) -> RuleSetVersion:
     try:
         return selectors.rule_set_version_get(team_id=access.team.id, number=number)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+
+
+def _draft(access: TeamAccess, draft_id: uuid.UUID) -> PolicyDraft:
+    try:
+        return selectors.policy_draft_get(team_id=access.team.id, draft_id=draft_id)
     except NotFound as exc:
         raise Http404(exc.message) from exc
 
@@ -151,6 +163,9 @@ def _render_page(
         "active": active,
         "rows": [_publish_choice(access, request.user, v, active) for v in versions],
         "publications": list(selectors.rule_set_publications_of_team(team_id=team_id)[:50]),
+        "drafts": list(
+            selectors.policy_drafts_of_team(team_id=team_id).filter(status__in=PolicyDraft.OPEN_STATUSES)
+        ),
         "check": check,
         "diff_from": diff_from,
         "diff_to": diff_to,
@@ -306,3 +321,43 @@ def policies_impact(request: HttpRequest, slug: str, number: int) -> HttpRespons
         f"Impact of version {version.number}",
         {"version": version, "preview": preview},
     )
+
+
+@login_required
+@require_POST
+def policies_draft_approve(request: HttpRequest, slug: str, draft_id: uuid.UUID) -> HttpResponse:
+    """Approve a proposed draft: its rules merged into the active version, published at once
+    (team admins only; never the person who proposed it; only if the fixtures pass)."""
+    access = _access(request, slug)
+    draft = _draft(access, draft_id)
+    try:
+        ensure_may_decide_policy_draft(access=access)
+        approved = services.policy_draft_approve(draft=draft, actor_user=request.user)
+    except ApplicationError as exc:
+        messages.error(request, f"Draft “{draft.name}” not approved: {exc.message}")
+        return _render_page(request, access, status=exc.status_code)
+    version = approved.result_version
+    if version is None:  # moved to review rather than published (only API keys get that)
+        messages.info(request, f"Draft “{draft.name}” now awaits review.")
+        return redirect("policies:page", slug=access.team.slug)
+    messages.success(
+        request, f"Approved draft “{draft.name}”: published as version {version.number}, now active."
+    )
+    return redirect("policies:version", slug=access.team.slug, number=version.number)
+
+
+@login_required
+@require_POST
+def policies_draft_reject(request: HttpRequest, slug: str, draft_id: uuid.UUID) -> HttpResponse:
+    access = _access(request, slug)
+    draft = _draft(access, draft_id)
+    try:
+        ensure_may_decide_policy_draft(access=access)
+        services.policy_draft_reject(
+            draft=draft, reason=request.POST.get("reason", "").strip(), actor_user=request.user
+        )
+    except ApplicationError as exc:
+        messages.error(request, f"Draft “{draft.name}” not rejected: {exc.message}")
+        return _render_page(request, access, status=exc.status_code)
+    messages.success(request, f"Rejected draft “{draft.name}”.")
+    return redirect("policies:page", slug=access.team.slug)

@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+import yaml
 from django import template
 
 register = template.Library()
@@ -16,6 +17,11 @@ def as_json(value: Any, indent: int | None = None) -> str:
     """A rule field's value as it would be written (``null``, ``true``, ``["a", "b"]``), so a
     diff tells ``"1"`` from ``1`` and an absent field from an empty one."""
     return json.dumps(value, ensure_ascii=False, sort_keys=True, indent=indent, default=str)
+
+
+@register.filter
+def as_yaml(value: Any) -> str:
+    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 
 @register.filter

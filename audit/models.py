@@ -21,6 +21,11 @@ class DecisionRecord(models.Model):
         DENY = "deny", "Deny"
         REQUIRE_APPROVAL = "require_approval", "Require approval"
 
+    class Enforcement(models.TextChoices):
+        STRICT = "strict", "Strict"
+        LOG = "log", "Log only"
+        SHADOW = "shadow", "Shadow"
+
     class Source(models.TextChoices):
         SERVER = "server", "Server (validate)"
         CLIENT = "client", "Client (SDK local decision)"
@@ -37,6 +42,9 @@ class DecisionRecord(models.Model):
     reason = models.TextField(blank=True)
     severity = models.CharField(max_length=16, blank=True)
     mode = models.CharField(max_length=32, default="deterministic")
+    # The rule-set version's operating mode. Under log and shadow the row keeps the real
+    # decision while the caller was answered allow: the record shows what strict would do.
+    enforcement = models.CharField(max_length=8, choices=Enforcement.choices, default=Enforcement.STRICT)
     source = models.CharField(max_length=8, choices=Source.choices)
     latency_ms = models.FloatField(default=0.0)
     rule_set_version = models.PositiveIntegerField(null=True, blank=True)

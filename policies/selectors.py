@@ -22,8 +22,9 @@ from common.cache import TtlCache
 from common.errors import NotFound
 from common.events import RULE_SETS_GROUP, subscribe
 from common.gateway import run_db
-from policies.engine import EMPTY_RULE_SET, CompiledRuleSet, ToolCall, compile_rule_set, diff_documents
+from policies.engine import EMPTY_RULE_SET, CompiledRuleSet, compile_rule_set, diff_documents
 from policies.engine.constraints import CompiledConstraints, compile_constraints
+from policies.engine.replay import Replayer
 from policies.models import PolicyDraft, RegisteredTool, RuleSetPublication, RuleSetVersion, ToolPolicy
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,8 @@ def rule_set_impact_preview(
     would change (allow → deny, deny → allow, → require_approval, ...), with examples.
 
     Each call is replayed at the time it was made, so time windows judge it as they would
-    have then. Client-side decisions are left out: the SDK made those from per-tool
+    have then, and in order, with the session histories and rate windows the candidate would
+    have built (``engine.replay``). Client-side decisions are left out: the SDK made those from per-tool
     policies, not from this rule set.
     """
     candidate = compile_rule_set(document)
@@ -119,12 +121,13 @@ def rule_set_impact_preview(
     )
     transitions: Counter[tuple[str, str]] = Counter()
     examples: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    # Oldest first, so sequence rules and rate limits see the calls in the order they came.
+    calls = list(recent)[::-1]
+    replayer = Replayer(candidate, history_limit=settings.SESSION_HISTORY_LIMIT)
     replayed = 0
-    for decision_id, tool_name, arguments, context, old, old_rule, created_at in recent.iterator(
-        chunk_size=2000
-    ):
+    for decision_id, tool_name, arguments, context, old, old_rule, created_at in calls:
         replayed += 1
-        new = candidate.evaluate(ToolCall(tool_name, arguments or {}, context or {}, created_at))
+        new = replayer.decide(tool_name, arguments or {}, context or {}, created_at)
         if new.decision == old:
             continue
         key = (old, new.decision)

@@ -7,7 +7,8 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 import yaml
@@ -15,6 +16,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from audit.services import decision_record
 from common.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unprocessable
@@ -22,6 +24,7 @@ from common.events import RULE_SETS_GROUP, publish_on_commit, rule_set_group
 from policies.engine import (
     CompiledRuleSet,
     Decision,
+    HistoryEntry,
     RuleSetError,
     ToolCall,
     compile_rule_set,
@@ -32,6 +35,7 @@ from policies.engine import (
 from policies.engine.constraints import normalize_tool_policy
 from policies.engine.merge import merge_proposed_rules
 from policies.models import PolicyDraft, RegisteredTool, RuleSetPublication, RuleSetVersion, ToolPolicy
+from policies.rate_limiter import CountedCall, rate_limiter
 from policies.selectors import (
     TOOL_POLICY_RULE_PREFIX,
     ActiveRuleSet,
@@ -40,6 +44,7 @@ from policies.selectors import (
     forget_cached_rule_sets,
     forget_cached_tool_policies,
 )
+from policies.session_history import session_history, session_of
 from tenancy.models import ApiKey, Team
 from tenancy.principal import ApiKeyPrincipal
 from tenancy.selectors import team_default_approval_timeout
@@ -184,6 +189,101 @@ class ValidationOutcome:
     latency_ms: float
     # Per-tool policy constraints the call failed (the SDK's failed_constraints entries).
     failed_constraints: tuple[dict[str, Any], ...] = ()
+    # The rule-set version's mode: under log/shadow ``decision`` is the answer (allow).
+    enforcement: str = "strict"
+
+
+async def _decide_with_session_state(
+    *,
+    team_id: uuid.UUID,
+    rules: CompiledRuleSet,
+    tool_name: str,
+    arguments: dict[str, Any],
+    context: dict[str, Any],
+    now: datetime,
+) -> Decision:
+    """Evaluate with the state some rules need: the session's earlier calls (``blocked_by`` /
+    ``requires``) and shared rate-limit counters. Rule sets without such rules pay nothing.
+
+    When that state is unreachable, the rule set's ``settings.fail_mode`` decides: ``closed``
+    (the default) denies the call, ``open`` decides as if there were no history and no limits.
+    """
+    session_id = session_of(context)
+    fail_open = rules.fail_mode == "open"
+    history: list[HistoryEntry] = []
+    if session_id is not None and rules.needs_history(tool_name):
+        try:
+            history = await session_history().recent(team_id, session_id)
+        except RedisError:
+            logger.warning("session_history.unavailable team=%s", team_id, exc_info=True)
+            if not fail_open:
+                return _state_unavailable_decision("session history")
+    call = ToolCall(tool_name=tool_name, arguments=arguments, context=context, now=now, history=history)
+    steps = rules.decide(call)
+    limiter = rate_limiter()
+    counted: list[CountedCall] = []
+    try:
+        check = next(steps)
+        while True:
+            try:
+                exceeded, counted_call = await limiter.hit(team_id, check)
+            except RedisError:
+                logger.warning("rate_limiter.unavailable team=%s", team_id, exc_info=True)
+                if not fail_open:
+                    await _refund_quietly(limiter, counted)
+                    return _state_unavailable_decision("rate limit")
+                exceeded, counted_call = None, None
+            if counted_call is not None:
+                counted.append(counted_call)
+            check = steps.send(exceeded)
+    except StopIteration as finished:
+        decision: Decision = finished.value
+    if counted and decision.decision == "deny":
+        # A refused call must not use up the allowance it was counted against.
+        await _refund_quietly(limiter, counted)
+    if session_id is not None and tool_name in rules.history_tools and decision.decision != "deny":
+        try:
+            await session_history().append(
+                team_id, session_id, HistoryEntry(tool_name, arguments, decision.decision, now)
+            )
+        except RedisError:
+            logger.warning("session_history.append_failed team=%s", team_id, exc_info=True)
+    return decision
+
+
+async def _refund_quietly(limiter: Any, counted: list[CountedCall]) -> None:
+    if not counted:
+        return
+    try:
+        await limiter.refund(counted)
+    except RedisError:  # the slots expire with their window anyway
+        logger.warning("rate_limiter.refund_failed", exc_info=True)
+
+
+def _state_unavailable_decision(what: str) -> Decision:
+    return Decision(
+        decision="deny",
+        reason=f"{what.capitalize()} check failed (fail-closed): the server's state store is unreachable",
+        severity="high",
+    )
+
+
+def enforced_answer(decision: Decision, *, mode: str) -> Decision:
+    """What the caller is told under the version's mode. ``strict`` answers the decision;
+    ``log`` and ``shadow`` answer allow and say what strict would have done (the record keeps
+    the real decision). Wording and metadata follow the SDK's own log and shadow modes."""
+    if mode == "strict" or decision.decision == "allow":
+        return decision
+    would = "be denied" if decision.decision == "deny" else "require approval"
+    label = "LOG MODE" if mode == "log" else "SHADOW MODE"
+    return replace(
+        decision,
+        decision="allow",
+        reason=f"[{label}] Would {would}: {decision.reason}",
+        approvers=(),
+        approval_timeout_seconds=None,
+        strict_decision=decision.decision,
+    )
 
 
 async def tool_call_validate(
@@ -209,14 +309,22 @@ async def tool_call_validate(
     refusal = None
     if rules is None:
         refusal = await tool_policy_refusal(team_id=team_id, tool_name=tool_name, arguments=arguments)
+    enforcement = "strict"
     if refusal is not None:
-        decision = refusal.decision
+        decision = answer = refusal.decision
     else:
-        decision = active.rules.evaluate(
-            ToolCall(tool_name=tool_name, arguments=arguments, context=context, now=now)
+        decision = await _decide_with_session_state(
+            team_id=team_id,
+            rules=active.rules,
+            tool_name=tool_name,
+            arguments=arguments,
+            context=context,
+            now=now,
         )
+        enforcement = active.rules.mode
+        answer = enforced_answer(decision, mode=enforcement)
     default_timeout = None
-    if decision.decision == "require_approval":
+    if answer.decision == "require_approval":
         default_timeout = await team_default_approval_timeout(team_id=team_id)
     latency_ms = (time.perf_counter() - started) * 1000.0
     recorded = await decision_record(
@@ -229,14 +337,16 @@ async def tool_call_validate(
         rule_set_version=active.version_number,
         latency_ms=latency_ms,
         now=now,
+        enforcement=enforcement,
     )
     return ValidationOutcome(
-        decision=decision,
+        decision=answer,
         decision_id=recorded.decision_id,
         approval_id=recorded.approval_id,
         rule_set_version=active.version_number,
         latency_ms=latency_ms,
         failed_constraints=refusal.failed_constraints if refusal is not None else (),
+        enforcement=enforcement,
     )
 
 

@@ -38,6 +38,8 @@ def decision_output(record: DecisionRecord) -> dict[str, Any]:
         "context": record.context,
         "decision": record.decision,
         "mode": record.mode,
+        # strict, or log/shadow: the caller was answered allow, ``decision`` is what strict would do
+        "enforcement": record.enforcement,
         "reason": record.reason or None,
         "ruleId": record.rule_id or None,
         "ruleName": record.rule_name or None,

@@ -37,6 +37,7 @@ def row(team_id: uuid.UUID, **overrides: object) -> dict[str, object]:
         "latency_ms": 0.25,
         "rule_set_version": 3,
         "approval_id": None,
+        "enforcement": "strict",
         "api_key_id": uuid.uuid4(),
         "created_at": timezone.now(),
     }

@@ -53,6 +53,18 @@ class ValidationMetadata(BaseModel):
     noted_rule_ids: list[str] | None = Field(
         default=None, description="Rules with action warn/log that matched (they never decide)."
     )
+    enforcement: Literal["strict", "log", "shadow"] = Field(
+        default="strict", description="The active version's mode; log and shadow answer allow."
+    )
+    # The SDK's own log/shadow metadata names, so its logs read the same either way.
+    shadow: bool | None = None
+    shadow_decision: Literal["deny", "require_approval"] | None = Field(
+        default=None, description="Shadow mode: what strict mode would have answered."
+    )
+    blocked_in_strict_mode: bool | None = Field(
+        default=None, description="Log mode: strict mode would not have allowed this call."
+    )
+    rate_limited: bool | None = Field(default=None, description="Set when a rule's rate limit decided.")
 
 
 class ToolCallValidateResponse(BaseModel):
@@ -87,6 +99,13 @@ class ToolCallValidateResponse(BaseModel):
                 decision_id=str(outcome.decision_id),
                 rule_set_version=outcome.rule_set_version,
                 noted_rule_ids=list(decision.noted_rule_ids) or None,
+                enforcement=outcome.enforcement,
+                shadow=True if outcome.enforcement == "shadow" else None,
+                shadow_decision=decision.strict_decision if outcome.enforcement == "shadow" else None,
+                blocked_in_strict_mode=True
+                if outcome.enforcement == "log" and decision.strict_decision
+                else None,
+                rate_limited=decision.rate_limited or None,
             ),
             approval_id=str(outcome.approval_id) if outcome.approval_id else None,
             denial=denial,

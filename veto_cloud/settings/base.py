@@ -191,6 +191,14 @@ DECISION_WRITER_MAX_BATCH = env_int("VETO_DECISION_WRITER_MAX_BATCH", 256, minim
 # this bounds staleness when such an event is lost.
 RULE_SET_RECHECK_SECONDS = env_float("VETO_RULE_SET_RECHECK_SECONDS", 1.0, minimum=0.0)
 
+# blocked_by / requires look back over a session's calls: the server keeps the newest this many
+# calls per team and session (of the tools such rules name), for this long after the last one.
+# In Redis when REDIS_URL is set (shared by every worker), else in the process.
+SESSION_HISTORY_LIMIT = env_int("VETO_SESSION_HISTORY_LIMIT", 100, minimum=1, maximum=10_000)
+SESSION_HISTORY_SECONDS = env_int("VETO_SESSION_HISTORY_SECONDS", 24 * 3600, minimum=1)
+# Without Redis, at most this many sessions are remembered per process (least recently used go).
+SESSION_HISTORY_MAX_SESSIONS = env_int("VETO_SESSION_HISTORY_MAX_SESSIONS", 10_000, minimum=1)
+
 DEFAULT_APPROVAL_TIMEOUT_SECONDS = env_int("VETO_DEFAULT_APPROVAL_TIMEOUT_SECONDS", 3600, minimum=1)
 
 LOGGING = {

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -28,8 +29,18 @@ class Approval(models.Model):
     rule_name = models.CharField(max_length=200, blank=True)
     reason = models.TextField(blank=True)
     severity = models.CharField(max_length=16, blank=True)
-    # Approver-group slugs of the team, copied from the rule when the approval was raised.
+    # The decision row that raised this approval (audit.DecisionRecord; no FK, see audit).
+    decision_id = models.UUIDField(null=True, blank=True)
+    # Approver-group slugs of the team, copied from the rule when the approval was raised
+    # (replaced by ``escalate_to`` if it is escalated).
     approver_groups = models.JSONField(default=list)
+    # Distinct eligible people who must approve; one eligible deny denies at once.
+    min_approvals = models.PositiveSmallIntegerField(default=1)
+    # Groups that take over, once, when the deadline passes undecided (empty: expire, SDK denies).
+    escalate_to = models.JSONField(default=list)
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    # The deadline's length, so an escalation can grant the next group as long.
+    timeout_seconds = models.PositiveIntegerField(default=3600)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     expires_at = models.DateTimeField()
     resolved_by = models.CharField(max_length=200, blank=True)
@@ -47,6 +58,7 @@ class Approval(models.Model):
             models.Index(fields=["team", "status", "created_at"], name="approval_team_status"),
         ]
         constraints = [
+            models.CheckConstraint(condition=Q(min_approvals__gte=1), name="approval_needs_one_approval"),
             models.CheckConstraint(
                 condition=Q(status="pending", resolved_at__isnull=True)
                 | (~Q(status="pending") & Q(resolved_at__isnull=False)),
@@ -56,3 +68,56 @@ class Approval(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool_name} ({self.status})"
+
+
+class ApprovalVote(models.Model):
+    """One person's approval towards the quorum. Unique per person: the same approver twice
+    is still one approval."""
+
+    approval = models.ForeignKey(Approval, on_delete=models.CASCADE, related_name="votes")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["approval", "user"], name="approval_vote_once_per_person")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.approval_id}: approved by {self.user_id}"
+
+
+class ApprovalEvent(models.Model):
+    """The approval's trail: every action on it, refused ones included. Appended, never edited;
+    names are copied so the trail still reads after a user is gone."""
+
+    class Action(models.TextChoices):
+        APPROVE = "approve", "Approved (vote)"
+        DENY = "deny", "Denied"
+        APPROVED = "approved", "Quorum reached: approved"
+        EXPIRED = "expired", "Expired"
+        ESCALATED = "escalated", "Escalated"
+        REFUSED = "refused", "Refused (not allowed to decide)"
+
+    class Channel(models.TextChoices):
+        WEB = "web", "Browser"
+        API = "api", "API"
+        SYSTEM = "system", "System"
+
+    approval = models.ForeignKey(Approval, on_delete=models.CASCADE, related_name="events")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=200)
+    comment = models.TextField(blank=True)
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["approval", "created_at"], name="approval_event_trail")]
+
+    def __str__(self) -> str:
+        return f"{self.approval_id}: {self.action} by {self.actor_name}"

@@ -1,9 +1,18 @@
+"""Reads for approvals: lookups, who may decide, the browser queue and the API lists."""
+
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 
-from approvals.models import Approval
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Q, QuerySet
+
+from approvals.models import Approval, ApprovalEvent
 from common.errors import NotFound
+from tenancy.models import ApproverGroup, Membership
 
 
 def approval_get_for_team(*, team_id: uuid.UUID, approval_id: uuid.UUID) -> Approval:
@@ -12,3 +21,152 @@ def approval_get_for_team(*, team_id: uuid.UUID, approval_id: uuid.UUID) -> Appr
         return Approval.objects.get(pk=approval_id, team_id=team_id)
     except Approval.DoesNotExist as exc:
         raise NotFound("approval not found") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class _Eligibility:
+    """What makes one user eligible, read once: their groups per team and the teams they administer."""
+
+    groups_by_team: dict[uuid.UUID, set[str]]
+    admin_team_flags: dict[uuid.UUID, bool]  # team -> admins_may_approve
+
+    @classmethod
+    def of(cls, user: AbstractBaseUser) -> _Eligibility:
+        groups: dict[uuid.UUID, set[str]] = {}
+        for team_id, slug in ApproverGroup.objects.filter(members=user).values_list("team_id", "slug"):
+            groups.setdefault(team_id, set()).add(slug)
+        admin = dict(
+            Membership.objects.filter(user=user, role=Membership.Role.ADMIN).values_list(
+                "team_id", "team__admins_may_approve"
+            )
+        )
+        return cls(groups, admin)
+
+    def team_ids(self) -> set[uuid.UUID]:
+        return set(self.groups_by_team) | set(self.admin_team_flags)
+
+    def may_decide(self, approval: Approval) -> bool:
+        """In one of the approval's groups; or an admin of its team, when the team lets admins
+        decide or the approval names no group (someone must be able to decide it)."""
+        groups = approval.approver_groups or []
+        if self.groups_by_team.get(approval.team_id, set()).intersection(groups):
+            return True
+        if approval.team_id not in self.admin_team_flags:
+            return False
+        return not groups or self.admin_team_flags[approval.team_id]
+
+
+def approval_may_decide(*, approval: Approval, user: AbstractBaseUser | AnonymousUser) -> bool:
+    """Whether ``user`` is eligible to approve or deny ``approval`` (see ``_Eligibility``)."""
+    if not user.is_authenticated:
+        return False
+    return _Eligibility.of(user).may_decide(approval)
+
+
+def approval_is_own_request(*, approval: Approval, user: AbstractBaseUser) -> bool:
+    """Whether the call was made on ``user``'s behalf (``context.user_id`` is their username or e-mail)."""
+    requester = approval.context.get("user_id") if isinstance(approval.context, dict) else None
+    if not isinstance(requester, str) or not requester.strip():
+        return False
+    requester = requester.strip().casefold()
+    names = {user.get_username().casefold()}
+    email = getattr(user, "email", "") or ""
+    if email:
+        names.add(email.casefold())
+    return requester in names
+
+
+def user_for_resolved_by(*, team_id: uuid.UUID, name: str) -> AbstractBaseUser | None:
+    """The team's member (or approver-group member) whose username or e-mail is ``name``."""
+    users = get_user_model().objects.filter(
+        Q(memberships__team_id=team_id) | Q(approver_groups__team_id=team_id), is_active=True
+    )
+    matches = list(users.filter(Q(username__iexact=name) | Q(email__iexact=name)).distinct()[:2])
+    return matches[0] if len(matches) == 1 else None
+
+
+def approvals_of_team(
+    *, team_id: uuid.UUID, status: str | None = None, tool_name: str | None = None
+) -> QuerySet[Approval]:
+    approvals = Approval.objects.filter(team_id=team_id)
+    if status:
+        approvals = approvals.filter(status=status)
+    if tool_name:
+        approvals = approvals.filter(tool_name=tool_name)
+    return approvals.order_by("-created_at")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFilters:
+    team_slug: str | None = None
+    group: str | None = None
+    tool_name: str | None = None
+
+
+def approvals_queue_for(*, user: AbstractBaseUser, filters: QueueFilters | None = None) -> list[Approval]:
+    """Pending approvals ``user`` may decide, oldest first (the browser queue).
+
+    Eligibility is checked in Python: group slugs sit in a JSON list, which SQLite cannot
+    query by element, and a team's pending queue is short.
+    """
+    filters = filters or QueueFilters()
+    eligibility = _Eligibility.of(user)
+    pending = (
+        Approval.objects.filter(team_id__in=eligibility.team_ids(), status=Approval.Status.PENDING)
+        .select_related("team")
+        .order_by("created_at")
+    )
+    if filters.team_slug:
+        pending = pending.filter(team__slug=filters.team_slug)
+    if filters.tool_name:
+        pending = pending.filter(tool_name=filters.tool_name)
+    return [
+        approval
+        for approval in pending
+        if eligibility.may_decide(approval)
+        and (not filters.group or filters.group in approval.approver_groups)
+    ]
+
+
+def approvals_pending_count_for(*, user: AbstractBaseUser) -> int:
+    """The nav badge."""
+    return len(approvals_queue_for(user=user))
+
+
+def approvals_resolved_for(*, user: AbstractBaseUser, limit: int = 100) -> QuerySet[Approval]:
+    """History: resolved approvals of the teams the user can see, newest first."""
+    team_ids = Membership.objects.filter(user=user).values_list("team_id", flat=True)
+    visible = Approval.objects.all() if user.is_staff else Approval.objects.filter(team_id__in=team_ids)
+    return (
+        visible.exclude(status=Approval.Status.PENDING)
+        .select_related("team")
+        .order_by("-resolved_at")[:limit]
+    )
+
+
+def approval_trail(*, approval: Approval) -> list[ApprovalEvent]:
+    return list(approval.events.order_by("created_at", "id"))
+
+
+def approval_session_calls(*, approval: Approval, limit: int = 20) -> list[dict[str, object]]:
+    """The agent's recent calls in the approval's session, from the decision record."""
+    from audit.models import DecisionRecord
+
+    session_id = approval.context.get("session_id") if isinstance(approval.context, dict) else None
+    if not isinstance(session_id, str) or not session_id:
+        return []
+    return list(
+        DecisionRecord.objects.filter(team_id=approval.team_id, context__session_id=session_id)
+        .order_by("-created_at")
+        .values("id", "tool_name", "decision", "rule_id", "created_at")[:limit]
+    )
+
+
+def approval_seconds_to_decide(approval: Approval) -> float | None:
+    if approval.resolved_at is None:
+        return None
+    return (approval.resolved_at - approval.created_at).total_seconds()
+
+
+def approval_time_left(approval: Approval, now: datetime) -> float:
+    return max(0.0, (approval.expires_at - now).total_seconds())

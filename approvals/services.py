@@ -1,16 +1,23 @@
-"""Writes for approvals. Resolution, quorum and the browser queue arrive with the approvals issue."""
+"""Writes for approvals: raising one for a decision, resolving it (quorum, eligibility,
+exactly once), and the deadline sweep (expiry or escalation)."""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from approvals.models import Approval
+from approvals.models import Approval, ApprovalEvent, ApprovalVote
+from approvals.selectors import approval_is_own_request, approval_may_decide
+from common.errors import Conflict, PermissionDenied
+from common.events import APPROVALS_GROUP, approval_team_group, publish_on_commit
 from policies.engine import Decision
 
 logger = logging.getLogger(__name__)
@@ -25,6 +32,7 @@ def approval_build_for_decision(
     context: dict[str, Any],
     decision: Decision,
     now: datetime,
+    decision_id: uuid.UUID | None = None,
 ) -> Approval:
     """An unsaved pending approval for a require_approval decision; the decision writer saves it
     in the same transaction as the decision that raised it."""
@@ -36,6 +44,10 @@ def approval_build_for_decision(
     return Approval(
         id=uuid.uuid4(),
         team_id=team_id,
+        decision_id=decision_id,
+        min_approvals=decision.min_approvals,
+        escalate_to=list(decision.escalate_to),
+        timeout_seconds=timeout,
         tool_name=tool_name,
         arguments=arguments,
         context=context,
@@ -50,16 +62,194 @@ def approval_build_for_decision(
     )
 
 
-def approvals_expire_due(*, now: datetime | None = None) -> int:
-    """Expire every pending approval past its deadline; returns how many changed.
+class AlreadyResolved(Conflict):
+    code = "approval_already_resolved"
 
-    One conditional UPDATE: an approval resolved concurrently is no longer 'pending' and is
-    left alone, so expiry and resolution can never both win.
+
+class NotAnApprover(PermissionDenied):
+    code = "not_an_approver"
+
+
+ResolveAction = Literal["approve", "deny"]
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveOutcome:
+    approval: Approval
+    # False while an approval still waits for more approvers (quorum not reached yet).
+    resolved: bool
+
+
+def _announce(approval: Approval) -> None:
+    """Long-polls and dashboards learn of the change once the transaction commits."""
+    publish_on_commit(
+        [APPROVALS_GROUP, approval_team_group(approval.team_id)],
+        {
+            "event": "approval.changed",
+            "approval_id": str(approval.id),
+            "team_id": str(approval.team_id),
+            "status": approval.status,
+        },
+    )
+
+
+def _record_refusal(
+    *, approval: Approval, actor: AbstractBaseUser, why: str, channel: str, remote_addr: str | None
+) -> None:
+    # Its own transaction: the refusal is kept although the caller's request fails.
+    with transaction.atomic():
+        ApprovalEvent.objects.create(
+            approval=approval,
+            action=ApprovalEvent.Action.REFUSED,
+            actor_user=actor,
+            actor_name=actor.get_username(),
+            comment=why,
+            channel=channel,
+            remote_addr=remote_addr,
+        )
+    logger.warning("approval.refused id=%s user=%s why=%s", approval.id, actor.pk, why)
+
+
+def approval_resolve(
+    *,
+    approval: Approval,
+    actor: AbstractBaseUser,
+    action: ResolveAction,
+    comment: str = "",
+    channel: str = ApprovalEvent.Channel.WEB,
+    remote_addr: str | None = None,
+) -> ResolveOutcome:
+    """Approve or deny, as ``actor``, exactly once.
+
+    Only an eligible person may act (see ``approvals.selectors.approval_may_decide``), and
+    nobody may approve a call their own request raised. A deny decides at once; approvals
+    count towards ``min_approvals`` distinct people. The row is locked for the whole check, so
+    concurrent resolves and the expiry sweep serialize: the first wins, the rest get
+    ``AlreadyResolved`` and change nothing.
+    """
+    if not approval_may_decide(approval=approval, user=actor):
+        why = "not a member of this approval's approver groups"
+        _record_refusal(approval=approval, actor=actor, why=why, channel=channel, remote_addr=remote_addr)
+        raise NotAnApprover(f"{actor.get_username()} may not decide this approval: {why}")
+    if action == "approve" and approval_is_own_request(approval=approval, user=actor):
+        why = "the approval was raised by this person's own request"
+        _record_refusal(approval=approval, actor=actor, why=why, channel=channel, remote_addr=remote_addr)
+        raise NotAnApprover(f"{actor.get_username()} may not approve it: {why}")
+
+    now = timezone.now()
+    name = actor.get_username()
+    with transaction.atomic():
+        locked = Approval.objects.select_for_update().get(pk=approval.pk)
+        if locked.status != Approval.Status.PENDING or locked.expires_at <= now:
+            state = locked.status if locked.status != Approval.Status.PENDING else "past its deadline"
+            by = f" by {locked.resolved_by}" if locked.resolved_by else ""
+            raise AlreadyResolved(f"approval is already {state}{by}", details={"status": locked.status})
+        if action == "deny":
+            outcome_status, event = Approval.Status.DENIED, ApprovalEvent.Action.DENY
+            resolved_by = name
+        else:
+            try:
+                with transaction.atomic():
+                    ApprovalVote.objects.create(approval=locked, user=actor, created_at=now)
+            except IntegrityError as exc:
+                raise AlreadyResolved(f"{name} has already approved; another approver is needed") from exc
+            ApprovalEvent.objects.create(
+                approval=locked,
+                action=ApprovalEvent.Action.APPROVE,
+                actor_user=actor,
+                actor_name=name,
+                comment=comment,
+                channel=channel,
+                remote_addr=remote_addr,
+                created_at=now,
+            )
+            voters = list(
+                ApprovalVote.objects.filter(approval=locked)
+                .order_by("created_at", "id")
+                .values_list("user__username", flat=True)
+            )
+            if len(voters) < locked.min_approvals:
+                logger.info("approval.vote id=%s votes=%d/%d", locked.id, len(voters), locked.min_approvals)
+                _announce(locked)
+                return ResolveOutcome(locked, resolved=False)
+            outcome_status, event = Approval.Status.APPROVED, ApprovalEvent.Action.APPROVED
+            resolved_by = ", ".join(voters)
+        # Conditional on 'pending' as well as locked: a database without row locks (SQLite) still
+        # cannot resolve twice.
+        changed = Approval.objects.filter(pk=locked.pk, status=Approval.Status.PENDING).update(
+            status=outcome_status, resolved_by=resolved_by, resolved_at=now, resolution_comment=comment
+        )
+        if changed != 1:
+            raise AlreadyResolved("approval was resolved concurrently")
+        ApprovalEvent.objects.create(
+            approval=locked,
+            action=event,
+            actor_user=actor,
+            actor_name=name,
+            comment=comment if action == "deny" else "",
+            channel=channel,
+            remote_addr=remote_addr,
+            created_at=now,
+        )
+        locked.refresh_from_db()
+        _announce(locked)
+    logger.info("approval.%s id=%s by=%s", locked.status, locked.id, actor.pk)
+    return ResolveOutcome(locked, resolved=True)
+
+
+SWEEP_BATCH = 500
+
+
+def approvals_expire_due(*, now: datetime | None = None) -> int:
+    """Expire (or escalate, once, where the rule says ``escalate_to``) every pending approval past
+    its deadline; returns how many changed. Idempotent: run by the beat sweep every few seconds.
+
+    ``SELECT ... FOR UPDATE SKIP LOCKED``: rows a resolve is deciding right now are skipped (the
+    resolve wins; the next sweep sees them no longer pending), and two sweeps never take the
+    same row. The transition itself is conditional on 'pending' as well.
     """
     now = now or timezone.now()
-    expired = Approval.objects.filter(status=Approval.Status.PENDING, expires_at__lte=now).update(
-        status=Approval.Status.EXPIRED, resolved_at=now, resolved_by="system:timeout"
-    )
-    if expired:
-        logger.info("approval.expired count=%d", expired)
-    return expired
+    changed = 0
+    while True:
+        with transaction.atomic():
+            due = list(
+                Approval.objects.select_for_update(skip_locked=True)
+                .filter(status=Approval.Status.PENDING, expires_at__lte=now)
+                .order_by("expires_at")[:SWEEP_BATCH]
+            )
+            for approval in due:
+                changed += _expire_or_escalate(approval, now)
+        if len(due) < SWEEP_BATCH:
+            break
+    if changed:
+        logger.info("approval.sweep changed=%d", changed)
+    return changed
+
+
+def _expire_or_escalate(approval: Approval, now: datetime) -> int:
+    pending = Approval.objects.filter(pk=approval.pk, status=Approval.Status.PENDING)
+    if approval.escalate_to and approval.escalated_at is None:
+        new_deadline = now + timedelta(seconds=approval.timeout_seconds)
+        updated = pending.update(
+            approver_groups=approval.escalate_to, escalated_at=now, expires_at=new_deadline
+        )
+        action = ApprovalEvent.Action.ESCALATED
+        comment = f"no decision in time; handed to {', '.join(approval.escalate_to)} until {new_deadline.isoformat()}"
+    else:
+        updated = pending.update(
+            status=Approval.Status.EXPIRED, resolved_at=now, resolved_by="system:timeout"
+        )
+        action = ApprovalEvent.Action.EXPIRED
+        comment = "no decision before the deadline; the agent's call is denied"
+    if updated:
+        ApprovalEvent.objects.create(
+            approval=approval,
+            action=action,
+            actor_name="system:timeout",
+            comment=comment,
+            channel=ApprovalEvent.Channel.SYSTEM,
+            created_at=now,
+        )
+        approval.refresh_from_db()
+        _announce(approval)
+    return updated

@@ -37,9 +37,11 @@ def _decision_row(
     severity: str = "",
     rule_set_version: int | None = None,
     approval_id: uuid.UUID | None = None,
+    enforcement: str = DecisionRecord.Enforcement.STRICT,
+    decision_id: uuid.UUID | None = None,
 ) -> DecisionRow:
     return {
-        "id": uuid.uuid4(),
+        "id": decision_id or uuid.uuid4(),
         "team_id": principal.team_id,
         "tool_name": tool_name,
         "arguments": arguments,
@@ -54,6 +56,7 @@ def _decision_row(
         "latency_ms": latency_ms,
         "rule_set_version": rule_set_version,
         "approval_id": approval_id,
+        "enforcement": enforcement,
         "api_key_id": principal.key_id,
         "created_at": now,
     }
@@ -70,12 +73,19 @@ async def decision_record(
     rule_set_version: int | None,
     latency_ms: float,
     now: datetime,
+    enforcement: str = DecisionRecord.Enforcement.STRICT,
 ) -> RecordedDecision:
     """Record a server-made decision (and, for require_approval, its pending approval) durably;
-    returns once both are committed."""
+    returns once both are committed.
+
+    Under ``log`` or ``shadow`` enforcement the caller was answered allow: the real decision is
+    recorded, marked, and no approval is opened (nobody waits for one).
+    """
     approval = None
-    if decision.decision == "require_approval":
+    decision_id = uuid.uuid4()
+    if decision.decision == "require_approval" and enforcement == DecisionRecord.Enforcement.STRICT:
         approval = approval_build_for_decision(
+            decision_id=decision_id,
             team_id=principal.team_id,
             team_default_timeout_seconds=team_default_timeout_seconds,
             tool_name=tool_name,
@@ -100,6 +110,8 @@ async def decision_record(
         severity=decision.severity or "",
         rule_set_version=rule_set_version,
         approval_id=approval.id if approval is not None else None,
+        enforcement=enforcement,
+        decision_id=decision_id,
     )
     await decision_writer().write(row, approval)
     return RecordedDecision(row["id"], row["approval_id"])
@@ -117,7 +129,10 @@ async def client_decision_record(
     latency_ms: float,
     now: datetime,
 ) -> uuid.UUID:
-    """Record a decision the SDK made locally (``POST /v1/decisions``), durably, before returning."""
+    """Record a decision the SDK made locally (``POST /v1/decisions``), durably, before returning.
+
+    An SDK in shadow mode says so in the context (``shadow: true``); the row is marked alike."""
+    shadow = context.get("shadow") is True
     row = _decision_row(
         principal=principal,
         tool_name=tool_name,
@@ -129,6 +144,7 @@ async def client_decision_record(
         source=DecisionRecord.Source.CLIENT,
         latency_ms=latency_ms,
         now=now,
+        enforcement=DecisionRecord.Enforcement.SHADOW if shadow else DecisionRecord.Enforcement.STRICT,
     )
     await decision_writer().write(row)
     return row["id"]

@@ -33,6 +33,15 @@ def rule_set_group(team_id: object) -> str:
     return f"rule-sets.{team_id}"
 
 
+# Every approval change, for each process's one long-poll listener (approvals.waiters).
+APPROVALS_GROUP = "approvals"
+
+
+def approval_team_group(team_id: object) -> str:
+    """A team's approval changes, for its live queue."""
+    return f"approvals.{team_id}"
+
+
 def _send(groups: list[str], event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:

@@ -44,6 +44,9 @@ class Team(models.Model):
     # with a key only submits it for a person's review, and publishing a rule-set version
     # takes a person (the browser), not a key.
     require_policy_review = models.BooleanField(default=False)
+    # Approvals are decided by the members of the rule's approver groups; when on, the team's
+    # admins may decide them too. (An approval naming no group is always the admins'.)
+    admins_may_approve = models.BooleanField(default=False)
     # As for organizations: the key that created a project through the API may administer it.
     created_by_api_key = models.ForeignKey(
         "tenancy.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -14,6 +14,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from approvals.waiters import listen_for_approval_changes  # noqa: E402
 from common.gateway import Gateway  # noqa: E402
 from policies.engine.expressions import warm_up  # noqa: E402
 from policies.selectors import listen_for_publications  # noqa: E402
@@ -21,7 +22,9 @@ from veto_cloud.routing import runtime_routes, websocket_urlpatterns  # noqa: E4
 
 application = ProtocolTypeRouter(
     {
-        "http": Gateway(django_asgi_app, runtime_routes, background=[listen_for_publications]),
+        "http": Gateway(
+            django_asgi_app, runtime_routes, background=[listen_for_publications, listen_for_approval_changes]
+        ),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

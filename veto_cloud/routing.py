@@ -1,5 +1,6 @@
 """Routes outside Django's URLconf: the runtime gateway's hot endpoints and WebSockets."""
 
+from approvals.api.runtime import approval_get
 from audit.api.runtime import client_decision_create
 from audit.api.schemas import ClientDecisionCreated, ClientDecisionRequest
 from common.gateway import Route
@@ -37,6 +38,8 @@ runtime_routes = [
         response_model=ApiModeValidateResponse,
     ),
     Route("GET", "/v1/rule-sets/active", rule_set_active),
+    # UUID-shaped ids only: /v1/approvals/pending (and a malformed id's JSON 404) stay Django's.
+    Route("GET", r"/v1/approvals/(?P<approval_id>[0-9a-fA-F-]{32,36})", approval_get),
 ]
 
 # The live dashboards (a later issue) add their consumers here.

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from rest_framework import serializers
+
 from approvals.models import Approval
 from common.api import iso
 
 
 def approval_output(approval: Approval) -> dict[str, Any]:
-    """The shape ``VetoCloudClient.poll_approval`` and ``VetoAdmin.getApproval`` read."""
+    """The shape ``VetoCloudClient.poll_approval`` and ``VetoAdmin.getApproval`` read, plus the rest."""
     return {
         "_id": str(approval.id),
         "id": str(approval.id),
@@ -15,13 +17,39 @@ def approval_output(approval: Approval) -> dict[str, Any]:
         "status": approval.status,
         "toolName": approval.tool_name,
         "arguments": approval.arguments,
+        "context": approval.context,
+        "decisionId": str(approval.decision_id) if approval.decision_id else None,
         "ruleId": approval.rule_id or None,
         "ruleName": approval.rule_name or None,
         "reason": approval.reason or None,
         "severity": approval.severity or None,
         "approverGroups": approval.approver_groups,
+        "minApprovals": approval.min_approvals,
+        "escalateTo": approval.escalate_to,
+        "escalatedAt": iso(approval.escalated_at),
         "expiresAt": iso(approval.expires_at),
         "resolvedBy": approval.resolved_by or None,
         "resolvedAt": iso(approval.resolved_at),
+        "resolutionComment": approval.resolution_comment or None,
         "createdAt": iso(approval.created_at),
     }
+
+
+class ApprovalListQuery(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Approval.Status.choices, required=False)
+    toolName = serializers.CharField(required=False, max_length=200)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=500, default=100)
+
+
+class ResolveInput(serializers.Serializer):
+    action = serializers.ChoiceField(choices=["approve", "deny"])
+    resolvedBy = serializers.CharField(max_length=200)
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")
+
+
+class BatchResolveItem(ResolveInput):
+    id = serializers.CharField(max_length=64)
+
+
+class BatchResolveInput(serializers.Serializer):
+    approvals = BatchResolveItem(many=True, allow_empty=False, max_length=100)

@@ -1,3 +1,6 @@
+"""The approvals admin API, as ``VetoAdmin`` calls it. (The SDK's poll, ``GET /v1/approvals/{id}``
+with ``?wait=``, is a gateway endpoint: approvals/api/runtime.py.)"""
+
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
@@ -6,17 +9,101 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from approvals import selectors
-from approvals.api.serializers import approval_output
+from approvals import selectors, services
+from approvals.api import serializers as s
+from approvals.models import Approval, ApprovalEvent
 from common.api import parse_uuid_or_404
+from common.errors import ApplicationError, NotFound
+from tenancy.models import ApiKey
+
+READ = (ApiKey.Scope.DECISIONS_READ,)
+RESOLVE = (ApiKey.Scope.APPROVALS_RESOLVE,)
+
+
+class ApprovalListView(APIView):
+    required_scopes = READ
+
+    @extend_schema(parameters=[s.ApprovalListQuery], responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        query = s.ApprovalListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        approvals = selectors.approvals_of_team(
+            team_id=request.auth.team_id,
+            status=query.validated_data.get("status"),
+            tool_name=query.validated_data.get("toolName"),
+        )[: query.validated_data["limit"]]
+        return Response({"data": [s.approval_output(a) for a in approvals]})
+
+
+class ApprovalPendingListView(APIView):
+    required_scopes = READ
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        approvals = selectors.approvals_of_team(team_id=request.auth.team_id, status=Approval.Status.PENDING)
+        # Oldest first: the one closest to its deadline leads.
+        return Response({"data": [s.approval_output(a) for a in approvals.order_by("created_at")[:500]]})
 
 
 class ApprovalDetailView(APIView):
-    """What the SDK polls while a human decides (``GET /v1/approvals/{id}``)."""
+    """Reached only for ids that are not UUID-shaped (the gateway serves the rest): a JSON 404."""
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(exclude=True)
     def get(self, request: Request, approval_id: str) -> Response:
         approval = selectors.approval_get_for_team(
             team_id=request.auth.team_id, approval_id=parse_uuid_or_404(approval_id, what="approval")
         )
-        return Response(approval_output(approval))
+        return Response(s.approval_output(approval))
+
+
+def _resolve_one(request: Request, approval_id: str, data: dict) -> Approval:
+    team_id = request.auth.team_id
+    approval = selectors.approval_get_for_team(
+        team_id=team_id, approval_id=parse_uuid_or_404(approval_id, what="approval")
+    )
+    actor = selectors.user_for_resolved_by(team_id=team_id, name=data["resolvedBy"])
+    if actor is None:
+        raise services.NotAnApprover(
+            f"resolvedBy {data['resolvedBy']!r} names no member of this team (by username or e-mail)",
+            details={"field": "resolvedBy"},
+        )
+    outcome = services.approval_resolve(
+        approval=approval,
+        actor=actor,
+        action=data["action"],
+        comment=data.get("comment", ""),
+        channel=ApprovalEvent.Channel.API,
+        remote_addr=request.META.get("REMOTE_ADDR"),
+    )
+    return outcome.approval
+
+
+class ApprovalResolveView(APIView):
+    required_scopes = RESOLVE
+
+    @extend_schema(request=s.ResolveInput, responses=OpenApiTypes.OBJECT)
+    def post(self, request: Request, approval_id: str) -> Response:
+        data = s.ResolveInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(s.approval_output(_resolve_one(request, approval_id, data.validated_data)))
+
+
+class ApprovalBatchResolveView(APIView):
+    required_scopes = RESOLVE
+
+    @extend_schema(request=s.BatchResolveInput, responses=OpenApiTypes.OBJECT)
+    def post(self, request: Request) -> Response:
+        data = s.BatchResolveInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        results = []
+        # Each item stands alone: one refused or already-resolved approval does not sink the rest.
+        for item in data.validated_data["approvals"]:
+            try:
+                approval = _resolve_one(request, item["id"], item)
+                results.append({"id": item["id"], "status": approval.status, "action": item["action"]})
+            except ApplicationError as exc:
+                status = "not_found" if isinstance(exc, NotFound) else "error"
+                results.append(
+                    {"id": item["id"], "status": status, "action": item["action"], "error": exc.message}
+                )
+        return Response({"data": results})

@@ -64,6 +64,10 @@ _RULE_KEYS = {
     "approvers",
     "timeout",
     "message",
+    # approvals: quorum and what happens at the deadline
+    "min_approvals",
+    "on_timeout",
+    "escalate_to",
     # sequence constraints over the session's call history, and this server's rate limits
     "blocked_by",
     "requires",
@@ -444,8 +448,28 @@ def _normalize_rule(raw: Any, path: str, problems: _Collector) -> dict[str, Any]
             rule["timeout_seconds"] = parse_duration(raw["timeout"])
         except ValueError as exc:
             problems.add(f"{path}.timeout", str(exc))
-    if ("approvers" in raw or "timeout" in raw) and rule["action"] != "require_approval":
-        problems.add(f"{path}.action", "approvers and timeout only apply to action require_approval")
+    if "min_approvals" in raw:
+        needed = raw["min_approvals"]
+        if isinstance(needed, bool) or not isinstance(needed, int) or not 1 <= needed <= 10:
+            problems.add(f"{path}.min_approvals", "min_approvals must be a whole number from 1 to 10")
+        else:
+            rule["min_approvals"] = needed
+    if "on_timeout" in raw and raw["on_timeout"] != "deny":
+        problems.add(
+            f"{path}.on_timeout",
+            "on_timeout must be deny (the default); to hand the approval to another group at its "
+            "deadline, use escalate_to: [group]",
+        )
+    if "escalate_to" in raw:
+        rule["escalate_to"] = (
+            _string_list(raw["escalate_to"], f"{path}.escalate_to", problems, "escalate_to") or []
+        )
+    approval_keys = ("approvers", "timeout", "min_approvals", "on_timeout", "escalate_to")
+    if any(key in raw for key in approval_keys) and rule["action"] != "require_approval":
+        problems.add(
+            f"{path}.action",
+            "approvers, timeout, min_approvals, on_timeout and escalate_to only apply to action require_approval",
+        )
 
     for key in ("blocked_by", "requires"):
         if key in raw:

@@ -53,6 +53,10 @@ class Decision:
     matched_condition: str | None = None
     approvers: tuple[str, ...] = ()
     approval_timeout_seconds: int | None = None
+    # Distinct people who must approve; any one eligible deny denies.
+    min_approvals: int = 1
+    # Groups the approval moves to (once) when its deadline passes undecided.
+    escalate_to: tuple[str, ...] = ()
     # Rules with action warn/log that matched: they never decide but are worth recording.
     noted_rule_ids: tuple[str, ...] = ()
     # Set when a rule's rate limit was exceeded: that is why this rule fired.
@@ -247,6 +251,8 @@ class CompiledRule:
     matched_condition: str | None
     approvers: tuple[str, ...]
     timeout_seconds: int | None
+    min_approvals: int
+    escalate_to: tuple[str, ...]
     # Agent scope, conditions, `when` and sequence constraints, folded into one closure.
     matches: Check
     rate_limits: tuple[RateLimit, ...] = ()
@@ -295,6 +301,8 @@ def _compile_rule(rule: Mapping[str, Any]) -> CompiledRule:
         matched_condition=when if when is not None else _describe_conditions(conditions, groups),
         approvers=tuple(rule.get("approvers") or ()),
         timeout_seconds=rule.get("timeout_seconds"),
+        min_approvals=rule.get("min_approvals", 1),
+        escalate_to=tuple(rule.get("escalate_to") or ()),
         matches=_all_of(checks),
         rate_limits=tuple(RateLimit(**limit) for limit in rule.get("rate_limits") or ()),
     )
@@ -442,6 +450,8 @@ class CompiledRuleSet:
             matched_condition=rule.matched_condition,
             approvers=rule.approvers if kind == "require_approval" else (),
             approval_timeout_seconds=rule.timeout_seconds if kind == "require_approval" else None,
+            min_approvals=rule.min_approvals if kind == "require_approval" else 1,
+            escalate_to=rule.escalate_to if kind == "require_approval" else (),
             noted_rule_ids=tuple(noted),
             rate_limited=exceeded is not None,
         )

@@ -1,0 +1,68 @@
+"""The approval poll on the runtime gateway: every waiting agent hits it, so it skips Django's
+stack, and ``?wait=`` long-polls without holding a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from django.conf import settings
+from django.utils import timezone
+
+from approvals.api.serializers import approval_output
+from approvals.models import Approval
+from approvals.selectors import approval_get_for_team
+from approvals.waiters import approval_change_waiter
+from common.api import parse_uuid_or_404
+from common.errors import InvalidInput
+from common.gateway import GatewayRequest, GatewayResponse, json_response, run_db
+from tenancy.authentication import authenticate_gateway_request
+from tenancy.models import ApiKey
+
+MAX_WAIT_SECONDS = 60.0
+
+
+def _wait_seconds(request: GatewayRequest) -> float:
+    raw = request.query("wait")
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = -1.0
+    if not 0.0 <= wait <= MAX_WAIT_SECONDS:
+        raise InvalidInput(
+            f"wait must be a number of seconds from 0 to {MAX_WAIT_SECONDS:g}", details={"field": "wait"}
+        )
+    return wait
+
+
+async def approval_get(request: GatewayRequest, approval_id: str) -> GatewayResponse:
+    """``GET /v1/approvals/{id}``: the SDK's poll. With ``?wait=N`` it answers as soon as the
+    approval leaves 'pending' (or after N seconds, still pending)."""
+    principal = await authenticate_gateway_request(request, scope=ApiKey.Scope.RUNTIME)
+    approval_uuid = parse_uuid_or_404(approval_id, what="approval")
+    wait = _wait_seconds(request)
+    if wait == 0.0:
+        approval = await run_db(approval_get_for_team, team_id=principal.team_id, approval_id=approval_uuid)
+        return json_response(approval_output(approval))
+    deadline = time.monotonic() + wait
+    with approval_change_waiter(approval_uuid) as changed:
+        while True:
+            approval = await run_db(
+                approval_get_for_team, team_id=principal.team_id, approval_id=approval_uuid
+            )
+            remaining = deadline - time.monotonic()
+            if approval.status != Approval.Status.PENDING or remaining <= 0:
+                return json_response(approval_output(approval))
+            # Also look again just after the deadline's sweep, in case its event cannot reach
+            # this process (the embedded channel layer is per process).
+            until_swept = (
+                approval.expires_at - timezone.now()
+            ).total_seconds() + settings.APPROVAL_SWEEP_SECONDS
+            timeout = until_swept + 0.25 if until_swept > 0 else 1.0  # overdue: look once a second
+            try:
+                await asyncio.wait_for(changed.wait(), timeout=min(remaining, timeout))
+            except TimeoutError:
+                pass
+            changed.clear()

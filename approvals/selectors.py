@@ -170,3 +170,19 @@ def approval_seconds_to_decide(approval: Approval) -> float | None:
 
 def approval_time_left(approval: Approval, now: datetime) -> float:
     return max(0.0, (approval.expires_at - now).total_seconds())
+
+
+def approval_get_visible_to(*, user: AbstractBaseUser, approval_id: uuid.UUID) -> Approval:
+    """The approval, for a person who may see it: staff, a member of its team, or in one of the
+    team's approver groups (who may be asked to decide without being members). Anyone else gets
+    NotFound, exactly as for an id that does not exist."""
+    approvals = Approval.objects.select_related("team")
+    if not user.is_staff:
+        approvals = approvals.filter(
+            Q(team_id__in=Membership.objects.filter(user=user).values("team_id"))
+            | Q(team_id__in=ApproverGroup.objects.filter(members=user).values("team_id"))
+        )
+    try:
+        return approvals.get(pk=approval_id)
+    except Approval.DoesNotExist as exc:
+        raise NotFound("approval not found") from exc

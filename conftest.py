@@ -128,6 +128,28 @@ def start_asgi_server(log_path: Path, **environment: str) -> tuple[subprocess.Po
         time.sleep(0.1)
 
 
+def start_celery_worker_and_beat(directory: Path, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+    """A real Celery worker and beat, as `make run` starts them; logs in ``directory``."""
+    celery = [sys.executable, "-m", "celery", "-A", "veto_cloud"]
+    commands = {
+        "worker": [*celery, "worker", "--concurrency", "1", "--without-gossip", "--without-mingle"],
+        "beat": [*celery, "beat", "--schedule", str(directory / "beat-schedule")],
+    }
+    processes = []
+    for name, command in commands.items():
+        with (directory / f"{name}.log").open("w") as log:
+            processes.append(
+                subprocess.Popen(
+                    [*command, "--loglevel", "INFO"],
+                    cwd=BASE_DIR,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    return processes
+
+
 def stop_processes(*processes: subprocess.Popen[bytes]) -> None:
     for process in processes:
         process.terminate()

@@ -35,7 +35,9 @@ async def _check_channel_layer() -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer configured")
-    channel = await layer.new_channel("readyz.")
+    # A plain channel name, not new_channel(): process-specific channels share one receive loop
+    # with the process's listeners, which may run on another event loop than this view.
+    channel = f"readyz.{uuid.uuid4().hex}"
     marker = uuid.uuid4().hex
     await layer.send(channel, {"type": "readyz.ping", "marker": marker})
     message = await layer.receive(channel)

@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
 from django.utils import timezone
 
 from approvals.models import Approval
-from conftest import BASE_DIR, free_port, start_asgi_server, stop_processes, subprocess_environment
+from conftest import (
+    free_port,
+    start_asgi_server,
+    start_celery_worker_and_beat,
+    stop_processes,
+    subprocess_environment,
+)
 from tests.factories import ApprovalFactory
 
 # The embedded broker always; Redis as well wherever REDIS_URL is configured (CI).
 BROKERS = ["embedded"] + (["redis"] if os.environ.get("REDIS_URL") else [])
-
-
-def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("w") as handle:
-        return subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=handle, stderr=subprocess.STDOUT)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -35,27 +33,8 @@ def test_celery_worker_and_beat__expire_a_due_approval(broker, tmp_path):
     env = subprocess_environment(VETO_APPROVAL_SWEEP_SECONDS="1", VETO_VAR_DIR=str(tmp_path))
     if broker == "embedded":
         env.pop("REDIS_URL", None)
-    celery = [sys.executable, "-m", "celery", "-A", "veto_cloud"]
     # When a real worker and a real beat run, as `make run` starts them
-    worker = start(
-        [
-            *celery,
-            "worker",
-            "--concurrency",
-            "1",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-        ],
-        env,
-        tmp_path / "worker.log",
-    )
-    beat = start(
-        [*celery, "beat", "--schedule", str(tmp_path / "beat-schedule"), "--loglevel", "INFO"],
-        env,
-        tmp_path / "beat.log",
-    )
+    processes = start_celery_worker_and_beat(tmp_path, env)
     try:
         deadline = time.monotonic() + 45
         while time.monotonic() < deadline:
@@ -64,7 +43,7 @@ def test_celery_worker_and_beat__expire_a_due_approval(broker, tmp_path):
                 break
             time.sleep(0.25)
     finally:
-        stop_processes(worker, beat)
+        stop_processes(*processes)
     # Then the beat sweep, executed by the worker, expired the due one only
     logs = "\n".join(p.read_text() for p in (tmp_path / "worker.log", tmp_path / "beat.log"))
     assert due.status == Approval.Status.EXPIRED, logs

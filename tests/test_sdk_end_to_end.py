@@ -6,14 +6,12 @@ Nobody here wrote this client: if it works against us, real agents will.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.utils import timezone
 from veto import Veto, VetoOptions
 from veto.admin import VetoAdmin, VetoAdminError
 from veto.cloud.client import VetoCloudClient, VetoCloudConfig
@@ -23,7 +21,7 @@ from approvals.models import Approval
 from audit.models import DecisionRecord
 from common.gateway import run_db
 from policies.models import RegisteredTool
-from tests.factories import TeamFactory, api_key_for, publish_rules
+from tests.factories import ApproverGroupFactory, TeamFactory, UserFactory, api_key_for, publish_rules
 
 pytestmark = [pytest.mark.asgi_server, pytest.mark.django_db(transaction=True)]
 
@@ -172,21 +170,25 @@ class ExportTool:
         return "exported"
 
 
-def _resolve_pending_approval(team_id: uuid.UUID, status: str) -> str:
-    """Stand-in for a human's decision until the approvals issue adds the web form and API."""
-    for _ in range(200):
-        approval = Approval.objects.filter(team_id=team_id, status=Approval.Status.PENDING).first()
-        if approval is not None:
-            Approval.objects.filter(pk=approval.pk).update(
-                status=status, resolved_by="alice", resolved_at=timezone.now()
-            )
-            return str(approval.pk)
-        time.sleep(0.05)
+async def _resolve_pending_approval(agent: Agent, action: str, resolved_by: str) -> str:
+    """The human's decision, through the approvals API as VetoAdmin sends it."""
+    async with agent.admin() as admin:
+        for _ in range(200):
+            pending = await admin.list_pending_approvals()
+            if pending:
+                await admin.resolve_approval(pending[0].id, action, resolved_by)
+                return pending[0].id
+            await asyncio.sleep(0.05)
     raise AssertionError("the SDK never raised an approval")
 
 
-@pytest.mark.parametrize(("resolution", "tool_runs"), [("approved", True), ("denied", False)])
-def test_sdk_cloud_mode__wrapped_tool_waits_for_the_human_decision(agent, resolution, tool_runs):
+@pytest.mark.parametrize(
+    ("action", "resolution", "tool_runs"), [("approve", "approved", True), ("deny", "denied", False)]
+)
+def test_sdk_cloud_mode__wrapped_tool_waits_for_the_human_decision(agent, action, resolution, tool_runs):
+    # Given an approver in the group the PII rule names
+    ApproverGroupFactory(team_id=agent.team_id, slug="compliance").members.add(UserFactory(username="alice"))
+
     async def scenario() -> tuple[Any, list[dict[str, Any]], str]:
         veto = await Veto.init(
             VetoOptions(
@@ -201,7 +203,7 @@ def test_sdk_cloud_mode__wrapped_tool_waits_for_the_human_decision(agent, resolu
         wrapped = veto.wrap([tool])[0]
         try:
             call = asyncio.ensure_future(wrapped.func({"bucket": "internal-reports", "include_pii": True}))
-            approval_id = await run_db(_resolve_pending_approval, agent.team_id, resolution)
+            approval_id = await _resolve_pending_approval(agent, action, "alice")
             try:
                 outcome: Any = await call
             except Exception as exc:  # noqa: BLE001 - the SDK raises ToolCallDeniedError on deny

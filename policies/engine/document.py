@@ -79,6 +79,7 @@ _SETTINGS_KEYS = {"default_action", "fail_mode", "global_tags"}
 _CONDITION_KEYS = {"field", "operator", "value"}
 MAX_DOCUMENT_BYTES = 1024 * 1024
 MAX_RULES = 5000
+MAX_DEPTH = 64
 
 
 def parse_source(text: str, *, content_type: str = "application/yaml") -> tuple[Any, dict[str, int]]:
@@ -90,32 +91,53 @@ def parse_source(text: str, *, content_type: str = "application/yaml") -> tuple[
             return json.loads(text), {}
         except json.JSONDecodeError as exc:
             raise RuleSetError([Problem("", f"invalid JSON: {exc.msg}", exc.lineno)]) from exc
+        except RecursionError as exc:
+            raise RuleSetError([Problem("", f"invalid JSON: nested deeper than {MAX_DEPTH} levels")]) from exc
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is None:
+            return None, {}
+        lines: dict[str, int] = {}
+        _record_lines(node, "", lines, set(), 0)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise RuleSetError([Problem("", f"invalid YAML: {problem}", line)]) from exc
-    if node is None:
-        return None, {}
-    lines: dict[str, int] = {}
-    _record_lines(node, "", lines)
-    data = yaml.safe_load(text)
+    except RecursionError as exc:
+        raise RuleSetError([Problem("", f"invalid YAML: nested deeper than {MAX_DEPTH} levels")]) from exc
     return data, lines
 
 
-def _record_lines(node: yaml.Node, path: str, lines: dict[str, int]) -> None:
+class _UnsupportedYaml(yaml.YAMLError):
+    def __init__(self, problem: str, node: yaml.Node) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.problem_mark = node.start_mark
+
+
+def _record_lines(node: yaml.Node, path: str, lines: dict[str, int], seen: set[int], depth: int) -> None:
+    # A node met twice is an alias: shared (or self-referencing) structure has no place in a
+    # rule set, and a self-reference would recurse forever further on.
+    if id(node) in seen:
+        raise _UnsupportedYaml("anchors and aliases (&name / *name) are not supported", node)
+    if depth > MAX_DEPTH:
+        raise _UnsupportedYaml(f"nested deeper than {MAX_DEPTH} levels", node)
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        seen.add(id(node))
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _UnsupportedYaml("a mapping key must be a plain value, not a list or mapping", key_node)
             key = str(key_node.value)
             child = f"{path}.{key}" if path else key
             lines[child] = key_node.start_mark.line + 1
-            _record_lines(value_node, child, lines)
+            _record_lines(value_node, child, lines, seen, depth + 1)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _record_lines(item, f"{path}[{index}]", lines)
+            _record_lines(item, f"{path}[{index}]", lines, seen, depth + 1)
 
 
 class _Collector:

@@ -23,5 +23,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("dashboard/", include(("audit.urls", "dashboard"))),
     path("dashboard/teams/", include(("policies.urls", "policies"))),
+    path("dashboard/approvals/", include(("approvals.urls", "approvals"))),
     path("admin/", admin.site.urls),
 ]

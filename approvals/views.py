@@ -1,0 +1,203 @@
+"""The approvals pages (Django sessions + htmx): the queue of what waits for me, one approval with
+its arguments and trail, approve / deny, and the history of decided ones.
+
+Thin on purpose: reads from ``approvals.selectors``, the decision through
+``approvals.services.approval_resolve`` (the same service the API calls, which also decides who
+may act). Every form works without JavaScript; htmx only swaps the part that changed. Domain
+errors become messages with their status code, never a 500.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET, require_POST
+
+from approvals import selectors, services
+from approvals.display import ArgumentNode, argument_tree, context_value
+from approvals.forms import DecisionForm, QueueFilterForm
+from approvals.models import Approval, ApprovalEvent
+from common.errors import ApplicationError, NotFound
+
+
+def _wants_fragment(request: HttpRequest) -> bool:
+    # A history restore asks for the whole page even though it comes from htmx.
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+def _visible(request: HttpRequest, approval_id: uuid.UUID) -> Approval:
+    try:
+        return selectors.approval_get_visible_to(user=request.user, approval_id=approval_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    approval: Approval
+    seconds_left: float
+    model: str | None
+    environment: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueChoices:
+    """What the filters offer: the groups, tools and teams of the whole queue (plus a chosen
+    value that is no longer in it, so the select still shows what is applied)."""
+
+    groups: list[str]
+    tools: list[str]
+    teams: list[str]
+
+    @classmethod
+    def of(cls, approvals: list[Approval], chosen: dict[str, str]) -> QueueChoices:
+        def values(found: set[str], key: str) -> list[str]:
+            if chosen.get(key):
+                found.add(chosen[key])
+            return sorted(found)
+
+        return cls(
+            groups=values({g for a in approvals for g in a.approver_groups}, "group"),
+            tools=values({a.tool_name for a in approvals}, "tool"),
+            teams=values({a.team.slug for a in approvals}, "team"),
+        )
+
+
+@login_required
+@require_GET
+def approvals_queue(request: HttpRequest) -> HttpResponse:
+    """Pending approvals the person may decide, oldest first; filters by group, tool and team."""
+    form = QueueFilterForm(request.GET)
+    everything = selectors.approvals_queue_for(user=request.user)
+    filters = form.filters()
+    shown = (
+        everything
+        if filters == selectors.QueueFilters()
+        else (selectors.approvals_queue_for(user=request.user, filters=filters))
+    )
+    now = timezone.now()
+    chosen = {k: v for k, v in form.cleaned_data.items() if v} if form.is_valid() else {}
+    context = {
+        "form": form,
+        "rows": [
+            QueueRow(
+                approval=a,
+                seconds_left=selectors.approval_time_left(a, now),
+                model=context_value(a.context, "model"),
+                environment=context_value(a.context, "environment"),
+            )
+            for a in shown
+        ],
+        "total": len(everything),
+        "choices": QueueChoices.of(everything, chosen),
+        "chosen": chosen,
+    }
+    template = "approvals/_queue_results.html" if _wants_fragment(request) else "approvals/queue.html"
+    response = render(request, template, context, status=200 if form.is_valid() else 400)
+    patch_vary_headers(response, ("HX-Request",))
+    return response
+
+
+def _decision_context(request: HttpRequest, approval: Approval, form: DecisionForm | None) -> dict[str, Any]:
+    now = timezone.now()
+    trail = selectors.approval_trail(approval=approval)
+    is_open = approval.status == Approval.Status.PENDING and approval.expires_at > now
+    voters = [e.actor_name for e in trail if e.action == ApprovalEvent.Action.APPROVE]
+    return {
+        "approval": approval,
+        "trail": trail,
+        "voters": voters,
+        "has_voted": request.user.get_username() in voters,
+        "is_open": is_open,
+        "may_decide": is_open and selectors.approval_may_decide(approval=approval, user=request.user),
+        "seconds_left": selectors.approval_time_left(approval, now),
+        "seconds_to_decide": selectors.approval_seconds_to_decide(approval),
+        "form": form or DecisionForm(),
+    }
+
+
+def _render_detail(
+    request: HttpRequest, approval: Approval, *, form: DecisionForm | None = None, status: int = 200
+) -> HttpResponse:
+    """The whole page, or (htmx) the decision panel and the trail, which are what a decision changes."""
+    context = _decision_context(request, approval, form)
+    if _wants_fragment(request):
+        return render(request, "approvals/_decision_response.html", context, status=status)
+    arguments: ArgumentNode = argument_tree(approval.arguments)
+    context.update(
+        arguments=arguments,
+        context_tree=argument_tree(approval.context),
+        model=context_value(approval.context, "model"),
+        environment=context_value(approval.context, "environment"),
+        session_calls=selectors.approval_session_calls(approval=approval),
+    )
+    return render(request, "approvals/detail.html", context, status=status)
+
+
+@login_required
+@require_GET
+def approval_detail(request: HttpRequest, approval_id: uuid.UUID) -> HttpResponse:
+    return _render_detail(request, _visible(request, approval_id))
+
+
+def _outcome_message(outcome: services.ResolveOutcome) -> str:
+    approval = outcome.approval
+    if approval.status == Approval.Status.DENIED:
+        return "Denied: the agent's call is refused."
+    if approval.status == Approval.Status.APPROVED:
+        return "Approved: the agent's call may run."
+    return f"Your approval is recorded; {approval.min_approvals} different people must approve."
+
+
+@login_required
+@require_POST
+def approval_decide(request: HttpRequest, approval_id: uuid.UUID) -> HttpResponse:
+    """Approve or deny (a deny needs a comment). Who may is the service's to decide: an ineligible
+    person's POST is refused there, and recorded in the trail."""
+    approval = _visible(request, approval_id)
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Not decided: see the form below.")
+        return _render_detail(request, approval, form=form, status=400)
+    try:
+        outcome = services.approval_resolve(
+            approval=approval,
+            actor=request.user,
+            action=form.cleaned_data["action"],
+            comment=form.cleaned_data["comment"],
+            channel=ApprovalEvent.Channel.WEB,
+            remote_addr=request.META.get("REMOTE_ADDR"),
+        )
+    except ApplicationError as exc:
+        messages.error(request, f"Not decided: {exc.message}")
+        approval.refresh_from_db()
+        return _render_detail(request, approval, status=exc.status_code)
+    messages.success(request, _outcome_message(outcome))
+    if _wants_fragment(request):
+        return _render_detail(request, outcome.approval)
+    return redirect("approvals:detail", approval_id=approval.id)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    approval: Approval
+    seconds_to_decide: float | None
+
+
+@login_required
+@require_GET
+def approvals_history(request: HttpRequest) -> HttpResponse:
+    """Decided approvals of the person's teams, newest first: outcome, who, and how long it took."""
+    rows = [
+        HistoryRow(approval=a, seconds_to_decide=selectors.approval_seconds_to_decide(a))
+        for a in selectors.approvals_resolved_for(user=request.user)
+    ]
+    return render(request, "approvals/history.html", {"rows": rows})

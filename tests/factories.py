@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.utils import timezone
 
 from approvals.models import Approval
@@ -89,3 +90,11 @@ def policy_draft_for(
 ) -> PolicyDraft:
     """A policy draft proposed through the service (its rules are checked as the API checks them)."""
     return policy_draft_create(team_id=team.id, name=name, rules=rules, actor_user=user)
+
+
+def set_live_server_password(user, password: str) -> None:
+    """Give ``user`` a password the live server (production hashers, not the test settings' MD5)
+    accepts; few PBKDF2 iterations keep logging in fast, and the server upgrades the hash."""
+    hasher = PBKDF2PasswordHasher()
+    user.password = hasher.encode(password, hasher.salt(), iterations=1000)
+    user.save(update_fields=["password"])

@@ -129,13 +129,18 @@ def approvals_queue_for(*, user: AbstractBaseUser, filters: QueueFilters | None 
 
 
 def approvals_pending_count_for(*, user: AbstractBaseUser) -> int:
-    """The nav badge."""
-    return len(approvals_queue_for(user=user))
+    """The nav badge: the queue's length, reading only what eligibility needs (not arguments)."""
+    eligibility = _Eligibility.of(user)
+    pending = Approval.objects.filter(
+        team_id__in=eligibility.team_ids(), status=Approval.Status.PENDING
+    ).only("id", "team_id", "approver_groups")
+    return sum(1 for approval in pending if eligibility.may_decide(approval))
 
 
 def approvals_resolved_for(*, user: AbstractBaseUser, limit: int = 100) -> QuerySet[Approval]:
-    """History: resolved approvals of the teams the user can see, newest first."""
-    team_ids = Membership.objects.filter(user=user).values_list("team_id", flat=True)
+    """History: resolved approvals of the teams the user belongs to or approves for, newest first."""
+    team_ids = set(Membership.objects.filter(user=user).values_list("team_id", flat=True))
+    team_ids |= set(ApproverGroup.objects.filter(members=user).values_list("team_id", flat=True))
     visible = Approval.objects.all() if user.is_staff else Approval.objects.filter(team_id__in=team_ids)
     return (
         visible.exclude(status=Approval.Status.PENDING)

@@ -16,8 +16,9 @@ from django.utils import timezone
 
 from approvals.models import Approval, ApprovalEvent, ApprovalVote
 from approvals.selectors import approval_is_own_request, approval_may_decide
+from approvals.waiters import approval_changed_on_commit
 from common.errors import Conflict, PermissionDenied
-from common.events import APPROVALS_GROUP, approval_team_group, publish_on_commit
+from common.events import approval_team_group, publish_on_commit
 from policies.engine import Decision
 
 logger = logging.getLogger(__name__)
@@ -82,8 +83,9 @@ class ResolveOutcome:
 
 def _announce(approval: Approval) -> None:
     """Long-polls and dashboards learn of the change once the transaction commits."""
+    approval_changed_on_commit(approval.id)
     publish_on_commit(
-        [APPROVALS_GROUP, approval_team_group(approval.team_id)],
+        [approval_team_group(approval.team_id)],
         {
             "event": "approval.changed",
             "approval_id": str(approval.id),

@@ -33,10 +33,6 @@ def rule_set_group(team_id: object) -> str:
     return f"rule-sets.{team_id}"
 
 
-# Every approval change, for each process's one long-poll listener (approvals.waiters).
-APPROVALS_GROUP = "approvals"
-
-
 def approval_team_group(team_id: object) -> str:
     """A team's approval changes, for its live queue."""
     return f"approvals.{team_id}"

@@ -300,7 +300,9 @@ def tool_policy_server_marker(*, policy: ToolPolicy, rule_set: ActiveRuleSet) ->
       one: ``CompiledRuleSet.rules_for``), or its ``default_action`` is not ``allow``:
       ``{"evaluatedBy": "server", "ruleSet": {"version", "ruleIds", "defaultAction"}}``;
     * the policy is inactive (its constraints must not be applied at all):
-      ``{"evaluatedBy": "server", "policyActive": false}``.
+      ``{"evaluatedBy": "server", "policyActive": false}``;
+    * a constraint holds failing calls for approval, which the SDK's local validator cannot
+      (it would deny): ``{"evaluatedBy": "server", "approvalConstraints": true}``.
 
     Only a tool governed by nothing but its active constraints is decided locally; the SDK
     then logs the decision to ``POST /v1/decisions``. The SDK caches a fetched policy (fresh
@@ -312,6 +314,8 @@ def tool_policy_server_marker(*, policy: ToolPolicy, rule_set: ActiveRuleSet) ->
     marker: dict[str, Any] = {}
     if not policy.is_active:
         marker["policyActive"] = False
+    if any(c.get("action") == "require_approval" for c in policy.constraints or []):
+        marker["approvalConstraints"] = True
     rules = rule_set.rules.rules_for(policy.tool_name)
     if rules or rule_set.rules.default_action != "allow":
         marker["ruleSet"] = {

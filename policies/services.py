@@ -499,17 +499,20 @@ class ToolPolicyRefusal:
 async def tool_policy_refusal(
     *, team_id: uuid.UUID, tool_name: str, arguments: dict[str, Any]
 ) -> ToolPolicyRefusal | None:
-    """The denial when the team's active policy for the tool has constraints the call fails;
-    None otherwise. Reads only process caches (see ``selectors.active_tool_policy``)."""
+    """The denial (or, for constraints with ``action: require_approval``, the hold) when the team's
+    active policy for the tool has constraints the call fails; None otherwise. Reads only process caches (see ``selectors.active_tool_policy``)."""
     policy = await active_tool_policy(team_id=team_id, tool_name=tool_name)
     if policy is None or not policy.constraints:
         return None
     failures = policy.constraints.check(arguments)
     if not failures:
         return None
+    # Any failing deny constraint denies; only when every failure asks for approval is the call
+    # held for a person (the team's approvers decide it: no group is named).
+    holding = all(f.action == "require_approval" for f in failures)
     first = failures[0]
     decision = Decision(
-        decision="deny",
+        decision="require_approval" if holding else "deny",
         reason=first.reason,  # the SDK's own words, as when it decides locally
         rule_id=TOOL_POLICY_RULE_PREFIX + tool_name,
         rule_name=f"{tool_name} policy v{policy.version}"[:200],

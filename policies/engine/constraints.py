@@ -34,7 +34,7 @@ import math
 import re
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from policies.engine.errors import ExpressionError, Problem, RuleSetError
@@ -55,18 +55,32 @@ STRING_SIZES = ("minLength", "maxLength")
 ARRAY_SIZES = ("minItems", "maxItems")
 FLAGS = ("required", "notNull")
 CONSTRAINT_KEYS = frozenset(
-    {"argumentName", "enabled", *NUMBER_BOUNDS, *STRING_SIZES, *ARRAY_SIZES, *FLAGS, "regex", "enum"}
+    {
+        "argumentName",
+        "enabled",
+        *NUMBER_BOUNDS,
+        *STRING_SIZES,
+        *ARRAY_SIZES,
+        *FLAGS,
+        "regex",
+        "enum",
+        "action",
+    }
 )
+# What a failing constraint does: deny (the SDK's only behaviour), or hold the call for a
+# person. The SDK's local validator knows only deny, so a policy with a require_approval
+# constraint is always decided by the server (see policies.selectors.tool_policy_server_marker).
+CONSTRAINT_ACTIONS = ("deny", "require_approval")
 # In the SDK's admin model but not in its local validator: a policy using them would decide
 # differently locally and here, so they are refused until both sides can honour them.
-UNSUPPORTED_CONSTRAINT_KEYS = frozenset({"action", "notRegex", "notEnum", "dynamicMinimum", "dynamicMaximum"})
+UNSUPPORTED_CONSTRAINT_KEYS = frozenset({"notRegex", "notEnum", "dynamicMinimum", "dynamicMaximum"})
 
 # Keys the server computes: sent back unchanged by a client that round-trips a fetched policy.
 READ_ONLY_POLICY_KEYS = frozenset(
     {"_id", "id", "version", "isActive", "createdAt", "updatedAt", "updatedBy", "projectId"}
 )
 # Set by the server in ``sessionConstraints`` to make the SDK ask it (see policies.selectors).
-SERVER_MARKER_KEYS = frozenset({"evaluatedBy", "ruleSet", "policyActive"})
+SERVER_MARKER_KEYS = frozenset({"evaluatedBy", "ruleSet", "policyActive", "approvalConstraints"})
 SESSION_CONSTRAINT_KEYS = frozenset({"maxCalls", "spendArgument", "budget", "cumulativeLimits", "counters"})
 NOT_ENFORCED = "is not enforced by this server yet; refused rather than stored and silently ignored"
 
@@ -147,6 +161,12 @@ def _normalize_constraint(raw: Any, path: str, problems: _Problems) -> dict[str,
     if not isinstance(enabled, bool):
         problems.add(f"{path}.enabled", "enabled must be true or false")
     out["enabled"] = enabled is not False
+    action = raw.get("action")
+    if action is not None:
+        if action not in CONSTRAINT_ACTIONS:
+            problems.add(f"{path}.action", "action must be deny (the default) or require_approval")
+        elif action == "require_approval":
+            out["action"] = action
 
     for key in NUMBER_BOUNDS:
         value = raw.get(key)
@@ -396,6 +416,7 @@ class ConstraintFailure:
     actual: Any
     message: str  # the check's own words ("value 5 must be <= 1")
     reason: str  # the decision's reason, as the SDK's local validator words it
+    action: str = "deny"  # or require_approval (the constraint's ``action``)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -477,6 +498,7 @@ class _Compiled:
     required: bool
     not_null: bool
     search: Callable[[str], bool] | None
+    action: str = "deny"
 
 
 class CompiledConstraints:
@@ -490,6 +512,7 @@ class CompiledConstraints:
                 required=bool(c.get("required")),
                 not_null=bool(c.get("notNull")),
                 search=compile_search(c["regex"]) if c.get("regex") is not None else None,
+                action=c.get("action", "deny"),
             )
             for c in constraints
             if c.get("enabled", True)
@@ -498,13 +521,18 @@ class CompiledConstraints:
     def __bool__(self) -> bool:
         return bool(self._items)
 
+    @property
+    def holds_for_approval(self) -> bool:
+        """Whether a failing constraint can ask for approval (which the SDK cannot do locally)."""
+        return any(item.action == "require_approval" for item in self._items)
+
     def check(self, arguments: Mapping[str, Any]) -> list[ConstraintFailure]:
         """Every failing constraint, in order (the first is the one the SDK reports)."""
         failures = []
         for item in self._items:
             failure = self._check_one(item, arguments)
             if failure is not None:
-                failures.append(failure)
+                failures.append(replace(failure, action=item.action) if item.action != "deny" else failure)
         return failures
 
     @staticmethod

@@ -39,7 +39,11 @@ def problems(data: Any, *, creating: bool = True) -> dict[str, str]:
         ({"argumentName": "x", "minimum": 5, "maximum": 1}, "constraints[1].minimum", "nothing can pass"),
         ({"argumentName": "x", "greaterThan": 5, "lessThan": 5}, "constraints[1].greaterThan", "nothing"),
         ({"argumentName": "x", "notEnum": ["a"]}, "constraints[1].notEnum", "not enforced"),
-        ({"argumentName": "x", "action": "require_approval"}, "constraints[1].action", "not enforced"),
+        (
+            {"argumentName": "x", "action": "escalate"},
+            "constraints[1].action",
+            "deny (the default) or require_approval",
+        ),
         ({"argumentName": "x", "regexx": "a"}, "constraints[1].regexx", "unknown constraint key"),
         ("amount", "constraints[1]", "must be an object"),
     ],

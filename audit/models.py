@@ -51,9 +51,18 @@ class DecisionRecord(models.Model):
     approval_id = models.UUIDField(null=True, blank=True)
     api_key_id = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # The team's chain (audit.chain): a gapless sequence per team, the exact text that was
+    # hashed, and the link. Assigned by the decision writer inside the commit.
+    sequence = models.BigIntegerField()
+    record = models.TextField()
+    prev_hash = models.CharField(max_length=64, blank=True)
+    hash = models.CharField(max_length=64)
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "sequence"], name="decision_chain_sequence"),
+        ]
         indexes = [
             models.Index(fields=["team", "-created_at"], name="decision_team_time"),
             models.Index(fields=["team", "tool_name", "-created_at"], name="decision_team_tool_time"),
@@ -62,3 +71,96 @@ class DecisionRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool_name}: {self.decision}"
+
+
+class ChainStream(models.TextChoices):
+    DECISIONS = "decisions", "Decisions"
+    EVENTS = "events", "Approval actions and policy publishes"
+
+
+class ChainHead(models.Model):
+    """The last entry of one team's chain. Appenders lock this row, so appends to one team's
+    chain are ordered while teams never wait for each other."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    stream = models.CharField(max_length=16, choices=ChainStream.choices)
+    sequence = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "stream"], name="chain_head_one_per_stream")]
+
+    def __str__(self) -> str:
+        return f"{self.team_id}/{self.stream} #{self.sequence}"
+
+
+class AuditEvent(models.Model):
+    """Who did what to the team's governance, when and from where: approval actions and rule-set
+    publishes, chained like decisions in their own stream. Appended, never edited."""
+
+    class Kind(models.TextChoices):
+        APPROVAL_ACTION = "approval.action", "Approval action"
+        RULE_SET_PUBLISHED = "rule_set.published", "Rule set published"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="+", db_index=False)
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    actor_name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+    sequence = models.BigIntegerField()
+    record = models.TextField()
+    prev_hash = models.CharField(max_length=64, blank=True)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["team", "sequence"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "sequence"], name="audit_event_chain_sequence")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.team_id} #{self.sequence}: {self.kind}"
+
+
+class Checkpoint(models.Model):
+    """A signed statement of a chain's head at a moment: with it, truncating the tail or
+    rewriting the whole chain is detectable too. Ed25519; the key lives outside the database."""
+
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="+")
+    stream = models.CharField(max_length=16, choices=ChainStream.choices)
+    sequence = models.BigIntegerField()
+    hash = models.CharField(max_length=64)
+    signed_at = models.DateTimeField(default=timezone.now)
+    # The signed bytes are canonical({"team", "stream", "sequence", "hash", "signed_at"}).
+    payload = models.TextField()
+    signature = models.CharField(max_length=128)  # hex
+    public_key = models.CharField(max_length=64)  # hex, raw Ed25519 public key
+
+    class Meta:
+        ordering = ["team", "stream", "sequence"]
+        indexes = [models.Index(fields=["team", "stream", "-sequence"], name="checkpoint_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.team_id}/{self.stream} #{self.sequence}"
+
+
+class Verification(models.Model):
+    """One run of the chain verifier (``verify_audit``, the audit page): what it found."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    stream = models.CharField(max_length=16, choices=ChainStream.choices)
+    ran_at = models.DateTimeField(default=timezone.now)
+    ok = models.BooleanField()
+    count = models.BigIntegerField()
+    head_sequence = models.BigIntegerField(null=True, blank=True)
+    head_hash = models.CharField(max_length=64, blank=True)
+    broken_at = models.BigIntegerField(null=True, blank=True)
+    problem = models.TextField(blank=True)
+    seconds = models.FloatField()
+
+    class Meta:
+        ordering = ["-ran_at"]
+        indexes = [models.Index(fields=["team", "stream", "-ran_at"], name="verification_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.team_id}/{self.stream} {'OK' if self.ok else 'BROKEN'} at {self.ran_at}"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Count, Q, QuerySet
 
-from audit.models import DecisionRecord
+from audit.chain import ChainLink
+from audit.models import AuditEvent, ChainStream, DecisionRecord, Verification
 from common.errors import NotFound
 
 
@@ -52,3 +54,43 @@ def decision_get_for_team(*, team_id: uuid.UUID, decision_id: uuid.UUID) -> Deci
         return DecisionRecord.objects.get(pk=decision_id, team_id=team_id)
     except DecisionRecord.DoesNotExist as exc:
         raise NotFound("decision not found") from exc
+
+
+# --- the chain ---------------------------------------------------------------------------------
+
+CHAIN_READ_BATCH = 5000
+
+
+def chain_model(stream: str) -> type[DecisionRecord] | type[AuditEvent]:
+    return DecisionRecord if stream == ChainStream.DECISIONS else AuditEvent
+
+
+def chain_links(*, team_id: uuid.UUID, stream: str, since: int = 1) -> Iterator[ChainLink]:
+    """The team's chain entries from ``since`` on, in sequence order, read in keyset batches
+    (constant memory however long the chain)."""
+    model = chain_model(stream)
+    after = since - 1
+    while True:
+        batch = list(
+            model.objects.filter(team_id=team_id, sequence__gt=after)
+            .order_by("sequence")
+            .values_list("sequence", "record", "prev_hash", "hash")[:CHAIN_READ_BATCH]
+        )
+        for sequence, record, prev_hash, digest in batch:
+            yield ChainLink(sequence, record, prev_hash, digest)
+        if len(batch) < CHAIN_READ_BATCH:
+            return
+        after = batch[-1][0]
+
+
+def chain_entry_hash(*, team_id: uuid.UUID, stream: str, sequence: int) -> str | None:
+    return (
+        chain_model(stream)
+        .objects.filter(team_id=team_id, sequence=sequence)
+        .values_list("hash", flat=True)
+        .first()
+    )
+
+
+def verification_latest(*, team_id: uuid.UUID, stream: str) -> Verification | None:
+    return Verification.objects.filter(team_id=team_id, stream=stream).order_by("-ran_at").first()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from approvals.services import approval_build_for_decision
-from audit.models import DecisionRecord
+from audit.chain import verify_links
+from audit.models import ChainStream, DecisionRecord, Verification
+from audit.selectors import chain_entry_hash, chain_links
 from audit.writer import DecisionRow, decision_writer
 from policies.engine import Decision
 from tenancy.principal import ApiKeyPrincipal
@@ -148,3 +151,28 @@ async def client_decision_record(
     )
     await decision_writer().write(row)
     return row["id"]
+
+
+def chain_verify(*, team_id: uuid.UUID, stream: str = ChainStream.DECISIONS, since: int = 1) -> Verification:
+    """Check the team's chain (from ``since``; the entry before it anchors the check) and record
+    the run, so the audit page can show the last one."""
+    started = time.perf_counter()
+    expected_prev = ""
+    if since > 1:
+        expected_prev = chain_entry_hash(team_id=team_id, stream=stream, sequence=since - 1) or ""
+    result = verify_links(
+        chain_links(team_id=team_id, stream=stream, since=since),
+        expected_prev_hash=expected_prev,
+        expected_sequence=since,
+    )
+    return Verification.objects.create(
+        team_id=team_id,
+        stream=stream,
+        ok=result.ok,
+        count=result.count,
+        head_sequence=result.head_sequence,
+        head_hash=result.head_hash,
+        broken_at=result.broken_at,
+        problem=result.problem or "",
+        seconds=time.perf_counter() - started,
+    )

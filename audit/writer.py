@@ -49,7 +49,8 @@ from django.conf import settings
 from django.db import DataError, close_old_connections, connection, models, transaction
 
 from approvals.models import Approval
-from audit.models import DecisionRecord
+from audit.chain import Head, link_rows
+from audit.models import ChainHead, ChainStream, DecisionRecord
 from common.errors import InvalidInput, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -87,38 +88,69 @@ def _insert_from_json(model: type[models.Model], placeholder: str) -> str:
     )
 
 
+_HEADS_UPDATE = (
+    "UPDATE audit_chainhead AS h SET sequence = x.sequence, hash = x.hash "
+    "FROM jsonb_to_recordset(%s::jsonb) AS x(team_id uuid, sequence bigint, hash text) "
+    "WHERE h.team_id = x.team_id AND h.stream = 'decisions'"
+)
+
+
 @lru_cache(maxsize=2)
 def _insert_statement(with_approvals: bool) -> str:
+    # Data-modifying CTEs always run: the chain heads, the approvals and the decisions in one
+    # statement, one round trip.
     decisions = _insert_from_json(DecisionRecord, "%s")
-    if not with_approvals:
-        return decisions
-    # Data-modifying CTEs always run: one statement, one transaction, one round trip.
-    return f"WITH approvals AS ({_insert_from_json(Approval, '%s')}) {decisions}"
+    ctes = [f"heads AS ({_HEADS_UPDATE})"]
+    if with_approvals:
+        ctes.append(f"approvals AS ({_insert_from_json(Approval, '%s')})")
+    return f"WITH {', '.join(ctes)} {decisions}"
 
 
 def _statement_and_parameters(
-    rows: list[DecisionRow], approvals: list[Approval]
+    rows: list[DecisionRow], approvals: list[Approval], heads: dict[uuid.UUID, Head]
 ) -> tuple[str, tuple[str, ...]]:
     encode = json.JSONEncoder(default=_json_default, separators=(",", ":")).encode
+    head_rows = encode(
+        [{"team_id": team, "sequence": h.sequence, "hash": h.hash} for team, h in heads.items()]
+    )
     decisions = encode(rows)
     if not approvals:
-        return _insert_statement(False), (decisions,)
+        return _insert_statement(False), (head_rows, decisions)
     approval_rows = [{f.attname: getattr(a, f.attname) for f in _columns(Approval)} for a in approvals]
-    return _insert_statement(True), (encode(approval_rows), decisions)
+    return _insert_statement(True), (head_rows, encode(approval_rows), decisions)
+
+
+def _team_ids(rows: list[DecisionRow]) -> list[uuid.UUID]:
+    # Sorted: every writer locks heads in the same order, so two cannot deadlock.
+    return sorted({row["team_id"] for row in rows}, key=str)
+
+
+def _lock_heads(team_ids: list[uuid.UUID]) -> dict[uuid.UUID, Head]:
+    """Lock (creating when new) the decision-chain heads of these teams, on Django's connection."""
+    for team_id in team_ids:
+        ChainHead.objects.get_or_create(team_id=team_id, stream=ChainStream.DECISIONS)
+    locked = ChainHead.objects.select_for_update().filter(stream=ChainStream.DECISIONS, team_id__in=team_ids)
+    return {h.team_id: Head(h.sequence, h.hash) for h in locked.order_by("team_id")}
 
 
 def insert_decisions(rows: list[DecisionRow], approvals: list[Approval]) -> None:
-    """Insert decision rows (and the approvals they raised) atomically, on Django's connection."""
+    """Chain and insert decision rows (and the approvals they raised) atomically, on Django's
+    connection (the thread writer's path; SQLite always comes here)."""
     connection.ensure_connection()
-    if connection.vendor == "postgresql":
-        statement, parameters = _statement_and_parameters(rows, approvals)
-        # A server-side-binding cursor: the JSON goes as a parameter, not quoted into the SQL.
-        with psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(statement, parameters, prepare=True)
-        return
     with transaction.atomic():
+        heads = link_rows(rows, _lock_heads(_team_ids(rows)))
+        if connection.vendor == "postgresql":
+            statement, parameters = _statement_and_parameters(rows, approvals, heads)
+            # A server-side-binding cursor: the JSON goes as a parameter, not quoted into the SQL.
+            with psycopg.Cursor(connection.connection) as cursor:
+                cursor.execute(statement, parameters, prepare=True)
+            return
         Approval.objects.bulk_create(approvals)
         DecisionRecord.objects.bulk_create([DecisionRecord(**row) for row in rows])
+        for team_id, head in heads.items():
+            ChainHead.objects.filter(team_id=team_id, stream=ChainStream.DECISIONS).update(
+                sequence=head.sequence, hash=head.hash
+            )
 
 
 def _row_error(error: BaseException) -> Exception:
@@ -129,6 +161,16 @@ def _row_error(error: BaseException) -> Exception:
         return InvalidInput(f"a value in the request cannot be stored: {str(error).splitlines()[0]}")
     logger.error("decision_writer.write_failed error=%r", error)
     return RecordFailed("the decision could not be recorded")
+
+
+_CREATE_HEADS = (
+    "INSERT INTO audit_chainhead (team_id, stream, sequence, hash) "
+    "SELECT t, 'decisions', 0, '' FROM unnest(%s::uuid[]) AS t ON CONFLICT (team_id, stream) DO NOTHING"
+)
+_LOCK_HEADS = (
+    "SELECT team_id, sequence, hash FROM audit_chainhead "
+    "WHERE stream = 'decisions' AND team_id = ANY(%s) ORDER BY team_id FOR UPDATE"
+)
 
 
 # --- PostgreSQL: on the event loop --------------------------------------------------------------
@@ -156,6 +198,7 @@ class AsyncPostgresWriter:
         self._pending: list[_AsyncPending] = []
         self._flusher: asyncio.Task[None] | None = None
         self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._known_heads: set[uuid.UUID] = set()
 
     async def write(self, row: DecisionRow, approval: Approval | None = None) -> None:
         """Return once the row (and its approval) is committed; raise if it could not be."""
@@ -193,10 +236,23 @@ class AsyncPostgresWriter:
             self._connection = await psycopg.AsyncConnection.connect(
                 **_connection_parameters(), autocommit=True
             )
-        statement, parameters = _statement_and_parameters(
-            [item.row for item in batch], [item.approval for item in batch if item.approval is not None]
-        )
-        await self._connection.execute(statement, parameters, prepare=True)
+        conn = self._connection
+        rows = [item.row for item in batch]
+        team_ids = _team_ids(rows)
+        async with conn.transaction():
+            if not self._known_heads.issuperset(team_ids):
+                await conn.execute(_CREATE_HEADS, (team_ids,))
+            # Row locks on the teams' heads: appends to one team's chain take turns (across
+            # processes too); other teams' writers are not held up.
+            cursor = await conn.execute(_LOCK_HEADS, (team_ids,), prepare=True)
+            heads = {team_id: Head(sequence, digest) for team_id, sequence, digest in await cursor.fetchall()}
+            new_heads = link_rows(rows, heads)
+            statement, parameters = _statement_and_parameters(
+                rows, [item.approval for item in batch if item.approval is not None], new_heads
+            )
+            await conn.execute(statement, parameters, prepare=True)
+        # Only once committed: a head created in a rolled-back transaction does not exist.
+        self._known_heads.update(team_ids)
 
     async def _forget_broken_connection(self) -> None:
         conn = self._connection

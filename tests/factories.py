@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import factory
@@ -10,6 +11,8 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.utils import timezone
 
 from approvals.models import Approval
+from audit.models import DecisionRecord
+from audit.writer import insert_decisions
 from policies.models import PolicyDraft, ToolPolicy
 from policies.services import policy_draft_create, rule_set_version_create, rule_set_version_publish
 from tenancy.models import ApproverGroup, Organization, Team
@@ -98,3 +101,31 @@ def set_live_server_password(user, password: str) -> None:
     hasher = PBKDF2PasswordHasher()
     user.password = hasher.encode(password, hasher.salt(), iterations=1000)
     user.save(update_fields=["password"])
+
+
+def record_decision(team: Team, **fields: object) -> DecisionRecord:
+    """A decision recorded the way the server records one: chained into the team's audit chain
+    (``audit.writer.insert_decisions``), so verification sees exactly what production writes."""
+    row: dict[str, object] = {
+        "id": uuid.uuid4(),
+        "team_id": team.id,
+        "tool_name": "tool",
+        "arguments": {},
+        "context": {},
+        "decision": DecisionRecord.Outcome.ALLOW,
+        "rule_id": "",
+        "rule_name": "",
+        "reason": "",
+        "severity": "",
+        "mode": "deterministic",
+        "enforcement": DecisionRecord.Enforcement.STRICT,
+        "source": DecisionRecord.Source.SERVER,
+        "latency_ms": 0.0,
+        "rule_set_version": None,
+        "approval_id": None,
+        "api_key_id": None,
+        "created_at": timezone.now(),
+    }
+    row.update(fields)
+    insert_decisions([row], [])
+    return DecisionRecord.objects.get(pk=row["id"])

@@ -13,9 +13,8 @@ from django.utils import timezone
 
 from approvals.context_processors import pending_approvals
 from approvals.models import Approval, ApprovalEvent
-from audit.models import DecisionRecord
 from tenancy.models import Membership
-from tests.factories import ApprovalFactory, ApproverGroupFactory, TeamFactory, UserFactory
+from tests.factories import ApprovalFactory, ApproverGroupFactory, TeamFactory, UserFactory, record_decision
 
 pytestmark = pytest.mark.django_db
 
@@ -210,9 +209,7 @@ def test_detail__shows_the_call_rule_flags_session_and_trail(team, alice, approv
         "query": "SELECT " + "x" * 400,
     }
     approval.save()
-    DecisionRecord.objects.create(
-        team=team, tool_name="list_customers", decision="allow", context={"session_id": "s-1"}
-    )
+    record_decision(team, tool_name="list_customers", decision="allow", context={"session_id": "s-1"})
     ApprovalEvent.objects.create(
         approval=approval, action="refused", actor_name="carol", comment="not an approver", channel="web"
     )

@@ -8,8 +8,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from audit.models import DecisionRecord
-from tests.factories import TeamFactory, api_key_for
+from tests.factories import TeamFactory, api_key_for, record_decision
 
 pytestmark = pytest.mark.django_db
 
@@ -27,12 +26,8 @@ def client(team):
 
 
 def record(team, *, tool="t", decision="allow", minutes_ago=0):
-    return DecisionRecord.objects.create(
-        team=team,
-        tool_name=tool,
-        decision=decision,
-        source="server",
-        created_at=timezone.now() - timedelta(minutes=minutes_ago),
+    return record_decision(
+        team, tool_name=tool, decision=decision, created_at=timezone.now() - timedelta(minutes=minutes_ago)
     )
 
 

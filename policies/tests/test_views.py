@@ -9,11 +9,10 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from audit.models import DecisionRecord
 from policies.models import RuleSetPublication, RuleSetVersion
 from policies.services import rule_set_version_create, rule_set_version_publish
 from tenancy.models import Membership
-from tests.factories import TeamFactory, UserFactory
+from tests.factories import TeamFactory, UserFactory, record_decision
 
 pytestmark = pytest.mark.django_db
 
@@ -425,13 +424,12 @@ def test_impact__replays_recent_decisions_and_shows_what_would_change(team, alic
     rule_set_version_publish(version=create(team, V1))
     create(team, V2, author=alice)
     for bucket in ("s3://a", "s3://b"):
-        DecisionRecord.objects.create(
-            team=team,
+        record_decision(
+            team,
             tool_name="run_data_export",
             arguments={"bucket": bucket},
             decision="deny",
             rule_id="bucket_allowlist",
-            source=DecisionRecord.Source.SERVER,
         )
     response = client_for(alice).get(reverse("policies:impact", args=[team.slug, 2]), HTTP_HX_REQUEST="true")
     text = text_of(response)

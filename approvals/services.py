@@ -17,6 +17,8 @@ from django.utils import timezone
 from approvals.models import Approval, ApprovalEvent, ApprovalVote
 from approvals.selectors import approval_is_own_request, approval_may_decide
 from approvals.waiters import approval_changed_on_commit
+from audit.models import AuditEvent
+from audit.trail import audit_event_append
 from common.errors import Conflict, PermissionDenied
 from common.events import approval_team_group, publish_on_commit
 from policies.engine import Decision
@@ -95,15 +97,55 @@ def _announce(approval: Approval) -> None:
     )
 
 
+def _trail(
+    *,
+    approval: Approval,
+    action: str,
+    actor_name: str,
+    channel: str,
+    actor: AbstractBaseUser | None = None,
+    comment: str = "",
+    remote_addr: str | None = None,
+    now: datetime | None = None,
+) -> None:
+    """One line of the approval's trail, also chained into the team's audit events."""
+    now = now or timezone.now()
+    ApprovalEvent.objects.create(
+        approval=approval,
+        action=action,
+        actor_user=actor,
+        actor_name=actor_name,
+        comment=comment,
+        channel=channel,
+        remote_addr=remote_addr,
+        created_at=now,
+    )
+    audit_event_append(
+        team_id=approval.team_id,
+        kind=AuditEvent.Kind.APPROVAL_ACTION,
+        actor_name=actor_name,
+        details={
+            "approval_id": str(approval.id),
+            "tool": approval.tool_name,
+            "rule_id": approval.rule_id or None,
+            "action": action,
+            "comment": comment,
+            "channel": channel,
+        },
+        remote_addr=remote_addr,
+        now=now,
+    )
+
+
 def _record_refusal(
     *, approval: Approval, actor: AbstractBaseUser, why: str, channel: str, remote_addr: str | None
 ) -> None:
     # Its own transaction: the refusal is kept although the caller's request fails.
     with transaction.atomic():
-        ApprovalEvent.objects.create(
+        _trail(
             approval=approval,
             action=ApprovalEvent.Action.REFUSED,
-            actor_user=actor,
+            actor=actor,
             actor_name=actor.get_username(),
             comment=why,
             channel=channel,
@@ -155,15 +197,15 @@ def approval_resolve(
                     ApprovalVote.objects.create(approval=locked, user=actor, created_at=now)
             except IntegrityError as exc:
                 raise AlreadyResolved(f"{name} has already approved; another approver is needed") from exc
-            ApprovalEvent.objects.create(
+            _trail(
                 approval=locked,
                 action=ApprovalEvent.Action.APPROVE,
-                actor_user=actor,
+                actor=actor,
                 actor_name=name,
                 comment=comment,
                 channel=channel,
                 remote_addr=remote_addr,
-                created_at=now,
+                now=now,
             )
             voters = list(
                 ApprovalVote.objects.filter(approval=locked)
@@ -183,15 +225,15 @@ def approval_resolve(
         )
         if changed != 1:
             raise AlreadyResolved("approval was resolved concurrently")
-        ApprovalEvent.objects.create(
+        _trail(
             approval=locked,
             action=event,
-            actor_user=actor,
+            actor=actor,
             actor_name=name,
             comment=comment if action == "deny" else "",
             channel=channel,
             remote_addr=remote_addr,
-            created_at=now,
+            now=now,
         )
         locked.refresh_from_db()
         _announce(locked)
@@ -244,13 +286,13 @@ def _expire_or_escalate(approval: Approval, now: datetime) -> int:
         action = ApprovalEvent.Action.EXPIRED
         comment = "no decision before the deadline; the agent's call is denied"
     if updated:
-        ApprovalEvent.objects.create(
+        _trail(
             approval=approval,
             action=action,
             actor_name="system:timeout",
             comment=comment,
             channel=ApprovalEvent.Channel.SYSTEM,
-            created_at=now,
+            now=now,
         )
         approval.refresh_from_db()
         _announce(approval)

@@ -18,7 +18,9 @@ from django.db.models import Max
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from audit.models import AuditEvent
 from audit.services import decision_record
+from audit.trail import audit_event_append
 from common.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unprocessable
 from common.events import RULE_SETS_GROUP, publish_on_commit, rule_set_group
 from policies.engine import (
@@ -151,6 +153,18 @@ def rule_set_version_publish(
             actor_api_key_id=actor_api_key_id,
             actor_name=actor_name if actor_name is not None else _author_name(actor_user, actor_api_key_id),
             created_at=now,
+        )
+        audit_event_append(
+            team_id=locked.team_id,
+            kind=AuditEvent.Kind.RULE_SET_PUBLISHED,
+            actor_name=publication.actor_name or "unknown",
+            details={
+                "version": locked.number,
+                "checksum": locked.checksum,
+                "publication": publication.kind,
+                "previous_version": previous.number if previous is not None else None,
+            },
+            now=now,
         )
         team_id = locked.team_id
         transaction.on_commit(lambda: forget_cached_rule_sets(team_id=team_id))

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
-from audit.selectors import DecisionFilters, decision_stats, decisions_of_team
-from tenancy.selectors import teams_visible_to
+from audit.models import ChainHead, ChainStream, Checkpoint
+from audit.selectors import DecisionFilters, decision_stats, decisions_of_team, verification_latest
+from audit.services import chain_verify
+from common.errors import NotFound
+from tenancy.selectors import TeamAccess, team_access_for, teams_visible_to
 
 
 @login_required
@@ -24,3 +29,48 @@ def dashboard_home(request: HttpRequest) -> HttpResponse:
             }
         )
     return render(request, "dashboard/home.html", {"panels": panels})
+
+
+def _access(request: HttpRequest, slug: str) -> TeamAccess:
+    try:
+        return team_access_for(user=request.user, slug=slug)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+
+
+@login_required
+def audit_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """The team's chains: head, latest signed checkpoint and last verification per stream."""
+    access = _access(request, slug)
+    streams = []
+    for stream in ChainStream:
+        head = ChainHead.objects.filter(team=access.team, stream=stream).first()
+        streams.append(
+            {
+                "stream": stream,
+                "head": head,
+                "checkpoint": Checkpoint.objects.filter(team=access.team, stream=stream)
+                .order_by("-sequence")
+                .first(),
+                "verification": verification_latest(team_id=access.team.id, stream=stream),
+            }
+        )
+    return render(request, "dashboard/audit.html", {"team": access.team, "streams": streams})
+
+
+@login_required
+@require_POST
+def audit_verify(request: HttpRequest, slug: str) -> HttpResponse:
+    """Verify both of the team's chains now (members may; it only reads and records the run)."""
+    access = _access(request, slug)
+    for stream in ChainStream:
+        result = chain_verify(team_id=access.team.id, stream=stream)
+        if result.ok:
+            messages.success(
+                request, f"{stream.label}: OK, {result.count} records verified in {result.seconds:.2f} s."
+            )
+        else:
+            messages.error(
+                request, f"{stream.label}: BROKEN at sequence {result.broken_at}: {result.problem}"
+            )
+    return redirect("dashboard:audit", slug=access.team.slug)

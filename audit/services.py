@@ -10,6 +10,7 @@ from typing import Any
 
 from approvals.services import approval_build_for_decision
 from audit.chain import verify_links
+from audit.checkpoints import checkpoint_problem
 from audit.models import ChainStream, DecisionRecord, Verification
 from audit.selectors import chain_entry_hash, chain_links
 from audit.writer import DecisionRow, decision_writer
@@ -165,14 +166,17 @@ def chain_verify(*, team_id: uuid.UUID, stream: str = ChainStream.DECISIONS, sin
         expected_prev_hash=expected_prev,
         expected_sequence=since,
     )
+    # The links cannot show a cut tail or a chain rewritten with fresh hashes; the latest signed
+    # checkpoint can.
+    checkpoint = checkpoint_problem(team_id=team_id, stream=stream) if result.ok else None
     return Verification.objects.create(
         team_id=team_id,
         stream=stream,
-        ok=result.ok,
+        ok=result.ok and checkpoint is None,
         count=result.count,
         head_sequence=result.head_sequence,
         head_hash=result.head_hash,
-        broken_at=result.broken_at,
-        problem=result.problem or "",
+        broken_at=result.broken_at if checkpoint is None else checkpoint[0],
+        problem=result.problem or (checkpoint[1] if checkpoint else ""),
         seconds=time.perf_counter() - started,
     )

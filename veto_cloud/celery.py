@@ -20,3 +20,8 @@ def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
         sender.signature("approvals.tasks.expire_due_approvals"),
         name="approvals: expire due approvals",
     )
+    sender.add_periodic_task(
+        settings.AUDIT_CHECKPOINT_SECONDS,
+        sender.signature("audit.tasks.sign_checkpoints"),
+        name="audit: sign chain checkpoints",
+    )

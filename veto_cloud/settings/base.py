@@ -133,6 +133,10 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SYNC_EVERY = 1
 CELERY_TIMEZONE = "UTC"
 APPROVAL_SWEEP_SECONDS = env_float("VETO_APPROVAL_SWEEP_SECONDS", 5.0, minimum=0.5)
+# The Ed25519 key that signs chain checkpoints: a file outside the database (created 0600 on
+# first use when missing), so rewriting the database cannot forge a checkpoint.
+AUDIT_SIGNING_KEY_FILE = Path(env_str("VETO_AUDIT_SIGNING_KEY_FILE") or VAR_DIR / "audit-signing.key")
+AUDIT_CHECKPOINT_SECONDS = env_float("VETO_AUDIT_CHECKPOINT_SECONDS", 60.0, minimum=1.0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -1,0 +1,173 @@
+"""Signed checkpoints: every so often (Celery beat), each chain whose head moved gets a signed
+statement of its head. With them an auditor detects what the hash links alone cannot: a
+truncated tail, or a chain rewritten from some entry on with fresh hashes.
+
+The signed payload is ``canonical({"team", "stream", "sequence", "hash", "signed_at"})``
+(``audit.chain.canonical``); the signature is Ed25519 by the key in
+``settings.AUDIT_SIGNING_KEY_FILE``, which lives outside the database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from audit.chain import canonical
+from audit.models import ChainHead, Checkpoint
+from audit.selectors import chain_entry_hash, chain_model
+from audit.signing import load_or_create_signing_key, public_key_hex, sign, verify_checkpoint
+from common.api import iso
+from common.events import publish_on_commit
+
+logger = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=4)
+def _key_at(path: Path) -> Ed25519PrivateKey:
+    return load_or_create_signing_key(path)
+
+
+def signing_key() -> Ed25519PrivateKey:
+    """This installation's checkpoint key (read once per process)."""
+    return _key_at(Path(settings.AUDIT_SIGNING_KEY_FILE))
+
+
+def signing_public_key_hex() -> str:
+    return public_key_hex(signing_key())
+
+
+def audit_group(team_id: object) -> str:
+    """A team's audit events (checkpoints), on the channel layer."""
+    return f"audit.{team_id}"
+
+
+def checkpoint_payload(
+    *, team_id: uuid.UUID, stream: str, sequence: int, hash: str, signed_at: datetime
+) -> str:
+    return canonical(
+        {
+            "team": str(team_id),
+            "stream": stream,
+            "sequence": sequence,
+            "hash": hash,
+            "signed_at": iso(signed_at),
+        }
+    )
+
+
+def checkpoints_sign_due(*, now: datetime | None = None) -> list[Checkpoint]:
+    """Sign the head of every chain (team and stream) that moved since its last checkpoint.
+
+    Idempotent: a head already signed at its sequence is skipped, and each head is locked while
+    it is signed, so two runs at once sign it once."""
+    key = signing_key()
+    public_key = public_key_hex(key)
+    latest = {
+        (row["team_id"], row["stream"]): row["last"]
+        for row in Checkpoint.objects.values("team_id", "stream").annotate(last=Max("sequence"))
+    }
+    due = [
+        (team_id, stream)
+        for team_id, stream, sequence in ChainHead.objects.filter(sequence__gt=0).values_list(
+            "team_id", "stream", "sequence"
+        )
+        if latest.get((team_id, stream)) != sequence
+    ]
+    signed = []
+    for team_id, stream in due:
+        checkpoint = _sign_head(team_id=team_id, stream=stream, key=key, public_key=public_key, now=now)
+        if checkpoint is not None:
+            signed.append(checkpoint)
+    return signed
+
+
+def _sign_head(
+    *, team_id: uuid.UUID, stream: str, key: Ed25519PrivateKey, public_key: str, now: datetime | None
+) -> Checkpoint | None:
+    with transaction.atomic():
+        # The head's row lock: a concurrent run waits here, then finds the checkpoint made.
+        head = ChainHead.objects.select_for_update().get(team_id=team_id, stream=stream)
+        last = (
+            Checkpoint.objects.filter(team_id=team_id, stream=stream)
+            .order_by("-sequence")
+            .values_list("sequence", flat=True)
+            .first()
+        )
+        if head.sequence == 0 or last == head.sequence:
+            return None
+        signed_at = now or timezone.now()
+        payload = checkpoint_payload(
+            team_id=team_id, stream=stream, sequence=head.sequence, hash=head.hash, signed_at=signed_at
+        )
+        checkpoint = Checkpoint.objects.create(
+            team_id=team_id,
+            stream=stream,
+            sequence=head.sequence,
+            hash=head.hash,
+            signed_at=signed_at,
+            payload=payload,
+            signature=sign(key, payload),
+            public_key=public_key,
+        )
+        publish_on_commit(
+            [audit_group(team_id)], {"event": "audit.checkpoint", **checkpoint_output(checkpoint)}
+        )
+    logger.info("audit_checkpoint.signed team=%s stream=%s sequence=%d", team_id, stream, head.sequence)
+    return checkpoint
+
+
+def checkpoint_output(checkpoint: Checkpoint) -> dict[str, object]:
+    """A checkpoint as exports and events carry it: verify ``signature`` over ``payload``."""
+    return {
+        "team": str(checkpoint.team_id),
+        "stream": checkpoint.stream,
+        "sequence": checkpoint.sequence,
+        "hash": checkpoint.hash,
+        "signedAt": iso(checkpoint.signed_at),
+        "payload": checkpoint.payload,
+        "signature": checkpoint.signature,
+        "publicKey": checkpoint.public_key,
+    }
+
+
+def checkpoint_problem(*, team_id: uuid.UUID, stream: str) -> tuple[int, str] | None:
+    """Where and what is wrong between the team's chain and its latest checkpoint, or None when
+    they agree (or there is no checkpoint yet)."""
+    checkpoint = Checkpoint.objects.filter(team_id=team_id, stream=stream).order_by("-sequence").first()
+    if checkpoint is None:
+        return None
+    at, where = checkpoint.sequence, f"checkpoint at sequence {checkpoint.sequence}"
+    # Trust only this installation's key: a rewritten database could carry a key of its own.
+    if not verify_checkpoint(checkpoint.payload, checkpoint.signature, signing_public_key_hex()):
+        return at, f"{where}: bad signature (not signed by this installation's key over its payload)"
+    try:
+        signed = json.loads(checkpoint.payload)
+    except ValueError:
+        return at, f"{where}: unreadable payload"
+    if signed.get("team") != str(team_id) or signed.get("stream") != stream:
+        return at, f"{where}: signed for another chain"
+    sequence, digest = signed.get("sequence"), signed.get("hash")
+    stored = chain_entry_hash(team_id=team_id, stream=stream, sequence=sequence)
+    if stored is None:
+        length = (
+            chain_model(stream).objects.filter(team_id=team_id).aggregate(last=Max("sequence"))["last"] or 0
+        )
+        if length < sequence:
+            return (
+                at,
+                f"truncated: the chain ends at sequence {length}, the {where} was signed over {sequence} entries",
+            )
+        return at, f"row missing: the entry at the {where} is gone"
+    if stored != digest:
+        return at, f"rewritten: the entry at the {where} has another hash than the one signed"
+    return None

@@ -1,0 +1,191 @@
+"""Signed checkpoints: the key file, signing what moved (once), and what verify_audit finds with
+them that the hash links alone cannot (a cut tail, a chain rewritten with fresh hashes)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+from contextlib import contextmanager
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.core.management import call_command
+from django.db import connection
+
+from audit.chain import canonical, chain_hash
+from audit.checkpoints import checkpoints_sign_due, signing_public_key_hex
+from audit.models import ChainHead, Checkpoint, DecisionRecord
+from audit.signing import SigningKeyError, load_or_create_signing_key, public_key_hex, sign, verify_checkpoint
+from audit.tasks import sign_checkpoints
+from tests.factories import TeamFactory, record_decision
+
+pytestmark = pytest.mark.django_db
+
+
+@contextmanager
+def append_only_trigger_off():
+    """Play an attacker with table rights: on PostgreSQL the append-only trigger would refuse."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET session_replication_role = replica")
+        try:
+            yield
+        finally:
+            if connection.vendor == "postgresql":
+                cursor.execute("SET session_replication_role = DEFAULT")
+
+
+def verify_audit(team) -> tuple[int, str]:
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command("verify_audit", "--team", team.slug, stdout=out, stderr=err)
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    return code, (out.getvalue() + err.getvalue()).strip()
+
+
+def chain(team, count: int) -> list[DecisionRecord]:
+    return [record_decision(team, arguments={"n": n}) for n in range(count)]
+
+
+# --- the key file -------------------------------------------------------------------------------
+
+
+def test_key_file__missing__created_0600_and_read_back_the_same(tmp_path):
+    path = tmp_path / "sub" / "audit.key"
+
+    key = load_or_create_signing_key(path)
+
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert len(path.read_bytes()) == 32
+    assert public_key_hex(load_or_create_signing_key(path)) == public_key_hex(key)
+
+
+def test_key_file__pem_accepted__garbage_refused_naming_the_file(tmp_path):
+    key = Ed25519PrivateKey.generate()
+    pem = tmp_path / "k.pem"
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    assert public_key_hex(load_or_create_signing_key(pem)) == public_key_hex(key)
+
+    garbage = tmp_path / "garbage.key"
+    garbage.write_bytes(b"not a key")
+    with pytest.raises(SigningKeyError, match="garbage.key"):
+        load_or_create_signing_key(garbage)
+
+
+def test_verify_checkpoint__valid__tampered_payload_other_key_or_bad_hex__false():
+    key = Ed25519PrivateKey.generate()
+    payload = canonical({"team": "t", "stream": "decisions", "sequence": 3, "hash": "ab", "signed_at": "x"})
+    signature = sign(key, payload)
+
+    assert verify_checkpoint(payload, signature, public_key_hex(key))
+    assert not verify_checkpoint(
+        payload.replace('"sequence":3', '"sequence":2'), signature, public_key_hex(key)
+    )
+    assert not verify_checkpoint(payload, signature, public_key_hex(Ed25519PrivateKey.generate()))
+    assert not verify_checkpoint(payload, "zz", public_key_hex(key))
+    assert not verify_checkpoint(payload, signature, "00")
+
+
+# --- signing ------------------------------------------------------------------------------------
+
+
+def test_sign_due__heads_that_moved__signed_once_each_and_verifiable(monkeypatch):
+    # Given two teams with chains and one without
+    published = []
+    monkeypatch.setattr(
+        "audit.checkpoints.publish_on_commit", lambda groups, event: published.append((groups, event))
+    )
+    team, other, idle = TeamFactory(), TeamFactory(), TeamFactory()
+    records = chain(team, 3)
+    chain(other, 1)
+
+    # When the beat task runs twice
+    assert sign_checkpoints.delay().get() == 2
+    assert sign_checkpoints.delay().get() == 0
+
+    # Then each moved head was signed once, over its head, by this installation's key
+    checkpoint = Checkpoint.objects.get(team=team)
+    assert (checkpoint.stream, checkpoint.sequence, checkpoint.hash) == ("decisions", 3, records[-1].hash)
+    assert checkpoint.public_key == signing_public_key_hex()
+    assert verify_checkpoint(checkpoint.payload, checkpoint.signature, signing_public_key_hex())
+    signed = json.loads(checkpoint.payload)
+    assert signed == {
+        "team": str(team.id),
+        "stream": "decisions",
+        "sequence": 3,
+        "hash": records[-1].hash,
+        "signed_at": signed["signed_at"],
+    }
+    assert not Checkpoint.objects.filter(team=idle).exists()
+    assert sorted(g[0] for g, _ in published) == sorted([f"audit.{team.id}", f"audit.{other.id}"])
+    assert {e["event"] for _, e in published} == {"audit.checkpoint"}
+
+    # And once the chain moves on, the next run signs the new head only
+    record_decision(team)
+    assert [c.sequence for c in checkpoints_sign_due()] == [4]
+    assert verify_audit(team)[0] == 0
+
+
+# --- what verify_audit finds with them ----------------------------------------------------------
+
+
+def test_verify_audit__tail_cut_and_head_moved_back__truncated():
+    # Given a signed chain whose last two entries are deleted, head and all (links still hold)
+    team = TeamFactory()
+    chain(team, 5)
+    checkpoints_sign_due()
+    with append_only_trigger_off():
+        DecisionRecord.objects.filter(team=team, sequence__gt=3).delete()
+    kept = DecisionRecord.objects.get(team=team, sequence=3)
+    ChainHead.objects.filter(team=team, stream="decisions").update(sequence=3, hash=kept.hash)
+
+    code, output = verify_audit(team)
+
+    assert code == 1
+    assert "BROKEN at sequence 5: truncated: the chain ends at sequence 3" in output
+
+
+def test_verify_audit__chain_rewritten_with_fresh_hashes__checkpoint_catches_it():
+    # Given a signed chain rewritten from entry 2 on, every link recomputed
+    team = TeamFactory()
+    chain(team, 3)
+    checkpoints_sign_due()
+    with append_only_trigger_off():
+        prev = DecisionRecord.objects.get(team=team, sequence=1).hash
+        for entry in DecisionRecord.objects.filter(team=team, sequence__gte=2).order_by("sequence"):
+            record = json.loads(entry.record)
+            record["decision"] = "deny"
+            text = canonical(record)
+            digest = chain_hash(prev, text)
+            DecisionRecord.objects.filter(pk=entry.pk).update(record=text, prev_hash=prev, hash=digest)
+            prev = digest
+
+    code, output = verify_audit(team)
+
+    assert code == 1
+    assert "BROKEN at sequence 3: rewritten" in output
+
+
+def test_verify_audit__checkpoint_forged_with_another_key__bad_signature():
+    team = TeamFactory()
+    chain(team, 2)
+    checkpoints_sign_due()
+    forger = Ed25519PrivateKey.generate()
+    checkpoint = Checkpoint.objects.get(team=team)
+    Checkpoint.objects.filter(pk=checkpoint.pk).update(
+        signature=sign(forger, checkpoint.payload), public_key=public_key_hex(forger)
+    )
+
+    code, output = verify_audit(team)
+
+    assert code == 1
+    assert "bad signature" in output

@@ -28,6 +28,14 @@ class DecisionQuerySerializer(serializers.Serializer):
         )
 
 
+class DecisionExportQuerySerializer(DecisionQuerySerializer):
+    """The list's filters (no paging: an export holds every match) and the file format."""
+
+    limit = None
+    offset = None
+    format = serializers.ChoiceField(required=False, choices=["json", "csv"], default="json")
+
+
 def decision_output(record: DecisionRecord) -> dict[str, Any]:
     return {
         "_id": str(record.id),

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit import selectors
 from audit.api import serializers as s
+from audit.export import decisions_export
 from common.api import parse_uuid_or_404
 from common.errors import NotFound
 from tenancy.models import ApiKey
@@ -17,8 +21,10 @@ from tenancy.models import ApiKey
 READ = (ApiKey.Scope.DECISIONS_READ,)
 
 
-def _validated_query(request: Request) -> s.DecisionQuerySerializer:
-    query = s.DecisionQuerySerializer(data=request.query_params)
+def _validated_query(
+    request: Request, serializer: type[s.DecisionQuerySerializer] = s.DecisionQuerySerializer
+) -> s.DecisionQuerySerializer:
+    query = serializer(data=request.query_params)
     query.is_valid(raise_exception=True)
     project_id = query.validated_data.get("projectId")
     if project_id is not None and project_id != request.auth.team_id:
@@ -62,6 +68,39 @@ class DecisionStatsView(APIView):
     def get(self, request: Request) -> Response:
         query = _validated_query(request)
         return Response(selectors.decision_stats(team_id=request.auth.team_id, filters=query.filters()))
+
+
+class _FormatIsAQueryParameter(DefaultContentNegotiation):
+    """Here ``?format=`` names the export's file format, not a DRF renderer: errors stay JSON."""
+
+    def select_renderer(
+        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        return renderers[0], renderers[0].media_type
+
+
+class DecisionExportView(APIView):
+    """``GET /v1/decisions/export``: the team's chain entries, streamed (audit/export.py)."""
+
+    required_scopes = READ
+    content_negotiation_class = _FormatIsAQueryParameter
+
+    @extend_schema(
+        operation_id="v1_decisions_export",
+        parameters=[s.DecisionExportQuerySerializer],
+        responses={(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/csv"): OpenApiTypes.STR},
+    )
+    def get(self, request: Request) -> StreamingHttpResponse:
+        query = _validated_query(request, s.DecisionExportQuerySerializer)
+        file_format = query.validated_data["format"]
+        stream, content_type = decisions_export(
+            team_id=request.auth.team_id, filters=query.filters(), format=file_format
+        )
+        response = StreamingHttpResponse(stream, content_type=content_type)
+        response["Content-Disposition"] = (
+            f'attachment; filename="decisions-{request.auth.team_id}.{file_format}"'
+        )
+        return response
 
 
 class DecisionDetailView(APIView):

@@ -3,49 +3,23 @@ them that the hash links alone cannot (a cut tail, a chain rewritten with fresh 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import stat
-from contextlib import contextmanager
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from django.core.management import call_command
-from django.db import connection
 
 from audit.chain import canonical, chain_hash
 from audit.checkpoints import checkpoints_sign_due, signing_public_key_hex
 from audit.models import ChainHead, Checkpoint, DecisionRecord
 from audit.signing import SigningKeyError, load_or_create_signing_key, public_key_hex, sign, verify_checkpoint
 from audit.tasks import sign_checkpoints
+from audit.tests.helpers import append_only_trigger_off, verify_audit
 from tests.factories import TeamFactory, record_decision
 
 pytestmark = pytest.mark.django_db
-
-
-@contextmanager
-def append_only_trigger_off():
-    """Play an attacker with table rights: on PostgreSQL the append-only trigger would refuse."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("SET session_replication_role = replica")
-        try:
-            yield
-        finally:
-            if connection.vendor == "postgresql":
-                cursor.execute("SET session_replication_role = DEFAULT")
-
-
-def verify_audit(team) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        call_command("verify_audit", "--team", team.slug, stdout=out, stderr=err)
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    return code, (out.getvalue() + err.getvalue()).strip()
 
 
 def chain(team, count: int) -> list[DecisionRecord]:

@@ -239,7 +239,9 @@ class AsyncPostgresWriter:
         conn = self._connection
         rows = [item.row for item in batch]
         team_ids = _team_ids(rows)
-        async with conn.transaction():
+        # Pipeline mode: BEGIN and the head lock travel together, then the insert and COMMIT, so
+        # a team's head is held for about one round trip (appends to a team queue on it).
+        async with conn.pipeline(), conn.transaction():
             if not self._known_heads.issuperset(team_ids):
                 await conn.execute(_CREATE_HEADS, (team_ids,))
             # Row locks on the teams' heads: appends to one team's chain take turns (across

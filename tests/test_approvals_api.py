@@ -247,3 +247,37 @@ def test_sdk__approval_times_out_under_celery__the_sdk_denies(team, tmp_path):
     assert time.monotonic() - started < 30
     approval = Approval.objects.get(team=team)
     assert (approval.status, approval.resolved_by) == ("expired", "system:timeout")
+
+
+def test_resolve__approve_and_deny_through_the_api_at_once__one_wins_the_rest_409(asgi_server, team):
+    # Given one approval and six concurrent resolves from two eligible people
+    approval = ApprovalFactory(team=team, approver_groups=["compliance"])
+    key = api_key_for(team)
+    barrier = threading.Barrier(6)
+    statuses: list[int] = []
+
+    def resolve(action: str, who: str) -> None:
+        barrier.wait()
+        response = httpx.post(
+            f"{asgi_server.url}/v1/approvals/{approval.id}/resolve",
+            json={"action": action, "resolvedBy": who},
+            headers={"X-Veto-API-Key": key},
+            timeout=30,
+        )
+        statuses.append(response.status_code)
+
+    threads = [
+        threading.Thread(target=resolve, args=(action, who))
+        for action, who in [("approve", "alice"), ("deny", "bob")] * 3
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    # Then exactly one decided, every other answer is 409, and the trail holds one outcome
+    assert sorted(statuses) == [200, 409, 409, 409, 409, 409]
+    approval.refresh_from_db()
+    assert approval.status in ("approved", "denied")
+    outcomes = approval.events.filter(action__in=["approved", "deny"]).count()
+    assert outcomes == 1

@@ -71,56 +71,36 @@ def verify_links(
     prev_hash = expected_prev_hash
     sequence = expected_sequence
     last: ChainLink | None = None
+
+    def broken(where: int, problem: str) -> Verification:
+        head_sequence = last.sequence if last is not None else None
+        head_hash = last.hash if last is not None else expected_prev_hash
+        return Verification(False, count, head_sequence, head_hash, where, problem)
+
     for link in links:
-        where = link.sequence
-        if link.sequence != sequence:
-            problem = (
-                f"row missing: expected sequence {sequence}, found {link.sequence}"
-                if link.sequence > sequence
-                else f"order changed: sequence {link.sequence} appears after {sequence - 1}"
+        if link.sequence > sequence:
+            return broken(link.sequence, f"row missing: expected sequence {sequence}, found {link.sequence}")
+        if link.sequence < sequence:
+            return broken(
+                link.sequence, f"order changed: sequence {link.sequence} appears after {sequence - 1}"
             )
-            return Verification(False, count, _seq(last), _hash(last, expected_prev_hash), where, problem)
         if chain_hash(link.prev_hash, link.record) != link.hash:
-            return Verification(
-                False,
-                count,
-                _seq(last),
-                _hash(last, expected_prev_hash),
-                where,
-                "record changed: the record does not hash to the stored hash",
-            )
+            return broken(link.sequence, "record changed: the record does not hash to the stored hash")
         recorded_sequence = _recorded_sequence(link.record)
         if recorded_sequence != link.sequence:
-            return Verification(
-                False,
-                count,
-                _seq(last),
-                _hash(last, expected_prev_hash),
-                where,
+            return broken(
+                link.sequence,
                 f"order changed: the record at sequence {link.sequence} was written as sequence {recorded_sequence}",
             )
         if link.prev_hash != prev_hash:
-            return Verification(
-                False,
-                count,
-                _seq(last),
-                _hash(last, expected_prev_hash),
-                where,
-                "hash mismatch: prev_hash is not the previous entry's hash",
-            )
+            return broken(link.sequence, "hash mismatch: prev_hash is not the previous entry's hash")
         prev_hash = link.hash
         sequence += 1
         count += 1
         last = link
-    return Verification(True, count, _seq(last), _hash(last, expected_prev_hash))
-
-
-def _seq(link: ChainLink | None) -> int | None:
-    return link.sequence if link is not None else None
-
-
-def _hash(link: ChainLink | None, default: str) -> str:
-    return link.hash if link is not None else default
+    if last is None:
+        return Verification(True, 0, None, expected_prev_hash)
+    return Verification(True, count, last.sequence, last.hash)
 
 
 def _recorded_sequence(record: str) -> Any:

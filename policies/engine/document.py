@@ -17,7 +17,7 @@ is spelled ``block``, as in the IR), ``tools`` (a list), ``severity`` and the re
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import yaml
@@ -515,18 +515,41 @@ def _normalize_rule(raw: Any, path: str, problems: _Collector) -> dict[str, Any]
     return rule
 
 
-def _normalize_sequence(raw: Any, path: str, problems: _Collector) -> list[dict[str, Any]]:
-    """``blocked_by`` / ``requires``: the SDK's SequenceConstraint list."""
+def _mapping_items(
+    raw: Any,
+    path: str,
+    problems: _Collector,
+    *,
+    allowed: set[str],
+    not_a_list: str,
+    not_a_mapping: str,
+    what: str = "key",
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """``(path, item)`` for each mapping in the list ``raw``, after reporting a non-list, each
+    non-mapping item and each unknown key."""
     if not isinstance(raw, list):
-        problems.add(path, "must be a list of {tool, conditions, condition_groups, within}")
-        return []
-    constraints = []
+        problems.add(path, not_a_list)
+        return
     for index, item in enumerate(raw):
         here = f"{path}[{index}]"
         if not isinstance(item, Mapping):
-            problems.add(here, "a sequence constraint must be a mapping with at least a tool")
+            problems.add(here, not_a_mapping)
             continue
-        problems.unknown_keys(item, _SEQUENCE_KEYS, here, "key")
+        problems.unknown_keys(item, allowed, here, what)
+        yield here, item
+
+
+def _normalize_sequence(raw: Any, path: str, problems: _Collector) -> list[dict[str, Any]]:
+    """``blocked_by`` / ``requires``: the SDK's SequenceConstraint list."""
+    constraints = []
+    for here, item in _mapping_items(
+        raw,
+        path,
+        problems,
+        allowed=_SEQUENCE_KEYS,
+        not_a_list="must be a list of {tool, conditions, condition_groups, within}",
+        not_a_mapping="a sequence constraint must be a mapping with at least a tool",
+    ):
         tool = item.get("tool")
         if not isinstance(tool, str) or not tool:
             problems.add(f"{here}.tool", "tool must be the name of an earlier tool call")
@@ -555,16 +578,17 @@ def _normalize_sequence(raw: Any, path: str, problems: _Collector) -> list[dict[
 
 
 def _normalize_rate_limits(raw: Any, path: str, problems: _Collector) -> list[dict[str, Any]]:
-    if not isinstance(raw, list) or not raw:
+    if raw == []:
         problems.add(path, "rate_limits must be a non-empty list of {scope, window_seconds, max_calls}")
-        return []
     limits = []
-    for index, item in enumerate(raw):
-        here = f"{path}[{index}]"
-        if not isinstance(item, Mapping):
-            problems.add(here, "a rate limit must be a mapping with scope, window_seconds and max_calls")
-            continue
-        problems.unknown_keys(item, _RATE_LIMIT_KEYS, here, "key")
+    for here, item in _mapping_items(
+        raw,
+        path,
+        problems,
+        allowed=_RATE_LIMIT_KEYS,
+        not_a_list="rate_limits must be a non-empty list of {scope, window_seconds, max_calls}",
+        not_a_mapping="a rate limit must be a mapping with scope, window_seconds and max_calls",
+    ):
         scope = item.get("scope", "global")
         if scope not in RATE_LIMIT_SCOPES:
             problems.add(
@@ -588,16 +612,16 @@ def _normalize_rate_limits(raw: Any, path: str, problems: _Collector) -> list[di
 
 
 def _normalize_conditions(raw: Any, path: str, problems: _Collector) -> list[dict[str, Any]]:
-    if not isinstance(raw, list):
-        problems.add(path, "conditions must be a list")
-        return []
-    conditions = []
-    for index, condition in enumerate(raw):
-        here = f"{path}[{index}]"
-        if not isinstance(condition, Mapping):
-            problems.add(here, "a condition must be a mapping with field, operator and value")
-            continue
-        problems.unknown_keys(condition, _CONDITION_KEYS, here, "condition key")
+    conditions: list[dict[str, Any]] = []
+    for here, condition in _mapping_items(
+        raw,
+        path,
+        problems,
+        allowed=_CONDITION_KEYS,
+        not_a_list="conditions must be a list",
+        not_a_mapping="a condition must be a mapping with field, operator and value",
+        what="condition key",
+    ):
         field, operator = condition.get("field"), condition.get("operator")
         if not isinstance(field, str) or not field:
             problems.add(f"{here}.field", "field must be a dot path such as arguments.amount")

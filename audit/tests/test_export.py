@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -228,3 +230,9 @@ def test_export__key_without_decisions_read__403():
     api.credentials(HTTP_X_VETO_API_KEY=api_key_for(team, scopes=(ApiKey.Scope.RUNTIME,)))
 
     assert api.get("/v1/decisions/export").status_code == 403
+
+
+def test_readme__auditor_snippet__is_the_code_tested_here():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+    assert inspect.getsource(verify_export) in readme

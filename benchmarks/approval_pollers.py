@@ -27,17 +27,21 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from validate_throughput import API_KEY, ROOT, free_port, fresh_database, machine  # noqa: E402
+from validate_throughput import (  # noqa: E402
+    API_KEY,
+    free_port,
+    machine,
+    seeded_environment,
+    start_server,
+    stop_server,
+)
 
 PII_EXPORT = {
     "tool_name": "run_data_export",
@@ -204,55 +208,18 @@ def main() -> int:
 
     database_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/veto_bench_approvals")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
-    env = dict(
-        os.environ,
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        DEBUG="false",
-        SECRET_KEY="benchmark-secret-key",
-        DJANGO_SETTINGS_MODULE="veto_cloud.settings.base",
-        LOG_LEVEL="WARNING",
-        VETO_DEMO_API_KEY=API_KEY,
-        VETO_DEMO_PASSWORD="benchmark-password",
-    )
-    print(f"preparing a fresh database at {database_url}", flush=True)
-    fresh_database(database_url)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
-    )
-    subprocess.run(
-        [sys.executable, "manage.py", "seed_demo"], cwd=ROOT, env=env, check=True, capture_output=True
-    )
+    env = seeded_environment(database_url, redis_url)
     port = free_port()
     env.update(PORT=str(port), WEB_CONCURRENCY=str(args.workers))
-    log = Path(tempfile.mkdtemp()) / "server.log"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "veto_cloud.serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     base = f"http://127.0.0.1:{port}"
+    server, log = start_server([sys.executable, "-m", "veto_cloud.serve"], env, base)
     try:
-        for _ in range(300):
-            try:
-                if urllib.request.urlopen(f"{base}/healthz", timeout=1).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            print(log.read_text(), file=sys.stderr)
-            return 1
-        try:
-            results = asyncio.run(drive(base, args.pollers, args.seconds))
-        except Exception:
-            print(f"server log: {log}", file=sys.stderr)
-            raise
+        results = asyncio.run(drive(base, args.pollers, args.seconds))
+    except Exception:
+        print(f"server log: {log}", file=sys.stderr)
+        raise
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(10)
+        stop_server(server)
     report = {"machine": machine(), "workers": args.workers, **results}
     print(json.dumps(report, indent=2))
     if args.json:

@@ -175,6 +175,52 @@ def machine() -> dict:
     }
 
 
+def seeded_environment(database_url: str, redis_url: str) -> dict[str, str]:
+    """A fresh, migrated PostgreSQL database with the demo team, key and rules; the server's env."""
+    env = dict(
+        os.environ,
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        DEBUG="false",
+        SECRET_KEY="benchmark-secret-key",
+        DJANGO_SETTINGS_MODULE="veto_cloud.settings.base",
+        LOG_LEVEL="WARNING",
+        VETO_DEMO_API_KEY=API_KEY,
+        VETO_DEMO_PASSWORD="benchmark-password",
+    )
+    print(f"preparing a fresh database at {database_url}", flush=True)
+    fresh_database(database_url)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "seed_demo"], cwd=ROOT, env=env, check=True, capture_output=True
+    )
+    return env
+
+
+def start_server(command: list[str], env: dict[str, str], base: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start the server in its own process group; return once /healthz answers (or exit 1)."""
+    log = Path(tempfile.mkdtemp()) / "server.log"
+    server = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+    for _ in range(300):
+        try:
+            if urllib.request.urlopen(f"{base}/healthz", timeout=1).status == 200:
+                return server, log
+        except OSError:
+            time.sleep(0.1)
+    os.killpg(server.pid, signal.SIGTERM)
+    print(log.read_text(), file=sys.stderr)
+    sys.exit(1)
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=20)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -195,25 +241,7 @@ def main() -> int:
         print("the benchmark runs on PostgreSQL: set DATABASE_URL to a postgres:// URL", file=sys.stderr)
         return 2
 
-    env = dict(
-        os.environ,
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        DEBUG="false",
-        SECRET_KEY="benchmark-secret-key",
-        DJANGO_SETTINGS_MODULE="veto_cloud.settings.base",
-        LOG_LEVEL="WARNING",
-        VETO_DEMO_API_KEY=API_KEY,
-        VETO_DEMO_PASSWORD="benchmark-password",
-    )
-    print(f"preparing a fresh database at {database_url}", flush=True)
-    fresh_database(database_url)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
-    )
-    subprocess.run(
-        [sys.executable, "manage.py", "seed_demo"], cwd=ROOT, env=env, check=True, capture_output=True
-    )
+    env = seeded_environment(database_url, redis_url)
 
     port = free_port()
     if args.server == "uvicorn":
@@ -234,22 +262,9 @@ def main() -> int:
             "warning",
             "veto_cloud.asgi:application",
         ]
-    log = Path(tempfile.mkdtemp()) / "server.log"
-    server = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
-    )
     base = f"http://127.0.0.1:{port}"
+    server, log = start_server(command, env, base)
     try:
-        for _ in range(300):
-            try:
-                if urllib.request.urlopen(f"{base}/healthz", timeout=1).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            print(log.read_text(), file=sys.stderr)
-            return 1
-
         script = Path(tempfile.mkdtemp()) / "validate.lua"
         script.write_text(
             lua_for(
@@ -279,8 +294,7 @@ def main() -> int:
                 flush=True,
             )
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=20)
+        stop_server(server)
 
     def median(name: str, key: str) -> float:
         return statistics.median(r[key] for r in results[name])

@@ -164,3 +164,28 @@ class Verification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.team_id}/{self.stream} {'OK' if self.ok else 'BROKEN'} at {self.ran_at}"
+
+
+class ChainArchive(models.Model):
+    """Where the start of a chain went: entries up to ``through_sequence`` were written to an
+    archive file (its SHA-256 kept here) and removed. The chain left behind is anchored on
+    ``through_hash``, so verification still proves it, and the file proves the rest."""
+
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="+")
+    stream = models.CharField(max_length=16, choices=ChainStream.choices)
+    through_sequence = models.BigIntegerField()
+    through_hash = models.CharField(max_length=64)
+    archived_at = models.DateTimeField(default=timezone.now)
+    location = models.TextField()
+    file_sha256 = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["team", "stream", "-through_sequence"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "stream", "through_sequence"], name="chain_archive_once_per_cut"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.team_id}/{self.stream} through #{self.through_sequence}"

@@ -10,7 +10,7 @@ from datetime import datetime
 from django.db.models import Count, Q, QuerySet
 
 from audit.chain import ChainLink
-from audit.models import AuditEvent, ChainStream, DecisionRecord, Verification
+from audit.models import AuditEvent, ChainArchive, ChainStream, DecisionRecord, Verification
 from common.errors import NotFound
 
 
@@ -81,6 +81,20 @@ def chain_links(*, team_id: uuid.UUID, stream: str, since: int = 1) -> Iterator[
         if len(batch) < CHAIN_READ_BATCH:
             return
         after = batch[-1][0]
+
+
+def chain_anchor(*, team_id: uuid.UUID, stream: str) -> tuple[int, str]:
+    """Where the chain in the database starts: sequence 1 after the genesis hash, or, once its
+    start was archived, the entry after the last archived one and that entry's hash."""
+    archived = (
+        ChainArchive.objects.filter(team_id=team_id, stream=stream)
+        .order_by("-through_sequence")
+        .values_list("through_sequence", "through_hash")
+        .first()
+    )
+    if archived is None:
+        return 1, ""
+    return archived[0] + 1, archived[1]
 
 
 def chain_entry_hash(*, team_id: uuid.UUID, stream: str, sequence: int) -> str | None:

@@ -12,7 +12,7 @@ from approvals.services import approval_build_for_decision
 from audit.chain import verify_links
 from audit.checkpoints import checkpoint_problem
 from audit.models import ChainStream, DecisionRecord, Verification
-from audit.selectors import chain_entry_hash, chain_links
+from audit.selectors import chain_anchor, chain_entry_hash, chain_links
 from audit.writer import DecisionRow, decision_writer
 from policies.engine import Decision
 from tenancy.principal import ApiKeyPrincipal
@@ -158,8 +158,10 @@ def chain_verify(*, team_id: uuid.UUID, stream: str = ChainStream.DECISIONS, sin
     """Check the team's chain (from ``since``; the entry before it anchors the check) and record
     the run, so the audit page can show the last one."""
     started = time.perf_counter()
-    expected_prev = ""
-    if since > 1:
+    first, anchor_hash = chain_anchor(team_id=team_id, stream=stream)
+    if since <= first:
+        since, expected_prev = first, anchor_hash  # archived entries are proven by their file
+    else:
         expected_prev = chain_entry_hash(team_id=team_id, stream=stream, sequence=since - 1) or ""
     result = verify_links(
         chain_links(team_id=team_id, stream=stream, since=since),

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from audit.chain import canonical
 from audit.models import ChainHead, Checkpoint
-from audit.selectors import chain_entry_hash, chain_model
+from audit.selectors import chain_anchor, chain_entry_hash, chain_model
 from audit.signing import load_or_create_signing_key, public_key_hex, sign, verify_checkpoint
 from common.api import iso
 from common.events import publish_on_commit
@@ -157,10 +157,17 @@ def checkpoint_problem(*, team_id: uuid.UUID, stream: str) -> tuple[int, str] | 
     if signed.get("team") != str(team_id) or signed.get("stream") != stream:
         return at, f"{where}: signed for another chain"
     sequence, digest = signed.get("sequence"), signed.get("hash")
-    stored = chain_entry_hash(team_id=team_id, stream=stream, sequence=sequence)
+    first, anchor_hash = chain_anchor(team_id=team_id, stream=stream)
+    if sequence < first - 1:
+        return None  # archived (archive_audit): the archive file proves that entry
+    if sequence == first - 1:
+        stored: str | None = anchor_hash
+    else:
+        stored = chain_entry_hash(team_id=team_id, stream=stream, sequence=sequence)
     if stored is None:
         length = (
-            chain_model(stream).objects.filter(team_id=team_id).aggregate(last=Max("sequence"))["last"] or 0
+            chain_model(stream).objects.filter(team_id=team_id).aggregate(last=Max("sequence"))["last"]
+            or first - 1
         )
         if length < sequence:
             return (

@@ -3,6 +3,7 @@ them that the hash links alone cannot (a cut tail, a chain rewritten with fresh 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import stat
@@ -10,6 +11,7 @@ import stat
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.core.management import call_command
 
 from audit.chain import canonical, chain_hash
 from audit.checkpoints import checkpoints_sign_due, signing_public_key_hex
@@ -163,3 +165,34 @@ def test_verify_audit__checkpoint_forged_with_another_key__bad_signature():
 
     assert code == 1
     assert "bad signature" in output
+
+
+@pytest.mark.parametrize(("archived_through", "signed_over"), [(3, 3), (3, 2)])
+def test_verify_audit__checkpointed_entry_archived__still_ok(tmp_path, archived_through, signed_over):
+    # Given a checkpoint over an entry that archive_audit then moved to a file (the last archived
+    # one, anchored in the database, or an earlier one, proven by the file)
+    team = TeamFactory()
+    chain(team, signed_over)
+    checkpoints_sign_due()
+    chain(team, archived_through - signed_over)
+    call_command(
+        "archive_audit",
+        "--team",
+        team.slug,
+        "--through",
+        str(archived_through),
+        "--to",
+        str(tmp_path / "a.jsonl"),
+        stdout=io.StringIO(),
+    )
+
+    # Then verification holds; and a later cut of the tail is still caught
+    code, output = verify_audit(team)
+    assert code == 0 and output.startswith("OK 0 records"), output
+    record_decision(team)
+    checkpoints_sign_due()
+    with append_only_trigger_off():
+        DecisionRecord.objects.filter(team=team).delete()
+    ChainHead.objects.filter(team=team, stream="decisions").update(sequence=archived_through)
+    code, output = verify_audit(team)
+    assert code == 1 and f"truncated: the chain ends at sequence {archived_through}" in output

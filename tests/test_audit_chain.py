@@ -74,7 +74,9 @@ def test_chain__decisions_through_the_live_server__verify_with_the_sdk_function(
                     for kind in ("public", "internal")
                 )
             )
-            await client._do_log_decision({"tool_name": "local", "arguments": {"n": 1e20}, "decision": "allow"})
+            await client._do_log_decision(
+                {"tool_name": "local", "arguments": {"n": 1e20}, "decision": "allow"}
+            )
         finally:
             await client.close()
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from audit.models import ChainHead, ChainStream, Checkpoint
 from audit.selectors import DecisionFilters, decision_stats, decisions_of_team, verification_latest
 from audit.services import chain_verify
-from common.errors import NotFound
-from tenancy.selectors import TeamAccess, team_access_for, teams_visible_to
+from tenancy.selectors import teams_visible_to
+from tenancy.web import team_access_or_404
 
 
 @login_required
@@ -31,17 +31,10 @@ def dashboard_home(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/home.html", {"panels": panels})
 
 
-def _access(request: HttpRequest, slug: str) -> TeamAccess:
-    try:
-        return team_access_for(user=request.user, slug=slug)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
-
-
 @login_required
 def audit_page(request: HttpRequest, slug: str) -> HttpResponse:
     """The team's chains: head, latest signed checkpoint and last verification per stream."""
-    access = _access(request, slug)
+    access = team_access_or_404(request, slug)
     streams = []
     for stream in ChainStream:
         head = ChainHead.objects.filter(team=access.team, stream=stream).first()
@@ -62,7 +55,7 @@ def audit_page(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def audit_verify(request: HttpRequest, slug: str) -> HttpResponse:
     """Verify both of the team's chains now (members may; it only reads and records the run)."""
-    access = _access(request, slug)
+    access = team_access_or_404(request, slug)
     for stream in ChainStream:
         result = chain_verify(team_id=access.team.id, stream=stream)
         if result.ok:

@@ -38,7 +38,8 @@ from policies.permissions import (
     ensure_may_publish_rule_set,
     rule_set_publish_refusal,
 )
-from tenancy.selectors import TeamAccess, team_access_for, teams_visible_to
+from tenancy.selectors import TeamAccess, teams_visible_to
+from tenancy.web import team_access_or_404
 
 STARTER_SOURCE = """\
 # Rules are checked in order; the first block or require_approval wins.
@@ -48,13 +49,6 @@ rules:
     when: args.include_pii == true
     action: require_approval
 """
-
-
-def _access(request: HttpRequest, slug: str) -> TeamAccess:
-    try:
-        return team_access_for(user=request.user, slug=slug)
-    except NotFound as exc:
-        raise Http404(exc.message) from exc
 
 
 def _version(access: TeamAccess, number: int) -> RuleSetVersion:
@@ -219,14 +213,14 @@ def policies_teams(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def policies_page(request: HttpRequest, slug: str) -> HttpResponse:
-    return _render_page(request, _access(request, slug))
+    return _render_page(request, team_access_or_404(request, slug))
 
 
 @login_required
 @require_POST
 def policies_validate(request: HttpRequest, slug: str) -> HttpResponse:
     """The editor's live check (htmx, as you type): every problem at its line, or fixture results."""
-    access = _access(request, slug)
+    access = team_access_or_404(request, slug)
     check = _check_source(request.POST.get("source", ""))
     return render(
         request, "policies/_validation.html", {"access": access, "team": access.team, "check": check}
@@ -237,7 +231,7 @@ def policies_validate(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def policies_version_create(request: HttpRequest, slug: str) -> HttpResponse:
     """Save the editor's source as a new draft version, authored by the person saving it."""
-    access = _access(request, slug)
+    access = team_access_or_404(request, slug)
     check = _check_source(request.POST.get("source", ""))
     if check.problems:
         # The service would refuse it too; checking here first also covers the input the loader
@@ -264,7 +258,7 @@ def policies_version_create(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_GET
 def policies_version(request: HttpRequest, slug: str, number: int) -> HttpResponse:
-    access = _access(request, slug)
+    access = team_access_or_404(request, slug)
     return _render_version(request, access, _version(access, number))
 
 
@@ -273,7 +267,7 @@ def policies_version(request: HttpRequest, slug: str, number: int) -> HttpRespon
 def policies_version_publish(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     """Publish a version (a rollback when it is older than the active one): team admins only,
     never its own author, and only if its fixtures pass."""
-    access = _access(request, slug)
+    access = team_access_or_404(request, slug)
     version = _version(access, number)
     try:
         ensure_may_publish_rule_set(access=access, user=request.user, version=version)
@@ -294,7 +288,7 @@ def policies_version_publish(request: HttpRequest, slug: str, number: int) -> Ht
 @require_GET
 def policies_diff(request: HttpRequest, slug: str) -> HttpResponse:
     """Rule by rule, between any two versions (``?from=A&to=B``)."""
-    access = _access(request, slug)
+    access = team_access_or_404(request, slug)
     before, after = request.GET.get("from", ""), request.GET.get("to", "")
     if not (before.isdigit() and after.isdigit()):
         raise Http404("choose two versions to compare")
@@ -311,7 +305,7 @@ def policies_diff(request: HttpRequest, slug: str) -> HttpResponse:
 @require_GET
 def policies_impact(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     """What would change if this version were active: the team's recent decisions replayed."""
-    access = _access(request, slug)
+    access = team_access_or_404(request, slug)
     version = _version(access, number)
     preview = selectors.rule_set_impact_preview(team_id=access.team.id, document=version.document)
     return _fragment_or_page(
@@ -328,7 +322,7 @@ def policies_impact(request: HttpRequest, slug: str, number: int) -> HttpRespons
 def policies_draft_approve(request: HttpRequest, slug: str, draft_id: uuid.UUID) -> HttpResponse:
     """Approve a proposed draft: its rules merged into the active version, published at once
     (team admins only; never the person who proposed it; only if the fixtures pass)."""
-    access = _access(request, slug)
+    access = team_access_or_404(request, slug)
     draft = _draft(access, draft_id)
     try:
         ensure_may_decide_policy_draft(access=access)
@@ -349,7 +343,7 @@ def policies_draft_approve(request: HttpRequest, slug: str, draft_id: uuid.UUID)
 @login_required
 @require_POST
 def policies_draft_reject(request: HttpRequest, slug: str, draft_id: uuid.UUID) -> HttpResponse:
-    access = _access(request, slug)
+    access = team_access_or_404(request, slug)
     draft = _draft(access, draft_id)
     try:
         ensure_may_decide_policy_draft(access=access)

@@ -103,12 +103,11 @@ def set_live_server_password(user, password: str) -> None:
     user.save(update_fields=["password"])
 
 
-def record_decision(team: Team, **fields: object) -> DecisionRecord:
-    """A decision recorded the way the server records one: chained into the team's audit chain
-    (``audit.writer.insert_decisions``), so verification sees exactly what production writes."""
+def decision_row(team_id: uuid.UUID, **fields: object) -> dict[str, object]:
+    """A decision row as the writer takes it (``audit.writer.DecisionRow``), with ``fields`` over defaults."""
     row: dict[str, object] = {
         "id": uuid.uuid4(),
-        "team_id": team.id,
+        "team_id": team_id,
         "tool_name": "tool",
         "arguments": {},
         "context": {},
@@ -127,5 +126,12 @@ def record_decision(team: Team, **fields: object) -> DecisionRecord:
         "created_at": timezone.now(),
     }
     row.update(fields)
+    return row
+
+
+def record_decision(team: Team, **fields: object) -> DecisionRecord:
+    """A decision recorded the way the server records one: chained into the team's audit chain
+    (``audit.writer.insert_decisions``), so verification sees exactly what production writes."""
+    row = decision_row(team.id, **fields)
     insert_decisions([row], [])
     return DecisionRecord.objects.get(pk=row["id"])

@@ -13,7 +13,6 @@ import uuid
 import pytest
 from django.core.management import call_command
 from django.db import connection
-from django.utils import timezone
 from veto.audit.chain import compute_chain_hash
 from veto.cloud.client import VetoCloudClient, VetoCloudConfig
 
@@ -26,6 +25,7 @@ from tests.factories import (
     TeamFactory,
     UserFactory,
     api_key_for,
+    decision_row,
     publish_rules,
 )
 
@@ -101,29 +101,6 @@ def test_chain__decisions_through_the_live_server__verify_with_the_sdk_function(
     )
 
 
-def _row(team_id: uuid.UUID, n: int) -> dict[str, object]:
-    return {
-        "id": uuid.uuid4(),
-        "team_id": team_id,
-        "tool_name": "t",
-        "arguments": {"n": n},
-        "context": {},
-        "decision": "allow",
-        "rule_id": "",
-        "rule_name": "",
-        "reason": "",
-        "severity": "",
-        "mode": "deterministic",
-        "enforcement": "strict",
-        "source": "server",
-        "latency_ms": 0.0,
-        "rule_set_version": None,
-        "approval_id": None,
-        "api_key_id": None,
-        "created_at": timezone.now(),
-    }
-
-
 def test_chain__parallel_writers_on_two_teams__each_chain_gapless_ordered_and_valid():
     teams = [TeamFactory(), TeamFactory()]
     errors: list[BaseException] = []
@@ -133,7 +110,9 @@ def test_chain__parallel_writers_on_two_teams__each_chain_gapless_ordered_and_va
         try:
             barrier.wait()
             for n in range(25):
-                insert_decisions([_row(team_id, worker * 1000 + n), _row(team_id, worker * 1000 + n)], [])
+                insert_decisions(
+                    [decision_row(team_id, arguments={"n": worker * 1000 + n}) for _ in range(2)], []
+                )
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
         finally:

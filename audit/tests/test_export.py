@@ -23,7 +23,7 @@ from audit.checkpoints import checkpoints_sign_due, signing_public_key_hex
 from audit.export import EXPORT_BATCH
 from audit.writer import insert_decisions
 from tenancy.models import ApiKey
-from tests.factories import TeamFactory, api_key_for, record_decision
+from tests.factories import TeamFactory, api_key_for, decision_row, record_decision
 
 
 # --- the README's auditor snippet ("Audit"), the same code --------------------------------------
@@ -51,30 +51,11 @@ def verify_export(export: dict, trusted_public_key: str) -> int:
 def decisions(team, count: int, **fields: object) -> None:
     """``count`` decisions chained in one write, as the group-committing writer does."""
     now = timezone.now()
-    rows = []
-    for n in range(count):
-        row: dict[str, object] = {
-            "id": uuid.uuid4(),
-            "team_id": team.id,
-            "tool_name": "tool",
-            "arguments": {"n": n, "big": 1e20, "text": "zoë ✓"},
-            "context": {"session_id": "s"},
-            "decision": "allow",
-            "rule_id": "",
-            "rule_name": "",
-            "reason": "",
-            "severity": "",
-            "mode": "deterministic",
-            "enforcement": "strict",
-            "source": "server",
-            "latency_ms": 0.0,
-            "rule_set_version": None,
-            "approval_id": None,
-            "api_key_id": None,
-            "created_at": now,
-        }
-        row.update(fields)
-        rows.append(row)
+    defaults = {"context": {"session_id": "s"}, "created_at": now}
+    rows = [
+        decision_row(team.id, **{**defaults, "arguments": {"n": n, "big": 1e20, "text": "zoë ✓"}, **fields})
+        for n in range(count)
+    ]
     insert_decisions(rows, [])
 
 

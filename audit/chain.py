@@ -113,10 +113,13 @@ def _recorded_sequence(record: str) -> Any:
 def decision_record(row: Mapping[str, Any], sequence: int) -> dict[str, Any]:
     """What a decision's chain entry attests (README, "Audit"): the call, the decision, why,
     under which policy version, and when. ``row`` is a decision row (``audit.writer.DecisionRow``)."""
+    return {"sequence": sequence, **_decision_fields(row)}
+
+
+def _decision_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     created_at = row["created_at"]
     approval_id = row.get("approval_id")
     return {
-        "sequence": sequence,
         "id": str(row["id"]),
         "team": str(row["team_id"]),
         "time": created_at.isoformat().replace("+00:00", "Z"),
@@ -134,6 +137,30 @@ def decision_record(row: Mapping[str, Any], sequence: int) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordParts:
+    """A decision's canonical record cut around its sequence number: ``before + str(sequence) +
+    after`` is ``canonical(decision_record(row, sequence))``. The text can then be made before
+    the sequence is known, and finished where it is (inside PostgreSQL, under the head's lock:
+    ``audit_link_decisions`` in migration 0005)."""
+
+    before: str
+    after: str
+
+    def with_sequence(self, sequence: int) -> str:
+        return f"{self.before}{sequence}{self.after}"
+
+
+def decision_record_parts(row: Mapping[str, Any]) -> RecordParts:
+    """``RecordParts`` of a decision row. The record's keys sort around ``"sequence"`` (there are
+    keys on both sides), so the two halves are the canonical texts of those two key sets, joined
+    as ``sort_keys`` would join them."""
+    fields = _decision_fields(row)
+    below = canonical({k: v for k, v in fields.items() if k < "sequence"})
+    above = canonical({k: v for k, v in fields.items() if k > "sequence"})
+    return RecordParts(f'{below[:-1]},"sequence":', f",{above[1:]}")
+
+
+@dataclass(frozen=True, slots=True)
 class Head:
     sequence: int
     hash: str
@@ -146,7 +173,7 @@ def link_rows(rows: Iterable[dict[str, Any]], heads: dict[Any, Head]) -> dict[An
     for row in rows:
         head = new_heads[row["team_id"]]
         sequence = head.sequence + 1
-        text = canonical(decision_record(row, sequence))
+        text = decision_record_parts(row).with_sequence(sequence)
         digest = chain_hash(head.hash, text)
         row["sequence"], row["record"], row["prev_hash"], row["hash"] = sequence, text, head.hash, digest
         new_heads[row["team_id"]] = Head(sequence, digest)

@@ -49,7 +49,7 @@ from django.conf import settings
 from django.db import DataError, close_old_connections, connection, models, transaction
 
 from approvals.models import Approval
-from audit.chain import Head, link_rows
+from audit.chain import Head, decision_record_parts, link_rows
 from audit.models import ChainHead, ChainStream, DecisionRecord
 from common.errors import InvalidInput, ServiceUnavailable
 
@@ -77,6 +77,10 @@ def _columns(model: type[models.Model]) -> list[models.Field[Any, Any]]:
     return list(model._meta.concrete_fields)
 
 
+# Filled in by PostgreSQL (``audit_link_decisions``, migration 0005), not sent by the client.
+_CHAIN_COLUMNS = ("sequence", "record", "prev_hash", "hash")
+
+
 def _insert_from_json(model: type[models.Model], placeholder: str) -> str:
     """``INSERT ... SELECT ... FROM jsonb_to_recordset(<placeholder>)``, typed from the model."""
     fields = _columns(model)
@@ -88,36 +92,49 @@ def _insert_from_json(model: type[models.Model], placeholder: str) -> str:
     )
 
 
-_HEADS_UPDATE = (
-    "UPDATE audit_chainhead AS h SET sequence = x.sequence, hash = x.hash "
-    "FROM jsonb_to_recordset(%s::jsonb) AS x(team_id uuid, sequence bigint, hash text) "
-    "WHERE h.team_id = x.team_id AND h.stream = 'decisions'"
-)
-
-
 @lru_cache(maxsize=2)
 def _insert_statement(with_approvals: bool) -> str:
-    # Data-modifying CTEs always run: the chain heads, the approvals and the decisions in one
-    # statement, one round trip.
-    decisions = _insert_from_json(DecisionRecord, "%s")
-    ctes = [f"heads AS ({_HEADS_UPDATE})"]
+    """The batch's one statement, one round trip, in autocommit: the rows (JSON, parsed once into
+    ``x``), their links (heads locked, entries numbered and hashed, heads moved), the approvals
+    they raised, and the decisions with their chain columns joined by batch place. A team's
+    head is so locked only while this statement runs and commits, never across the client's
+    own work."""
+    fields = [f for f in _columns(DecisionRecord) if f.column not in _CHAIN_COLUMNS]
+    names = ", ".join(f.column for f in fields)
+    record_type = ", ".join(f"{f.column} {f.db_type(connection)}" for f in fields)
+    ctes = [
+        f"x AS MATERIALIZED (SELECT * FROM jsonb_to_recordset(%s::jsonb) "
+        f"AS x({record_type}, ord bigint, record_before text, record_after text))",
+        # The arrays are built here, in C: psycopg dumps a Python list of texts element by
+        # element, escaping each with a regex (a quarter of a web worker's CPU, measured).
+        "links AS MATERIALIZED (SELECT * FROM audit_link_decisions("
+        "ARRAY(SELECT team_id FROM x ORDER BY ord), ARRAY(SELECT record_before FROM x ORDER BY ord), "
+        "ARRAY(SELECT record_after FROM x ORDER BY ord)))",
+    ]
     if with_approvals:
         ctes.append(f"approvals AS ({_insert_from_json(Approval, '%s')})")
-    return f"WITH {', '.join(ctes)} {decisions}"
+    return (
+        f"WITH {', '.join(ctes)} "
+        f"INSERT INTO {DecisionRecord._meta.db_table} ({names}, {', '.join(_CHAIN_COLUMNS)}) "
+        f"SELECT {', '.join(f'x.{f.column}' for f in fields)}, "
+        "l.link_sequence, l.link_record, l.link_prev_hash, l.link_hash "
+        "FROM x JOIN links AS l ON l.link_ord = x.ord"
+    )
 
 
 def _statement_and_parameters(
-    rows: list[DecisionRow], approvals: list[Approval], heads: dict[uuid.UUID, Head]
+    rows: list[DecisionRow], approvals: list[Approval]
 ) -> tuple[str, tuple[str, ...]]:
     encode = json.JSONEncoder(default=_json_default, separators=(",", ":")).encode
-    head_rows = encode(
-        [{"team_id": team, "sequence": h.sequence, "hash": h.hash} for team, h in heads.items()]
-    )
-    decisions = encode(rows)
+    linked = []
+    for n, row in enumerate(rows, start=1):
+        parts = decision_record_parts(row)
+        linked.append({**row, "ord": n, "record_before": parts.before, "record_after": parts.after})
+    decisions = encode(linked)
     if not approvals:
-        return _insert_statement(False), (head_rows, decisions)
+        return _insert_statement(False), (decisions,)
     approval_rows = [{f.attname: getattr(a, f.attname) for f in _columns(Approval)} for a in approvals]
-    return _insert_statement(True), (head_rows, encode(approval_rows), decisions)
+    return _insert_statement(True), (decisions, encode(approval_rows))
 
 
 def _team_ids(rows: list[DecisionRow]) -> list[uuid.UUID]:
@@ -137,14 +154,14 @@ def insert_decisions(rows: list[DecisionRow], approvals: list[Approval]) -> None
     """Chain and insert decision rows (and the approvals they raised) atomically, on Django's
     connection (the thread writer's path; SQLite always comes here)."""
     connection.ensure_connection()
+    if connection.vendor == "postgresql":
+        statement, parameters = _statement_and_parameters(rows, approvals)
+        # A server-side-binding cursor: the JSON goes as a parameter, not quoted into the SQL.
+        with transaction.atomic(), psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(statement, parameters, prepare=True)
+        return
     with transaction.atomic():
         heads = link_rows(rows, _lock_heads(_team_ids(rows)))
-        if connection.vendor == "postgresql":
-            statement, parameters = _statement_and_parameters(rows, approvals, heads)
-            # A server-side-binding cursor: the JSON goes as a parameter, not quoted into the SQL.
-            with psycopg.Cursor(connection.connection) as cursor:
-                cursor.execute(statement, parameters, prepare=True)
-            return
         Approval.objects.bulk_create(approvals)
         DecisionRecord.objects.bulk_create([DecisionRecord(**row) for row in rows])
         for team_id, head in heads.items():
@@ -161,16 +178,6 @@ def _row_error(error: BaseException) -> Exception:
         return InvalidInput(f"a value in the request cannot be stored: {str(error).splitlines()[0]}")
     logger.error("decision_writer.write_failed error=%r", error)
     return RecordFailed("the decision could not be recorded")
-
-
-_CREATE_HEADS = (
-    "INSERT INTO audit_chainhead (team_id, stream, sequence, hash) "
-    "SELECT t, 'decisions', 0, '' FROM unnest(%s::uuid[]) AS t ON CONFLICT (team_id, stream) DO NOTHING"
-)
-_LOCK_HEADS = (
-    "SELECT team_id, sequence, hash FROM audit_chainhead "
-    "WHERE stream = 'decisions' AND team_id = ANY(%s) ORDER BY team_id FOR UPDATE"
-)
 
 
 # --- PostgreSQL: on the event loop --------------------------------------------------------------
@@ -198,7 +205,6 @@ class AsyncPostgresWriter:
         self._pending: list[_AsyncPending] = []
         self._flusher: asyncio.Task[None] | None = None
         self._connection: psycopg.AsyncConnection[Any] | None = None
-        self._known_heads: set[uuid.UUID] = set()
 
     async def write(self, row: DecisionRow, approval: Approval | None = None) -> None:
         """Return once the row (and its approval) is committed; raise if it could not be."""
@@ -236,25 +242,13 @@ class AsyncPostgresWriter:
             self._connection = await psycopg.AsyncConnection.connect(
                 **_connection_parameters(), autocommit=True
             )
-        conn = self._connection
-        rows = [item.row for item in batch]
-        team_ids = _team_ids(rows)
-        # Pipeline mode: BEGIN and the head lock travel together, then the insert and COMMIT, so
-        # a team's head is held for about one round trip (appends to a team queue on it).
-        async with conn.pipeline(), conn.transaction():
-            if not self._known_heads.issuperset(team_ids):
-                await conn.execute(_CREATE_HEADS, (team_ids,))
-            # Row locks on the teams' heads: appends to one team's chain take turns (across
-            # processes too); other teams' writers are not held up.
-            cursor = await conn.execute(_LOCK_HEADS, (team_ids,), prepare=True)
-            heads = {team_id: Head(sequence, digest) for team_id, sequence, digest in await cursor.fetchall()}
-            new_heads = link_rows(rows, heads)
-            statement, parameters = _statement_and_parameters(
-                rows, [item.approval for item in batch if item.approval is not None], new_heads
-            )
-            await conn.execute(statement, parameters, prepare=True)
-        # Only once committed: a head created in a rolled-back transaction does not exist.
-        self._known_heads.update(team_ids)
+        statement, parameters = _statement_and_parameters(
+            [item.row for item in batch], [item.approval for item in batch if item.approval is not None]
+        )
+        # Autocommit: the statement is its own transaction, so the teams' head locks are held for
+        # one round trip and the commit (appends to one team, across processes, queue on them;
+        # other teams' writers are not held up).
+        await self._connection.execute(statement, parameters, prepare=True)
 
     async def _forget_broken_connection(self) -> None:
         conn = self._connection

@@ -18,7 +18,7 @@ from veto.cloud.client import VetoCloudClient, VetoCloudConfig
 
 from approvals.services import approval_resolve
 from audit.models import AuditEvent, DecisionRecord
-from audit.writer import insert_decisions
+from audit.writer import decision_writer, insert_decisions
 from tests.factories import (
     ApprovalFactory,
     ApproverGroupFactory,
@@ -131,6 +131,48 @@ def test_chain__parallel_writers_on_two_teams__each_chain_gapless_ordered_and_va
         )
         assert sequences == list(range(1, 151))
         assert verify_audit(team)[0] == 0
+
+
+def test_chain__the_gateways_writers_on_two_event_loops__interleave_two_teams_gapless():
+    # Two event loops stand for two web processes: on PostgreSQL each has its own writer and
+    # connection, so their batches for one team meet on that team's head lock in the database.
+    teams = [TeamFactory(), TeamFactory()]
+    barrier = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    async def burst(worker: int) -> list[object]:
+        writer = decision_writer()
+        results = []
+        for wave in range(10):
+            results += await asyncio.gather(
+                *(
+                    writer.write(decision_row(teams[n % 2].id, arguments={"w": worker, "n": wave * 10 + n}))
+                    for n in range(10)
+                ),
+                return_exceptions=True,
+            )
+        return results
+
+    def process(worker: int) -> None:
+        barrier.wait()
+        outcomes.extend(asyncio.run(burst(worker)))
+
+    threads = [threading.Thread(target=process, args=(worker,)) for worker in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert outcomes == [None] * 200
+    for team in teams:
+        rows = list(
+            DecisionRecord.objects.filter(team=team)
+            .order_by("sequence")
+            .values_list("sequence", "record", "prev_hash", "hash")
+        )
+        assert [r[0] for r in rows] == list(range(1, 101))
+        assert sdk_verifies(rows)
+        assert {json.loads(r[1])["arguments"]["w"] for r in rows} == {0, 1}  # both writers got in
 
 
 def test_events_stream__approval_actions_and_publishes__chained_and_verifiable():

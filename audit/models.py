@@ -95,12 +95,16 @@ class ChainHead(models.Model):
 
 
 class AuditEvent(models.Model):
-    """Who did what to the team's governance, when and from where: approval actions and rule-set
-    publishes, chained like decisions in their own stream. Appended, never edited."""
+    """Who did what to the team's governance, when and from where: approval actions, rule-set
+    publishes and per-tool policy changes, chained like decisions in their own stream. Appended,
+    never edited."""
 
     class Kind(models.TextChoices):
         APPROVAL_ACTION = "approval.action", "Approval action"
         RULE_SET_PUBLISHED = "rule_set.published", "Rule set published"
+        # A per-tool policy created, updated, deleted, activated or deactivated: it takes effect
+        # at once, so for an auditor it is a publish too.
+        TOOL_POLICY_CHANGED = "tool_policy.changed", "Tool policy changed"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="+", db_index=False)

@@ -108,6 +108,7 @@ def rule_set_version_publish(
     actor_user: AbstractBaseUser | None = None,
     actor_api_key_id: uuid.UUID | None = None,
     actor_name: str | None = None,
+    remote_addr: str | None = None,
 ) -> RuleSetPublication:
     """Make ``version`` the team's one active version, if its fixtures pass.
 
@@ -164,6 +165,7 @@ def rule_set_version_publish(
                 "publication": publication.kind,
                 "previous_version": previous.number if previous is not None else None,
             },
+            remote_addr=remote_addr,
             now=now,
         )
         team_id = locked.team_id
@@ -391,11 +393,38 @@ def _invalid(exc: RuleSetError, *, what: str, code: str) -> InvalidInput:
     )
 
 
-def _tool_policies_changed(*, team_id: uuid.UUID, tool_name: str) -> None:
-    """After commit: this process drops its cached policies at once, the others on the event."""
+def _tool_policy_changed(
+    *, policy: ToolPolicy, change: str, actor_name: str, remote_addr: str | None
+) -> None:
+    """Inside the change's transaction: chain it in the team's governance trail (who, what, from
+    where; created and updated entries hold the policy as it now is). After commit this process
+    drops its cached policies at once, the others on the event."""
+    details: dict[str, Any] = {
+        "tool": policy.tool_name,
+        "change": change,
+        "version": policy.version,
+        "is_active": policy.is_active,
+    }
+    if change in ("created", "updated"):
+        details["policy"] = {
+            "mode": policy.mode,
+            "constraints": policy.constraints,
+            "output_rules": policy.output_rules,
+            "llm_config": policy.llm_config,
+            "session_constraints": policy.session_constraints,
+        }
+    audit_event_append(
+        team_id=policy.team_id,
+        kind=AuditEvent.Kind.TOOL_POLICY_CHANGED,
+        actor_name=actor_name or "unknown",
+        details=details,
+        remote_addr=remote_addr,
+    )
+    team_id = policy.team_id
     transaction.on_commit(lambda: forget_cached_tool_policies(team_id=team_id))
     publish_on_commit(
-        [RULE_SETS_GROUP], {"event": "tool_policy.changed", "team_id": str(team_id), "tool_name": tool_name}
+        [RULE_SETS_GROUP],
+        {"event": "tool_policy.changed", "team_id": str(team_id), "tool_name": policy.tool_name},
     )
 
 
@@ -405,6 +434,7 @@ def tool_policy_create(
     data: Any,
     actor_user: AbstractBaseUser | None = None,
     actor_api_key_id: uuid.UUID | None = None,
+    remote_addr: str | None = None,
 ) -> ToolPolicy:
     """Create a tool's policy from a request body in the SDK's shape (``CreatePolicyInput``);
     it is active at once, version 1. Every problem of the body is reported with its path; a
@@ -423,7 +453,9 @@ def tool_policy_create(
                 updated_at=now,
                 **fields,
             )
-            _tool_policies_changed(team_id=team_id, tool_name=policy.tool_name)
+            _tool_policy_changed(
+                policy=policy, change="created", actor_name=policy.updated_by_name, remote_addr=remote_addr
+            )
     except IntegrityError as exc:
         raise Conflict(
             f"a policy for tool {fields['tool_name']!r} already exists; update it with PUT",
@@ -439,6 +471,7 @@ def tool_policy_update(
     data: Any,
     actor_user: AbstractBaseUser | None = None,
     actor_api_key_id: uuid.UUID | None = None,
+    remote_addr: str | None = None,
 ) -> ToolPolicy:
     """Change the fields the body sets (``UpdatePolicyInput``; the others stay) and bump the
     version, under the row's lock so concurrent updates each get their own version."""
@@ -457,20 +490,33 @@ def tool_policy_update(
         locked.updated_at = timezone.now()
         locked.updated_by_name = _author_name(actor_user, actor_api_key_id)
         locked.save()
-        _tool_policies_changed(team_id=locked.team_id, tool_name=locked.tool_name)
+        _tool_policy_changed(
+            policy=locked, change="updated", actor_name=locked.updated_by_name, remote_addr=remote_addr
+        )
     logger.info(
         "tool_policy.updated team=%s tool=%s version=%d", locked.team_id, locked.tool_name, locked.version
     )
     return locked
 
 
-def tool_policy_delete(*, policy: ToolPolicy) -> None:
+def tool_policy_delete(
+    *,
+    policy: ToolPolicy,
+    actor_user: AbstractBaseUser | None = None,
+    actor_api_key_id: uuid.UUID | None = None,
+    remote_addr: str | None = None,
+) -> None:
     """Delete a tool's policy; its calls are then decided by the rule set alone."""
     with transaction.atomic():
         deleted, _ = ToolPolicy.objects.filter(pk=policy.pk).delete()
         if not deleted:
             raise NotFound(f"no policy for tool {policy.tool_name!r}")
-        _tool_policies_changed(team_id=policy.team_id, tool_name=policy.tool_name)
+        _tool_policy_changed(
+            policy=policy,
+            change="deleted",
+            actor_name=_author_name(actor_user, actor_api_key_id),
+            remote_addr=remote_addr,
+        )
     logger.info("tool_policy.deleted team=%s tool=%s", policy.team_id, policy.tool_name)
 
 
@@ -480,20 +526,27 @@ def tool_policy_set_active(
     is_active: bool,
     actor_user: AbstractBaseUser | None = None,
     actor_api_key_id: uuid.UUID | None = None,
+    remote_addr: str | None = None,
 ) -> ToolPolicy:
-    """Activate or deactivate a policy (idempotent; the version, which counts content, stays)."""
+    """Activate or deactivate a policy (idempotent; the version, which counts content, stays).
+    Only a real change is audited."""
     with transaction.atomic():
         changed = ToolPolicy.objects.filter(pk=policy.pk, is_active=not is_active).update(
             is_active=is_active,
             updated_at=timezone.now(),
             updated_by_name=_author_name(actor_user, actor_api_key_id),
         )
-        if changed:
-            _tool_policies_changed(team_id=policy.team_id, tool_name=policy.tool_name)
         try:
             current = ToolPolicy.objects.get(pk=policy.pk)
         except ToolPolicy.DoesNotExist as exc:
             raise NotFound(f"no policy for tool {policy.tool_name!r}") from exc
+        if changed:
+            _tool_policy_changed(
+                policy=current,
+                change="activated" if is_active else "deactivated",
+                actor_name=current.updated_by_name,
+                remote_addr=remote_addr,
+            )
     if changed:
         logger.info(
             "tool_policy.%s team=%s tool=%s",
@@ -627,6 +680,7 @@ def policy_draft_approve(
     draft: PolicyDraft,
     actor_user: AbstractBaseUser | None = None,
     actor_api_key_id: uuid.UUID | None = None,
+    remote_addr: str | None = None,
 ) -> PolicyDraft:
     """Approve a draft: a new rule-set version (the active one's rules, same-id rules replaced
     by the draft's, new ones appended) is created and published in one transaction, and the
@@ -673,6 +727,7 @@ def policy_draft_approve(
                 actor_user=actor_user,
                 actor_api_key_id=actor_api_key_id,
                 actor_name=actor_name,
+                remote_addr=remote_addr,
             )
             _close_draft(
                 locked,

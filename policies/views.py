@@ -271,7 +271,9 @@ def policies_version_publish(request: HttpRequest, slug: str, number: int) -> Ht
     version = _version(access, number)
     try:
         ensure_may_publish_rule_set(access=access, user=request.user, version=version)
-        publication = services.rule_set_version_publish(version=version, actor_user=request.user)
+        publication = services.rule_set_version_publish(
+            version=version, actor_user=request.user, remote_addr=request.META.get("REMOTE_ADDR")
+        )
     except ApplicationError as exc:
         messages.error(request, exc.message)
         version.refresh_from_db()
@@ -326,7 +328,9 @@ def policies_draft_approve(request: HttpRequest, slug: str, draft_id: uuid.UUID)
     draft = _draft(access, draft_id)
     try:
         ensure_may_decide_policy_draft(access=access)
-        approved = services.policy_draft_approve(draft=draft, actor_user=request.user)
+        approved = services.policy_draft_approve(
+            draft=draft, actor_user=request.user, remote_addr=request.META.get("REMOTE_ADDR")
+        )
     except ApplicationError as exc:
         messages.error(request, f"Draft “{draft.name}” not approved: {exc.message}")
         return _render_page(request, access, status=exc.status_code)

@@ -13,6 +13,7 @@ import uuid
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.test import Client
 from veto.audit.chain import compute_chain_hash
 from veto.cloud.client import VetoCloudClient, VetoCloudConfig
 
@@ -191,3 +192,48 @@ def test_events_stream__approval_actions_and_publishes__chained_and_verifiable()
     assert (denial["actor"], denial["from"], denial["details"]["comment"]) == ("alice", "203.0.113.7", "no")
     assert sdk_verifies([(e.sequence, e.record, e.prev_hash, e.hash) for e in events])
     assert verify_audit(team, "--stream", "events") == (0, f"OK 2 records, head {events[-1].hash}")
+
+
+def test_events_stream__tool_policy_changes_and_a_publish_through_the_api__chained_with_who_and_from_where():
+    # Given a team whose admin automation manages it with an API key, from a known address
+    team = TeamFactory()
+    key = api_key_for(team, name="ci-bot")
+    api = Client(HTTP_X_VETO_API_KEY=key, REMOTE_ADDR="198.51.100.4")
+    policy = {
+        "toolName": "transfer_funds",
+        "mode": "deterministic",
+        "constraints": [{"argumentName": "amount", "enabled": True, "maximum": 1000}],
+    }
+    raised = {**policy, "constraints": [{"argumentName": "amount", "enabled": True, "maximum": 100000}]}
+
+    # When it creates, raises, deactivates, reactivates and deletes a tool policy, and publishes rules
+    steps = [
+        api.post("/v1/policies", policy, content_type="application/json"),
+        api.put("/v1/policies/transfer_funds", raised, content_type="application/json"),
+        api.post("/v1/policies/transfer_funds/deactivate"),
+        api.post("/v1/policies/transfer_funds/deactivate"),  # no change: not a new entry
+        api.post("/v1/policies/transfer_funds/activate"),
+        api.delete("/v1/policies/transfer_funds"),
+        api.post("/v1/rule-sets", RULES, content_type="application/yaml"),
+        api.post("/v1/rule-sets/1/publish"),
+    ]
+    assert [r.status_code for r in steps] == [201, 200, 200, 200, 200, 204, 201, 200]
+
+    # Then each change is an entry of the team's events chain: who, what, from where
+    events = list(AuditEvent.objects.filter(team=team).order_by("sequence"))
+    records = [json.loads(e.record) for e in events]
+    assert [(r["kind"], r["details"].get("change")) for r in records] == [
+        ("tool_policy.changed", "created"),
+        ("tool_policy.changed", "updated"),
+        ("tool_policy.changed", "deactivated"),
+        ("tool_policy.changed", "activated"),
+        ("tool_policy.changed", "deleted"),
+        ("rule_set.published", None),
+    ]
+    assert {r["from"] for r in records} == {"198.51.100.4"}
+    assert all(r["actor"].startswith("API key ci-bot") for r in records)
+    # The update says what the limit became, and under which version
+    updated = records[1]["details"]
+    assert (updated["version"], updated["policy"]["constraints"][0]["maximum"]) == (2, 100000)
+    assert sdk_verifies([(e.sequence, e.record, e.prev_hash, e.hash) for e in events])
+    assert verify_audit(team, "--stream", "events") == (0, f"OK 6 records, head {events[-1].hash}")

@@ -83,7 +83,10 @@ class PoliciesView(APIView):
         if isinstance(data, dict):
             _own_project(request, data.get("projectId"))
         policy = services.tool_policy_create(
-            team_id=request.auth.team_id, data=data, actor_api_key_id=request.auth.key_id
+            team_id=request.auth.team_id,
+            data=data,
+            actor_api_key_id=request.auth.key_id,
+            remote_addr=request.META.get("REMOTE_ADDR"),
         )
         return Response(_output(policy), status=status.HTTP_201_CREATED)
 
@@ -151,14 +154,19 @@ class ToolPolicyView(APIView):
     def put(self, request: Request, tool_name: str) -> Response:
         policy = selectors.tool_policy_get(team_id=request.auth.team_id, tool_name=tool_name)
         updated = services.tool_policy_update(
-            policy=policy, data=request.data, actor_api_key_id=request.auth.key_id
+            policy=policy,
+            data=request.data,
+            actor_api_key_id=request.auth.key_id,
+            remote_addr=request.META.get("REMOTE_ADDR"),
         )
         return Response(_output(updated))
 
     @extend_schema(parameters=[TOOL_NAME], responses={204: None, 404: OpenApiTypes.OBJECT})
     def delete(self, request: Request, tool_name: str) -> Response:
         policy = selectors.tool_policy_get(team_id=request.auth.team_id, tool_name=tool_name)
-        services.tool_policy_delete(policy=policy)
+        services.tool_policy_delete(
+            policy=policy, actor_api_key_id=request.auth.key_id, remote_addr=request.META.get("REMOTE_ADDR")
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -169,7 +177,10 @@ class _ToolPolicyActivationView(APIView):
     def post(self, request: Request, tool_name: str) -> Response:
         policy = selectors.tool_policy_get(team_id=request.auth.team_id, tool_name=tool_name)
         current = services.tool_policy_set_active(
-            policy=policy, is_active=self.is_active, actor_api_key_id=request.auth.key_id
+            policy=policy,
+            is_active=self.is_active,
+            actor_api_key_id=request.auth.key_id,
+            remote_addr=request.META.get("REMOTE_ADDR"),
         )
         return Response(_output(current))
 
@@ -260,7 +271,9 @@ class PolicyDraftApproveView(APIView):
     )
     def post(self, request: Request, draft_id: str) -> Response:
         draft = services.policy_draft_approve(
-            draft=_draft(request, draft_id), actor_api_key_id=request.auth.key_id
+            draft=_draft(request, draft_id),
+            actor_api_key_id=request.auth.key_id,
+            remote_addr=request.META.get("REMOTE_ADDR"),
         )
         return Response(s.policy_draft_output(draft))
 

@@ -73,7 +73,9 @@ class RuleSetPublishView(APIView):
     )
     def post(self, request: Request, version: int) -> Response:
         found = selectors.rule_set_version_get(team_id=request.auth.team_id, number=version)
-        publication = services.rule_set_version_publish(version=found, actor_api_key_id=request.auth.key_id)
+        publication = services.rule_set_version_publish(
+            version=found, actor_api_key_id=request.auth.key_id, remote_addr=request.META.get("REMOTE_ADDR")
+        )
         found.refresh_from_db()
         return Response({**s.version_summary(found), "publication": s.publication_output(publication)})
 

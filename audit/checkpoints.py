@@ -19,7 +19,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Exists, Max, OuterRef, QuerySet
 from django.utils import timezone
 
 from audit.chain import canonical
@@ -33,17 +33,29 @@ logger = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=4)
-def _key_at(path: Path) -> Ed25519PrivateKey:
+def _key_at(path: Path, version: tuple[int, int]) -> Ed25519PrivateKey:
     return load_or_create_signing_key(path)
 
 
 def signing_key() -> Ed25519PrivateKey:
-    """This installation's checkpoint key (read once per process)."""
-    return _key_at(Path(settings.AUDIT_SIGNING_KEY_FILE))
+    """This installation's checkpoint key: read once per process, and again when the file is
+    replaced (``rotate_audit_key``), so no process goes on signing with a retired key."""
+    path = Path(settings.AUDIT_SIGNING_KEY_FILE)
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return _key_at(path, (0, 0))  # created now; the next call sees the file
+    return _key_at(path, (stat.st_ino, stat.st_mtime_ns))
 
 
 def signing_public_key_hex() -> str:
     return public_key_hex(signing_key())
+
+
+def trusted_public_keys() -> frozenset[str]:
+    """The keys whose checkpoints this installation accepts: its signing key, and the earlier
+    ones it was rotated from (``settings.AUDIT_RETIRED_PUBLIC_KEYS``)."""
+    return frozenset((signing_public_key_hex(), *settings.AUDIT_RETIRED_PUBLIC_KEYS))
 
 
 def audit_group(team_id: object) -> str:
@@ -65,24 +77,29 @@ def checkpoint_payload(
     )
 
 
-def checkpoints_sign_due(*, now: datetime | None = None) -> list[Checkpoint]:
-    """Sign the head of every chain (team and stream) that moved since its last checkpoint.
+def _signed_by(public_key: str) -> QuerySet[Checkpoint]:
+    """Checkpoints by ``public_key`` of the outer query's head, at its sequence."""
+    return Checkpoint.objects.filter(
+        team_id=OuterRef("team_id"),
+        stream=OuterRef("stream"),
+        sequence=OuterRef("sequence"),
+        public_key=public_key,
+    )
 
-    Idempotent: a head already signed at its sequence is skipped, and each head is locked while
-    it is signed, so two runs at once sign it once."""
+
+def checkpoints_sign_due(*, now: datetime | None = None) -> list[Checkpoint]:
+    """Sign the head of every chain (team and stream) that this installation's current key has not
+    signed at its sequence: heads that moved, and after a key rotation every head once.
+
+    Idempotent: a head already signed is skipped, and each head is locked while it is signed, so
+    two runs at once sign it once."""
     key = signing_key()
     public_key = public_key_hex(key)
-    latest = {
-        (row["team_id"], row["stream"]): row["last"]
-        for row in Checkpoint.objects.values("team_id", "stream").annotate(last=Max("sequence"))
-    }
-    due = [
-        (team_id, stream)
-        for team_id, stream, sequence in ChainHead.objects.filter(sequence__gt=0).values_list(
-            "team_id", "stream", "sequence"
-        )
-        if latest.get((team_id, stream)) != sequence
-    ]
+    due = list(
+        ChainHead.objects.filter(sequence__gt=0)
+        .exclude(Exists(_signed_by(public_key)))
+        .values_list("team_id", "stream")
+    )
     signed = []
     for team_id, stream in due:
         checkpoint = _sign_head(team_id=team_id, stream=stream, key=key, public_key=public_key, now=now)
@@ -97,13 +114,10 @@ def _sign_head(
     with transaction.atomic():
         # The head's row lock: a concurrent run waits here, then finds the checkpoint made.
         head = ChainHead.objects.select_for_update().get(team_id=team_id, stream=stream)
-        last = (
-            Checkpoint.objects.filter(team_id=team_id, stream=stream)
-            .order_by("-sequence")
-            .values_list("sequence", flat=True)
-            .first()
-        )
-        if head.sequence == 0 or last == head.sequence:
+        signed = Checkpoint.objects.filter(
+            team_id=team_id, stream=stream, sequence=head.sequence, public_key=public_key
+        ).exists()
+        if head.sequence == 0 or signed:
             return None
         signed_at = now or timezone.now()
         payload = checkpoint_payload(
@@ -143,13 +157,18 @@ def checkpoint_output(checkpoint: Checkpoint) -> dict[str, object]:
 def checkpoint_problem(*, team_id: uuid.UUID, stream: str) -> tuple[int, str] | None:
     """Where and what is wrong between the team's chain and its latest checkpoint, or None when
     they agree (or there is no checkpoint yet)."""
-    checkpoint = Checkpoint.objects.filter(team_id=team_id, stream=stream).order_by("-sequence").first()
+    # The newest at the highest sequence: after a rotation a head carries the new key's too.
+    checkpoint = (
+        Checkpoint.objects.filter(team_id=team_id, stream=stream).order_by("-sequence", "-id").first()
+    )
     if checkpoint is None:
         return None
     at, where = checkpoint.sequence, f"checkpoint at sequence {checkpoint.sequence}"
-    # Trust only this installation's key: a rewritten database could carry a key of its own.
-    if not verify_checkpoint(checkpoint.payload, checkpoint.signature, signing_public_key_hex()):
-        return at, f"{where}: bad signature (not signed by this installation's key over its payload)"
+    # Trust only this installation's keys: a rewritten database could carry a key of its own.
+    if checkpoint.public_key not in trusted_public_keys() or not verify_checkpoint(
+        checkpoint.payload, checkpoint.signature, checkpoint.public_key
+    ):
+        return at, f"{where}: bad signature (not signed by this installation's keys over its payload)"
     try:
         signed = json.loads(checkpoint.payload)
     except ValueError:

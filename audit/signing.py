@@ -8,6 +8,7 @@ also forge a checkpoint. The file holds the raw 32-byte seed or a PEM (PKCS#8) p
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -39,6 +40,30 @@ def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
                 file.write(seed)
             return key
     return _parse_key(data, path)
+
+
+def rotate_signing_key(path: Path) -> tuple[Ed25519PrivateKey, Ed25519PrivateKey, Path]:
+    """Put a new key in ``path``; the old file stays as ``<name>.retired-<UTC time>`` (hard link).
+    Returns (old key, new key, where the old one is kept). The key file is never missing in
+    between (a process starting then would create a key of its own): the old file is linked
+    aside first, then the new one renamed over it, atomically."""
+    old = _parse_key(path.read_bytes(), path)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    retired = path.with_name(f"{path.name}.retired-{stamp}")
+    new = Ed25519PrivateKey.generate()
+    staged = path.with_name(f"{path.name}.new-{stamp}")
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(
+            new.private_bytes(
+                serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+            )
+        )
+        file.flush()
+        os.fsync(file.fileno())
+    os.link(path, retired)
+    os.replace(staged, path)
+    return old, new, retired
 
 
 def _parse_key(data: bytes, path: Path) -> Ed25519PrivateKey:

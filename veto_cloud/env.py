@@ -70,6 +70,17 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def public_key_hex_checked(name: str, value: str) -> str:
+    """``value`` if it is a raw Ed25519 public key in hex (64 hex digits), lower-cased."""
+    try:
+        valid = len(bytes.fromhex(value)) == 32
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ImproperlyConfigured(f"{name}: {value!r} is not an Ed25519 public key in hex (64 hex digits)")
+    return value.lower()
+
+
 def database_config(url: str, *, base_dir: Path) -> dict[str, Any]:
     """Django DATABASES['default'] from a URL; tuned per engine for this workload."""
     try:

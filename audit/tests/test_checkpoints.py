@@ -11,15 +11,25 @@ import stat
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from audit.chain import canonical, chain_hash
 from audit.checkpoints import checkpoints_sign_due, signing_public_key_hex
 from audit.models import ChainHead, Checkpoint, DecisionRecord
-from audit.signing import SigningKeyError, load_or_create_signing_key, public_key_hex, sign, verify_checkpoint
+from audit.signing import (
+    SigningKeyError,
+    load_or_create_signing_key,
+    public_key_hex,
+    rotate_signing_key,
+    sign,
+    verify_checkpoint,
+)
 from audit.tasks import sign_checkpoints
 from audit.tests.helpers import append_only_trigger_off, verify_audit
 from tests.factories import TeamFactory, record_decision
+from veto_cloud.env import public_key_hex_checked
 
 pytestmark = pytest.mark.django_db
 
@@ -196,3 +206,64 @@ def test_verify_audit__checkpointed_entry_archived__still_ok(tmp_path, archived_
     ChainHead.objects.filter(team=team, stream="decisions").update(sequence=archived_through)
     code, output = verify_audit(team)
     assert code == 1 and f"truncated: the chain ends at sequence {archived_through}" in output
+
+
+# --- rotating the key ---------------------------------------------------------------------------
+
+
+def test_rotate_signing_key__old_file_kept_aside__new_key_in_place_0600(tmp_path):
+    path = tmp_path / "audit.key"
+    original = load_or_create_signing_key(path)
+
+    old, new, retired = rotate_signing_key(path)
+
+    assert (
+        public_key_hex(old) == public_key_hex(original) == public_key_hex(load_or_create_signing_key(retired))
+    )
+    assert public_key_hex(load_or_create_signing_key(path)) == public_key_hex(new) != public_key_hex(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["audit.key", retired.name])
+
+
+def test_rotate_audit_key__every_head_signed_by_the_new_key_and_verify_holds_to_it(settings, tmp_path):
+    # Given signed chains under the installation's first key
+    settings.AUDIT_SIGNING_KEY_FILE = tmp_path / "audit.key"
+    team, other = TeamFactory(), TeamFactory()
+    chain(team, 3)
+    chain(other, 1)
+    checkpoints_sign_due()
+    old_key = signing_public_key_hex()
+
+    # When the key is rotated
+    out = io.StringIO()
+    call_command("rotate_audit_key", stdout=out)
+
+    # Then this process signs with the new key at once, and has signed both heads with it
+    new_key = signing_public_key_hex()
+    assert new_key != old_key
+    assert f"new signing key {new_key}" in out.getvalue() and f"retired key {old_key}" in out.getvalue()
+    assert "signed 2 chain head(s)" in out.getvalue()
+    head = Checkpoint.objects.filter(team=team).order_by("-sequence", "-id").first()
+    assert (head.sequence, head.public_key) == (3, new_key)
+    assert checkpoints_sign_due() == []  # idempotent under the new key too
+    assert verify_audit(team)[0] == 0
+
+    # And a chain whose latest checkpoint is still the old key's verifies only while that key is
+    # trusted as retired (say, a database restored from before the rotation)
+    Checkpoint.objects.filter(team=team, public_key=new_key).delete()
+    code, output = verify_audit(team)
+    assert code == 1 and "bad signature" in output
+    settings.AUDIT_RETIRED_PUBLIC_KEYS = (old_key,)
+    assert verify_audit(team)[0] == 0
+
+
+def test_rotate_audit_key__no_key_yet__refused_naming_the_file(settings, tmp_path):
+    settings.AUDIT_SIGNING_KEY_FILE = tmp_path / "missing.key"
+    with pytest.raises(CommandError, match="missing.key: nothing to rotate"):
+        call_command("rotate_audit_key")
+
+
+@pytest.mark.parametrize("value", ["abc", "zz" * 32, "00" * 31])
+def test_retired_public_keys_setting__not_a_key__fails_at_start_naming_it(value):
+    with pytest.raises(ImproperlyConfigured, match="VETO_AUDIT_RETIRED_PUBLIC_KEYS"):
+        public_key_hex_checked("VETO_AUDIT_RETIRED_PUBLIC_KEYS", value)

@@ -14,20 +14,21 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from django.utils import timezone
 from rest_framework.test import APIClient
 from veto.audit.chain import compute_chain_hash
 
 from audit.checkpoints import checkpoints_sign_due, signing_public_key_hex
 from audit.export import EXPORT_BATCH
+from audit.signing import public_key_hex, sign
 from audit.writer import insert_decisions
 from tenancy.models import ApiKey
 from tests.factories import TeamFactory, api_key_for, decision_row, record_decision
 
 
 # --- the README's auditor snippet ("Audit"), the same code --------------------------------------
-def verify_export(export: dict, trusted_public_key: str) -> int:
+def verify_export(export: dict, trusted_public_keys: set[str]) -> int:
     """Check an unfiltered JSON export; raises at the first problem, returns the entries checked."""
     prev, hashes = "", {}
     for n, entry in enumerate(export["data"], start=1):
@@ -35,8 +36,9 @@ def verify_export(export: dict, trusted_public_key: str) -> int:
         assert entry["prev_hash"] == prev, f"broken link at {n}"
         assert compute_chain_hash(prev, entry["record"]) == entry["hash"], f"record changed at {n}"
         prev = hashes[n] = entry["hash"]
-    key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(trusted_public_key))
     for checkpoint in export["checkpoints"]:
+        assert checkpoint["publicKey"] in trusted_public_keys, f"untrusted key {checkpoint['publicKey']}"
+        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(checkpoint["publicKey"]))
         key.verify(bytes.fromhex(checkpoint["signature"]), checkpoint["payload"].encode())  # or raises
         signed = json.loads(checkpoint["payload"])
         assert hashes.get(signed["sequence"]) == signed["hash"], (
@@ -89,7 +91,7 @@ def test_export__json_through_the_live_server__every_entry_and_checkpoint_verifi
     body = response.json()
     assert body["publicKey"] == signing_public_key_hex()
     assert [c["sequence"] for c in body["checkpoints"]] == [EXPORT_BATCH + 5, 2 * EXPORT_BATCH + 5]
-    assert verify_export(body, signing_public_key_hex()) == 2 * EXPORT_BATCH + 6
+    assert verify_export(body, {signing_public_key_hex()}) == 2 * EXPORT_BATCH + 6
     assert {e["record"]["team"] for e in body["data"]} == {str(team.id)}
     assert body["data"][0]["record"]["arguments"] == {"n": 0, "big": 1e20, "text": "zoë ✓"}
 
@@ -102,10 +104,11 @@ def test_export__auditor_snippet__detects_a_changed_record_a_cut_tail_and_a_fore
     decisions(team, 4)
     checkpoints_sign_due()
     body = export(asgi_server, api_key_for(team)).json()
-    key = signing_public_key_hex()
+    key = {signing_public_key_hex()}
     assert verify_export(body, key) == 4
 
-    # When a record is edited, the tail is cut, or the checkpoint comes from another key: it fails
+    # When a record is edited, the tail is cut, the payload is changed, or the checkpoint comes
+    # from a key the auditor does not trust (valid as its signature may be): it fails
     edited = json.loads(json.dumps(body))
     edited["data"][1]["record"]["decision"] = "deny"
     with pytest.raises(AssertionError, match="record changed at 2"):
@@ -119,8 +122,15 @@ def test_export__auditor_snippet__detects_a_changed_record_a_cut_tail_and_a_fore
     )
     with pytest.raises(InvalidSignature):
         verify_export(forged_payload, key)
-    with pytest.raises(InvalidSignature):
-        verify_export(body, Ed25519PublicKey.from_public_bytes(bytes(32)).public_bytes_raw().hex())
+    forger = Ed25519PrivateKey.generate()
+    forged_key = json.loads(json.dumps(body))
+    forged_key["checkpoints"][0].update(
+        signature=sign(forger, body["checkpoints"][0]["payload"]), publicKey=public_key_hex(forger)
+    )
+    with pytest.raises(AssertionError, match="untrusted key"):
+        verify_export(forged_key, key)
+    with pytest.raises(AssertionError, match="untrusted key"):
+        verify_export(body, {Ed25519PublicKey.from_public_bytes(bytes(32)).public_bytes_raw().hex()})
 
 
 @pytest.mark.asgi_server

@@ -17,6 +17,7 @@ from veto_cloud.env import (
     env_int,
     env_list,
     env_str,
+    public_key_hex_checked,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -137,6 +138,12 @@ APPROVAL_SWEEP_SECONDS = env_float("VETO_APPROVAL_SWEEP_SECONDS", 5.0, minimum=0
 # first use when missing), so rewriting the database cannot forge a checkpoint.
 AUDIT_SIGNING_KEY_FILE = Path(env_str("VETO_AUDIT_SIGNING_KEY_FILE") or VAR_DIR / "audit-signing.key")
 AUDIT_CHECKPOINT_SECONDS = env_float("VETO_AUDIT_CHECKPOINT_SECONDS", 60.0, minimum=1.0)
+# Public keys (hex) of this installation's earlier signing keys (``manage.py rotate_audit_key``
+# prints them): checkpoints they signed still verify. Checked here, so a typo fails at start.
+AUDIT_RETIRED_PUBLIC_KEYS = tuple(
+    public_key_hex_checked("VETO_AUDIT_RETIRED_PUBLIC_KEYS", key)
+    for key in env_list("VETO_AUDIT_RETIRED_PUBLIC_KEYS", [])
+)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -13,9 +13,10 @@ a data-modifying CTE of the same statement, so decision and approval commit
 together. On PostgreSQL the statement also links the rows into their teams'
 audit chains (``audit_link_decisions``, migration 0005: heads locked, entries
 numbered and hashed, heads moved), so a team's head is locked for one round trip
-and the commit, not across the client's own work. On this machine a database round trip costs ~85 µs of client CPU;
-``bulk_create`` (~170 µs a row, client-side quoting) and COPY in a transaction
-(four round trips a batch) both cost more (measured; see README).
+and the commit, not across the client's own work. On this machine a database
+round trip costs ~85 µs of client CPU; ``bulk_create`` (~170 µs a row,
+client-side quoting) and COPY in a transaction (four round trips a batch) both
+cost more (measured; see README).
 
 Two writers, one per kind of caller:
 

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 class ApplicationError(Exception):
     """Base of every error domain code raises on purpose."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
     code = "invalid_request"
 
     def __init__(

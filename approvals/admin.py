@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from approvals.models import Approval
 
@@ -10,8 +11,8 @@ class ApprovalAdmin(admin.ModelAdmin):
     list_display = ("tool_name", "team", "status", "rule_id", "created_at", "expires_at", "resolved_by")
     list_filter = ("team", "status")
 
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj: Approval | None = None) -> bool:
         return False

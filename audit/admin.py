@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from audit.models import DecisionRecord
 
@@ -11,11 +12,11 @@ class DecisionRecordAdmin(admin.ModelAdmin):
     list_filter = ("team", "decision", "source")
     search_fields = ("tool_name", "rule_id")
 
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj: DecisionRecord | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request: HttpRequest, obj: DecisionRecord | None = None) -> bool:
         return False

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from policies.models import RegisteredTool, RuleSetVersion
 
@@ -10,10 +11,10 @@ class RuleSetVersionAdmin(admin.ModelAdmin):
     list_display = ("team", "number", "status", "is_active", "author_name", "created_at", "published_at")
     list_filter = ("team", "status", "is_active")
 
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj: RuleSetVersion | None = None) -> bool:
         return False
 
 

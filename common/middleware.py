@@ -42,10 +42,11 @@ class ApiBodyLimitMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
         if self.is_async:
             return self.__acall__(request)
-        return self._refusal(request) or self.get_response(request)  # type: ignore[return-value]
+        return self._refusal(request) or self.get_response(request)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
         refusal = self._refusal(request)
         if refusal is not None:
             return refusal
+        # Async mode: get_response is a coroutine function (checked in __init__), its result awaitable.
         return await self.get_response(request)  # type: ignore[misc]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from rest_framework.request import Request
+
 
 @dataclass(frozen=True, slots=True)
 class ApiKeyPrincipal:
@@ -17,3 +19,10 @@ class ApiKeyPrincipal:
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
+
+
+class ApiKeyRequest(Request):
+    """The request type of API views: every one is behind ``HasApiKey`` (the default permission),
+    so ``auth`` is the caller's principal. For annotations only; DRF builds a plain ``Request``."""
+
+    auth: ApiKeyPrincipal

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -15,6 +14,7 @@ from approvals.models import Approval, ApprovalEvent
 from common.api import parse_uuid_or_404
 from common.errors import ApplicationError, NotFound
 from tenancy.models import ApiKey
+from tenancy.principal import ApiKeyRequest
 
 READ = (ApiKey.Scope.DECISIONS_READ,)
 RESOLVE = (ApiKey.Scope.APPROVALS_RESOLVE,)
@@ -24,7 +24,7 @@ class ApprovalListView(APIView):
     required_scopes = READ
 
     @extend_schema(parameters=[s.ApprovalListQuery], responses=OpenApiTypes.OBJECT)
-    def get(self, request: Request) -> Response:
+    def get(self, request: ApiKeyRequest) -> Response:
         query = s.ApprovalListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         approvals = selectors.approvals_of_team(
@@ -39,7 +39,7 @@ class ApprovalPendingListView(APIView):
     required_scopes = READ
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
-    def get(self, request: Request) -> Response:
+    def get(self, request: ApiKeyRequest) -> Response:
         approvals = selectors.approvals_of_team(team_id=request.auth.team_id, status=Approval.Status.PENDING)
         # Oldest first: the one closest to its deadline leads.
         return Response({"data": [s.approval_output(a) for a in approvals.order_by("created_at")[:500]]})
@@ -49,14 +49,14 @@ class ApprovalDetailView(APIView):
     """Reached only for ids that are not UUID-shaped (the gateway serves the rest): a JSON 404."""
 
     @extend_schema(exclude=True)
-    def get(self, request: Request, approval_id: str) -> Response:
+    def get(self, request: ApiKeyRequest, approval_id: str) -> Response:
         approval = selectors.approval_get_for_team(
             team_id=request.auth.team_id, approval_id=parse_uuid_or_404(approval_id, what="approval")
         )
         return Response(s.approval_output(approval))
 
 
-def _resolve_one(request: Request, approval_id: str, data: dict) -> Approval:
+def _resolve_one(request: ApiKeyRequest, approval_id: str, data: dict) -> Approval:
     team_id = request.auth.team_id
     approval = selectors.approval_get_for_team(
         team_id=team_id, approval_id=parse_uuid_or_404(approval_id, what="approval")
@@ -82,7 +82,7 @@ class ApprovalResolveView(APIView):
     required_scopes = RESOLVE
 
     @extend_schema(request=s.ResolveInput, responses=OpenApiTypes.OBJECT)
-    def post(self, request: Request, approval_id: str) -> Response:
+    def post(self, request: ApiKeyRequest, approval_id: str) -> Response:
         data = s.ResolveInput(data=request.data)
         data.is_valid(raise_exception=True)
         return Response(s.approval_output(_resolve_one(request, approval_id, data.validated_data)))
@@ -92,7 +92,7 @@ class ApprovalBatchResolveView(APIView):
     required_scopes = RESOLVE
 
     @extend_schema(request=s.BatchResolveInput, responses=OpenApiTypes.OBJECT)
-    def post(self, request: Request) -> Response:
+    def post(self, request: ApiKeyRequest) -> Response:
         data = s.BatchResolveInput(data=request.data)
         data.is_valid(raise_exception=True)
         results = []

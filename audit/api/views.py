@@ -17,12 +17,13 @@ from audit.export import decisions_export
 from common.api import parse_uuid_or_404
 from common.errors import NotFound
 from tenancy.models import ApiKey
+from tenancy.principal import ApiKeyRequest
 
 READ = (ApiKey.Scope.DECISIONS_READ,)
 
 
 def _validated_query(
-    request: Request, serializer: type[s.DecisionQuerySerializer] = s.DecisionQuerySerializer
+    request: ApiKeyRequest, serializer: type[s.DecisionQuerySerializer] = s.DecisionQuerySerializer
 ) -> s.DecisionQuerySerializer:
     query = serializer(data=request.query_params)
     query.is_valid(raise_exception=True)
@@ -42,7 +43,7 @@ class DecisionsView(APIView):
         parameters=[s.DecisionQuerySerializer],
         responses=OpenApiTypes.OBJECT,
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: ApiKeyRequest) -> Response:
         query = _validated_query(request)
         records = selectors.decisions_of_team(team_id=request.auth.team_id, filters=query.filters())
         limit, offset = query.validated_data["limit"], query.validated_data["offset"]
@@ -65,7 +66,7 @@ class DecisionStatsView(APIView):
     required_scopes = READ
 
     @extend_schema(parameters=[s.DecisionQuerySerializer], responses=OpenApiTypes.OBJECT)
-    def get(self, request: Request) -> Response:
+    def get(self, request: ApiKeyRequest) -> Response:
         query = _validated_query(request)
         return Response(selectors.decision_stats(team_id=request.auth.team_id, filters=query.filters()))
 
@@ -90,7 +91,7 @@ class DecisionExportView(APIView):
         parameters=[s.DecisionExportQuerySerializer],
         responses={(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/csv"): OpenApiTypes.STR},
     )
-    def get(self, request: Request) -> StreamingHttpResponse:
+    def get(self, request: ApiKeyRequest) -> StreamingHttpResponse:
         query = _validated_query(request, s.DecisionExportQuerySerializer)
         file_format = query.validated_data["format"]
         stream, content_type = decisions_export(
@@ -107,7 +108,7 @@ class DecisionDetailView(APIView):
     required_scopes = READ
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
-    def get(self, request: Request, decision_id: str) -> Response:
+    def get(self, request: ApiKeyRequest, decision_id: str) -> Response:
         record = selectors.decision_get_for_team(
             team_id=request.auth.team_id, decision_id=parse_uuid_or_404(decision_id, what="decision")
         )

@@ -24,6 +24,7 @@ from policies import selectors, services
 from policies.api import policy_serializers as s
 from policies.models import ToolPolicy
 from tenancy.models import ApiKey, Team
+from tenancy.principal import ApiKeyRequest
 
 READ = (ApiKey.Scope.RUNTIME,)
 WRITE = (ApiKey.Scope.POLICIES_WRITE,)
@@ -43,7 +44,7 @@ POLICY_EXAMPLE = OpenApiExample(
 )
 
 
-def _own_project(request: Request, project_id: Any) -> None:
+def _own_project(request: ApiKeyRequest, project_id: Any) -> None:
     """A key names only its own team as ``projectId``; any other is not found (not forbidden)."""
     if project_id is not None and parse_uuid_or_404(project_id, what="project") != request.auth.team_id:
         raise NotFound("project not found")
@@ -64,7 +65,7 @@ class PoliciesView(APIView):
         parameters=[s.PolicyListQuerySerializer],
         responses=OpenApiTypes.OBJECT,
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: ApiKeyRequest) -> Response:
         query = s.PolicyListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         _own_project(request, query.validated_data.get("projectId"))
@@ -78,7 +79,7 @@ class PoliciesView(APIView):
         examples=[POLICY_EXAMPLE],
         responses={201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: ApiKeyRequest) -> Response:
         data = request.data
         if isinstance(data, dict):
             _own_project(request, data.get("projectId"))
@@ -112,7 +113,7 @@ class PoliciesExportView(APIView):
             (200, "application/yaml"): OpenApiTypes.STR,
         },
     )
-    def get(self, request: Request) -> HttpResponse:
+    def get(self, request: ApiKeyRequest) -> HttpResponse:
         query = s.PolicyExportQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         _own_project(request, query.validated_data.get("projectId"))
@@ -142,7 +143,7 @@ class ToolPolicyView(APIView):
     required_scopes = {"GET": READ, "PUT": WRITE, "DELETE": WRITE}
 
     @extend_schema(parameters=[TOOL_NAME], responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
-    def get(self, request: Request, tool_name: str) -> Response:
+    def get(self, request: ApiKeyRequest, tool_name: str) -> Response:
         return Response(_output(selectors.tool_policy_get(team_id=request.auth.team_id, tool_name=tool_name)))
 
     @extend_schema(
@@ -151,7 +152,7 @@ class ToolPolicyView(APIView):
         examples=[POLICY_EXAMPLE],
         responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
     )
-    def put(self, request: Request, tool_name: str) -> Response:
+    def put(self, request: ApiKeyRequest, tool_name: str) -> Response:
         policy = selectors.tool_policy_get(team_id=request.auth.team_id, tool_name=tool_name)
         updated = services.tool_policy_update(
             policy=policy,
@@ -162,7 +163,7 @@ class ToolPolicyView(APIView):
         return Response(_output(updated))
 
     @extend_schema(parameters=[TOOL_NAME], responses={204: None, 404: OpenApiTypes.OBJECT})
-    def delete(self, request: Request, tool_name: str) -> Response:
+    def delete(self, request: ApiKeyRequest, tool_name: str) -> Response:
         policy = selectors.tool_policy_get(team_id=request.auth.team_id, tool_name=tool_name)
         services.tool_policy_delete(
             policy=policy, actor_api_key_id=request.auth.key_id, remote_addr=request.META.get("REMOTE_ADDR")
@@ -174,7 +175,7 @@ class _ToolPolicyActivationView(APIView):
     required_scopes = PUBLISH
     is_active: bool
 
-    def post(self, request: Request, tool_name: str) -> Response:
+    def post(self, request: ApiKeyRequest, tool_name: str) -> Response:
         policy = selectors.tool_policy_get(team_id=request.auth.team_id, tool_name=tool_name)
         current = services.tool_policy_set_active(
             policy=policy,
@@ -202,7 +203,7 @@ class ToolPolicyDeactivateView(_ToolPolicyActivationView):
 # --- Policy drafts -------------------------------------------------------------------------------
 
 
-def _draft(request: Request, draft_id: str) -> Any:
+def _draft(request: ApiKeyRequest, draft_id: str) -> Any:
     return selectors.policy_draft_get(
         team_id=request.auth.team_id, draft_id=parse_uuid_or_404(draft_id, what="policy draft")
     )
@@ -216,7 +217,7 @@ class PolicyDraftsView(APIView):
         parameters=[s.PolicyDraftListQuerySerializer],
         responses=OpenApiTypes.OBJECT,
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: ApiKeyRequest) -> Response:
         query = s.PolicyDraftListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         _own_project(request, query.validated_data.get("projectId"))
@@ -231,7 +232,7 @@ class PolicyDraftsView(APIView):
         request=s.PolicyDraftCreateInputSerializer,
         responses={201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: ApiKeyRequest) -> Response:
         data = s.PolicyDraftCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
@@ -252,7 +253,7 @@ class PolicyDraftView(APIView):
     required_scopes = READ
 
     @extend_schema(parameters=[DRAFT_ID], responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
-    def get(self, request: Request, draft_id: str) -> Response:
+    def get(self, request: ApiKeyRequest, draft_id: str) -> Response:
         return Response(s.policy_draft_output(_draft(request, draft_id)))
 
 
@@ -269,7 +270,7 @@ class PolicyDraftApproveView(APIView):
             422: OpenApiTypes.OBJECT,
         },
     )
-    def post(self, request: Request, draft_id: str) -> Response:
+    def post(self, request: ApiKeyRequest, draft_id: str) -> Response:
         draft = services.policy_draft_approve(
             draft=_draft(request, draft_id),
             actor_api_key_id=request.auth.key_id,
@@ -286,7 +287,7 @@ class PolicyDraftRejectView(APIView):
         request=s.PolicyDraftRejectInputSerializer,
         responses={200: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
     )
-    def post(self, request: Request, draft_id: str) -> Response:
+    def post(self, request: ApiKeyRequest, draft_id: str) -> Response:
         data = s.PolicyDraftRejectInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         draft = services.policy_draft_reject(

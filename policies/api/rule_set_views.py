@@ -9,7 +9,6 @@ from __future__ import annotations
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import status
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -17,6 +16,7 @@ from common.parsers import RuleSetSourceParser
 from policies import selectors, services
 from policies.api import rule_set_serializers as s
 from tenancy.models import ApiKey, Team
+from tenancy.principal import ApiKeyRequest
 
 WRITE = (ApiKey.Scope.POLICIES_WRITE,)
 PUBLISH = (ApiKey.Scope.POLICIES_PUBLISH,)
@@ -28,7 +28,7 @@ class RuleSetsView(APIView):
     parser_classes = [RuleSetSourceParser]
 
     @extend_schema(operation_id="v1_rule_sets_list", responses=OpenApiTypes.OBJECT)
-    def get(self, request: Request) -> Response:
+    def get(self, request: ApiKeyRequest) -> Response:
         team_id = request.auth.team_id
         return Response(
             {
@@ -46,7 +46,7 @@ class RuleSetsView(APIView):
             OpenApiExample("short form", value="rules:\n  - {name: no_prod, tool: deploy, action: deny}\n")
         ],
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: ApiKeyRequest) -> Response:
         version = services.rule_set_version_create(
             team=Team.objects.get(pk=request.auth.team_id),
             source_text=request.data,
@@ -60,7 +60,7 @@ class RuleSetVersionView(APIView):
     required_scopes = READ
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
-    def get(self, request: Request, version: int) -> Response:
+    def get(self, request: ApiKeyRequest, version: int) -> Response:
         found = selectors.rule_set_version_get(team_id=request.auth.team_id, number=version)
         return Response(s.version_detail(found))
 
@@ -71,7 +71,7 @@ class RuleSetPublishView(APIView):
     @extend_schema(
         request=None, responses={200: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT, 422: OpenApiTypes.OBJECT}
     )
-    def post(self, request: Request, version: int) -> Response:
+    def post(self, request: ApiKeyRequest, version: int) -> Response:
         found = selectors.rule_set_version_get(team_id=request.auth.team_id, number=version)
         publication = services.rule_set_version_publish(
             version=found, actor_api_key_id=request.auth.key_id, remote_addr=request.META.get("REMOTE_ADDR")
@@ -84,7 +84,7 @@ class RuleSetDiffView(APIView):
     required_scopes = READ
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
-    def get(self, request: Request, before: int, after: int) -> Response:
+    def get(self, request: ApiKeyRequest, before: int, after: int) -> Response:
         return Response(
             selectors.rule_set_versions_diff(team_id=request.auth.team_id, before=before, after=after)
         )
@@ -95,7 +95,7 @@ class RuleSetPreviewView(APIView):
     required_scopes = (ApiKey.Scope.POLICIES_WRITE, ApiKey.Scope.DECISIONS_READ)
 
     @extend_schema(request=None, parameters=[s.PreviewQuerySerializer], responses=OpenApiTypes.OBJECT)
-    def post(self, request: Request, version: int) -> Response:
+    def post(self, request: ApiKeyRequest, version: int) -> Response:
         query = s.PreviewQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         found = selectors.rule_set_version_get(team_id=request.auth.team_id, number=version)

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from policies import selectors, services
 from policies.api import serializers as s
+from tenancy.principal import ApiKeyRequest
 
 
 class ToolsRegisterView(APIView):
     @extend_schema(request=s.ToolsRegisterInputSerializer, responses=OpenApiTypes.OBJECT)
-    def post(self, request: Request) -> Response:
+    def post(self, request: ApiKeyRequest) -> Response:
         data = s.ToolsRegisterInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         tools = services.tools_register(team_id=request.auth.team_id, tools=data.validated_data["tools"])
@@ -31,6 +31,6 @@ class ToolsRegisterView(APIView):
 
 class ToolsListView(APIView):
     @extend_schema(responses=OpenApiTypes.OBJECT)
-    def get(self, request: Request) -> Response:
+    def get(self, request: ApiKeyRequest) -> Response:
         tools = selectors.registered_tools_of_team(team_id=request.auth.team_id)
         return Response({"data": [s.tool_output(t) for t in tools]})

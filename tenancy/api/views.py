@@ -5,7 +5,6 @@ from __future__ import annotations
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -14,6 +13,7 @@ from common.errors import NotFound
 from tenancy import selectors, services
 from tenancy.api import serializers as s
 from tenancy.models import ApiKey
+from tenancy.principal import ApiKeyRequest
 
 ADMIN = (ApiKey.Scope.ADMIN,)
 
@@ -22,12 +22,12 @@ class OrganizationsView(APIView):
     required_scopes = ADMIN
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
-    def get(self, request: Request) -> Response:
+    def get(self, request: ApiKeyRequest) -> Response:
         organizations = selectors.organizations_administered_by(principal=request.auth)
         return Response({"data": [s.organization_output(o) for o in organizations]})
 
     @extend_schema(request=s.OrganizationCreateInputSerializer, responses={201: OpenApiTypes.OBJECT})
-    def post(self, request: Request) -> Response:
+    def post(self, request: ApiKeyRequest) -> Response:
         data = s.OrganizationCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         organization = services.organization_create(
@@ -42,7 +42,7 @@ class ProjectsView(APIView):
     required_scopes = ADMIN
 
     @extend_schema(parameters=[s.ProjectListQuerySerializer], responses=OpenApiTypes.OBJECT)
-    def get(self, request: Request) -> Response:
+    def get(self, request: ApiKeyRequest) -> Response:
         query = s.ProjectListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         teams = selectors.teams_administered_by(principal=request.auth)
@@ -51,7 +51,7 @@ class ProjectsView(APIView):
         return Response({"data": [s.project_output(t) for t in teams]})
 
     @extend_schema(request=s.ProjectCreateInputSerializer, responses={201: OpenApiTypes.OBJECT})
-    def post(self, request: Request) -> Response:
+    def post(self, request: ApiKeyRequest) -> Response:
         data = s.ProjectCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         organization = (
@@ -73,12 +73,12 @@ class ApiKeysView(APIView):
     required_scopes = ADMIN
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
-    def get(self, request: Request) -> Response:
+    def get(self, request: ApiKeyRequest) -> Response:
         api_keys = selectors.api_keys_administered_by(principal=request.auth)
         return Response({"data": [s.api_key_output(k) for k in api_keys]})
 
     @extend_schema(request=s.ApiKeyCreateInputSerializer, responses={201: OpenApiTypes.OBJECT})
-    def post(self, request: Request) -> Response:
+    def post(self, request: ApiKeyRequest) -> Response:
         data = s.ApiKeyCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         team_id = data.validated_data.get("projectId", request.auth.team_id)
@@ -98,7 +98,7 @@ class ApiKeyDetailView(APIView):
     required_scopes = ADMIN
 
     @extend_schema(responses={204: None})
-    def delete(self, request: Request, key_id: str) -> Response:
+    def delete(self, request: ApiKeyRequest, key_id: str) -> Response:
         api_key = (
             selectors.api_keys_administered_by(principal=request.auth)
             .filter(pk=parse_uuid_or_404(key_id, what="API key"))

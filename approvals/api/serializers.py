@@ -52,4 +52,5 @@ class BatchResolveItem(ResolveInput):
 
 
 class BatchResolveInput(serializers.Serializer):
-    approvals = BatchResolveItem(many=True, allow_empty=False, max_length=100)
+    # The stubs omit max_length for many=True; DRF hands it to the ListSerializer it builds.
+    approvals = BatchResolveItem(many=True, allow_empty=False, max_length=100)  # type: ignore[call-arg]

@@ -31,8 +31,9 @@ class DecisionQuerySerializer(serializers.Serializer):
 class DecisionExportQuerySerializer(DecisionQuerySerializer):
     """The list's filters (no paging: an export holds every match) and the file format."""
 
-    limit = None
-    offset = None
+    # DRF's way to drop an inherited field, which the stubs do not model.
+    limit = None  # type: ignore[assignment]
+    offset = None  # type: ignore[assignment]
     format = serializers.ChoiceField(required=False, choices=["json", "csv"], default="json")
 
 

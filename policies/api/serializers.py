@@ -14,7 +14,8 @@ class ToolParameterSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     type = serializers.CharField(max_length=50, required=False, allow_null=True)
     description = serializers.CharField(required=False, allow_null=True, allow_blank=True)
-    required = serializers.BooleanField(required=False, default=False)
+    # A field named like Field.required: the metaclass moves declared fields off the class.
+    required = serializers.BooleanField(required=False, default=False)  # type: ignore[assignment]
     enum = serializers.ListField(required=False, allow_null=True)
     minimum = serializers.FloatField(required=False, allow_null=True)
     maximum = serializers.FloatField(required=False, allow_null=True)
@@ -28,7 +29,8 @@ class ToolSignatureSerializer(serializers.Serializer):
 
 
 class ToolsRegisterInputSerializer(serializers.Serializer):
-    tools = ToolSignatureSerializer(many=True, allow_empty=False, max_length=1000)
+    # The stubs omit max_length for many=True; DRF hands it to the ListSerializer it builds.
+    tools = ToolSignatureSerializer(many=True, allow_empty=False, max_length=1000)  # type: ignore[call-arg]
 
 
 def tool_output(tool: RegisteredTool) -> dict[str, Any]:

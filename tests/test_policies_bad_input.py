@@ -1,5 +1,5 @@
-"""Bad input to the per-tool policy and policy-draft API: always a 4xx JSON error that says
-what and where, never a 5xx, and nothing half-written."""
+"""Bad input to the per-tool policy, policy-draft and rule-set upload API: always a 4xx JSON
+error that says what and where, never a 5xx, and nothing half-written."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import uuid
 import pytest
 from rest_framework.test import APIClient
 
-from policies.models import PolicyDraft, ToolPolicy
+from policies.models import PolicyDraft, RuleSetVersion, ToolPolicy
 from tests.factories import TeamFactory, ToolPolicyFactory, api_key_for, policy_draft_for
 
 pytestmark = pytest.mark.django_db
@@ -224,6 +224,18 @@ def test_draft__unknown_id__404_json(api, draft_id, action):
 @pytest.mark.parametrize(("query", "where"), [("status=done", "status"), ("projectId=junk", "projectId")])
 def test_draft_list__bad_filter__400_naming_it(api, query, where):
     assert_error(api.get(f"/v1/policy-drafts?{query}"), 400, "invalid_request", where)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "where"),
+    [("application/yaml", "a rule set must be a mapping"), ("application/json", "invalid JSON")],
+)
+def test_rule_set_upload__empty_body__400_and_nothing_stored(api, content_type, where):
+    # Given an upload with no body (DRF runs no parser then), when it is posted,
+    response = api.post("/v1/rule-sets", data="", content_type=content_type)
+    # then it is refused as an invalid rule set, not a 500.
+    assert_error(response, 400, "invalid_rule_set", where)
+    assert not RuleSetVersion.objects.exists()
 
 
 def test_policies__no_key__401_json():

@@ -47,9 +47,11 @@ class RuleSetsView(APIView):
         ],
     )
     def post(self, request: ApiKeyRequest) -> Response:
+        # RuleSetSourceParser gives text; for an empty body DRF runs no parser and gives {}.
+        source_text = request.data if isinstance(request.data, str) else ""
         version = services.rule_set_version_create(
             team=Team.objects.get(pk=request.auth.team_id),
-            source_text=request.data,
+            source_text=source_text,
             content_type=request.content_type or "application/yaml",
             author_api_key_id=request.auth.key_id,
         )

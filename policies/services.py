@@ -26,6 +26,7 @@ from common.events import RULE_SETS_GROUP, publish_on_commit, rule_set_group
 from policies.engine import (
     CompiledRuleSet,
     Decision,
+    EnforcementMode,
     HistoryEntry,
     RuleSetError,
     ToolCall,
@@ -206,7 +207,7 @@ class ValidationOutcome:
     # Per-tool policy constraints the call failed (the SDK's failed_constraints entries).
     failed_constraints: tuple[dict[str, Any], ...] = ()
     # The rule-set version's mode: under log/shadow ``decision`` is the answer (allow).
-    enforcement: str = "strict"
+    enforcement: EnforcementMode = "strict"
 
 
 async def _decide_with_session_state(
@@ -284,7 +285,7 @@ def _state_unavailable_decision(what: str) -> Decision:
     )
 
 
-def enforced_answer(decision: Decision, *, mode: str) -> Decision:
+def enforced_answer(decision: Decision, *, mode: EnforcementMode) -> Decision:
     """What the caller is told under the version's mode. ``strict`` answers the decision;
     ``log`` and ``shadow`` answer allow and say what strict would have done (the record keeps
     the real decision). Wording and metadata follow the SDK's own log and shadow modes."""
@@ -325,7 +326,7 @@ async def tool_call_validate(
     refusal = None
     if rules is None:
         refusal = await tool_policy_refusal(team_id=team_id, tool_name=tool_name, arguments=arguments)
-    enforcement = "strict"
+    enforcement: EnforcementMode = "strict"
     if refusal is not None:
         decision = answer = refusal.decision
     else:

@@ -25,6 +25,10 @@ from policies.engine.expressions import compile_expression
 from policies.engine.sequences import HistoryEntry, compile_sequence_constraints, sequence_tools
 
 DecisionKind = Literal["allow", "deny", "require_approval"]
+# What strict mode answers when log or shadow mode turns it into allow.
+StrictDecisionKind = Literal["deny", "require_approval"]
+# A version's mode (document.MODES).
+EnforcementMode = Literal["strict", "log", "shadow"]
 _DAY_ORDER = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _SDK_CONTEXT_FIELDS = ("session_id", "agent_id", "user_id", "role")
 # Names in the SDK's local evaluation context that are not arguments.
@@ -62,7 +66,7 @@ class Decision:
     # Set when a rule's rate limit was exceeded: that is why this rule fired.
     rate_limited: bool = False
     # Under log or shadow mode the answer is allow; this keeps what strict mode would answer.
-    strict_decision: DecisionKind | None = None
+    strict_decision: StrictDecisionKind | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,7 +378,7 @@ class CompiledRuleSet:
         self.history_tools: frozenset[str] = frozenset(history_tools)
         settings = document.get("settings") or {}
         self.default_action: str = settings.get("default_action", "allow")
-        self.mode: str = document.get("mode", "strict")
+        self.mode: EnforcementMode = document.get("mode", "strict")
         # When state a rule needs (session history, rate counters) is unreachable: deny or not.
         self.fail_mode: str = settings.get("fail_mode", "closed")
         self.rule_count = sum(1 for r in document.get("rules", []) if r.get("enabled", True))

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
@@ -26,14 +26,15 @@ from approvals.display import ArgumentNode, argument_tree, context_value
 from approvals.forms import DecisionForm, QueueFilterForm
 from approvals.models import Approval, ApprovalEvent
 from common.errors import ApplicationError, NotFound
+from tenancy.web import AuthenticatedHttpRequest
 
 
-def _wants_fragment(request: HttpRequest) -> bool:
+def _wants_fragment(request: AuthenticatedHttpRequest) -> bool:
     # A history restore asks for the whole page even though it comes from htmx.
     return bool(request.htmx) and not request.htmx.history_restore_request
 
 
-def _visible(request: HttpRequest, approval_id: uuid.UUID) -> Approval:
+def _visible(request: AuthenticatedHttpRequest, approval_id: uuid.UUID) -> Approval:
     try:
         return selectors.approval_get_visible_to(user=request.user, approval_id=approval_id)
     except NotFound as exc:
@@ -73,7 +74,7 @@ class QueueChoices:
 
 @login_required
 @require_GET
-def approvals_queue(request: HttpRequest) -> HttpResponse:
+def approvals_queue(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Pending approvals the person may decide, oldest first; filters by group, tool and team."""
     form = QueueFilterForm(request.GET)
     everything = selectors.approvals_queue_for(user=request.user)
@@ -106,7 +107,9 @@ def approvals_queue(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _decision_context(request: HttpRequest, approval: Approval, form: DecisionForm | None) -> dict[str, Any]:
+def _decision_context(
+    request: AuthenticatedHttpRequest, approval: Approval, form: DecisionForm | None
+) -> dict[str, Any]:
     now = timezone.now()
     trail = selectors.approval_trail(approval=approval)
     is_open = approval.status == Approval.Status.PENDING and approval.expires_at > now
@@ -125,7 +128,11 @@ def _decision_context(request: HttpRequest, approval: Approval, form: DecisionFo
 
 
 def _render_detail(
-    request: HttpRequest, approval: Approval, *, form: DecisionForm | None = None, status: int = 200
+    request: AuthenticatedHttpRequest,
+    approval: Approval,
+    *,
+    form: DecisionForm | None = None,
+    status: int = 200,
 ) -> HttpResponse:
     """The whole page, or (htmx) the decision panel and the trail, which are what a decision changes."""
     context = _decision_context(request, approval, form)
@@ -144,7 +151,7 @@ def _render_detail(
 
 @login_required
 @require_GET
-def approval_detail(request: HttpRequest, approval_id: uuid.UUID) -> HttpResponse:
+def approval_detail(request: AuthenticatedHttpRequest, approval_id: uuid.UUID) -> HttpResponse:
     return _render_detail(request, _visible(request, approval_id))
 
 
@@ -159,7 +166,7 @@ def _outcome_message(outcome: services.ResolveOutcome) -> str:
 
 @login_required
 @require_POST
-def approval_decide(request: HttpRequest, approval_id: uuid.UUID) -> HttpResponse:
+def approval_decide(request: AuthenticatedHttpRequest, approval_id: uuid.UUID) -> HttpResponse:
     """Approve or deny (a deny needs a comment). Who may is the service's to decide: an ineligible
     person's POST is refused there, and recorded in the trail."""
     approval = _visible(request, approval_id)
@@ -194,7 +201,7 @@ class HistoryRow:
 
 @login_required
 @require_GET
-def approvals_history(request: HttpRequest) -> HttpResponse:
+def approvals_history(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Decided approvals of the person's teams, newest first: outcome, who, and how long it took."""
     rows = [
         HistoryRow(approval=a, seconds_to_decide=selectors.approval_seconds_to_decide(a))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -12,11 +12,11 @@ from audit.models import ChainHead, ChainStream, Checkpoint
 from audit.selectors import DecisionFilters, decision_stats, decisions_of_team, verification_latest
 from audit.services import chain_verify
 from tenancy.selectors import teams_visible_to
-from tenancy.web import team_access_or_404
+from tenancy.web import AuthenticatedHttpRequest, team_access_or_404
 
 
 @login_required
-def dashboard_home(request: HttpRequest) -> HttpResponse:
+def dashboard_home(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Recent decisions and counts for each team the user belongs to (every team for staff)."""
     panels = []
     for team in teams_visible_to(user=request.user):
@@ -32,7 +32,7 @@ def dashboard_home(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def audit_page(request: HttpRequest, slug: str) -> HttpResponse:
+def audit_page(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     """The team's chains: head, latest signed checkpoint and last verification per stream."""
     access = team_access_or_404(request, slug)
     streams = []
@@ -53,7 +53,7 @@ def audit_page(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def audit_verify(request: HttpRequest, slug: str) -> HttpResponse:
+def audit_verify(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     """Verify both of the team's chains now (members may; it only reads and records the run)."""
     access = team_access_or_404(request, slug)
     for stream in ChainStream:

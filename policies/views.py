@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
 from django.utils import timezone
@@ -39,7 +39,7 @@ from policies.permissions import (
     rule_set_publish_refusal,
 )
 from tenancy.selectors import TeamAccess, teams_visible_to
-from tenancy.web import team_access_or_404
+from tenancy.web import AuthenticatedHttpRequest, team_access_or_404
 
 STARTER_SOURCE = """\
 # Rules are checked in order; the first block or require_approval wins.
@@ -135,7 +135,11 @@ def _publish_choice(
 
 
 def _render_page(
-    request: HttpRequest, access: TeamAccess, *, check: SourceCheck | None = None, status: int = 200
+    request: AuthenticatedHttpRequest,
+    access: TeamAccess,
+    *,
+    check: SourceCheck | None = None,
+    status: int = 200,
 ) -> HttpResponse:
     team_id = access.team.id
     # The history lists metadata only; sources and documents can be large.
@@ -168,7 +172,7 @@ def _render_page(
 
 
 def _render_version(
-    request: HttpRequest, access: TeamAccess, version: RuleSetVersion, *, status: int = 200
+    request: AuthenticatedHttpRequest, access: TeamAccess, version: RuleSetVersion, *, status: int = 200
 ) -> HttpResponse:
     active = _active_version(access)
     diff = None
@@ -194,7 +198,7 @@ def _render_version(
 
 
 def _fragment_or_page(
-    request: HttpRequest, access: TeamAccess, fragment: str, title: str, context: dict[str, Any]
+    request: AuthenticatedHttpRequest, access: TeamAccess, fragment: str, title: str, context: dict[str, Any]
 ) -> HttpResponse:
     """htmx asks for the fragment; a plain link (or no JavaScript) gets it inside a page."""
     context = {"access": access, "team": access.team, **context}
@@ -205,20 +209,20 @@ def _fragment_or_page(
 
 @login_required
 @require_GET
-def policies_teams(request: HttpRequest) -> HttpResponse:
+def policies_teams(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The teams whose policies the person may see."""
     return render(request, "policies/teams.html", {"teams": list(teams_visible_to(user=request.user))})
 
 
 @login_required
 @require_GET
-def policies_page(request: HttpRequest, slug: str) -> HttpResponse:
+def policies_page(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     return _render_page(request, team_access_or_404(request, slug))
 
 
 @login_required
 @require_POST
-def policies_validate(request: HttpRequest, slug: str) -> HttpResponse:
+def policies_validate(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     """The editor's live check (htmx, as you type): every problem at its line, or fixture results."""
     access = team_access_or_404(request, slug)
     check = _check_source(request.POST.get("source", ""))
@@ -229,7 +233,7 @@ def policies_validate(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def policies_version_create(request: HttpRequest, slug: str) -> HttpResponse:
+def policies_version_create(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     """Save the editor's source as a new draft version, authored by the person saving it."""
     access = team_access_or_404(request, slug)
     check = _check_source(request.POST.get("source", ""))
@@ -257,14 +261,14 @@ def policies_version_create(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_GET
-def policies_version(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+def policies_version(request: AuthenticatedHttpRequest, slug: str, number: int) -> HttpResponse:
     access = team_access_or_404(request, slug)
     return _render_version(request, access, _version(access, number))
 
 
 @login_required
 @require_POST
-def policies_version_publish(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+def policies_version_publish(request: AuthenticatedHttpRequest, slug: str, number: int) -> HttpResponse:
     """Publish a version (a rollback when it is older than the active one): team admins only,
     never its own author, and only if its fixtures pass."""
     access = team_access_or_404(request, slug)
@@ -288,7 +292,7 @@ def policies_version_publish(request: HttpRequest, slug: str, number: int) -> Ht
 
 @login_required
 @require_GET
-def policies_diff(request: HttpRequest, slug: str) -> HttpResponse:
+def policies_diff(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     """Rule by rule, between any two versions (``?from=A&to=B``)."""
     access = team_access_or_404(request, slug)
     before, after = request.GET.get("from", ""), request.GET.get("to", "")
@@ -305,7 +309,7 @@ def policies_diff(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_GET
-def policies_impact(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+def policies_impact(request: AuthenticatedHttpRequest, slug: str, number: int) -> HttpResponse:
     """What would change if this version were active: the team's recent decisions replayed."""
     access = team_access_or_404(request, slug)
     version = _version(access, number)
@@ -321,7 +325,7 @@ def policies_impact(request: HttpRequest, slug: str, number: int) -> HttpRespons
 
 @login_required
 @require_POST
-def policies_draft_approve(request: HttpRequest, slug: str, draft_id: uuid.UUID) -> HttpResponse:
+def policies_draft_approve(request: AuthenticatedHttpRequest, slug: str, draft_id: uuid.UUID) -> HttpResponse:
     """Approve a proposed draft: its rules merged into the active version, published at once
     (team admins only; never the person who proposed it; only if the fixtures pass)."""
     access = team_access_or_404(request, slug)
@@ -346,7 +350,7 @@ def policies_draft_approve(request: HttpRequest, slug: str, draft_id: uuid.UUID)
 
 @login_required
 @require_POST
-def policies_draft_reject(request: HttpRequest, slug: str, draft_id: uuid.UUID) -> HttpResponse:
+def policies_draft_reject(request: AuthenticatedHttpRequest, slug: str, draft_id: uuid.UUID) -> HttpResponse:
     access = team_access_or_404(request, slug)
     draft = _draft(access, draft_id)
     try:

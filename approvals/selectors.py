@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Q, QuerySet
 
 from approvals.models import Approval, ApprovalEvent
@@ -31,7 +31,7 @@ class _Eligibility:
     admin_team_flags: dict[uuid.UUID, bool]  # team -> admins_may_approve
 
     @classmethod
-    def of(cls, user: AbstractBaseUser) -> _Eligibility:
+    def of(cls, user: User) -> _Eligibility:
         groups: dict[uuid.UUID, set[str]] = {}
         for team_id, slug in ApproverGroup.objects.filter(members=user).values_list("team_id", "slug"):
             groups.setdefault(team_id, set()).add(slug)
@@ -56,14 +56,14 @@ class _Eligibility:
         return not groups or self.admin_team_flags[approval.team_id]
 
 
-def approval_may_decide(*, approval: Approval, user: AbstractBaseUser | AnonymousUser) -> bool:
+def approval_may_decide(*, approval: Approval, user: User | AnonymousUser) -> bool:
     """Whether ``user`` is eligible to approve or deny ``approval`` (see ``_Eligibility``)."""
     if not user.is_authenticated:
         return False
     return _Eligibility.of(user).may_decide(approval)
 
 
-def approval_is_own_request(*, approval: Approval, user: AbstractBaseUser) -> bool:
+def approval_is_own_request(*, approval: Approval, user: User) -> bool:
     """Whether the call was made on ``user``'s behalf (``context.user_id`` is their username or e-mail)."""
     requester = approval.context.get("user_id") if isinstance(approval.context, dict) else None
     if not isinstance(requester, str) or not requester.strip():
@@ -76,7 +76,7 @@ def approval_is_own_request(*, approval: Approval, user: AbstractBaseUser) -> bo
     return requester in names
 
 
-def user_for_resolved_by(*, team_id: uuid.UUID, name: str) -> AbstractBaseUser | None:
+def user_for_resolved_by(*, team_id: uuid.UUID, name: str) -> User | None:
     """The team's member (or approver-group member) whose username or e-mail is ``name``."""
     users = get_user_model().objects.filter(
         Q(memberships__team_id=team_id) | Q(approver_groups__team_id=team_id), is_active=True
@@ -103,7 +103,7 @@ class QueueFilters:
     tool_name: str | None = None
 
 
-def approvals_queue_for(*, user: AbstractBaseUser, filters: QueueFilters | None = None) -> list[Approval]:
+def approvals_queue_for(*, user: User, filters: QueueFilters | None = None) -> list[Approval]:
     """Pending approvals ``user`` may decide, oldest first (the browser queue).
 
     Eligibility is checked in Python: group slugs sit in a JSON list, which SQLite cannot
@@ -128,7 +128,7 @@ def approvals_queue_for(*, user: AbstractBaseUser, filters: QueueFilters | None 
     ]
 
 
-def approvals_pending_count_for(*, user: AbstractBaseUser) -> int:
+def approvals_pending_count_for(*, user: User) -> int:
     """The nav badge: the queue's length, reading only what eligibility needs (not arguments)."""
     eligibility = _Eligibility.of(user)
     pending = Approval.objects.filter(
@@ -137,7 +137,7 @@ def approvals_pending_count_for(*, user: AbstractBaseUser) -> int:
     return sum(1 for approval in pending if eligibility.may_decide(approval))
 
 
-def approvals_resolved_for(*, user: AbstractBaseUser, limit: int = 100) -> QuerySet[Approval]:
+def approvals_resolved_for(*, user: User, limit: int = 100) -> QuerySet[Approval]:
     """History: resolved approvals of the teams the user belongs to or approves for, newest first."""
     team_ids = set(Membership.objects.filter(user=user).values_list("team_id", flat=True))
     team_ids |= set(ApproverGroup.objects.filter(members=user).values_list("team_id", flat=True))
@@ -177,7 +177,7 @@ def approval_time_left(approval: Approval, now: datetime) -> float:
     return max(0.0, (approval.expires_at - now).total_seconds())
 
 
-def approval_get_visible_to(*, user: AbstractBaseUser, approval_id: uuid.UUID) -> Approval:
+def approval_get_visible_to(*, user: User, approval_id: uuid.UUID) -> Approval:
     """The approval, for a person who may see it: staff, a member of its team, or in one of the
     team's approver groups (who may be asked to decide without being members). Anyone else gets
     NotFound, exactly as for an id that does not exist."""

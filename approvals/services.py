@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -103,7 +103,7 @@ def _trail(
     action: str,
     actor_name: str,
     channel: str,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     comment: str = "",
     remote_addr: str | None = None,
     now: datetime | None = None,
@@ -138,7 +138,7 @@ def _trail(
 
 
 def _record_refusal(
-    *, approval: Approval, actor: AbstractBaseUser, why: str, channel: str, remote_addr: str | None
+    *, approval: Approval, actor: User, why: str, channel: str, remote_addr: str | None
 ) -> None:
     # Its own transaction: the refusal is kept although the caller's request fails.
     with transaction.atomic():
@@ -157,7 +157,7 @@ def _record_refusal(
 def approval_resolve(
     *,
     approval: Approval,
-    actor: AbstractBaseUser,
+    actor: User,
     action: ResolveAction,
     comment: str = "",
     channel: str = ApprovalEvent.Channel.WEB,

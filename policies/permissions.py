@@ -7,7 +7,7 @@ Publishing changes what every agent of the team is allowed to do, so it takes a 
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 
 from common.errors import PermissionDenied
 from policies.models import RuleSetVersion
@@ -15,7 +15,7 @@ from tenancy.selectors import TeamAccess
 
 
 def rule_set_publish_refusal(
-    *, access: TeamAccess, user: AbstractBaseUser | AnonymousUser, version: RuleSetVersion
+    *, access: TeamAccess, user: User | AnonymousUser, version: RuleSetVersion
 ) -> str | None:
     """Why ``user`` may not publish ``version``, or None when they may."""
     if not access.is_admin:
@@ -29,7 +29,7 @@ def rule_set_publish_refusal(
 
 
 def ensure_may_publish_rule_set(
-    *, access: TeamAccess, user: AbstractBaseUser | AnonymousUser, version: RuleSetVersion
+    *, access: TeamAccess, user: User | AnonymousUser, version: RuleSetVersion
 ) -> None:
     refusal = rule_set_publish_refusal(access=access, user=user, version=version)
     if refusal is not None:

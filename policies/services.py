@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import yaml
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -55,7 +55,7 @@ from tenancy.selectors import team_default_approval_timeout
 logger = logging.getLogger(__name__)
 
 
-def _author_name(user: AbstractBaseUser | None, api_key_id: uuid.UUID | None) -> str:
+def _author_name(user: User | None, api_key_id: uuid.UUID | None) -> str:
     if user is not None:
         return user.get_username()
     if api_key_id is not None:
@@ -70,7 +70,7 @@ def rule_set_version_create(
     team: Team,
     source_text: str,
     content_type: str = "application/yaml",
-    author_user: AbstractBaseUser | None = None,
+    author_user: User | None = None,
     author_api_key_id: uuid.UUID | None = None,
 ) -> RuleSetVersion:
     """Store a new draft version after checking the whole document; refuses it with every
@@ -106,7 +106,7 @@ class FixturesFailed(Unprocessable):
 def rule_set_version_publish(
     *,
     version: RuleSetVersion,
-    actor_user: AbstractBaseUser | None = None,
+    actor_user: User | None = None,
     actor_api_key_id: uuid.UUID | None = None,
     actor_name: str | None = None,
     remote_addr: str | None = None,
@@ -433,7 +433,7 @@ def tool_policy_create(
     *,
     team_id: uuid.UUID,
     data: Any,
-    actor_user: AbstractBaseUser | None = None,
+    actor_user: User | None = None,
     actor_api_key_id: uuid.UUID | None = None,
     remote_addr: str | None = None,
 ) -> ToolPolicy:
@@ -470,7 +470,7 @@ def tool_policy_update(
     *,
     policy: ToolPolicy,
     data: Any,
-    actor_user: AbstractBaseUser | None = None,
+    actor_user: User | None = None,
     actor_api_key_id: uuid.UUID | None = None,
     remote_addr: str | None = None,
 ) -> ToolPolicy:
@@ -525,7 +525,7 @@ def tool_policy_set_active(
     *,
     policy: ToolPolicy,
     is_active: bool,
-    actor_user: AbstractBaseUser | None = None,
+    actor_user: User | None = None,
     actor_api_key_id: uuid.UUID | None = None,
     remote_addr: str | None = None,
 ) -> ToolPolicy:
@@ -633,7 +633,7 @@ def policy_draft_create(
     description: str = "",
     status: str = PolicyDraft.Status.DRAFT,
     created_by_agent_id: str = "",
-    actor_user: AbstractBaseUser | None = None,
+    actor_user: User | None = None,
     actor_api_key_id: uuid.UUID | None = None,
 ) -> PolicyDraft:
     """Propose rules (Policy IR v1, or the short form) against the team's active version."""
@@ -679,7 +679,7 @@ class FourEyesRequired(PermissionDenied):
 def policy_draft_approve(
     *,
     draft: PolicyDraft,
-    actor_user: AbstractBaseUser | None = None,
+    actor_user: User | None = None,
     actor_api_key_id: uuid.UUID | None = None,
     remote_addr: str | None = None,
 ) -> PolicyDraft:
@@ -759,7 +759,7 @@ def policy_draft_reject(
     *,
     draft: PolicyDraft,
     reason: str = "",
-    actor_user: AbstractBaseUser | None = None,
+    actor_user: User | None = None,
     actor_api_key_id: uuid.UUID | None = None,
 ) -> PolicyDraft:
     """Reject a draft with a reason; happens once (a decided draft is a 409)."""

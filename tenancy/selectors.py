@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Q, QuerySet
 
 from common.cache import Missing, TtlCache
@@ -119,7 +119,7 @@ class TeamAccess:
         return self.is_staff or self.role == Membership.Role.ADMIN
 
 
-def teams_visible_to(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Team]:
+def teams_visible_to(*, user: User | AnonymousUser) -> QuerySet[Team]:
     """The teams a person sees in the dashboard: those they are a member of; every team for staff."""
     if not user.is_authenticated:
         return Team.objects.none()
@@ -127,7 +127,7 @@ def teams_visible_to(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Team
     return teams.select_related("organization").order_by("slug")
 
 
-def team_access_for(*, user: AbstractBaseUser | AnonymousUser, slug: str) -> TeamAccess:
+def team_access_for(*, user: User, slug: str) -> TeamAccess:
     """The person's access to the team ``slug``. A team they may not see is NotFound, exactly
     like one that does not exist, so slugs cannot be probed."""
     team = teams_visible_to(user=user).filter(slug=slug).first()

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -102,7 +102,7 @@ def api_key_create(
     team: Team,
     name: str,
     scopes: Iterable[str] | None = None,
-    created_by: AbstractBaseUser | None = None,
+    created_by: User | None = None,
     token: str | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key and return it with its token; the token is shown this once and never stored.
@@ -185,9 +185,7 @@ def project_create(
     return team, api_key, token
 
 
-def membership_ensure(
-    *, user: AbstractBaseUser, team: Team, role: str = Membership.Role.MEMBER
-) -> Membership:
+def membership_ensure(*, user: User, team: Team, role: str = Membership.Role.MEMBER) -> Membership:
     membership, _ = Membership.objects.update_or_create(user=user, team=team, defaults={"role": role})
     return membership
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -81,7 +81,7 @@ def public_key_hex_checked(name: str, value: str) -> str:
     return value.lower()
 
 
-def database_config(url: str, *, base_dir: Path) -> dict[str, Any]:
+def database_config(url: str, *, base_dir: Path) -> dj_database_url.DBConfig:
     """Django DATABASES['default'] from a URL; tuned per engine for this workload."""
     try:
         config = dj_database_url.parse(url)

@@ -172,11 +172,11 @@ def compile_operator(operator: str, expected: Any) -> Callable[[Any], bool]:
 
     if operator in ("contains", "not_contains"):
         negate = operator == "not_contains"
-        lowered = expected.lower() if isinstance(expected, str) else None
+        needle = expected.lower() if isinstance(expected, str) else None
 
         def contains(value: Any) -> bool:
-            if isinstance(value, str) and lowered is not None:
-                return (lowered in value.lower()) != negate
+            if isinstance(value, str) and needle is not None:
+                return (needle in value.lower()) != negate
             if isinstance(value, list):
                 return (expected in value) != negate
             return False

@@ -75,10 +75,12 @@ def _has_card_number(text: str) -> bool:
     return False
 
 
+def _finds(pattern: re2._Regexp) -> Callable[[str], bool]:
+    return lambda text: pattern.search(text) is not None
+
+
 _CHECKS: dict[str, Callable[[str], bool]] = {
-    kind: (
-        _has_card_number if kind == "credit_card" else (lambda text, p=pattern: p.search(text) is not None)
-    )
+    kind: _has_card_number if kind == "credit_card" else _finds(pattern)
     for kind, pattern in _PATTERNS.items()
 }
 

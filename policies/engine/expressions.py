@@ -575,6 +575,7 @@ class _Compiler:
 
 def _literal_value(tree: lark.Tree) -> Any:
     token = tree.children[0]
+    assert isinstance(token, lark.Token)  # the grammar's literal rules hold one terminal
     kind = token.type
     text = str(token)
     if kind == "BOOL_LIT":

@@ -81,6 +81,12 @@ def _columns(model: type[models.Model]) -> list[models.Field[Any, Any]]:
     return list(model._meta.concrete_fields)
 
 
+def _column(field: models.Field[Any, Any]) -> str:
+    # Concrete fields are those with a column (Django sets ``concrete = column is not None``).
+    assert field.column is not None
+    return field.column
+
+
 # Filled in by PostgreSQL (``audit_link_decisions``, migration 0005), not sent by the client.
 _CHAIN_COLUMNS = ("sequence", "record", "prev_hash", "hash")
 
@@ -88,7 +94,7 @@ _CHAIN_COLUMNS = ("sequence", "record", "prev_hash", "hash")
 def _insert_from_json(model: type[models.Model], placeholder: str) -> str:
     """``INSERT ... SELECT ... FROM jsonb_to_recordset(<placeholder>)``, typed from the model."""
     fields = _columns(model)
-    names = ", ".join(f.column for f in fields)
+    names = ", ".join(_column(f) for f in fields)
     record_type = ", ".join(f"{f.column} {f.db_type(connection)}" for f in fields)
     return (
         f"INSERT INTO {model._meta.db_table} ({names}) "
@@ -104,7 +110,7 @@ def _insert_statement(with_approvals: bool) -> str:
     head is so locked only while this statement runs and commits, never across the client's
     own work."""
     fields = [f for f in _columns(DecisionRecord) if f.column not in _CHAIN_COLUMNS]
-    names = ", ".join(f.column for f in fields)
+    names = ", ".join(_column(f) for f in fields)
     record_type = ", ".join(f"{f.column} {f.db_type(connection)}" for f in fields)
     ctes = [
         f"x AS MATERIALIZED (SELECT * FROM jsonb_to_recordset(%s::jsonb) "
@@ -344,6 +350,7 @@ class ThreadedWriter:
         by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = defaultdict(list)
         for item in batch:
             if item.loop is not None:
+                # With a loop, done is that loop's asyncio future (see PendingWrite).
                 by_loop[item.loop].append(item.done)  # type: ignore[arg-type]
             elif error is None:
                 item.done.set_result(None)

@@ -23,7 +23,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -40,8 +40,13 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
+# An ASGI application (Django's ASGIHandler, here): events are read and sent as mappings.
 ASGIApp = Callable[
-    [dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]],
+    [
+        dict[str, Any],
+        Callable[[], Awaitable[Mapping[str, Any]]],
+        Callable[[Mapping[str, Any]], Awaitable[None]],
+    ],
     Awaitable[None],
 ]
 
@@ -141,7 +146,11 @@ async def run_db(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 class Gateway:
     def __init__(
-        self, fallback: ASGIApp, routes: list[Route], *, background: list[Callable[[], Awaitable[None]]] = ()
+        self,
+        fallback: ASGIApp,
+        routes: list[Route],
+        *,
+        background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     ) -> None:
         """``background`` coroutines run for the life of each worker, started by its first request."""
         self.fallback = fallback

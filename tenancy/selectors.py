@@ -18,8 +18,8 @@ from tenancy.models import ApiKey, Membership, Organization, Team
 from tenancy.principal import ApiKeyPrincipal
 
 # token hash -> principal. Only hits are cached: caching misses would let random tokens
-# grow the cache without bound.
-_principals: TtlCache[str, ApiKeyPrincipal] = TtlCache(lambda: settings.API_KEY_CACHE_SECONDS)
+# grow the cache without bound (the loader's None for a miss is returned, not stored).
+_principals: TtlCache[str, ApiKeyPrincipal | None] = TtlCache(lambda: settings.API_KEY_CACHE_SECONDS)
 _team_timeouts: TtlCache[uuid.UUID, int | None] = TtlCache(30.0)
 
 

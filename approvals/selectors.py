@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -153,7 +154,7 @@ def approval_trail(*, approval: Approval) -> list[ApprovalEvent]:
     return list(approval.events.order_by("created_at", "id"))
 
 
-def approval_session_calls(*, approval: Approval, limit: int = 20) -> list[dict[str, object]]:
+def approval_session_calls(*, approval: Approval, limit: int = 20) -> list[Mapping[str, object]]:
     """The agent's recent calls in the approval's session, from the decision record."""
     from audit.models import DecisionRecord
 

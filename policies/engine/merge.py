@@ -6,7 +6,7 @@ short-form rules, settings, fixtures and names of the version it builds on exact
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -15,7 +15,7 @@ def rule_id(rule: Mapping[str, Any]) -> Any:
     return rule.get("id", rule.get("name"))
 
 
-def merge_proposed_rules(base: Any, proposed: list[Mapping[str, Any]]) -> dict[str, Any]:
+def merge_proposed_rules(base: Any, proposed: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """``base`` (a parsed rule-set document, a bare list of rules, or None) with ``proposed``
     applied: a proposed rule whose id matches a base rule replaces it where it stands (rule
     order decides precedence, so the place is kept); the others are appended in their order.

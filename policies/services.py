@@ -503,7 +503,7 @@ def tool_policy_update(
 def tool_policy_delete(
     *,
     policy: ToolPolicy,
-    actor_user: AbstractBaseUser | None = None,
+    actor_user: User | None = None,
     actor_api_key_id: uuid.UUID | None = None,
     remote_addr: str | None = None,
 ) -> None:

@@ -25,6 +25,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # The validate benchmark against PostgreSQL and Redis (see README, "Performance").
 bench: $(STAMP)

@@ -7,6 +7,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -376,11 +377,27 @@ class HumanReviewRequired(PermissionDenied):
     code = "human_review_required"
 
 
-def _refuse_api_key_on_reviewed_team(*, team_id: uuid.UUID, what: str) -> None:
+def _refuse_api_key_on_reviewed_team(
+    *, team_id: uuid.UUID, what: str, instead: str = "a team member approves it in the browser"
+) -> None:
     if Team.objects.filter(pk=team_id, require_policy_review=True).exists():
         raise HumanReviewRequired(
-            f"this team requires a person's review: an API key cannot {what}; "
-            "a team member approves it in the browser"
+            f"this team requires a person's review: an API key cannot {what}; {instead}"
+        )
+
+
+def _refuse_api_key_tool_policy_write(
+    *, team_id: uuid.UUID, tool_name: Any, actor_user: User | None, actor_api_key_id: uuid.UUID | None
+) -> None:
+    """A tool policy takes effect at once (validate enforces it), so on a team that requires
+    review an API key may not create, change, (de)activate or delete one: a person does, on
+    the policies page. Checked before the body, so nothing is read, written or audited."""
+    if actor_user is None and actor_api_key_id is not None:
+        tool = f"tool {tool_name!r}" if isinstance(tool_name, str) and tool_name else "a tool"
+        _refuse_api_key_on_reviewed_team(
+            team_id=team_id,
+            what=f"change the policy of {tool}",
+            instead="a team admin changes it on the team's policies page",
         )
 
 
@@ -439,7 +456,14 @@ def tool_policy_create(
 ) -> ToolPolicy:
     """Create a tool's policy from a request body in the SDK's shape (``CreatePolicyInput``);
     it is active at once, version 1. Every problem of the body is reported with its path; a
-    second policy for the same tool is a 409 (the unique constraint decides races)."""
+    second policy for the same tool is a 409 (the unique constraint decides races). On a team
+    with ``require_policy_review`` an API key is refused (``HumanReviewRequired``)."""
+    _refuse_api_key_tool_policy_write(
+        team_id=team_id,
+        tool_name=data.get("toolName") if isinstance(data, Mapping) else None,
+        actor_user=actor_user,
+        actor_api_key_id=actor_api_key_id,
+    )
     try:
         fields = normalize_tool_policy(data, creating=True)
     except RuleSetError as exc:
@@ -475,7 +499,14 @@ def tool_policy_update(
     remote_addr: str | None = None,
 ) -> ToolPolicy:
     """Change the fields the body sets (``UpdatePolicyInput``; the others stay) and bump the
-    version, under the row's lock so concurrent updates each get their own version."""
+    version, under the row's lock so concurrent updates each get their own version. On a team
+    with ``require_policy_review`` an API key is refused (``HumanReviewRequired``)."""
+    _refuse_api_key_tool_policy_write(
+        team_id=policy.team_id,
+        tool_name=policy.tool_name,
+        actor_user=actor_user,
+        actor_api_key_id=actor_api_key_id,
+    )
     try:
         fields = normalize_tool_policy(data, creating=False, tool_name=policy.tool_name)
     except RuleSetError as exc:
@@ -507,7 +538,14 @@ def tool_policy_delete(
     actor_api_key_id: uuid.UUID | None = None,
     remote_addr: str | None = None,
 ) -> None:
-    """Delete a tool's policy; its calls are then decided by the rule set alone."""
+    """Delete a tool's policy; its calls are then decided by the rule set alone. On a team with
+    ``require_policy_review`` an API key is refused (``HumanReviewRequired``)."""
+    _refuse_api_key_tool_policy_write(
+        team_id=policy.team_id,
+        tool_name=policy.tool_name,
+        actor_user=actor_user,
+        actor_api_key_id=actor_api_key_id,
+    )
     with transaction.atomic():
         deleted, _ = ToolPolicy.objects.filter(pk=policy.pk).delete()
         if not deleted:
@@ -530,7 +568,14 @@ def tool_policy_set_active(
     remote_addr: str | None = None,
 ) -> ToolPolicy:
     """Activate or deactivate a policy (idempotent; the version, which counts content, stays).
-    Only a real change is audited."""
+    Only a real change is audited. On a team with ``require_policy_review`` an API key is
+    refused (``HumanReviewRequired``), even when nothing would change."""
+    _refuse_api_key_tool_policy_write(
+        team_id=policy.team_id,
+        tool_name=policy.tool_name,
+        actor_user=actor_user,
+        actor_api_key_id=actor_api_key_id,
+    )
     with transaction.atomic():
         changed = ToolPolicy.objects.filter(pk=policy.pk, is_active=not is_active).update(
             is_active=is_active,

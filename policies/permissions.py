@@ -1,8 +1,10 @@
-"""Who may publish a team's rule set from the dashboard.
+"""Who may publish a team's rule set, decide its drafts and change its tool policies from the
+dashboard.
 
 Publishing changes what every agent of the team is allowed to do, so it takes a team admin
 (or staff), and never the version's own author: a second person has to have read it
-(four-eyes). Rolling back is publishing an older version, under the same rule.
+(four-eyes). Rolling back is publishing an older version, under the same rule. A tool
+policy takes effect the moment it is written, so changing one takes a team admin too.
 """
 
 from __future__ import annotations
@@ -42,4 +44,14 @@ def ensure_may_decide_policy_draft(*, access: TeamAccess) -> None:
     if not access.is_admin:
         raise PermissionDenied(
             "Only team admins can approve or reject policy drafts.", code="draft_decision_not_allowed"
+        )
+
+
+def ensure_may_manage_tool_policies(*, access: TeamAccess) -> None:
+    """Creating, replacing, (de)activating or deleting a tool policy changes what agents may do
+    at once (no publish step), so it takes a team admin (or staff), as publishing does."""
+    if not access.is_admin:
+        raise PermissionDenied(
+            "Only team admins can create, change or delete tool policies.",
+            code="tool_policy_change_not_allowed",
         )

@@ -278,6 +278,15 @@ def tool_policy_get(*, team_id: uuid.UUID, tool_name: str) -> ToolPolicy:
         raise NotFound(f"no policy for tool {tool_name!r}") from exc
 
 
+def tool_policy_get_by_id(*, team_id: uuid.UUID, policy_id: uuid.UUID) -> ToolPolicy:
+    """The team's policy ``policy_id`` (the pages address policies by id: tool names may hold
+    any character); another team's policies do not exist from here."""
+    try:
+        return ToolPolicy.objects.get(team_id=team_id, pk=policy_id)
+    except ToolPolicy.DoesNotExist as exc:
+        raise NotFound("tool policy not found") from exc
+
+
 def active_rule_set_for_reading(*, team_id: uuid.UUID) -> ActiveRuleSet:
     """The team's active rule set, compiled (reusing this process's compiled copy when it is
     still the active version), for synchronous readers outside the hot path."""

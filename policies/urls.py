@@ -27,4 +27,27 @@ urlpatterns = [
         views.policies_draft_reject,
         name="draft-reject",
     ),
+    path("<slug:slug>/policies/tools/", views.policies_tool_policy_create, name="tool-policy-create"),
+    path(
+        "<slug:slug>/policies/tools/<uuid:policy_id>/replace",
+        views.policies_tool_policy_replace,
+        name="tool-policy-replace",
+    ),
+    path(
+        "<slug:slug>/policies/tools/<uuid:policy_id>/activate",
+        views.policies_tool_policy_set_active,
+        {"is_active": True},
+        name="tool-policy-activate",
+    ),
+    path(
+        "<slug:slug>/policies/tools/<uuid:policy_id>/deactivate",
+        views.policies_tool_policy_set_active,
+        {"is_active": False},
+        name="tool-policy-deactivate",
+    ),
+    path(
+        "<slug:slug>/policies/tools/<uuid:policy_id>/delete",
+        views.policies_tool_policy_delete,
+        name="tool-policy-delete",
+    ),
 ]

@@ -1,6 +1,7 @@
 """The policies page of a team (Django sessions + htmx): version history, the active version, a
 YAML editor that validates as you type, diffs, impact preview, fixture results, publish and
-roll back.
+roll back, and the team's per-tool policies (team admins create, replace, (de)activate and
+delete them with a JSON body in the SDK's shape).
 
 Thin on purpose: reads come from ``policies.selectors``, writes from ``policies.services``
 (the same ones the rule-set API calls), who may publish from ``policies.permissions``.
@@ -9,6 +10,7 @@ Domain errors become messages on the page with their status code, never a 500.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +21,11 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from common.errors import ApplicationError, NotFound
+from common.errors import ApplicationError, InvalidInput, NotFound
 from policies import selectors, services
 from policies.engine import (
     FixtureResult,
@@ -32,9 +35,10 @@ from policies.engine import (
     load_rule_set,
     run_fixtures,
 )
-from policies.models import PolicyDraft, RuleSetPublication, RuleSetVersion
+from policies.models import PolicyDraft, RuleSetPublication, RuleSetVersion, ToolPolicy
 from policies.permissions import (
     ensure_may_decide_policy_draft,
+    ensure_may_manage_tool_policies,
     ensure_may_publish_rule_set,
     rule_set_publish_refusal,
 )
@@ -48,6 +52,15 @@ rules:
     tool: run_data_export
     when: args.include_pii == true
     action: require_approval
+"""
+STARTER_TOOL_POLICY = """\
+{
+  "toolName": "transfer_funds",
+  "mode": "deterministic",
+  "constraints": [
+    {"argumentName": "amount", "enabled": true, "greaterThan": 0, "maximum": 1000}
+  ]
+}
 """
 
 
@@ -67,6 +80,13 @@ def _draft(access: TeamAccess, draft_id: uuid.UUID) -> PolicyDraft:
 
 def _active_version(access: TeamAccess) -> RuleSetVersion | None:
     return selectors.rule_set_versions_of_team(team_id=access.team.id).filter(is_active=True).first()
+
+
+def _tool_policy(access: TeamAccess, policy_id: uuid.UUID) -> ToolPolicy:
+    try:
+        return selectors.tool_policy_get_by_id(team_id=access.team.id, policy_id=policy_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
 
 
 def _fixture_results(document: dict[str, Any]) -> list[FixtureResult]:
@@ -122,6 +142,53 @@ def _check_source(source: str) -> SourceCheck:
     return SourceCheck(source, [], [], len(document.get("rules", [])), _fixture_results(document))
 
 
+@dataclass
+class ToolPolicyForm:
+    """A tool policy's form (``policy_id`` None: the create form) with the JSON it shows and,
+    when it was refused, every problem with its path; a refused body stays in its textarea."""
+
+    policy_id: uuid.UUID | None
+    body: str
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ToolPolicyRow:
+    policy: ToolPolicy
+    form: ToolPolicyForm
+
+
+def _tool_policy_body(policy: ToolPolicy) -> str:
+    """The policy as the create and replace forms (and ``POST /v1/policies``) take it."""
+    body = {"toolName": policy.tool_name, "mode": policy.mode, "constraints": policy.constraints}
+    return json.dumps(body, indent=2, ensure_ascii=False)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InvalidInput(f"the body is not JSON: {name} is not a JSON number", code="malformed_json")
+
+
+def _json_body(text: str) -> Any:
+    """The form's body, read as strictly as the API reads one (no NaN or Infinity)."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"the body is not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", code="malformed_json"
+        ) from exc
+    except RecursionError as exc:
+        raise InvalidInput(
+            "the body is not JSON this server reads: it nests too deeply", code="malformed_json"
+        ) from exc
+
+
+def _errors_of(exc: ApplicationError) -> list[dict[str, Any]]:
+    """Every problem of a refused body with its path (the services list them in ``details``)."""
+    if isinstance(exc.details, dict) and isinstance(exc.details.get("errors"), list):
+        return exc.details["errors"]
+    return []
+
+
 def _publish_choice(
     access: TeamAccess, user: Any, version: RuleSetVersion, active: RuleSetVersion | None
 ) -> dict[str, Any]:
@@ -139,6 +206,7 @@ def _render_page(
     access: TeamAccess,
     *,
     check: SourceCheck | None = None,
+    refused: ToolPolicyForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
     team_id = access.team.id
@@ -167,6 +235,18 @@ def _render_page(
         "check": check,
         "diff_from": diff_from,
         "diff_to": diff_to,
+        "tool_policies": [
+            ToolPolicyRow(
+                p,
+                refused
+                if refused is not None and refused.policy_id == p.id
+                else ToolPolicyForm(p.id, _tool_policy_body(p)),
+            )
+            for p in selectors.tool_policies_of_team(team_id=team_id)
+        ],
+        "new_tool_policy": refused
+        if refused is not None and refused.policy_id is None
+        else ToolPolicyForm(None, STARTER_TOOL_POLICY),
     }
     return render(request, "policies/page.html", context, status=status)
 
@@ -363,3 +443,105 @@ def policies_draft_reject(request: AuthenticatedHttpRequest, slug: str, draft_id
         return _render_page(request, access, status=exc.status_code)
     messages.success(request, f"Rejected draft “{draft.name}”.")
     return redirect("policies:page", slug=access.team.slug)
+
+
+# --- Per-tool policies ---------------------------------------------------------------------------
+# The same services as /v1/policies, with the person as the actor: on a team that requires
+# review this is the only way to change a tool policy.
+
+
+def _tool_policies_page(access: TeamAccess) -> HttpResponse:
+    return redirect(reverse("policies:page", args=[access.team.slug]) + "#tool-policies")
+
+
+@login_required
+@require_POST
+def policies_tool_policy_create(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
+    """Create a tool policy from a JSON body in the SDK's shape; it is active at once."""
+    access = team_access_or_404(request, slug)
+    text = request.POST.get("body", "")
+    try:
+        ensure_may_manage_tool_policies(access=access)
+        policy = services.tool_policy_create(
+            team_id=access.team.id,
+            data=_json_body(text),
+            actor_user=request.user,
+            remote_addr=request.META.get("REMOTE_ADDR"),
+        )
+    except ApplicationError as exc:
+        messages.error(request, f"Tool policy not created: {exc.message}")
+        form = ToolPolicyForm(None, text, _errors_of(exc))
+        return _render_page(request, access, refused=form, status=exc.status_code)
+    messages.success(request, f"Created the policy of {policy.tool_name} (version 1); it applies now.")
+    return _tool_policies_page(access)
+
+
+@login_required
+@require_POST
+def policies_tool_policy_replace(
+    request: AuthenticatedHttpRequest, slug: str, policy_id: uuid.UUID
+) -> HttpResponse:
+    """Replace a tool policy's mode and constraints with a JSON body (``PUT /v1/policies/{tool}``'s)."""
+    access = team_access_or_404(request, slug)
+    policy = _tool_policy(access, policy_id)
+    text = request.POST.get("body", "")
+    try:
+        ensure_may_manage_tool_policies(access=access)
+        updated = services.tool_policy_update(
+            policy=policy,
+            data=_json_body(text),
+            actor_user=request.user,
+            remote_addr=request.META.get("REMOTE_ADDR"),
+        )
+    except ApplicationError as exc:
+        messages.error(request, f"Policy of {policy.tool_name} not changed: {exc.message}")
+        form = ToolPolicyForm(policy.id, text, _errors_of(exc))
+        return _render_page(request, access, refused=form, status=exc.status_code)
+    messages.success(request, f"Replaced the policy of {updated.tool_name}: now version {updated.version}.")
+    return _tool_policies_page(access)
+
+
+@login_required
+@require_POST
+def policies_tool_policy_set_active(
+    request: AuthenticatedHttpRequest, slug: str, policy_id: uuid.UUID, *, is_active: bool
+) -> HttpResponse:
+    access = team_access_or_404(request, slug)
+    policy = _tool_policy(access, policy_id)
+    try:
+        ensure_may_manage_tool_policies(access=access)
+        services.tool_policy_set_active(
+            policy=policy,
+            is_active=is_active,
+            actor_user=request.user,
+            remote_addr=request.META.get("REMOTE_ADDR"),
+        )
+    except ApplicationError as exc:
+        messages.error(request, f"Policy of {policy.tool_name} not changed: {exc.message}")
+        return _render_page(request, access, status=exc.status_code)
+    if is_active:
+        messages.success(request, f"The policy of {policy.tool_name} is active: validate enforces it.")
+    else:
+        messages.success(request, f"The policy of {policy.tool_name} is inactive: validate ignores it.")
+    return _tool_policies_page(access)
+
+
+@login_required
+@require_POST
+def policies_tool_policy_delete(
+    request: AuthenticatedHttpRequest, slug: str, policy_id: uuid.UUID
+) -> HttpResponse:
+    access = team_access_or_404(request, slug)
+    policy = _tool_policy(access, policy_id)
+    try:
+        ensure_may_manage_tool_policies(access=access)
+        services.tool_policy_delete(
+            policy=policy, actor_user=request.user, remote_addr=request.META.get("REMOTE_ADDR")
+        )
+    except ApplicationError as exc:
+        messages.error(request, f"Policy of {policy.tool_name} not deleted: {exc.message}")
+        return _render_page(request, access, status=exc.status_code)
+    messages.success(
+        request, f"Deleted the policy of {policy.tool_name}; the rule set alone decides its calls now."
+    )
+    return _tool_policies_page(access)

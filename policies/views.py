@@ -25,7 +25,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from common.errors import ApplicationError, InvalidInput, NotFound
+from common.errors import NUL_MESSAGE, ApplicationError, InvalidInput, NotFound, has_escaped_nul
 from policies import selectors, services
 from policies.engine import (
     FixtureResult,
@@ -169,7 +169,10 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _json_body(text: str) -> Any:
-    """The form's body, read as strictly as the API reads one (no NaN or Infinity)."""
+    """The form's body, read as strictly as the API reads one (``common.parsers``: no NaN or
+    Infinity, no NUL, which PostgreSQL cannot store)."""
+    if "\x00" in text or has_escaped_nul(text.encode("utf-8")):
+        raise InvalidInput(NUL_MESSAGE)
     try:
         return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:

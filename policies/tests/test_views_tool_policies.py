@@ -198,13 +198,17 @@ def test_tool_policy_page__admin_replaces__validate_enforces_the_new_limit_at_on
             "NaN is not a JSON number",
         ),
         ("[" * 50_000 + "]" * 50_000, "nests too deeply"),
+        (
+            '{"toolName": "t", "mode": "deterministic", "constraints": [{"argumentName": "a\\u0000"}]}',
+            "NUL character",
+        ),
         (["transfer_funds"], "a policy must be a JSON object"),
         (
             {**TRANSFER, "constraints": [{"argumentName": "amount", "enabled": True, "maximum": "lots"}]},
             "constraints[0].maximum",
         ),
     ],
-    ids=["truncated_json", "nan", "too_deep", "not_an_object", "invalid_constraint"],
+    ids=["truncated_json", "nan", "too_deep", "nul", "not_an_object", "invalid_constraint"],
 )
 def test_tool_policy_create__bad_input__400_message_on_the_page_and_nothing_stored(team, dana, body, shown):
     # When an admin submits a body that is not JSON, or not a valid policy

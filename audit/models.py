@@ -75,7 +75,7 @@ class DecisionRecord(models.Model):
 
 class ChainStream(models.TextChoices):
     DECISIONS = "decisions", "Decisions"
-    EVENTS = "events", "Approval actions and policy publishes"
+    EVENTS = "events", "Approval actions and policy changes"
 
 
 class ChainHead(models.Model):

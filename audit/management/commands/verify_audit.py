@@ -22,7 +22,7 @@ class Command(BaseCommand):
             "--stream",
             choices=[c.value for c in ChainStream],
             default=ChainStream.DECISIONS,
-            help="decisions (default) or events (approval actions and publishes)",
+            help="decisions (default) or events (approval actions, publishes, tool-policy changes)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

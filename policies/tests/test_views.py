@@ -11,6 +11,7 @@ from django.urls import reverse
 
 from policies.models import RuleSetPublication, RuleSetVersion
 from policies.services import rule_set_version_create, rule_set_version_publish
+from policies.tests.conftest import member_of
 from tenancy.models import Membership
 from tests.factories import TeamFactory, UserFactory, record_decision
 
@@ -43,27 +44,6 @@ rules:
     action: nope
     when: 'args.x =='
 """
-
-
-@pytest.fixture
-def team():
-    return TeamFactory(slug="payments", name="Payments")
-
-
-def member_of(team, role: str = Membership.Role.MEMBER, **user_fields):
-    user = UserFactory(**user_fields)
-    Membership.objects.create(user=user, team=team, role=role)
-    return user
-
-
-@pytest.fixture
-def alice(team):
-    return member_of(team, username="alice")
-
-
-@pytest.fixture
-def dana(team):
-    return member_of(team, Membership.Role.ADMIN, username="dana")
 
 
 def client_for(user) -> Client:

@@ -8,8 +8,7 @@ from django.urls import reverse
 
 from policies.models import PolicyDraft, RuleSetVersion
 from policies.services import policy_draft_create, rule_set_version_create, rule_set_version_publish
-from policies.tests.test_views import V1, client_for, member_of, page_url, text_of
-from tenancy.models import Membership
+from policies.tests.test_views import V1, client_for, page_url, text_of
 from tests.factories import TeamFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -22,16 +21,6 @@ def team():
     team = TeamFactory(slug="payments", name="Payments")
     rule_set_version_publish(version=rule_set_version_create(team=team, source_text=V1))
     return team
-
-
-@pytest.fixture
-def alice(team):
-    return member_of(team, username="alice")
-
-
-@pytest.fixture
-def dana(team):
-    return member_of(team, Membership.Role.ADMIN, username="dana")
 
 
 def propose(team, by=None, rules=PROPOSED, name="Stop SMS") -> PolicyDraft:

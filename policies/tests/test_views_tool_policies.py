@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 
 import pytest
 from django.test import Client
@@ -15,8 +14,10 @@ from django.urls import reverse
 from audit.models import AuditEvent
 from policies import selectors, services
 from policies.models import ToolPolicy
+from policies.tests.conftest import member_of
+from policies.tests.test_views import page_url, text_of
 from tenancy.models import Membership
-from tests.factories import TeamFactory, ToolPolicyFactory, UserFactory
+from tests.factories import TeamFactory, ToolPolicyFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -25,35 +26,10 @@ TRANSFER = {"toolName": "transfer_funds", "mode": "deterministic", "constraints"
 RAISED = {**TRANSFER, "constraints": [{"argumentName": "amount", "enabled": True, "maximum": 1_000_000}]}
 
 
-@pytest.fixture
-def team():
-    return TeamFactory(slug="payments", name="Payments")
-
-
-def member_of(team, role: str = Membership.Role.MEMBER, **user_fields):
-    user = UserFactory(**user_fields)
-    Membership.objects.create(user=user, team=team, role=role)
-    return user
-
-
-@pytest.fixture
-def alice(team):
-    return member_of(team, username="alice")
-
-
-@pytest.fixture
-def dana(team):
-    return member_of(team, Membership.Role.ADMIN, username="dana")
-
-
 def client_for(user) -> Client:
     client = Client(REMOTE_ADDR="203.0.113.9")
     client.force_login(user)
     return client
-
-
-def page_url(team) -> str:
-    return reverse("policies:page", args=[team.slug])
 
 
 def url(name: str, team, policy=None) -> str:
@@ -62,10 +38,6 @@ def url(name: str, team, policy=None) -> str:
 
 def post_body(client: Client, target: str, body: object):
     return client.post(target, {"body": body if isinstance(body, str) else json.dumps(body)})
-
-
-def text_of(response) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", response.content.decode()))
 
 
 def changes(team) -> list[tuple[str, str, str | None]]:

@@ -3,12 +3,18 @@
 Each process keeps its own copy; writers clear the local copy at once and other
 processes converge within the TTL.
 
-``get_or_load`` is the async read used by the runtime gateway. It is
-single-flight (concurrent misses share one load) and serves a just-expired
-value while one background load refreshes it: without that, every request in
-flight when an entry expired went to the database at the same moment, which
-showed as a latency spike each time a TTL ran out (measured: see README).
-A value older than twice the TTL is never served.
+The TTL is a hard bound: a value is never served once the TTL has passed since the
+load that produced it *started* (so a value read just before a write commits is gone
+within the TTL of that commit). Revocation of API keys is documented in those terms.
+
+``get_or_load`` is the async read used by the runtime gateway. It is single-flight
+(concurrent misses share one load) and refreshes ahead: once half the TTL has passed,
+the next read starts one background load and keeps being served the current value,
+which is still inside its TTL. Under steady traffic an entry is therefore replaced
+before it expires and no request waits for the database when a TTL runs out (before,
+every request in flight at expiry went to the database at once: a latency spike per
+TTL, measured: see README). A refresh that answers None with ``cache_none=False`` (a key
+revoked meanwhile) drops the entry instead of leaving the old value to be served.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ V = TypeVar("V")
 
 logger = logging.getLogger(__name__)
 
+# A background refresh starts once this fraction of the TTL has passed.
+REFRESH_AHEAD_FRACTION = 0.5
+
 
 class Missing:
     """The result of a cache miss (values themselves may be None)."""
@@ -35,7 +44,7 @@ MISSING = Missing()
 class TtlCache(Generic[K, V]):
     def __init__(self, ttl_seconds: float | Callable[[], float]) -> None:
         self._ttl = ttl_seconds
-        # key -> (stored at, value)
+        # key -> (when the load that produced the value started, value)
         self._entries: dict[K, tuple[float, V]] = {}
         self._loading: dict[K, asyncio.Future[V]] = {}
         self._background: set[asyncio.Task[Any]] = set()  # keeps refresh tasks referenced
@@ -54,9 +63,11 @@ class TtlCache(Generic[K, V]):
         entry = self._entries.get(key)
         return MISSING if entry is None else entry[1]
 
-    def put(self, key: K, value: V) -> None:
+    def put(self, key: K, value: V, *, loaded_at: float | None = None) -> None:
+        """Store ``value``; ``loaded_at`` (``time.monotonic()`` when its read started) dates it,
+        so that the TTL counts from the read, not from when the read happened to finish."""
         if self.ttl() > 0:
-            self._entries[key] = (time.monotonic(), value)
+            self._entries[key] = (time.monotonic() if loaded_at is None else loaded_at, value)
 
     def forget(self, key: K) -> None:
         self._entries.pop(key, None)
@@ -65,15 +76,14 @@ class TtlCache(Generic[K, V]):
         self._entries.clear()
 
     async def get_or_load(self, key: K, load: Callable[[], Awaitable[V]], *, cache_none: bool = True) -> V:
-        """The cached value; otherwise one shared ``load()`` (stale values are served meanwhile)."""
+        """The cached value while inside its TTL (refreshed ahead in the background); otherwise
+        one shared ``load()``."""
         entry = self._entries.get(key)
-        ttl = self.ttl()
         if entry is not None:
             age = time.monotonic() - entry[0]
+            ttl = self.ttl()
             if age < ttl:
-                return entry[1]
-            if age < 2 * ttl:
-                if key not in self._loading:
+                if age >= ttl * REFRESH_AHEAD_FRACTION and key not in self._loading:
                     self._start_load(key, load, cache_none)
                 return entry[1]
         in_flight = self._loading.get(key) or self._start_load(key, load, cache_none)
@@ -91,6 +101,7 @@ class TtlCache(Generic[K, V]):
     async def _load(
         self, key: K, load: Callable[[], Awaitable[V]], cache_none: bool, future: asyncio.Future[V]
     ) -> None:
+        started = time.monotonic()
         try:
             value = await load()
         except Exception as exc:  # noqa: BLE001 - handed to whoever waits; logged if nobody does
@@ -99,7 +110,10 @@ class TtlCache(Generic[K, V]):
             future.add_done_callback(_log_unretrieved)
         else:
             if value is not None or cache_none:
-                self.put(key, value)
+                self.put(key, value, loaded_at=started)
+            else:
+                # The source says "no such value" now: the old one must not outlive this answer.
+                self.forget(key)
             if not future.cancelled():
                 future.set_result(value)
         finally:
@@ -107,8 +121,8 @@ class TtlCache(Generic[K, V]):
 
 
 def _log_unretrieved(future: asyncio.Future[Any]) -> None:
-    # A background refresh may have no waiter: the stale value keeps being served until it is
-    # too old, and the next read retries. Retrieving the exception here also silences asyncio.
+    # A background refresh may have no waiter: the current value is served until its TTL runs
+    # out, and the next read then loads (and retries). Retrieving the exception silences asyncio.
     exc = future.exception()
     if exc is not None:
         logger.warning("cache.load_failed error=%r", exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -52,9 +53,12 @@ def principal_for_token(token: str) -> ApiKeyPrincipal | None:
     cached = _principals.get(token_hash)
     if not isinstance(cached, Missing):
         return cached
+    # Dated from before the read: the entry then expires within the TTL of any revocation
+    # that committed while the read ran.
+    started = time.monotonic()
     principal = _principal_from_database(token, token_hash)
     if principal is not None:
-        _principals.put(token_hash, principal)
+        _principals.put(token_hash, principal, loaded_at=started)
     return principal
 
 

@@ -13,7 +13,18 @@ from django.contrib.auth.models import AnonymousUser, User
 
 from common.errors import PermissionDenied
 from policies.models import RuleSetVersion
+from tenancy.models import ApiKey
+from tenancy.principal import ApiKeyPrincipal
 from tenancy.selectors import TeamAccess
+
+# Deactivating a tool policy, and every other change that loosens one (deleting it, widening a
+# constraint, ...: ``policies.engine.loosening``), takes this scope; ``policies:write`` only
+# creates and tightens. On a team with ``require_policy_review`` no key may change a policy.
+LOOSEN_TOOL_POLICY_SCOPE = ApiKey.Scope.POLICIES_PUBLISH
+
+
+def api_key_may_loosen_tool_policies(principal: ApiKeyPrincipal) -> bool:
+    return principal.has_scope(LOOSEN_TOOL_POLICY_SCOPE)
 
 
 def rule_set_publish_refusal(

@@ -37,6 +37,7 @@ from policies.engine import (
     run_fixtures,
 )
 from policies.engine.constraints import normalize_tool_policy
+from policies.engine.loosening import tool_policy_loosened
 from policies.engine.merge import merge_proposed_rules
 from policies.models import PolicyDraft, RegisteredTool, RuleSetPublication, RuleSetVersion, ToolPolicy
 from policies.rate_limiter import CountedCall, rate_limiter
@@ -401,6 +402,55 @@ def _refuse_api_key_tool_policy_write(
         )
 
 
+class LooseningNotAllowed(PermissionDenied):
+    """The change lets through calls the policy refused (``engine.loosening``); the caller may
+    only tighten or reword it."""
+
+    code = "loosening_not_allowed"
+
+
+def _tool_policy_state(policy: ToolPolicy) -> dict[str, Any]:
+    return {
+        "is_active": policy.is_active,
+        "mode": policy.mode,
+        "constraints": policy.constraints,
+        "output_rules": policy.output_rules,
+        "llm_config": policy.llm_config,
+        "session_constraints": policy.session_constraints,
+    }
+
+
+def _refuse_loosening(
+    *,
+    policy: ToolPolicy,
+    before: dict[str, Any],
+    after: dict[str, Any] | None,
+    may_loosen: bool,
+    actor_api_key_id: uuid.UUID | None,
+) -> None:
+    """Refuse a change that loosens ``policy`` (from ``before`` to ``after``; None: deleted) unless
+    the caller ``may_loosen``. An update calls it under the row's lock, so ``before`` is what is
+    stored, not what was read earlier."""
+    if may_loosen:
+        return
+    reasons = tool_policy_loosened(before, after)
+    if not reasons:
+        return
+    logger.warning(
+        "tool_policy.loosening_refused team=%s tool=%s api_key=%s reasons=%d",
+        policy.team_id,
+        policy.tool_name,
+        actor_api_key_id,
+        len(reasons),
+    )
+    raise LooseningNotAllowed(
+        f"this change loosens the policy of {policy.tool_name!r} ({'; '.join(reasons)}): loosening "
+        "a policy takes what deactivating it takes (an API key with the policies:publish scope, "
+        "or a team admin on the policies page)",
+        details={"reasons": reasons},
+    )
+
+
 def _invalid(exc: RuleSetError, *, what: str, code: str) -> InvalidInput:
     errors = [p.as_dict() for p in exc.problems]
     return InvalidInput(
@@ -497,10 +547,13 @@ def tool_policy_update(
     actor_user: User | None = None,
     actor_api_key_id: uuid.UUID | None = None,
     remote_addr: str | None = None,
+    may_loosen: bool = True,
 ) -> ToolPolicy:
     """Change the fields the body sets (``UpdatePolicyInput``; the others stay) and bump the
     version, under the row's lock so concurrent updates each get their own version. On a team
-    with ``require_policy_review`` an API key is refused (``HumanReviewRequired``)."""
+    with ``require_policy_review`` an API key is refused (``HumanReviewRequired``); a caller
+    that may not loosen (``may_loosen``: see ``policies.permissions``) is refused a change that
+    lets more calls through (``LooseningNotAllowed``), and nothing changes."""
     _refuse_api_key_tool_policy_write(
         team_id=policy.team_id,
         tool_name=policy.tool_name,
@@ -516,8 +569,16 @@ def tool_policy_update(
             locked = ToolPolicy.objects.select_for_update().get(pk=policy.pk)
         except ToolPolicy.DoesNotExist as exc:
             raise NotFound(f"no policy for tool {policy.tool_name!r}") from exc
+        before = _tool_policy_state(locked)
         for name, value in fields.items():
             setattr(locked, name, value)
+        _refuse_loosening(
+            policy=locked,
+            before=before,
+            after=_tool_policy_state(locked),
+            may_loosen=may_loosen,
+            actor_api_key_id=actor_api_key_id,
+        )
         locked.version += 1
         locked.updated_at = timezone.now()
         locked.updated_by_name = _author_name(actor_user, actor_api_key_id)
@@ -537,13 +598,23 @@ def tool_policy_delete(
     actor_user: User | None = None,
     actor_api_key_id: uuid.UUID | None = None,
     remote_addr: str | None = None,
+    may_loosen: bool = True,
 ) -> None:
     """Delete a tool's policy; its calls are then decided by the rule set alone. On a team with
-    ``require_policy_review`` an API key is refused (``HumanReviewRequired``)."""
+    ``require_policy_review`` an API key is refused (``HumanReviewRequired``). Deleting always
+    loosens, so a caller that may not loosen is refused (``LooseningNotAllowed``)."""
     _refuse_api_key_tool_policy_write(
         team_id=policy.team_id,
         tool_name=policy.tool_name,
         actor_user=actor_user,
+        actor_api_key_id=actor_api_key_id,
+    )
+    # Deleting loosens whatever the policy holds: no need to read it again under a lock.
+    _refuse_loosening(
+        policy=policy,
+        before=_tool_policy_state(policy),
+        after=None,
+        may_loosen=may_loosen,
         actor_api_key_id=actor_api_key_id,
     )
     with transaction.atomic():

@@ -25,6 +25,7 @@ from common.errors import NotFound
 from policies import selectors, services
 from policies.api import policy_serializers as s
 from policies.models import ToolPolicy
+from policies.permissions import LOOSEN_TOOL_POLICY_SCOPE, api_key_may_loosen_tool_policies
 from tenancy.models import ApiKey, Team
 from tenancy.principal import ApiKeyRequest
 
@@ -141,7 +142,8 @@ class PoliciesExportView(APIView):
 
 class ToolPolicyView(APIView):
     """One tool's policy. A tool without one is a 404, which the SDK's PolicyCache reads as
-    "no policy: ask the server"."""
+    "no policy: ask the server". ``policies:write`` creates and tightens; a change that loosens
+    (and DELETE, always) takes what deactivate takes, or it is a 403 ``loosening_not_allowed``."""
 
     required_scopes = {"GET": READ, "PUT": WRITE, "DELETE": WRITE}
 
@@ -162,6 +164,7 @@ class ToolPolicyView(APIView):
             data=request.data,
             actor_api_key_id=request.auth.key_id,
             remote_addr=request.META.get("REMOTE_ADDR"),
+            may_loosen=api_key_may_loosen_tool_policies(request.auth),
         )
         return Response(_output(updated))
 
@@ -169,13 +172,16 @@ class ToolPolicyView(APIView):
     def delete(self, request: ApiKeyRequest, tool_name: str) -> Response:
         policy = selectors.tool_policy_get(team_id=request.auth.team_id, tool_name=tool_name)
         services.tool_policy_delete(
-            policy=policy, actor_api_key_id=request.auth.key_id, remote_addr=request.META.get("REMOTE_ADDR")
+            policy=policy,
+            actor_api_key_id=request.auth.key_id,
+            remote_addr=request.META.get("REMOTE_ADDR"),
+            may_loosen=api_key_may_loosen_tool_policies(request.auth),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class _ToolPolicyActivationView(APIView):
-    required_scopes = PUBLISH
+    required_scopes = (LOOSEN_TOOL_POLICY_SCOPE,)
     is_active: bool
 
     def post(self, request: ApiKeyRequest, tool_name: str) -> Response:

@@ -10,9 +10,11 @@ from datetime import datetime
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from approvals.models import Approval, ApprovalEvent
 from common.errors import NotFound
+from tenancy.identity import identities_in_call_context, identity_key
 from tenancy.models import ApproverGroup, Membership
 
 
@@ -64,17 +66,17 @@ def approval_may_decide(*, approval: Approval, user: User | AnonymousUser) -> bo
     return _Eligibility.of(user).may_decide(approval)
 
 
+def approval_raised_by(approval: Approval) -> set[str]:
+    """The identities (normalised, see ``tenancy.identity``) the approval's call was made for:
+    every place the SDK or the caller put one in the call's context, which is recorded as sent."""
+    return {identity_key(value) for value in identities_in_call_context(approval.context)}
+
+
 def approval_is_own_request(*, approval: Approval, user: User) -> bool:
-    """Whether the call was made on ``user``'s behalf (``context.user_id`` is their username or e-mail)."""
-    requester = approval.context.get("user_id") if isinstance(approval.context, dict) else None
-    if not isinstance(requester, str) or not requester.strip():
-        return False
-    requester = requester.strip().casefold()
-    names = {user.get_username().casefold()}
-    email = getattr(user, "email", "") or ""
-    if email:
-        names.add(email.casefold())
-    return requester in names
+    """Whether the call was made on ``user``'s behalf: an identity in its context is their
+    username or e-mail, however spelled (case, width, invisible characters, look-alike letters)."""
+    mine = {identity_key(user.get_username()), identity_key(getattr(user, "email", "") or "")} - {""}
+    return not mine.isdisjoint(approval_raised_by(approval))
 
 
 def user_for_resolved_by(*, team_id: uuid.UUID, name: str) -> User | None:
@@ -133,15 +135,21 @@ def approvals_pending_count_for(*, user: User) -> int:
     """The nav badge: the queue's length, reading only what eligibility needs (not arguments)."""
     eligibility = _Eligibility.of(user)
     pending = Approval.objects.filter(
-        team_id__in=eligibility.team_ids(), status=Approval.Status.PENDING
+        team_id__in=eligibility.team_ids(), status=Approval.Status.PENDING, expires_at__gt=timezone.now()
     ).only("id", "team_id", "approver_groups")
     return sum(1 for approval in pending if eligibility.may_decide(approval))
 
 
-def approvals_resolved_for(*, user: User, limit: int = 100) -> QuerySet[Approval]:
-    """History: resolved approvals of the teams the user belongs to or approves for, newest first."""
+def approval_team_ids_of(*, user: User) -> set[uuid.UUID]:
+    """The teams the user belongs to or approves for."""
     team_ids = set(Membership.objects.filter(user=user).values_list("team_id", flat=True))
     team_ids |= set(ApproverGroup.objects.filter(members=user).values_list("team_id", flat=True))
+    return team_ids
+
+
+def approvals_resolved_for(*, user: User, limit: int = 100) -> QuerySet[Approval]:
+    """History: resolved approvals of the teams the user belongs to or approves for, newest first."""
+    team_ids = approval_team_ids_of(user=user)
     visible = Approval.objects.all() if user.is_staff else Approval.objects.filter(team_id__in=team_ids)
     return (
         visible.exclude(status=Approval.Status.PENDING)

@@ -119,7 +119,7 @@ def decision_record(row: Mapping[str, Any], sequence: int) -> dict[str, Any]:
 def _decision_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     created_at = row["created_at"]
     approval_id = row.get("approval_id")
-    return {
+    fields = {
         "id": str(row["id"]),
         "team": str(row["team_id"]),
         "time": created_at.isoformat().replace("+00:00", "Z"),
@@ -134,6 +134,11 @@ def _decision_fields(row: Mapping[str, Any]) -> dict[str, Any]:
         "policy_version": row.get("rule_set_version"),
         "approval_id": str(approval_id) if approval_id else None,
     }
+    # Rules sent inline (source inline_rules) decided: the record names them by hash. Other
+    # records keep the shape they always had.
+    if row.get("rules_hash"):
+        fields["rules_hash"] = row["rules_hash"]
+    return fields
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,10 @@ class DecisionRecord(models.Model):
         SHADOW = "shadow", "Shadow"
 
     class Source(models.TextChoices):
-        SERVER = "server", "Server (validate)"
+        SERVER = "server", "Server (validate, the team's rules)"
         CLIENT = "client", "Client (SDK local decision)"
+        # API mode with rules sent in the request: the caller's rules decided, not the team's.
+        INLINE_RULES = "inline_rules", "Server (validate, rules sent inline)"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # No separate index: every index below starts with team.
@@ -45,7 +47,10 @@ class DecisionRecord(models.Model):
     # The rule-set version's operating mode. Under log and shadow the row keeps the real
     # decision while the caller was answered allow: the record shows what strict would do.
     enforcement = models.CharField(max_length=8, choices=Enforcement.choices, default=Enforcement.STRICT)
-    source = models.CharField(max_length=8, choices=Source.choices)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    # inline_rules only: SHA-256 (hex) of the rules' canonical JSON (sorted keys, no whitespace,
+    # ASCII), so the record says which rules decided. Also in the chained record.
+    rules_hash = models.CharField(max_length=64, blank=True, default="")
     latency_ms = models.FloatField(default=0.0)
     rule_set_version = models.PositiveIntegerField(null=True, blank=True)
     approval_id = models.UUIDField(null=True, blank=True)

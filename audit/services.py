@@ -43,6 +43,7 @@ def _decision_row(
     approval_id: uuid.UUID | None = None,
     enforcement: str = DecisionRecord.Enforcement.STRICT,
     decision_id: uuid.UUID | None = None,
+    rules_hash: str = "",
 ) -> DecisionRow:
     return {
         "id": decision_id or uuid.uuid4(),
@@ -63,6 +64,7 @@ def _decision_row(
         "enforcement": enforcement,
         "api_key_id": principal.key_id,
         "created_at": now,
+        "rules_hash": rules_hash,
     }
 
 
@@ -78,9 +80,13 @@ async def decision_record(
     latency_ms: float,
     now: datetime,
     enforcement: str = DecisionRecord.Enforcement.STRICT,
+    inline_rules_hash: str | None = None,
 ) -> RecordedDecision:
     """Record a server-made decision (and, for require_approval, its pending approval) durably;
     returns once both are committed.
+
+    ``inline_rules_hash``: the caller's own rules decided (API mode); recorded as source
+    ``inline_rules`` with that hash, never as a decision of the team's rules.
 
     Under ``log`` or ``shadow`` enforcement the caller was answered allow: the real decision is
     recorded, marked, and no approval is opened (nobody waits for one).
@@ -106,7 +112,8 @@ async def decision_record(
         decision=decision.decision,
         reason=decision.reason or "",
         mode="deterministic",
-        source=DecisionRecord.Source.SERVER,
+        source=DecisionRecord.Source.SERVER if inline_rules_hash is None else DecisionRecord.Source.INLINE_RULES,
+        rules_hash=inline_rules_hash or "",
         latency_ms=latency_ms,
         now=now,
         rule_id=decision.rule_id or "",

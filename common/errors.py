@@ -152,4 +152,5 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if mapped is None:
         return None
     status_code, body = mapped
-    return Response(body, status=status_code)
+    # An error may name its own headers (``Retry-After`` of an API-key lockout, say).
+    return Response(body, status=status_code, headers=getattr(exc, "headers", None))

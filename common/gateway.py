@@ -59,6 +59,8 @@ class GatewayRequest:
     headers: dict[str, str]
     body: bytes
     client: str | None = None
+    # Header names the client sent more than once (``headers`` keeps the last value of each).
+    duplicate_headers: frozenset[str] = frozenset()
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -144,6 +146,15 @@ async def run_db(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await sync_to_async(partial(_db_call, function, *args, **kwargs), thread_sensitive=False)()
 
 
+def _repeated_names(raw_headers: Sequence[tuple[bytes, bytes]]) -> frozenset[str]:
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    for raw_name, _ in raw_headers:
+        name = raw_name.decode("latin-1").lower()
+        (repeated if name in seen else seen).add(name)
+    return frozenset(repeated)
+
+
 class Gateway:
     def __init__(
         self,
@@ -202,6 +213,8 @@ class Gateway:
         headers = {
             name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]
         }
+        # Counted only when the dict came out shorter than the list: the common request pays nothing.
+        duplicates = _repeated_names(scope["headers"]) if len(headers) < len(scope["headers"]) else frozenset()
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         try:
             declared = int(headers.get("content-length") or 0)
@@ -227,6 +240,7 @@ class Gateway:
             headers=headers,
             body=body,
             client=client[0] if client else None,
+            duplicate_headers=duplicates,
         )
         try:
             response = await endpoint(request, **params)
@@ -235,7 +249,11 @@ class Gateway:
             if mapped is None:
                 logger.exception("gateway.unhandled_error path=%s", request.path)
                 mapped = (500, error_body("internal_error", "internal server error"))
-            response = GatewayResponse(mapped[0], mapped[1])
+            # An error may name its own headers (``Retry-After`` of an API-key lockout, say).
+            extra_headers = getattr(exc, "headers", {})
+            response = GatewayResponse(
+                mapped[0], mapped[1], headers=[(k.lower().encode(), v.encode()) for k, v in extra_headers.items()]
+            )
         await self._send(send, response)
 
     @staticmethod

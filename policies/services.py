@@ -313,14 +313,18 @@ async def tool_call_validate(
     context: dict[str, Any],
     started: float,
     rules: CompiledRuleSet | None = None,
+    rules_hash: str | None = None,
 ) -> ValidationOutcome:
     """Decide a tool call against the team's active rule set (or ``rules``, given inline by an
-    SDK in API mode) and record the decision durably (with its pending approval, when one is
-    required) before returning.
+    SDK in API mode, ``rules_hash`` being their SHA-256) and record the decision durably (with
+    its pending approval, when one is required) before returning.
 
     The common case touches no database on this coroutine: the compiled rule set and the key
     come from process caches and the write goes to the group-commit writer.
     """
+    if rules is not None and not rules_hash:
+        # A decision by inline rules must never be recorded as one by the team's rules.
+        raise ValueError("inline rules are recorded with their hash: pass rules_hash")
     team_id = principal.team_id
     active = await active_rule_set(team_id=team_id) if rules is None else ActiveRuleSet(None, None, rules)
     now = timezone.now()
@@ -357,6 +361,7 @@ async def tool_call_validate(
         latency_ms=latency_ms,
         now=now,
         enforcement=enforcement,
+        inline_rules_hash=None if rules is None else rules_hash,
     )
     return ValidationOutcome(
         decision=answer,

@@ -1,4 +1,10 @@
-"""Authentication by the SDK's ``X-Veto-API-Key`` header, for DRF views and gateway endpoints."""
+"""Authentication by the SDK's ``X-Veto-API-Key`` header, for DRF views and gateway endpoints.
+
+Both paths refuse the same things the same way: two ``X-Veto-API-Key`` headers (400
+``ambiguous_api_key``: the gateway would have read the last, Django joins them with a comma),
+a missing or unknown/revoked key (401), and an address locked out for trying too many bad keys
+(429 ``too_many_failed_keys``, see tenancy/throttle.py).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,15 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
-from common.errors import NotAuthenticated, PermissionDenied
+from common.errors import InvalidInput, NotAuthenticated, PermissionDenied
 from common.gateway import GatewayRequest, run_db
+from tenancy import throttle
 from tenancy.principal import ApiKeyPrincipal
 from tenancy.selectors import principal_for_token, principal_for_token_async
 from tenancy.services import api_key_touch, api_key_touch_due
 
 API_KEY_HEADER = "X-Veto-API-Key"
+_GATEWAY_HEADER = API_KEY_HEADER.lower()
 INVALID_KEY_MESSAGE = "Invalid or revoked API key."
 MISSING_KEY_MESSAGE = "Missing X-Veto-API-Key header."
 
@@ -24,13 +32,38 @@ MISSING_KEY_MESSAGE = "Missing X-Veto-API-Key header."
 _background: set[asyncio.Task[Any]] = set()
 
 
+def _ambiguous() -> InvalidInput:
+    return InvalidInput(
+        f"the request has more than one {API_KEY_HEADER} header; send exactly one",
+        code="ambiguous_api_key",
+        details={"header": API_KEY_HEADER},
+    )
+
+
+def _header_count(request: Request) -> int:
+    """How many ``X-Veto-API-Key`` headers the client sent. Under ASGI, Django joins repeated
+    headers into one value with ``,`` (keys never contain one); the raw ASGI headers say for sure."""
+    scope = getattr(request._request, "scope", None)
+    if scope is not None:
+        return sum(1 for name, _ in scope.get("headers", ()) if name.lower() == b"x-veto-api-key")
+    value = request.META.get("HTTP_X_VETO_API_KEY")
+    return 0 if value is None else value.count(",") + 1
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[AnonymousUser, ApiKeyPrincipal] | None:
         token = request.META.get("HTTP_X_VETO_API_KEY")
         if token is None:
             return None
+        if "," in token and _header_count(request) > 1:
+            raise _ambiguous()
+        address = throttle.address_key(request.META.get("REMOTE_ADDR"))
+        throttle.refuse_if_locked_out(address)
         principal = principal_for_token(token.strip())
         if principal is None:
+            locked_out = throttle.failed_lookup(address)
+            if locked_out is not None:
+                raise locked_out
             raise AuthenticationFailed(INVALID_KEY_MESSAGE)
         if api_key_touch_due(key_id=principal.key_id):
             api_key_touch(key_id=principal.key_id)
@@ -43,11 +76,18 @@ class ApiKeyAuthentication(BaseAuthentication):
 
 async def authenticate_gateway_request(request: GatewayRequest, *, scope: str) -> ApiKeyPrincipal:
     """The caller's principal, holding ``scope``; the database is asked only on a cache miss."""
+    if request.duplicate_headers and _GATEWAY_HEADER in request.duplicate_headers:
+        raise _ambiguous()
     token = (request.header(API_KEY_HEADER) or "").strip()
     if not token:
         raise NotAuthenticated(MISSING_KEY_MESSAGE)
+    address = throttle.address_key(request.client)
+    throttle.refuse_if_locked_out(address)
     principal = await principal_for_token_async(token)
     if principal is None:
+        locked_out = await throttle.failed_lookup_async(address)
+        if locked_out is not None:
+            raise locked_out
         raise NotAuthenticated(INVALID_KEY_MESSAGE)
     if not principal.has_scope(scope):
         raise PermissionDenied(f"This API key lacks the scope(s): {scope}.")

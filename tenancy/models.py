@@ -108,6 +108,10 @@ class ApiKey(models.Model):
         POLICIES_PUBLISH = "policies:publish", "Publish rule sets"
         APPROVALS_RESOLVE = "approvals:resolve", "Resolve approvals"
         ADMIN = "admin", "Administer the organization (projects, API keys)"
+        # API mode (POST /v1/validate) with rules in the body: the caller's rules decide instead
+        # of the team's, so a runtime key alone may not do it. Such decisions are recorded as
+        # source inline_rules with the rules' hash.
+        INLINE_RULES = "rules:inline", "Decide with rules sent in the request (API mode)"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="api_keys")

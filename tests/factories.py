@@ -124,6 +124,7 @@ def decision_row(team_id: uuid.UUID, **fields: object) -> dict[str, object]:
         "approval_id": None,
         "api_key_id": None,
         "created_at": timezone.now(),
+        "rules_hash": "",
     }
     row.update(fields)
     return row

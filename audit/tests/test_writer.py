@@ -40,6 +40,7 @@ def row(team_id: uuid.UUID, **overrides: object) -> dict[str, object]:
         "enforcement": "strict",
         "api_key_id": uuid.uuid4(),
         "created_at": timezone.now(),
+        "rules_hash": "",
     }
     values.update(overrides)
     return values

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from functools import lru_cache
 
-from common.errors import InvalidInput, NotFound
+from common.errors import InvalidInput, NotFound, PermissionDenied
 from common.events import rule_set_group, subscribe
 from common.gateway import GatewayRequest, GatewayResponse, run_db
 from policies import selectors, services
@@ -46,13 +47,26 @@ def _compiled_inline_rules(canonical_rules: str) -> CompiledRuleSet:
 
 
 async def api_mode_validate(request: GatewayRequest) -> GatewayResponse:
-    """The docs' API-mode request: decide with the rules sent (or the team's active set)."""
+    """The docs' API-mode request: decide with the rules sent (or the team's active set).
+
+    Rules sent inline replace the team's for this call, so they take a key holding
+    ``rules:inline`` as well as ``runtime``, and the decision is recorded as source
+    ``inline_rules`` with the SHA-256 of the rules' canonical JSON."""
     started = time.perf_counter()
     principal = await authenticate_gateway_request(request, scope=ApiKey.Scope.RUNTIME)
     data = request.parse(ApiModeValidateRequest)
     rules = None
+    rules_hash = None
     if data.rules is not None:
+        if not principal.has_scope(ApiKey.Scope.INLINE_RULES):
+            raise PermissionDenied(
+                f"rules: deciding with rules sent in the request takes an API key with the "
+                f"{ApiKey.Scope.INLINE_RULES} scope; without rules, the team's active rule set decides",
+                details={"missing_scope": ApiKey.Scope.INLINE_RULES},
+            )
+        # The chain's canonical form (audit.chain.canonical): sorted keys, no whitespace, ASCII.
         canonical = json.dumps(data.rules, sort_keys=True, separators=(",", ":"))
+        rules_hash = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
         try:
             rules = _compiled_inline_rules(canonical)
         except RuleSetError as exc:
@@ -72,6 +86,7 @@ async def api_mode_validate(request: GatewayRequest) -> GatewayResponse:
         context=context,
         started=started,
         rules=rules,
+        rules_hash=rules_hash,
     )
     return GatewayResponse(200, ApiModeValidateResponse.from_outcome(outcome))
 

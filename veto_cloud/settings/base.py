@@ -226,3 +226,12 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO") or "INFO"},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# Failed API-key lookups (unknown or revoked keys), counted per client address on the gateway
+# and the Django API alike (tenancy/throttle.py; in Redis when REDIS_URL is set): past this many
+# in the window, the address is answered 429 too_many_failed_keys for the lockout, valid keys
+# included (or a lucky guess would still show). The address is uvicorn's client address: it
+# trusts X-Forwarded-For only from FORWARDED_ALLOW_IPS (127.0.0.1 unless set).
+API_KEY_FAILURES_PER_ADDRESS = env_int("VETO_API_KEY_FAILURES_PER_ADDRESS", 20, minimum=1)
+API_KEY_FAILURE_WINDOW_SECONDS = env_float("VETO_API_KEY_FAILURE_WINDOW_SECONDS", 60.0, minimum=1.0)
+API_KEY_LOCKOUT_SECONDS = env_float("VETO_API_KEY_LOCKOUT_SECONDS", 60.0, minimum=1.0)

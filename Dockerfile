@@ -22,9 +22,11 @@ RUN mkdir -p veto_cloud common tenancy policies approvals audit \
 
 COPY . .
 # Editable install: settings find templates/ and static/ next to the code in /app.
+# /app/keys is where docker-compose.yml mounts the audit-key volume: a new volume copies this
+# directory's owner and mode, so the veto user can create the signing key there.
 RUN pip install --no-deps -e . \
- && DEBUG=true python manage.py collectstatic --noinput \
- && mkdir -p /app/var && chown -R veto:veto /app/var
+ && SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
+ && mkdir -p /app/var /app/keys && chown -R veto:veto /app/var /app/keys && chmod 0700 /app/keys
 
 USER veto
 EXPOSE 8000

@@ -8,11 +8,14 @@ Domain code raises ``ApplicationError`` subclasses and never HTTP exceptions;
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.db import DataError
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.views import defaults
+from django.views.debug import SafeExceptionReporterFilter
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
@@ -154,3 +157,54 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     status_code, body = mapped
     # An error may name its own headers (``Retry-After`` of an API-key lockout, say).
     return Response(body, status=status_code, headers=getattr(exc, "headers", None))
+
+
+# Paths whose errors are JSON whatever produced them: the SDK's and the admin API (/v1/), and the
+# OpenAPI document (/api/). Pages elsewhere get Django's plain error pages.
+API_PATH_PREFIXES = ("/v1/", "/api/")
+
+_STATUS_ERRORS = {
+    400: ("invalid_request", "bad request"),
+    401: ("unauthenticated", "authentication required"),
+    403: ("forbidden", "forbidden"),
+    404: ("not_found", "no such endpoint"),
+    405: ("method_not_allowed", "method not allowed"),
+    413: ("payload_too_large", "request body too large"),
+    500: ("internal_error", "internal server error"),
+    503: ("unavailable", "service unavailable"),
+}
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith(API_PATH_PREFIXES)
+
+
+def api_error_response(request: HttpRequest, status_code: int) -> JsonResponse:
+    """The JSON error for a status that arrived without one (a Django error page, say)."""
+    code, message = _STATUS_ERRORS.get(status_code, ("error" if status_code < 500 else "internal_error", ""))
+    if status_code == 404:
+        message = f"no such endpoint: {request.method} {request.path}"
+    return JsonResponse(error_body(code, message or f"HTTP {status_code}"), status=status_code)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponseBase:
+    """``handler404``: JSON under the API prefixes, Django's plain page elsewhere (never the URL list)."""
+    if is_api_path(request.path):
+        return api_error_response(request, 404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """``handler500``: JSON under the API prefixes, Django's plain page elsewhere."""
+    if is_api_path(request.path):
+        return api_error_response(request, 500)
+    return defaults.server_error(request)
+
+
+class SecretsHidingReporterFilter(SafeExceptionReporterFilter):
+    """What DEBUG's error pages and error e-mails may show: Django's filter hides names with KEY,
+    SECRET, PASS, TOKEN...; this one hides URLs and DSNs too (DATABASE_URL carries a password)."""
+
+    hidden_settings = re.compile(
+        "API|TOKEN|KEY|SECRET|PASS|SIGNATURE|AUTH|COOKIE|URL|DSN|DATABASE|REDIS|BROKER", flags=re.IGNORECASE
+    )

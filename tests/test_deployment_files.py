@@ -5,9 +5,13 @@ product needs from it."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
+import shutil
+import subprocess
+from pathlib import Path, PurePosixPath
 
 import jsonschema
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,3 +54,80 @@ def test_dockerfile__serves_with_the_same_launcher_as_make_run():
     assert 'CMD ["python", "-m", "veto_cloud.serve"]' in dockerfile
     assert "web: python -m veto_cloud.serve" in procfile
     assert compose()["services"]["web"]["command"] == ["python", "-m", "veto_cloud.serve"]
+
+
+def rendered_compose() -> dict:
+    """docker-compose.yml as Docker Compose itself resolves it (anchors, merges, variables):
+    `docker-compose config` needs no engine. Missing is a failure: .ci/run installs it."""
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.fail(
+            "docker-compose is missing: `apt-get install -y docker-compose` (.ci/run does this when it is "
+            "missing); it renders docker-compose.yml without a Docker engine"
+        )
+    result = subprocess.run(
+        [binary, "-f", "docker-compose.yml", "config"],
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", ""), "SECRET_KEY": "compose-config-test"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def _mounts(service: dict) -> dict[str, str]:
+    """target path -> source, for a service's volumes in short ("src:dst[:mode]") or long syntax."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target = volume.split(":")[:2]
+        else:
+            source, target = volume.get("source", ""), volume["target"]
+        mounts[target] = source
+    return mounts
+
+
+def test_compose__docker_compose_renders_it_without_an_engine():
+    # Given the compose file, When Docker Compose resolves it, Then every service survives
+    services = rendered_compose()["services"]
+    assert {"postgres", "redis", "migrate", "web", "worker", "beat"} <= set(services)
+
+
+def test_compose__web_worker_beat__share_one_audit_signing_key():
+    # Given the compose file as Docker Compose resolves it
+    rendered = rendered_compose()
+    services = rendered["services"]
+    homes = set()
+    for name in ("migrate", "web", "worker", "beat"):
+        # When each app container's signing-key path is followed to where it is stored
+        key_file = PurePosixPath(services[name]["environment"]["VETO_AUDIT_SIGNING_KEY_FILE"])
+        mounts = _mounts(services[name])
+        directory = next((target for target in mounts if key_file.is_relative_to(target)), None)
+        assert directory is not None, (
+            f"{name}: {key_file} is not on a mounted volume (each container would make its own)"
+        )
+        homes.add((str(key_file), mounts[directory]))
+    # Then all four name the same file on the same named volume, declared once
+    assert len(homes) == 1, homes
+    ((_, volume),) = homes
+    assert volume in rendered["volumes"], f"{volume} is not a named volume"
+    # and the image creates the mount point for its unprivileged user (a new volume copies it)
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    mount_point = str(PurePosixPath(next(iter(homes))[0]).parent)
+    assert (
+        f"mkdir -p /app/var {mount_point}" in dockerfile
+        and f"chown -R veto:veto /app/var {mount_point}" in dockerfile
+    )
+
+
+def test_compose__migrate__makes_the_signing_key_before_the_others_start():
+    # Given the resolved compose file
+    services = rendered_compose()["services"]
+    # When migrate runs (web, worker and beat wait for it to complete)
+    command = " ".join(services["migrate"]["command"])
+    # Then it migrates and creates the key once, so no two containers race to create their own
+    assert "migrate --noinput" in command and "signing_public_key_hex" in command
+    for name in ("web", "worker", "beat"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"

@@ -23,7 +23,10 @@ from veto_cloud.env import (
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("VETO_VAR_DIR", str(BASE_DIR / "var")) or BASE_DIR / "var")
 
-DEBUG = env_bool("DEBUG", False)
+# Opt-in only: DEBUG pages list every URL pattern and print tracebacks, the request and settings.
+# VETO_DEBUG=1 (or the older DEBUG=true) turns it on; nothing turns it on by default, `make run`
+# included. API errors are JSON in every mode (common/middleware.py), DEBUG or not.
+DEBUG = env_bool("VETO_DEBUG", env_bool("DEBUG", False))
 
 _DEV_SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production"
 SECRET_KEY = env_str("SECRET_KEY") or ""
@@ -35,6 +38,53 @@ if not SECRET_KEY:
 PORT = env_int("PORT", 8000, minimum=1, maximum=65535)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# HTTPS. Off by default (`make run` and the compose file serve plain HTTP on localhost); a
+# deployment behind TLS sets VETO_HTTPS=1, which redirects HTTP to HTTPS, marks the session and
+# CSRF cookies Secure and sends HSTS (see README, "Production settings").
+HTTPS = env_bool("VETO_HTTPS", False)
+SECURE_SSL_REDIRECT = env_bool("VETO_SSL_REDIRECT", HTTPS)
+# Probes call these over plain HTTP from inside the container or the host.
+SECURE_REDIRECT_EXEMPT = [r"^readyz$", r"^healthz$"]
+SESSION_COOKIE_SECURE = env_bool("VETO_SECURE_COOKIES", HTTPS)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = env_int("VETO_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("VETO_HSTS_INCLUDE_SUBDOMAINS", True)
+# The preload flag only allows a registrable domain's owner to submit it to browsers' lists;
+# sending it does not put anyone on them.
+SECURE_HSTS_PRELOAD = env_bool("VETO_HSTS_PRELOAD", True)
+# Behind a reverse proxy that terminates TLS: the header it sets to "https" (X-Forwarded-Proto,
+# usually). Only set it when the proxy always sets or strips that header, or clients could fake it.
+_proxy_ssl_header = (env_str("VETO_SECURE_PROXY_SSL_HEADER") or "").strip()
+if _proxy_ssl_header:
+    if not _proxy_ssl_header.replace("-", "").isalnum():
+        raise ImproperlyConfigured(
+            f"VETO_SECURE_PROXY_SSL_HEADER={_proxy_ssl_header!r} is not a header name (X-Forwarded-Proto, say)"
+        )
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Scripts and styles come from static/ only: no inline <script>, <style>, style="" or on*="".
+# The Swagger UI page is the one exception, and only for images (see veto_cloud/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+# DEBUG's error pages print settings and request headers: hide anything that may hold a
+# credential, database and broker URLs included (Django's default filter shows DATABASE_URL).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "common.errors.SecretsHidingReporterFilter"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -48,6 +98,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "channels",
+    "csp",
     "common",
     "tenancy",
     "policies",
@@ -57,6 +108,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Outermost of the rest: every error response under an API prefix leaves as JSON, whatever
+    # produced it (Django's 404/500 pages, DEBUG's technical pages, a plain-text 400).
+    "common.middleware.ApiErrorJsonMiddleware",
     # Async-native static files (WhiteNoise's middleware is sync-only and forced a thread hop
     # for every request); finders in DEBUG, collectstatic's STATIC_ROOT otherwise.
     "servestatic.middleware.ServeStaticMiddleware",

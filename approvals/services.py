@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -171,6 +172,8 @@ def approval_resolve(
     concurrent resolves and the expiry sweep serialize: the first wins, the rest get
     ``AlreadyResolved`` and change nothing.
     """
+    # Past its deadline: escalated (the new groups decide) or expired first, as at the deadline.
+    approval = approval_settle_due(approval=approval)
     if not approval_may_decide(approval=approval, user=actor):
         why = "not a member of this approval's approver groups"
         _record_refusal(approval=approval, actor=actor, why=why, channel=channel, remote_addr=remote_addr)
@@ -244,48 +247,85 @@ def approval_resolve(
 SWEEP_BATCH = 500
 
 
-def approvals_expire_due(*, now: datetime | None = None) -> int:
+def approvals_expire_due(
+    *, now: datetime | None = None, team_ids: Collection[uuid.UUID] | None = None
+) -> int:
     """Expire (or escalate, once, where the rule says ``escalate_to``) every pending approval past
-    its deadline; returns how many changed. Idempotent: run by the beat sweep every few seconds.
+    its deadline; returns how many changed. Idempotent: run by the beat sweep every few seconds
+    (every team), and by the lists and pages that show approvals (``team_ids``: theirs), so what
+    they show never lags behind a sweep.
 
     ``SELECT ... FOR UPDATE SKIP LOCKED``: rows a resolve is deciding right now are skipped (the
     resolve wins; the next sweep sees them no longer pending), and two sweeps never take the
-    same row. The transition itself is conditional on 'pending' as well.
+    same row. The transitions themselves are conditional as well (see ``_apply_deadline``).
     """
     now = now or timezone.now()
     changed = 0
     while True:
         with transaction.atomic():
-            due = list(
-                Approval.objects.select_for_update(skip_locked=True)
-                .filter(status=Approval.Status.PENDING, expires_at__lte=now)
-                .order_by("expires_at")[:SWEEP_BATCH]
+            due = Approval.objects.select_for_update(skip_locked=True).filter(
+                status=Approval.Status.PENDING, expires_at__lte=now
             )
-            for approval in due:
-                changed += _expire_or_escalate(approval, now)
-        if len(due) < SWEEP_BATCH:
+            if team_ids is not None:
+                due = due.filter(team_id__in=team_ids)
+            batch = list(due.order_by("expires_at")[:SWEEP_BATCH])
+            for approval in batch:
+                changed += _apply_deadline(approval, now)
+        if len(batch) < SWEEP_BATCH:
             break
     if changed:
         logger.info("approval.sweep changed=%d", changed)
     return changed
 
 
-def _expire_or_escalate(approval: Approval, now: datetime) -> int:
-    pending = Approval.objects.filter(pk=approval.pk, status=Approval.Status.PENDING)
-    if approval.escalate_to and approval.escalated_at is None:
-        new_deadline = now + timedelta(seconds=approval.timeout_seconds)
-        updated = pending.update(
-            approver_groups=approval.escalate_to, escalated_at=now, expires_at=new_deadline
-        )
-        action = ApprovalEvent.Action.ESCALATED
-        comment = f"no decision in time; handed to {', '.join(approval.escalate_to)} until {new_deadline.isoformat()}"
-    else:
-        updated = pending.update(
-            status=Approval.Status.EXPIRED, resolved_at=now, resolved_by="system:timeout"
-        )
-        action = ApprovalEvent.Action.EXPIRED
-        comment = "no decision before the deadline; the agent's call is denied"
-    if updated:
+def approval_settle_due(*, approval: Approval, now: datetime | None = None) -> Approval:
+    """``approval`` as of now: if its deadline has passed while it was pending, it is escalated
+    (once, where the rule says ``escalate_to``) or expired here and now, as the sweep would have
+    done at the deadline, so no reader sees a 'pending' that nobody may decide any more.
+
+    Costs nothing (no query) for an approval that is not pending past its deadline, so every
+    read path (the SDK's poll, the admin API, the pages) calls it. Exactly once against the
+    sweep and other readers: the row is locked (waiting, not skipping: the answer must be the
+    settled state) and every transition is conditional on the state it was read in.
+    """
+    now = now or timezone.now()
+    if approval.status != Approval.Status.PENDING or approval.expires_at > now:
+        return approval
+    with transaction.atomic():
+        locked = Approval.objects.select_for_update().get(pk=approval.pk)
+        _apply_deadline(locked, now)
+    return locked
+
+
+def _apply_deadline(approval: Approval, now: datetime) -> int:
+    """Escalate or expire ``approval`` (read under its row lock) for each deadline that has
+    passed by ``now``; returns 1 if it changed. The times recorded are the deadlines', not
+    ``now``: an approval settled late reads exactly as one settled on time (an escalation's new
+    deadline counts from the first one, and may itself have passed: then it expires too)."""
+    changed = False
+    while approval.status == Approval.Status.PENDING and approval.expires_at <= now:
+        deadline = approval.expires_at
+        # Conditional on what was read, so a database without row locks (SQLite) still cannot
+        # escalate twice or expire twice.
+        pending = Approval.objects.filter(pk=approval.pk, status=Approval.Status.PENDING, expires_at=deadline)
+        if approval.escalate_to and approval.escalated_at is None:
+            new_deadline = deadline + timedelta(seconds=approval.timeout_seconds)
+            updated = pending.filter(escalated_at__isnull=True).update(
+                approver_groups=approval.escalate_to, escalated_at=deadline, expires_at=new_deadline
+            )
+            action = ApprovalEvent.Action.ESCALATED
+            comment = (
+                f"no decision by {deadline.isoformat()}; handed to {', '.join(approval.escalate_to)}"
+                f" until {new_deadline.isoformat()}"
+            )
+        else:
+            updated = pending.update(
+                status=Approval.Status.EXPIRED, resolved_at=deadline, resolved_by="system:timeout"
+            )
+            action = ApprovalEvent.Action.EXPIRED
+            comment = "no decision before the deadline; the agent's call is denied"
+        if not updated:
+            break
         _trail(
             approval=approval,
             action=action,
@@ -294,6 +334,9 @@ def _expire_or_escalate(approval: Approval, now: datetime) -> int:
             channel=ApprovalEvent.Channel.SYSTEM,
             now=now,
         )
+        logger.info("approval.%s id=%s deadline=%s", action, approval.id, deadline.isoformat())
         approval.refresh_from_db()
+        changed = True
+    if changed:
         _announce(approval)
-    return updated
+    return int(changed)

@@ -77,6 +77,9 @@ class QueueChoices:
 def approvals_queue(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Pending approvals the person may decide, oldest first; filters by group, tool and team."""
     form = QueueFilterForm(request.GET)
+    # What passed its deadline is settled first: expired ones leave the queue, escalated ones
+    # join their new approvers' queue at the deadline, not at the next sweep.
+    services.approvals_expire_due(team_ids=selectors.approval_team_ids_of(user=request.user))
     everything = selectors.approvals_queue_for(user=request.user)
     filters = form.filters()
     shown = (
@@ -152,7 +155,7 @@ def _render_detail(
 @login_required
 @require_GET
 def approval_detail(request: AuthenticatedHttpRequest, approval_id: uuid.UUID) -> HttpResponse:
-    return _render_detail(request, _visible(request, approval_id))
+    return _render_detail(request, services.approval_settle_due(approval=_visible(request, approval_id)))
 
 
 def _outcome_message(outcome: services.ResolveOutcome) -> str:
@@ -203,6 +206,7 @@ class HistoryRow:
 @require_GET
 def approvals_history(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Decided approvals of the person's teams, newest first: outcome, who, and how long it took."""
+    services.approvals_expire_due(team_ids=selectors.approval_team_ids_of(user=request.user))
     rows = [
         HistoryRow(approval=a, seconds_to_decide=selectors.approval_seconds_to_decide(a))
         for a in selectors.approvals_resolved_for(user=request.user)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 from django.conf import settings
 from django.utils import timezone
@@ -12,6 +13,7 @@ from django.utils import timezone
 from approvals.api.serializers import approval_output
 from approvals.models import Approval
 from approvals.selectors import approval_get_for_team
+from approvals.services import approval_settle_due
 from approvals.waiters import approval_change_waiter
 from common.api import parse_uuid_or_404
 from common.errors import InvalidInput
@@ -37,30 +39,42 @@ def _wait_seconds(request: GatewayRequest) -> float:
     return wait
 
 
+def _current(team_id: uuid.UUID, approval_id: uuid.UUID) -> Approval:
+    """The team's approval as of now: past its deadline it reads expired (or escalated), whether
+    or not the sweep has run (``approval_settle_due``: no query when nothing is due)."""
+    return approval_settle_due(approval=approval_get_for_team(team_id=team_id, approval_id=approval_id))
+
+
 async def approval_get(request: GatewayRequest, approval_id: str) -> GatewayResponse:
     """``GET /v1/approvals/{id}``: the SDK's poll. With ``?wait=N`` it answers as soon as the
-    approval leaves 'pending' (or after N seconds, still pending)."""
+    approval leaves 'pending' (or after N seconds, still pending).
+
+    A long-poll wakes when the approval changes (``approvals.waiters``: the change notice, or the
+    waiters' own look at the database every ``APPROVAL_WAIT_RECHECK_SECONDS``, so it does not
+    depend on Redis), and at the approval's deadline, where it settles it itself."""
     principal = await authenticate_gateway_request(request, scope=ApiKey.Scope.RUNTIME)
     approval_uuid = parse_uuid_or_404(approval_id, what="approval")
     wait = _wait_seconds(request)
     if wait == 0.0:
-        approval = await run_db(approval_get_for_team, team_id=principal.team_id, approval_id=approval_uuid)
+        approval = await run_db(_current, principal.team_id, approval_uuid)
         return json_response(approval_output(approval))
     deadline = time.monotonic() + wait
+    overdue = False
     with approval_change_waiter(approval_uuid) as changed:
         while True:
-            approval = await run_db(
-                approval_get_for_team, team_id=principal.team_id, approval_id=approval_uuid
-            )
+            approval = await run_db(_current, principal.team_id, approval_uuid)
             remaining = deadline - time.monotonic()
             if approval.status != Approval.Status.PENDING or remaining <= 0:
                 return json_response(approval_output(approval))
-            # Also look again just after the deadline's sweep, in case its event cannot reach
-            # this process (the embedded channel layer is per process).
-            until_swept = (
-                approval.expires_at - timezone.now()
-            ).total_seconds() + settings.APPROVAL_SWEEP_SECONDS
-            timeout = until_swept + 0.25 if until_swept > 0 else 1.0  # overdue: look once a second
+            until_due = (approval.expires_at - timezone.now()).total_seconds()
+            # Look again just past the deadline (that look settles it). A deadline that stays
+            # past although settled (clocks of two hosts apart) is looked at once per recheck
+            # interval, not spun on.
+            if until_due > 0:
+                timeout, overdue = until_due + 0.01, False
+            else:
+                timeout = settings.APPROVAL_WAIT_RECHECK_SECONDS if overdue else 0.01
+                overdue = True
             try:
                 await asyncio.wait_for(changed.wait(), timeout=min(remaining, timeout))
             except TimeoutError:

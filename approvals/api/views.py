@@ -27,6 +27,8 @@ class ApprovalListView(APIView):
     def get(self, request: ApiKeyRequest) -> Response:
         query = s.ApprovalListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
+        # Past their deadline, they read expired (or escalated) now, not after the next sweep.
+        services.approvals_expire_due(team_ids=[request.auth.team_id])
         approvals = selectors.approvals_of_team(
             team_id=request.auth.team_id,
             status=query.validated_data.get("status"),
@@ -40,6 +42,7 @@ class ApprovalPendingListView(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: ApiKeyRequest) -> Response:
+        services.approvals_expire_due(team_ids=[request.auth.team_id])  # as in the list above
         approvals = selectors.approvals_of_team(team_id=request.auth.team_id, status=Approval.Status.PENDING)
         # Oldest first: the one closest to its deadline leads.
         return Response({"data": [s.approval_output(a) for a in approvals.order_by("created_at")[:500]]})

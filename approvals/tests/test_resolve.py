@@ -108,13 +108,21 @@ def test_resolve__own_request__cannot_approve_but_may_deny(team, compliance):
     assert approval.status == "denied"
 
 
-def test_resolve__past_deadline_before_the_sweep__refused_as_too_late(team, compliance):
+def test_resolve__past_deadline_before_the_sweep__refused_as_too_late_and_expired_once(team, compliance):
+    # Given an approval whose deadline passed, with no sweep since
     approval = ApprovalFactory(
         team=team, approver_groups=["compliance"], expires_at=timezone.now() - timedelta(seconds=1)
     )
 
-    with pytest.raises(AlreadyResolved, match="past its deadline"):
+    # When an approver tries to approve it
+    with pytest.raises(AlreadyResolved, match="already expired"):
         approval_resolve(approval=approval, actor=user("alice"), action="approve")
+
+    # Then it is expired (at its deadline), once; a later sweep finds nothing to do
+    assert approvals_expire_due() == 0
+    approval.refresh_from_db()
+    assert (approval.status, approval.resolved_at) == ("expired", approval.expires_at)
+    assert [a for a, _ in trail(approval)] == [ApprovalEvent.Action.EXPIRED]
 
 
 @pytest.mark.parametrize(
@@ -158,11 +166,11 @@ def test_sweep__escalate_to__hands_over_once_then_expires(team, compliance):
         expires_at=now - timedelta(seconds=1),
     )
 
-    # When the deadline passes: escalated to security, with a fresh deadline
+    # When the deadline passes: escalated to security, with a fresh deadline counted from the first
     assert approvals_expire_due(now=now) == 1
     approval.refresh_from_db()
     assert (approval.status, approval.approver_groups) == ("pending", ["security"])
-    assert approval.expires_at == now + timedelta(seconds=120)
+    assert approval.expires_at == now + timedelta(seconds=119)
     assert approval_may_decide(approval=approval, user=carol)
     assert not approval_may_decide(approval=approval, user=user("alice"))
 

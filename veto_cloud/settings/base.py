@@ -189,6 +189,9 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SYNC_EVERY = 1
 CELERY_TIMEZONE = "UTC"
 APPROVAL_SWEEP_SECONDS = env_float("VETO_APPROVAL_SWEEP_SECONDS", 5.0, minimum=0.5)
+# How often a web process looks in the database for the approvals its long-polls wait on (one
+# query for all of them), so a poll answers soon after a resolve even when Redis pub/sub is down.
+APPROVAL_WAIT_RECHECK_SECONDS = env_float("VETO_APPROVAL_WAIT_RECHECK_SECONDS", 1.0, minimum=0.05)
 # The Ed25519 key that signs chain checkpoints: a file outside the database (created 0600 on
 # first use when missing), so rewriting the database cannot forge a checkpoint.
 AUDIT_SIGNING_KEY_FILE = Path(env_str("VETO_AUDIT_SIGNING_KEY_FILE") or VAR_DIR / "audit-signing.key")

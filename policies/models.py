@@ -59,11 +59,19 @@ class RuleSetVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.team.slug} v{self.number} ({self.status})"
 
+    @property
+    def was_active(self) -> bool:
+        """Whether this version was the team's active one at some time (publishing sets
+        ``published_at``, and nothing clears it): publishing it again is a rollback, while a
+        draft's first publish is a publish, whatever its number."""
+        return self.published_at is not None
+
 
 class RuleSetPublication(models.Model):
     """Each time a version became active: the history of what was enforced when, and by whom.
 
-    Publishing an older version again is a rollback; the history says so.
+    Publishing a version that was active before is a rollback; the history says so. A draft's
+    first publish is a publish, even when a newer version is active.
     """
 
     class Kind(models.TextChoices):

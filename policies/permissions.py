@@ -1,21 +1,29 @@
-"""Who may publish a team's rule set, decide its drafts and change its tool policies from the
-dashboard.
+"""Who may publish a team's rule set, decide its drafts and change its tool policies.
 
-Publishing changes what every agent of the team is allowed to do, so it takes a team admin
-(or staff), and never the version's own author: a second person has to have read it
-(four-eyes). Rolling back is publishing an older version, under the same rule. A tool
-policy takes effect the moment it is written, so changing one takes a team admin too.
+Publishing changes what every agent of the team is allowed to do, so on the dashboard it takes
+a team admin (or staff), and through the API the ``policies:publish`` scope; never the one who
+wrote it, person or key (four-eyes, ``same_actor``): someone else has to have read it. Rolling
+back is publishing a version that was active before, under the same rule; approving a policy
+draft publishes it, under the same rule. A tool policy takes effect the moment it is written,
+so changing one takes a team admin too.
 """
 
 from __future__ import annotations
 
+import logging
+import uuid
+from dataclasses import dataclass
+
 from django.contrib.auth.models import AnonymousUser, User
+from django.db.models import Q
 
 from common.errors import PermissionDenied
 from policies.models import RuleSetVersion
 from tenancy.models import ApiKey
 from tenancy.principal import ApiKeyPrincipal
 from tenancy.selectors import TeamAccess
+
+logger = logging.getLogger(__name__)
 
 # Deactivating a tool policy, and every other change that loosens one (deleting it, widening a
 # constraint, ...: ``policies.engine.loosening``), takes this scope; ``policies:write`` only
@@ -27,26 +35,131 @@ def api_key_may_loosen_tool_policies(principal: ApiKeyPrincipal) -> bool:
     return principal.has_scope(LOOSEN_TOOL_POLICY_SCOPE)
 
 
+# --- Four-eyes: who is "the same actor" ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who proposed, uploaded, approved or published something: a signed-in person, an API
+    key, or both (a key acting for a person)."""
+
+    user_id: int | None = None
+    api_key_id: uuid.UUID | None = None
+
+    @classmethod
+    def of(cls, *, user: User | AnonymousUser | None = None, api_key_id: uuid.UUID | None = None) -> Actor:
+        return cls(user.pk if user is not None and user.pk else None, api_key_id)
+
+
+Identities = frozenset[tuple[str, object]]
+# The people a key belongs to: a personal key's ``user``, and whoever created it (they held its
+# token). Read from the model, so this follows personal keys wherever they are (``user``).
+_KEY_PEOPLE = tuple(
+    f"{name}_id" for name in ("user", "created_by") if any(f.name == name for f in ApiKey._meta.get_fields())
+)
+
+
+def actor_identities(actor: Actor) -> Identities:
+    """Every person and key ``actor`` speaks for: its person; its key and the key's person (a
+    personal key's ``user``, and whoever created the key: they held its token); and every key
+    of those people. Two queries at most; compute it once per request and compare many."""
+    people: set[int] = {actor.user_id} if actor.user_id is not None else set()
+    keys: set[uuid.UUID] = {actor.api_key_id} if actor.api_key_id is not None else set()
+    if actor.api_key_id is not None:
+        row = ApiKey.objects.filter(pk=actor.api_key_id).values_list(*_KEY_PEOPLE).first()
+        people.update(person for person in row or () if person is not None)
+    if people:
+        theirs = Q()
+        for field in _KEY_PEOPLE:
+            theirs |= Q(**{f"{field}__in": people})
+        keys.update(ApiKey.objects.filter(theirs).values_list("id", flat=True))
+    return frozenset({("user", p) for p in people} | {("key", k) for k in keys})
+
+
+def is_same_actor(*, proposer: Actor, identities: Identities) -> bool:
+    """Whether ``proposer`` is one of the ``identities`` of whoever acts now (``actor_identities``)."""
+    mine: set[tuple[str, object]] = set()
+    if proposer.user_id is not None:
+        mine.add(("user", proposer.user_id))
+    if proposer.api_key_id is not None:
+        mine.add(("key", proposer.api_key_id))
+    return not identities.isdisjoint(mine)
+
+
+def same_actor(proposer: Actor, actor: Actor) -> bool:
+    """The four-eyes test: the same key, the same person, or a person and a key of theirs."""
+    return is_same_actor(proposer=proposer, identities=actor_identities(actor))
+
+
+class FourEyesRequired(PermissionDenied):
+    """Whoever proposed or uploaded something may not approve or publish it themselves."""
+
+    code = "four_eyes_required"
+
+
+def four_eyes_refusal(*, actor: Actor, did: str, then: str) -> str:
+    """The refusal's words: ``did`` what the proposer did ("wrote version 3"), ``then`` what
+    someone else has to do ("publish it")."""
+    if actor.user_id is not None and actor.api_key_id is None:
+        return f"You {did}, so someone else has to {then} (four-eyes: another team admin reviews it)."
+    return (
+        f"This API key (or the person it belongs to) {did}, so someone else has to {then} "
+        "(four-eyes: another key or a team admin reviews it)."
+    )
+
+
+def ensure_four_eyes(*, proposer: Actor, actor: Actor, did: str, then: str, what: str) -> None:
+    """Refuse (``FourEyesRequired``, logged as ``policy.four_eyes_refused``) when ``actor`` is
+    the ``proposer`` (``same_actor``); ``what`` names the object in the log."""
+    if not same_actor(proposer, actor):
+        return
+    logger.warning(
+        "policy.four_eyes_refused what=%s user=%s api_key=%s", what, actor.user_id, actor.api_key_id
+    )
+    raise FourEyesRequired(four_eyes_refusal(actor=actor, did=did, then=then))
+
+
+def _version_author(version: RuleSetVersion) -> Actor:
+    return Actor(version.author_user_id, version.author_api_key_id)
+
+
+def ensure_four_eyes_for_publish(*, version: RuleSetVersion, actor: Actor) -> None:
+    ensure_four_eyes(
+        proposer=_version_author(version),
+        actor=actor,
+        did=f"wrote version {version.number}",
+        then="publish it",
+        what=f"rule_set_version:{version.pk}",
+    )
+
+
 def rule_set_publish_refusal(
-    *, access: TeamAccess, user: User | AnonymousUser, version: RuleSetVersion
+    *,
+    access: TeamAccess,
+    user: User | AnonymousUser,
+    version: RuleSetVersion,
+    identities: Identities | None = None,
 ) -> str | None:
-    """Why ``user`` may not publish ``version``, or None when they may."""
+    """Why ``user`` may not publish ``version``, or None when they may. ``identities``: the
+    user's (``actor_identities``), when the caller checks many versions."""
     if not access.is_admin:
         return "Only team admins can publish or roll back rule sets."
-    if version.author_user_id is not None and version.author_user_id == user.pk:
-        return (
-            f"You wrote version {version.number}, so someone else has to publish it "
-            "(four-eyes: another team admin reviews and publishes)."
-        )
+    actor = Actor.of(user=user)
+    if identities is None:
+        identities = actor_identities(actor)
+    if is_same_actor(proposer=_version_author(version), identities=identities):
+        return four_eyes_refusal(actor=actor, did=f"wrote version {version.number}", then="publish it")
     return None
 
 
 def ensure_may_publish_rule_set(
     *, access: TeamAccess, user: User | AnonymousUser, version: RuleSetVersion
 ) -> None:
-    refusal = rule_set_publish_refusal(access=access, user=user, version=version)
-    if refusal is not None:
-        raise PermissionDenied(refusal, code="publish_not_allowed")
+    if not access.is_admin:
+        raise PermissionDenied(
+            "Only team admins can publish or roll back rule sets.", code="publish_not_allowed"
+        )
+    ensure_four_eyes_for_publish(version=version, actor=Actor.of(user=user))
 
 
 def ensure_may_decide_policy_draft(*, access: TeamAccess) -> None:

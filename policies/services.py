@@ -40,6 +40,7 @@ from policies.engine.constraints import normalize_tool_policy
 from policies.engine.loosening import tool_policy_loosened
 from policies.engine.merge import merge_proposed_rules
 from policies.models import PolicyDraft, RegisteredTool, RuleSetPublication, RuleSetVersion, ToolPolicy
+from policies.permissions import Actor, ensure_four_eyes, ensure_four_eyes_for_publish
 from policies.rate_limiter import CountedCall, rate_limiter
 from policies.selectors import (
     TOOL_POLICY_RULE_PREFIX,
@@ -115,13 +116,18 @@ def rule_set_version_publish(
 ) -> RuleSetPublication:
     """Make ``version`` the team's one active version, if its fixtures pass.
 
-    Publishing a version older than the active one is a rollback, logged as such; the
-    version it replaces is archived. Every process learns of it after commit (compiled
-    caches are dropped, long-polls answer). On a team with ``require_policy_review`` an API
-    key alone may not publish (``HumanReviewRequired``): a person has to.
+    Publishing a version that was active before is a rollback, logged as such (a draft's
+    first publish is a publish, whatever its number); the version it replaces is archived.
+    Every process learns of it after commit (compiled caches are dropped, long-polls answer).
+    On a team with ``require_policy_review`` an API
+    key alone may not publish (``HumanReviewRequired``): a person has to. Whoever wrote the
+    version (person or key, ``permissions.same_actor``) may not publish it (``FourEyesRequired``).
     """
     if actor_user is None and actor_api_key_id is not None:
         _refuse_api_key_on_reviewed_team(team_id=version.team_id, what=f"publish version {version.number}")
+    ensure_four_eyes_for_publish(
+        version=version, actor=Actor.of(user=actor_user, api_key_id=actor_api_key_id)
+    )
     results = run_fixtures(
         compile_rule_set(version.document), version.document.get("fixtures", []), now=timezone.now()
     )
@@ -142,12 +148,13 @@ def rule_set_version_publish(
         RuleSetVersion.objects.filter(team_id=locked.team_id, is_active=True).update(
             is_active=False, status=RuleSetVersion.Status.ARCHIVED
         )
+        # Read before publishing sets it: was this version ever the active one?
+        is_rollback = locked.was_active
         now = timezone.now()
         locked.is_active = True
         locked.status = RuleSetVersion.Status.PUBLISHED
         locked.published_at = now
         locked.save(update_fields=["is_active", "status", "published_at"])
-        is_rollback = previous is not None and locked.number < previous.number
         publication = RuleSetPublication.objects.create(
             team_id=locked.team_id,
             version=locked,
@@ -793,10 +800,6 @@ def _close_draft(draft: PolicyDraft, **fields: Any) -> None:
         raise Conflict("this policy draft was decided meanwhile", code="draft_already_decided")
 
 
-class FourEyesRequired(PermissionDenied):
-    code = "four_eyes"
-
-
 def policy_draft_approve(
     *,
     draft: PolicyDraft,
@@ -810,8 +813,9 @@ def policy_draft_approve(
 
     * The publish runs the version's fixtures; when they fail nothing is kept (422) and the
       draft stays open.
-    * Four-eyes: the person who created a draft may not approve it (``FourEyesRequired``).
-      Whether ``actor_user`` may approve for the team at all is the caller's check.
+    * Four-eyes: whoever proposed a draft (person or key, ``permissions.same_actor``) may not
+      approve it (``FourEyesRequired``). Whether ``actor_user`` may approve for the team at all
+      is the caller's check.
     * On a team with ``require_policy_review`` an API key's approval only moves the draft to
       ``pending_review``; a person approves it later (again with ``HumanReviewRequired``).
     """
@@ -819,8 +823,13 @@ def policy_draft_approve(
         raise PermissionDenied("approving a policy draft takes a person or an API key")
     with transaction.atomic():
         locked = _lock_open_draft(draft)
-        if actor_user is not None and locked.created_by_user_id == actor_user.pk:
-            raise FourEyesRequired("you proposed this draft, so someone else has to approve it (four-eyes)")
+        ensure_four_eyes(
+            proposer=Actor(locked.created_by_user_id, locked.created_by_api_key_id),
+            actor=Actor.of(user=actor_user, api_key_id=actor_api_key_id),
+            did="proposed this draft",
+            then="approve it",
+            what=f"policy_draft:{locked.pk}",
+        )
         actor_name = _author_name(actor_user, actor_api_key_id)
         if actor_user is None and locked.team.require_policy_review:
             if locked.status == PolicyDraft.Status.PENDING_REVIEW:

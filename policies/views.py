@@ -37,9 +37,14 @@ from policies.engine import (
 )
 from policies.models import PolicyDraft, RuleSetPublication, RuleSetVersion, ToolPolicy
 from policies.permissions import (
+    Actor,
+    Identities,
+    actor_identities,
     ensure_may_decide_policy_draft,
     ensure_may_manage_tool_policies,
     ensure_may_publish_rule_set,
+    four_eyes_refusal,
+    is_same_actor,
     rule_set_publish_refusal,
 )
 from tenancy.selectors import TeamAccess, teams_visible_to
@@ -193,15 +198,30 @@ def _errors_of(exc: ApplicationError) -> list[dict[str, Any]]:
 
 
 def _publish_choice(
-    access: TeamAccess, user: Any, version: RuleSetVersion, active: RuleSetVersion | None
+    access: TeamAccess, user: Any, version: RuleSetVersion, identities: Identities | None = None
 ) -> dict[str, Any]:
     """What the publish button of ``version`` says, and why it is disabled (if it is)."""
     return {
         "version": version,
         "is_active": version.is_active,
-        "is_rollback": active is not None and version.number < active.number,
-        "refusal": rule_set_publish_refusal(access=access, user=user, version=version),
+        # As the service will record it: back to a version that was active before.
+        "is_rollback": version.was_active and not version.is_active,
+        "refusal": rule_set_publish_refusal(access=access, user=user, version=version, identities=identities),
     }
+
+
+@dataclass
+class DraftRow:
+    draft: PolicyDraft
+    refusal: str | None  # why this person may not approve it (four-eyes), or None
+
+
+def _draft_row(draft: PolicyDraft, user: Any, identities: Identities) -> DraftRow:
+    proposer = Actor(draft.created_by_user_id, draft.created_by_api_key_id)
+    refusal = None
+    if is_same_actor(proposer=proposer, identities=identities):
+        refusal = four_eyes_refusal(actor=Actor.of(user=user), did="proposed this draft", then="approve it")
+    return DraftRow(draft, refusal)
 
 
 def _render_page(
@@ -226,15 +246,18 @@ def _render_page(
     diff_from = active.number if active is not None and active.number != diff_to else None
     if diff_from is None and len(versions) > 1:
         diff_from = versions[1].number
+    # Who this person is for four-eyes (their keys too), once for every button on the page.
+    identities = actor_identities(Actor.of(user=request.user))
+    open_drafts = selectors.policy_drafts_of_team(team_id=team_id).filter(
+        status__in=PolicyDraft.OPEN_STATUSES
+    )
     context = {
         "access": access,
         "team": access.team,
         "active": active,
-        "rows": [_publish_choice(access, request.user, v, active) for v in versions],
+        "rows": [_publish_choice(access, request.user, v, identities) for v in versions],
         "publications": list(selectors.rule_set_publications_of_team(team_id=team_id)[:50]),
-        "drafts": list(
-            selectors.policy_drafts_of_team(team_id=team_id).filter(status__in=PolicyDraft.OPEN_STATUSES)
-        ),
+        "drafts": [_draft_row(d, request.user, identities) for d in open_drafts],
         "check": check,
         "diff_from": diff_from,
         "diff_to": diff_to,
@@ -268,7 +291,7 @@ def _render_version(
         "team": access.team,
         "version": version,
         "active": active,
-        "publish": _publish_choice(access, request.user, version, active),
+        "publish": _publish_choice(access, request.user, version),
         "fixtures": _fixture_results(version.document),
         "diff": diff,
         "publications": [
@@ -352,8 +375,8 @@ def policies_version(request: AuthenticatedHttpRequest, slug: str, number: int) 
 @login_required
 @require_POST
 def policies_version_publish(request: AuthenticatedHttpRequest, slug: str, number: int) -> HttpResponse:
-    """Publish a version (a rollback when it is older than the active one): team admins only,
-    never its own author, and only if its fixtures pass."""
+    """Publish a version (a rollback when it was active before): team admins only, never its
+    own author, and only if its fixtures pass."""
     access = team_access_or_404(request, slug)
     version = _version(access, number)
     try:

@@ -215,7 +215,10 @@ def test_events_stream__tool_policy_changes_and_a_publish_through_the_api__chain
         api.post("/v1/policies/transfer_funds/activate"),
         api.delete("/v1/policies/transfer_funds"),
         api.post("/v1/rule-sets", RULES, content_type="application/yaml"),
-        api.post("/v1/rule-sets/1/publish"),
+        # another key publishes what ci-bot uploaded (four-eyes)
+        Client(HTTP_X_VETO_API_KEY=api_key_for(team, name="ci-bot-release"), REMOTE_ADDR="198.51.100.4").post(
+            "/v1/rule-sets/1/publish"
+        ),
     ]
     assert [r.status_code for r in steps] == [201, 200, 200, 200, 200, 204, 201, 200]
 

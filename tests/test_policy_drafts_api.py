@@ -16,7 +16,8 @@ from veto.cloud.client import VetoCloudClient, VetoCloudConfig
 
 from common.errors import ApplicationError
 from policies.models import PolicyDraft, RuleSetPublication, RuleSetVersion
-from policies.services import FourEyesRequired, policy_draft_approve
+from policies.permissions import FourEyesRequired
+from policies.services import policy_draft_approve
 from tenancy.models import Team
 from tests.factories import TeamFactory, UserFactory, api_key_for, policy_draft_for, publish_rules
 
@@ -121,10 +122,12 @@ def test_sdk_admin_draft__approve__merged_version_published_once_and_validate_fo
     admin, team, asgi_server
 ):
     key = api_key_for(team)
+    agent = api_key_for(team, name="agent")
 
     async def scenario() -> dict[str, Any]:
+        async with admin(agent) as proposer:
+            draft = await proposer.create_policy_draft({"name": "Tighter SMS", "rules": PROPOSED})
         async with admin(key) as client:
-            draft = await client.create_policy_draft({"name": "Tighter SMS", "rules": PROPOSED})
             approved = await client.approve_policy_draft(draft.id)
             again = await outcome(client.approve_policy_draft(draft.id))
             reject_after = await outcome(client.reject_policy_draft(draft.id, "too late"))
@@ -160,10 +163,12 @@ def test_sdk_admin_draft__approve__merged_version_published_once_and_validate_fo
 
 def test_sdk_admin_draft__approve_with_failing_fixtures__422_and_nothing_changes(admin, team):
     breaks_fixture = [{"id": "bucket_allowlist", "name": "bucket_allowlist", "action": "allow"}]
+    agent = api_key_for(team, name="agent")
 
     async def scenario() -> tuple[Any, Any]:
+        async with admin(agent) as proposer:
+            draft = await proposer.create_policy_draft({"name": "Open exports", "rules": breaks_fixture})
         async with admin() as client:
-            draft = await client.create_policy_draft({"name": "Open exports", "rules": breaks_fixture})
             return await outcome(client.approve_policy_draft(draft.id)), await client.get_policy_draft(
                 draft.id
             )
@@ -288,10 +293,12 @@ def test_review_required__api_key_approval_submits_for_review_and_cannot_publish
     # Given a team that requires a person's review of rule changes
     Team.objects.filter(pk=team.pk).update(require_policy_review=True)
     key = api_key_for(team)
+    agent = api_key_for(team, name="agent")
 
     async def scenario() -> dict[str, Any]:
+        async with admin(agent) as proposer:
+            draft = await proposer.create_policy_draft({"name": "Tighter SMS", "rules": PROPOSED})
         async with admin(key) as client:
-            draft = await client.create_policy_draft({"name": "Tighter SMS", "rules": PROPOSED})
             submitted = await client.approve_policy_draft(draft.id)
             again = await outcome(client.approve_policy_draft(draft.id))
         return locals()

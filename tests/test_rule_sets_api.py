@@ -45,14 +45,19 @@ rules:
 
 
 class Api:
-    def __init__(self, base_url: str, key: str) -> None:
+    """A sync job: ``key`` uploads, ``publisher_key`` (another key: four-eyes) publishes."""
+
+    def __init__(self, base_url: str, key: str, publisher_key: str | None = None) -> None:
         self.client = httpx.Client(base_url=base_url, headers={"X-Veto-API-Key": key}, timeout=30)
+        self.publisher = httpx.Client(
+            base_url=base_url, headers={"X-Veto-API-Key": publisher_key or key}, timeout=30
+        )
 
     def upload(self, source: str, content_type: str = "application/yaml") -> httpx.Response:
         return self.client.post("/v1/rule-sets", content=source, headers={"Content-Type": content_type})
 
     def publish(self, version: int) -> httpx.Response:
-        return self.client.post(f"/v1/rule-sets/{version}/publish")
+        return self.publisher.post(f"/v1/rule-sets/{version}/publish")
 
     def validate(self, tool: str, arguments: dict, context: dict | None = None) -> dict:
         body = {"tool_name": tool, "arguments": arguments, "context": context or {}}
@@ -66,7 +71,7 @@ def team():
 
 @pytest.fixture
 def api(asgi_server, team) -> Api:
-    return Api(asgi_server.url, api_key_for(team))
+    return Api(asgi_server.url, api_key_for(team), api_key_for(team, name="release key"))
 
 
 def test_upload__valid_yaml__stored_as_a_numbered_draft(api, team):
@@ -307,8 +312,8 @@ def test_publish__reaches_another_worker_process_within_a_second(team, tmp_path)
     first, server_a = start_asgi_server(tmp_path / "a.log", **slow_recheck)
     second, server_b = start_asgi_server(tmp_path / "b.log", **slow_recheck)
     try:
-        key = api_key_for(team)
-        a, b = Api(server_a.url, key), Api(server_b.url, key)
+        key, publisher = api_key_for(team), api_key_for(team, name="release key")
+        a, b = Api(server_a.url, key, publisher), Api(server_b.url, key, publisher)
         a.upload(V1)
         a.publish(1)
         time.sleep(0.3)

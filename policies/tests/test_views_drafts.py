@@ -63,7 +63,7 @@ def test_approve__admin_who_proposed_it__refused_four_eyes(team, dana):
     draft = propose(team, by=dana)
     response = client_for(dana).post(approve_url(team, draft))
     assert response.status_code == 403
-    assert "someone else has to approve it (four-eyes)" in text_of(response)
+    assert "You proposed this draft, so someone else has to approve it (four-eyes" in text_of(response)
     draft.refresh_from_db()
     assert draft.status == PolicyDraft.Status.DRAFT
 

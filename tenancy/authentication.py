@@ -2,8 +2,9 @@
 
 Both paths refuse the same things the same way: two ``X-Veto-API-Key`` headers (400
 ``ambiguous_api_key``: the gateway would have read the last, Django joins them with a comma),
-a missing or unknown/revoked key (401), and an address locked out for trying too many bad keys
-(429 ``too_many_failed_keys``, see tenancy/throttle.py).
+a missing or unknown/revoked key (401), and an address locked out for trying too many unknown
+keys (429 ``too_many_failed_keys``, see tenancy/throttle.py). A revoked key is no guess and
+does not count: an agent left running with one must not lock out its neighbours behind one NAT.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from common.errors import InvalidInput, NotAuthenticated, PermissionDenied
 from common.gateway import GatewayRequest, run_db
 from tenancy import throttle
 from tenancy.principal import ApiKeyPrincipal
-from tenancy.selectors import principal_for_token, principal_for_token_async
+from tenancy.selectors import principal_for_token, principal_for_token_async, token_is_known
 from tenancy.services import api_key_touch, api_key_touch_due
 
 API_KEY_HEADER = "X-Veto-API-Key"
@@ -61,7 +62,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         throttle.refuse_if_locked_out(address)
         principal = principal_for_token(token.strip())
         if principal is None:
-            locked_out = throttle.failed_lookup(address)
+            locked_out = None if token_is_known(token.strip()) else throttle.failed_lookup(address)
             if locked_out is not None:
                 raise locked_out
             raise AuthenticationFailed(INVALID_KEY_MESSAGE)
@@ -85,7 +86,8 @@ async def authenticate_gateway_request(request: GatewayRequest, *, scope: str) -
     throttle.refuse_if_locked_out(address)
     principal = await principal_for_token_async(token)
     if principal is None:
-        locked_out = await throttle.failed_lookup_async(address)
+        known = await run_db(token_is_known, token)
+        locked_out = None if known else await throttle.failed_lookup_async(address)
         if locked_out is not None:
             raise locked_out
         raise NotAuthenticated(INVALID_KEY_MESSAGE)

@@ -72,6 +72,12 @@ async def principal_for_token_async(token: str) -> ApiKeyPrincipal | None:
     )
 
 
+def token_is_known(token: str) -> bool:
+    """Whether a key with this token exists at all, revoked or not. Asked only after a failed
+    lookup: a known key (revoked, say) is no guess, so it does not count towards a lockout."""
+    return ApiKey.objects.filter(key_hash=keys.hash_token(token)).exists()
+
+
 def team_get_by_slug(*, slug: str) -> Team:
     try:
         return Team.objects.select_related("organization").get(slug=slug)

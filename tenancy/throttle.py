@@ -2,9 +2,13 @@
 
 Why: a key is a long random secret, but nothing stopped a client from trying keys as fast as the
 server answers (600 random keys in 4 s went unnoticed). Past ``API_KEY_FAILURES_PER_ADDRESS``
-failed lookups (unknown or revoked keys) in ``API_KEY_FAILURE_WINDOW_SECONDS``, the address is
+failed lookups of unknown keys in ``API_KEY_FAILURE_WINDOW_SECONDS``, the address is
 answered 429 ``too_many_failed_keys`` with ``Retry-After`` for ``API_KEY_LOCKOUT_SECONDS``, on
 the gateway and the Django API alike, and the lockout is logged once (``api_key.lockout``).
+
+A key that exists but is revoked (or whose person left the team) is answered 401 and not
+counted: it is no guess, and an agent left running with one behind a shared NAT would otherwise
+keep every neighbour locked out. Telling the two apart costs one indexed query, on failures only.
 
 While an address is locked out, a *valid* key from it is refused too: otherwise a guess that
 hits would still answer 200, and the lockout would hide nothing from the guesser. The price is
@@ -141,7 +145,9 @@ def _count_in_process(address: str) -> float:
         if failures <= settings.API_KEY_FAILURES_PER_ADDRESS:
             _failures[address] = (start, failures)
             if len(_failures) > _MAX_TRACKED_ADDRESSES:
-                for old in [a for a, (s, _) in _failures.items() if now - s >= window] or [next(iter(_failures))]:
+                for old in [a for a, (s, _) in _failures.items() if now - s >= window] or [
+                    next(iter(_failures))
+                ]:
                     _failures.pop(old, None)
             return 0.0
         _failures.pop(address, None)

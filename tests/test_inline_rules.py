@@ -27,7 +27,9 @@ rules:
     when: args.amount > 1000
     action: deny
 """
-ALLOW_EVERYTHING = [{"id": "anything-goes", "name": "anything goes", "action": "allow", "tools": ["transfer"]}]
+ALLOW_EVERYTHING = [
+    {"id": "anything-goes", "name": "anything goes", "action": "allow", "tools": ["transfer"]}
+]
 CALL = {"tool_name": "transfer", "arguments": {"amount": 5000}}
 
 

@@ -174,3 +174,23 @@ def test_address_key__ipv6_counts_by_its_64_network():
     assert throttle.address_key("2001:db8:1:2::1") != throttle.address_key("2001:db8:1:3::1")
     assert throttle.address_key("203.0.113.7") == "203.0.113.7"
     assert throttle.address_key(None) == "unknown"
+
+
+def test_revoked_key__used_again_and_again__401_never_a_lockout(app):
+    # Given a revoked key (an agent left running with it, behind one NAT with others)
+    from tenancy.models import ApiKey
+    from tenancy.services import api_key_revoke
+
+    team = TeamFactory()
+    revoked = api_key_for(team, name="old")
+    api_key_revoke(api_key=ApiKey.objects.get(team=team, name="old"))
+    valid = api_key_for(team, name="new")
+    # When it is presented far more often than the failure limit, on both paths
+    tries = send(
+        app,
+        NEIGHBOUR,
+        *[("POST", VALIDATE, with_key(revoked)), ("GET", "/v1/decisions", with_key(revoked))] * 4,
+    )
+    # Then each try is a 401, and a valid key from the same address is still served
+    assert {r.status_code for r in tries} == {401}
+    assert send(app, NEIGHBOUR, ("POST", VALIDATE, with_key(valid)))[0].status_code == 200

@@ -285,7 +285,7 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
-# Failed API-key lookups (unknown or revoked keys), counted per client address on the gateway
+# Failed lookups of unknown API keys (guesses; revoked keys are not), counted per client address on the gateway
 # and the Django API alike (tenancy/throttle.py; in Redis when REDIS_URL is set): past this many
 # in the window, the address is answered 429 too_many_failed_keys for the lockout, valid keys
 # included (or a lucky guess would still show). The address is uvicorn's client address: it

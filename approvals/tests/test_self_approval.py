@@ -51,7 +51,9 @@ def alice(team):
 
 @pytest.mark.parametrize("spelling", SPELLINGS.values(), ids=SPELLINGS.keys())
 @pytest.mark.parametrize("place", PLACES.values(), ids=PLACES.keys())
-def test_resolve__raised_for_the_approver_in_any_place_and_spelling__approve_refused(team, alice, place, spelling):
+def test_resolve__raised_for_the_approver_in_any_place_and_spelling__approve_refused(
+    team, alice, place, spelling
+):
     # Given an approval whose call context names alice (somewhere, somehow spelled)
     approval = ApprovalFactory(team=team, approver_groups=["compliance"], context=place(spelling))
 
@@ -62,7 +64,9 @@ def test_resolve__raised_for_the_approver_in_any_place_and_spelling__approve_ref
     # Then it is still pending, and the refusal is in the trail
     approval.refresh_from_db()
     assert approval.status == Approval.Status.PENDING
-    assert list(approval.events.values_list("action", "actor_name")) == [(ApprovalEvent.Action.REFUSED, "alice")]
+    assert list(approval.events.values_list("action", "actor_name")) == [
+        (ApprovalEvent.Action.REFUSED, "alice")
+    ]
 
 
 @pytest.mark.parametrize("place", PLACES.values(), ids=PLACES.keys())

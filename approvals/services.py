@@ -20,9 +20,11 @@ from approvals.selectors import approval_is_own_request, approval_may_decide
 from approvals.waiters import approval_changed_on_commit
 from audit.models import AuditEvent
 from audit.trail import audit_event_append
-from common.errors import Conflict, PermissionDenied
+from common.errors import Conflict, NotAuthenticated, PermissionDenied
 from common.events import approval_team_group, publish_on_commit
 from policies.engine import Decision
+from tenancy.principal import ApiKeyPrincipal
+from tenancy.selectors import personal_key_owner, user_is_named
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +244,86 @@ def approval_resolve(
         _announce(locked)
     logger.info("approval.%s id=%s by=%s", locked.status, locked.id, actor.pk)
     return ResolveOutcome(locked, resolved=True)
+
+
+class PersonalKeyRequired(PermissionDenied):
+    code = "personal_key_required"
+    why = "a team's API key is not a person; resolve with a personal API key"
+
+    @classmethod
+    def for_key(cls, principal: ApiKeyPrincipal) -> PersonalKeyRequired:
+        return cls(
+            f"{principal.display_name} may not decide approvals: {cls.why}"
+            ' (each person makes theirs on the "My API keys" page)'
+        )
+
+
+class ResolvedByMismatch(PermissionDenied):
+    code = "resolved_by_mismatch"
+
+
+def approval_resolve_by_api_key(
+    *,
+    approval: Approval,
+    principal: ApiKeyPrincipal,
+    action: ResolveAction,
+    resolved_by: str | None = None,
+    comment: str = "",
+    remote_addr: str | None = None,
+) -> ResolveOutcome:
+    """Approve or deny through the API, as the person whose personal key ``principal`` is.
+
+    Eligibility is only as good as the identity behind it, so a team's key (no person) never
+    resolves, and a personal key resolves as its owner only: ``resolved_by``, when given, must
+    name them (username or e-mail). Each refusal is kept in the trail. The owner is read afresh
+    (active, still in the team, key not revoked), not taken from the principal cache.
+    """
+    if not principal.is_personal:
+        _record_api_refusal(
+            approval=approval,
+            actor=None,
+            actor_name=principal.display_name,
+            why=PersonalKeyRequired.why,
+            remote_addr=remote_addr,
+        )
+        raise PersonalKeyRequired.for_key(principal)
+    actor = personal_key_owner(principal=principal)
+    if actor is None:
+        raise NotAuthenticated("Invalid or revoked API key.")
+    if resolved_by is not None and not user_is_named(user=actor, name=resolved_by):
+        why = f"resolvedBy {resolved_by!r} is not this key's owner"
+        _record_api_refusal(
+            approval=approval, actor=actor, actor_name=actor.get_username(), why=why, remote_addr=remote_addr
+        )
+        raise ResolvedByMismatch(
+            f"{why} ({actor.get_username()}); a personal key resolves only as its owner",
+            details={"field": "resolvedBy"},
+        )
+    return approval_resolve(
+        approval=approval,
+        actor=actor,
+        action=action,
+        comment=comment,
+        channel=ApprovalEvent.Channel.API,
+        remote_addr=remote_addr,
+    )
+
+
+def _record_api_refusal(
+    *, approval: Approval, actor: User | None, actor_name: str, why: str, remote_addr: str | None
+) -> None:
+    # Its own transaction, as _record_refusal: kept although the request fails.
+    with transaction.atomic():
+        _trail(
+            approval=approval,
+            action=ApprovalEvent.Action.REFUSED,
+            actor=actor,
+            actor_name=actor_name,
+            comment=why,
+            channel=ApprovalEvent.Channel.API,
+            remote_addr=remote_addr,
+        )
+    logger.warning("approval.refused id=%s by=%s why=%s", approval.id, actor_name, why)
 
 
 SWEEP_BATCH = 500

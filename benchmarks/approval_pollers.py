@@ -36,6 +36,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from validate_throughput import (  # noqa: E402
     API_KEY,
+    APPROVER_KEY,
     free_port,
     machine,
     seeded_environment,
@@ -152,7 +153,7 @@ async def long_poll_hand_off(
             async with resolver.post(
                 f"{base}/v1/approvals/{approval_id}/resolve",
                 json={"action": "approve", "resolvedBy": "alice"},
-                headers=HEADERS,
+                headers={**HEADERS, "X-Veto-API-Key": APPROVER_KEY},
             ) as response:
                 await response.read()
                 resolve_done[approval_id] = time.monotonic()

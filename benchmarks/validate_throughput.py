@@ -42,6 +42,8 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "bench-key-0123456789abcdefghijklmnopqrstuvwxyz"
+# alice's personal key (seed_demo): approvals are resolved by a person, not the team's key.
+APPROVER_KEY = "bench-approver-key-0123456789abcdefghijklmnop"
 CONNECTIONS = 32
 
 VALIDATE_BODIES = [
@@ -186,6 +188,7 @@ def seeded_environment(database_url: str, redis_url: str) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="veto_cloud.settings.base",
         LOG_LEVEL="WARNING",
         VETO_DEMO_API_KEY=API_KEY,
+        VETO_DEMO_APPROVER_API_KEY=APPROVER_KEY,
         VETO_DEMO_PASSWORD="benchmark-password",
     )
     print(f"preparing a fresh database at {database_url}", flush=True)

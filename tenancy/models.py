@@ -124,6 +124,17 @@ class ApiKey(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Set: a personal key, which acts as this person (resolves approvals as them) with at most
+    # their rights in ``team``, and only while they are an active member of it. Null: a team's
+    # key, which is no person and never resolves an approval. CASCADE, never SET_NULL: a
+    # personal key must not outlive its person as a team key.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="personal_api_keys",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
@@ -137,3 +148,7 @@ class ApiKey(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+    @property
+    def is_personal(self) -> bool:
+        return self.user_id is not None

@@ -8,8 +8,9 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from common.cache import Missing, TtlCache
 from common.errors import NotFound
@@ -28,20 +29,55 @@ def forget_cached_principals() -> None:
     _principals.clear()
 
 
+# What a plain member's personal key may carry: what the dashboard lets a member do (run the
+# team's agents, read its decisions, decide approvals they are eligible for). Writing or
+# publishing policies (a tool policy applies the moment it is written) and administering the
+# organization are a team admin's. A scope not named here (a new one, say) is admin-only.
+MEMBER_KEY_SCOPES: frozenset[str] = frozenset(
+    {ApiKey.Scope.RUNTIME, ApiKey.Scope.DECISIONS_READ, ApiKey.Scope.APPROVALS_RESOLVE}
+)
+
+
+def personal_key_scopes_allowed(*, role: str | None, is_staff: bool) -> frozenset[str]:
+    """The scopes a person's key may hold in a team where their membership role is ``role``
+    (None: not a member, so none). Team admins and staff members hold every scope, as
+    ``TeamAccess.is_admin`` has it for the dashboard."""
+    if role is None:
+        return frozenset()
+    if is_staff or role == Membership.Role.ADMIN:
+        return frozenset(ApiKey.Scope.values)
+    return MEMBER_KEY_SCOPES
+
+
 def _principal_from_database(token: str, token_hash: str) -> ApiKeyPrincipal | None:
-    candidates = ApiKey.objects.filter(
-        prefix=keys.token_prefix(token), revoked_at__isnull=True
-    ).select_related("team")
+    # One query, also for a personal key: its owner's current role in the key's team comes
+    # along as a subquery (null when they are no longer a member).
+    role = Membership.objects.filter(user_id=OuterRef("user_id"), team_id=OuterRef("team_id")).values("role")
+    candidates = (
+        ApiKey.objects.filter(prefix=keys.token_prefix(token), revoked_at__isnull=True)
+        .select_related("team", "user")
+        .annotate(owner_role=Subquery(role[:1]))
+    )
     for api_key in candidates:
-        if hmac.compare_digest(api_key.key_hash, token_hash):
-            return ApiKeyPrincipal(
-                key_id=api_key.id,
-                key_prefix=api_key.prefix,
-                team_id=api_key.team_id,
-                team_slug=api_key.team.slug,
-                organization_id=api_key.team.organization_id,
-                scopes=frozenset(api_key.scopes),
-            )
+        if not hmac.compare_digest(api_key.key_hash, token_hash):
+            continue
+        scopes = frozenset(api_key.scopes)
+        if api_key.user is not None:
+            # A person's key is only as good as the person: gone from the team or deactivated,
+            # it is invalid; otherwise it carries no more than their role allows today.
+            if not api_key.user.is_active or api_key.owner_role is None:
+                return None
+            scopes &= personal_key_scopes_allowed(role=api_key.owner_role, is_staff=api_key.user.is_staff)
+        return ApiKeyPrincipal(
+            key_id=api_key.id,
+            key_prefix=api_key.prefix,
+            team_id=api_key.team_id,
+            team_slug=api_key.team.slug,
+            organization_id=api_key.team.organization_id,
+            scopes=scopes,
+            user_id=api_key.user_id,
+            key_name=api_key.name,
+        )
     return None
 
 
@@ -145,3 +181,47 @@ def team_access_for(*, user: User, slug: str) -> TeamAccess:
         raise NotFound(f"team {slug!r} does not exist")
     role = Membership.objects.filter(user=user, team=team).values_list("role", flat=True).first()
     return TeamAccess(team=team, role=role, is_staff=bool(user.is_staff))
+
+
+def personal_key_owner(*, principal: ApiKeyPrincipal) -> User | None:
+    """The person a personal key acts for, read afresh (not from the principal cache): None
+    when the key is a team's, revoked, or its owner is inactive or no longer in the key's team.
+    For actions that must not ride on a cached principal (resolving an approval)."""
+    if principal.user_id is None:
+        return None
+    return (
+        get_user_model()
+        .objects.filter(
+            pk=principal.user_id,
+            is_active=True,
+            memberships__team_id=principal.team_id,
+            personal_api_keys__pk=principal.key_id,
+            personal_api_keys__revoked_at__isnull=True,
+        )
+        .first()
+    )
+
+
+def user_is_named(*, user: User, name: str) -> bool:
+    """Whether ``name`` is ``user``'s username or e-mail (case-insensitive, surrounding space ignored)."""
+    wanted = name.strip().casefold()
+    email = (getattr(user, "email", "") or "").strip().casefold()
+    return bool(wanted) and (wanted == user.get_username().casefold() or (bool(email) and wanted == email))
+
+
+def memberships_of(*, user: User) -> QuerySet[Membership]:
+    """The teams a person belongs to (a personal key is made for one of these), by team slug."""
+    return Membership.objects.filter(user=user).select_related("team").order_by("team__slug")
+
+
+def personal_api_keys_of(*, user: User) -> QuerySet[ApiKey]:
+    """Everything the "My API keys" page lists: the person's own keys, newest first."""
+    return ApiKey.objects.filter(user=user).select_related("team").order_by("team__slug", "-created_at")
+
+
+def personal_api_key_get(*, user: User, key_id: uuid.UUID) -> ApiKey:
+    """The person's own key; anyone else's (or none) is NotFound, so key ids cannot be probed."""
+    api_key = ApiKey.objects.filter(pk=key_id, user=user).select_related("team").first()
+    if api_key is None:
+        raise NotFound("API key not found")
+    return api_key

@@ -13,16 +13,18 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from common.errors import Conflict, InvalidInput, PermissionDenied
+from common.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from tenancy import keys
 from tenancy.models import ApiKey, ApproverGroup, Membership, Organization, Team
 from tenancy.principal import ApiKeyPrincipal
-from tenancy.selectors import forget_cached_principals
+from tenancy.selectors import forget_cached_principals, personal_key_scopes_allowed
 
 logger = logging.getLogger(__name__)
 
 ALL_SCOPES: tuple[str, ...] = tuple(ApiKey.Scope.values)
 DEFAULT_SCOPES: tuple[str, ...] = (ApiKey.Scope.RUNTIME, ApiKey.Scope.DECISIONS_READ)
+# A personal key is mostly for deciding approvals as oneself (VetoAdmin.resolve_approval).
+PERSONAL_DEFAULT_SCOPES: tuple[str, ...] = (ApiKey.Scope.DECISIONS_READ, ApiKey.Scope.APPROVALS_RESOLVE)
 
 
 def _unique_slug(model: type[Organization] | type[Team], base: str) -> str:
@@ -104,11 +106,13 @@ def api_key_create(
     scopes: Iterable[str] | None = None,
     created_by: User | None = None,
     token: str | None = None,
+    user: User | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key and return it with its token; the token is shown this once and never stored.
 
     ``token`` lets operators bring their own (e.g. ``VETO_DEMO_API_KEY``); it must be at
-    least 32 characters.
+    least 32 characters. ``user`` makes it that person's key: use ``personal_api_key_create``,
+    which checks their rights first.
     """
     name = name.strip()
     if not name:
@@ -126,11 +130,51 @@ def api_key_create(
                 key_hash=keys.hash_token(token),
                 scopes=_validated_scopes(scopes),
                 created_by=created_by if created_by is not None and created_by.pk else None,
+                user=user,
             )
     except IntegrityError as exc:
         raise Conflict("key: this key is already registered") from exc
-    logger.info("api_key.created id=%s team=%s prefix=%s", api_key.id, team.slug, api_key.prefix)
+    logger.info(
+        "api_key.created id=%s team=%s prefix=%s user=%s",
+        api_key.id,
+        team.slug,
+        api_key.prefix,
+        user.pk if user is not None else None,
+    )
     return api_key, token
+
+
+class ScopeNotAllowed(PermissionDenied):
+    code = "scope_not_allowed"
+
+
+def personal_api_key_create(
+    *,
+    user: User,
+    team: Team,
+    name: str,
+    scopes: Iterable[str] | None = None,
+    token: str | None = None,
+) -> tuple[ApiKey, str]:
+    """A key that acts as ``user`` in ``team``, holding at most their rights there.
+
+    They must be an active member of the team (NotFound otherwise, as the dashboard hides
+    teams one is not in), and every scope must be one their role allows
+    (``personal_key_scopes_allowed``; 403 ``scope_not_allowed`` naming the others). The same
+    limit is applied again each time the key is used, against their role then.
+    """
+    role = Membership.objects.filter(user=user, team=team).values_list("role", flat=True).first()
+    if not user.is_active or role is None:
+        raise NotFound(f"team {team.slug!r}: {user.get_username()} is not a member of it")
+    allowed = personal_key_scopes_allowed(role=role, is_staff=user.is_staff)
+    wanted = _validated_scopes(PERSONAL_DEFAULT_SCOPES if scopes is None else scopes)
+    refused = sorted(set(wanted) - allowed)
+    if refused:
+        raise ScopeNotAllowed(
+            f"scopes: {user.get_username()} ({role} of {team.slug}) may not hold {', '.join(refused)}",
+            details={"field": "scopes", "refused": refused, "allowed": sorted(allowed)},
+        )
+    return api_key_create(team=team, name=name, scopes=wanted, created_by=user, token=token, user=user)
 
 
 def api_key_create_by_principal(
@@ -188,6 +232,26 @@ def project_create(
 def membership_ensure(*, user: User, team: Team, role: str = Membership.Role.MEMBER) -> Membership:
     membership, _ = Membership.objects.update_or_create(user=user, team=team, defaults={"role": role})
     return membership
+
+
+def membership_remove(*, membership: Membership) -> None:
+    """Take a person out of a team; their personal keys for it are revoked with it (the
+    ``post_delete`` receiver in ``tenancy.signals``, so removals in the Django admin do the same)."""
+    with transaction.atomic():
+        membership.delete()
+    logger.info("membership.removed user=%s team=%s", membership.user_id, membership.team_id)
+
+
+def personal_api_keys_revoke_for_membership(*, user_id: int, team_id: uuid.UUID) -> int:
+    """Revoke a person's keys for a team they left; returns how many. The principal cache is
+    cleared once the transaction commits (a key is invalid without the membership anyway)."""
+    revoked = ApiKey.objects.filter(user_id=user_id, team_id=team_id, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    transaction.on_commit(forget_cached_principals)
+    if revoked:
+        logger.info("api_key.revoked_with_membership user=%s team=%s count=%d", user_id, team_id, revoked)
+    return revoked
 
 
 def approver_group_ensure(*, team: Team, slug: str, name: str | None = None) -> ApproverGroup:

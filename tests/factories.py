@@ -15,8 +15,8 @@ from audit.models import DecisionRecord
 from audit.writer import insert_decisions
 from policies.models import PolicyDraft, ToolPolicy
 from policies.services import policy_draft_create, rule_set_version_create, rule_set_version_publish
-from tenancy.models import ApproverGroup, Organization, Team
-from tenancy.services import ALL_SCOPES, api_key_create
+from tenancy.models import ApproverGroup, Membership, Organization, Team
+from tenancy.services import ALL_SCOPES, api_key_create, personal_api_key_create
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -69,6 +69,19 @@ class ApprovalFactory(factory.django.DjangoModelFactory):
 def api_key_for(team: Team, *, scopes: tuple[str, ...] = ALL_SCOPES, name: str = "test key") -> str:
     """A new key for ``team``; returns the token (the only time it exists in clear)."""
     _, token = api_key_create(team=team, name=name, scopes=scopes)
+    return token
+
+
+PERSONAL_SCOPES: tuple[str, ...] = ("decisions:read", "approvals:resolve")
+
+
+def personal_api_key_for(
+    user, team: Team, *, scopes: tuple[str, ...] = PERSONAL_SCOPES, role: str = "member", name: str = "my key"
+) -> str:
+    """A personal key of ``user`` in ``team`` (made a member with ``role`` if they are not one);
+    returns the token. The only kind of key that resolves approvals, as its user."""
+    Membership.objects.get_or_create(user=user, team=team, defaults={"role": role})
+    _, token = personal_api_key_create(user=user, team=team, name=name, scopes=scopes)
     return token
 
 

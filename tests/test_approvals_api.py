@@ -23,6 +23,7 @@ from tests.factories import (
     TeamFactory,
     UserFactory,
     api_key_for,
+    personal_api_key_for,
     publish_rules,
 )
 
@@ -38,6 +39,13 @@ def team():
     return team
 
 
+def key_of(team, username: str) -> str:
+    """``username``'s personal key (the only kind that resolves approvals, as its owner)."""
+    return personal_api_key_for(
+        UserFactory(username=username), team, scopes=("runtime", "decisions:read", "approvals:resolve")
+    )
+
+
 def admin_for(url: str, key: str) -> VetoAdmin:
     return VetoAdmin(apiKey=key, baseUrl=url)
 
@@ -49,23 +57,27 @@ def run(coroutine: Any) -> Any:
 def test_admin__list_get_resolve_and_batch_resolve__as_veto_admin_calls_them(asgi_server, team):
     first, second, third = (ApprovalFactory(team=team, approver_groups=["compliance"]) for _ in range(3))
     ApprovalFactory(approver_groups=["compliance"])  # another team's: never listed
-    key = api_key_for(team)
+    alice, bob, mallory = key_of(team, "alice"), key_of(team, "bob"), key_of(team, "mallory")
 
     async def scenario() -> dict[str, Any]:
-        async with admin_for(asgi_server.url, key) as admin:
+        async with admin_for(asgi_server.url, alice) as admin:
             pending = await admin.list_pending_approvals()
             fetched = await admin.get_approval(str(first.id))
             approved = await admin.resolve_approval(str(first.id), "approve", "alice")
+        async with admin_for(asgi_server.url, bob) as admin:
             batch = await admin.batch_resolve_approvals(
                 [
                     {"id": str(second.id), "action": "deny", "resolvedBy": "bob"},
                     {"id": str(first.id), "action": "deny", "resolvedBy": "bob"},  # already approved
                     {"id": str(uuid.uuid4()), "action": "approve", "resolvedBy": "bob"},
-                    {"id": str(third.id), "action": "approve", "resolvedBy": "mallory"},  # not an approver
                 ]
             )
             everything = await admin.list_approvals()
             denied = await admin.list_approvals({"status": "denied"})
+        async with admin_for(asgi_server.url, mallory) as admin:
+            not_an_approver = await admin.batch_resolve_approvals(
+                [{"id": str(third.id), "action": "approve", "resolvedBy": "mallory"}]
+            )
         return locals()
 
     result = run(scenario())
@@ -77,8 +89,8 @@ def test_admin__list_get_resolve_and_batch_resolve__as_veto_admin_calls_them(asg
         ("denied", True),
         ("error", False),
         ("not_found", False),
-        ("error", False),
     ]
+    assert [(r.status, r.error is None) for r in result["not_an_approver"].data] == [("error", False)]
     assert "already approved" in result["batch"].data[1].error
     assert len(result["everything"]) == 3
     assert [a.id for a in result["denied"]] == [str(second.id)]
@@ -87,23 +99,24 @@ def test_admin__list_get_resolve_and_batch_resolve__as_veto_admin_calls_them(asg
 
 
 @pytest.mark.parametrize(
-    ("body", "status", "fragment"),
+    ("who", "body", "status", "fragment"),
     [
-        ({"action": "approve", "resolvedBy": "mallory"}, 403, "may not decide"),
-        ({"action": "approve", "resolvedBy": "nobody-here"}, 403, "names no member"),
-        ({"action": "maybe", "resolvedBy": "alice"}, 400, "action"),
-        ({"action": "approve"}, 400, "resolvedBy"),
+        ("mallory", {"action": "approve", "resolvedBy": "mallory"}, 403, "may not decide"),
+        ("alice", {"action": "approve", "resolvedBy": "nobody-here"}, 403, "not this key's owner"),
+        ("alice", {"action": "maybe", "resolvedBy": "alice"}, 400, "action"),
+        ("alice", {"action": "approve", "resolvedBy": ""}, 400, "resolvedBy"),
+        ("alice", {"action": "approve", "resolvedBy": None}, 400, "resolvedBy"),
     ],
 )
 def test_resolve__refused_requests__clear_4xx_and_the_approval_stays_pending(
-    asgi_server, team, body, status, fragment
+    asgi_server, team, who, body, status, fragment
 ):
     approval = ApprovalFactory(team=team, approver_groups=["compliance"])
 
     response = httpx.post(
         f"{asgi_server.url}/v1/approvals/{approval.id}/resolve",
         json=body,
-        headers={"X-Veto-API-Key": api_key_for(team)},
+        headers={"X-Veto-API-Key": key_of(team, who)},
         timeout=10,
     )
 
@@ -115,7 +128,9 @@ def test_resolve__refused_requests__clear_4xx_and_the_approval_stays_pending(
 
 def test_resolve__key_without_the_resolve_scope__403(asgi_server, team):
     approval = ApprovalFactory(team=team, approver_groups=["compliance"])
-    runtime_only = api_key_for(team, scopes=(ApiKey.Scope.RUNTIME, ApiKey.Scope.DECISIONS_READ))
+    runtime_only = personal_api_key_for(
+        UserFactory(username="alice"), team, scopes=(ApiKey.Scope.RUNTIME, ApiKey.Scope.DECISIONS_READ)
+    )
 
     with pytest.raises(VetoAdminError) as refused:
         run(admin_for(asgi_server.url, runtime_only).resolve_approval(str(approval.id), "approve", "alice"))
@@ -130,7 +145,7 @@ def test_resolve__refusal__is_kept_in_the_trail(asgi_server, team):
     httpx.post(
         f"{asgi_server.url}/v1/approvals/{approval.id}/resolve",
         json={"action": "approve", "resolvedBy": "mallory"},
-        headers={"X-Veto-API-Key": api_key_for(team)},
+        headers={"X-Veto-API-Key": key_of(team, "mallory")},
         timeout=10,
     )
 
@@ -142,6 +157,7 @@ def test_resolve__refusal__is_kept_in_the_trail(asgi_server, team):
 def test_long_poll__answers_as_soon_as_the_approval_is_resolved(asgi_server, team):
     approval = ApprovalFactory(team=team, approver_groups=["compliance"])
     key = api_key_for(team)
+    bob = key_of(team, "bob")
     resolved_at: list[float] = []
 
     def resolve_soon() -> None:
@@ -150,7 +166,7 @@ def test_long_poll__answers_as_soon_as_the_approval_is_resolved(asgi_server, tea
         httpx.post(
             f"{asgi_server.url}/v1/approvals/{approval.id}/resolve",
             json={"action": "approve", "resolvedBy": "bob"},
-            headers={"X-Veto-API-Key": key},
+            headers={"X-Veto-API-Key": bob},
             timeout=10,
         ).raise_for_status()
 
@@ -252,7 +268,7 @@ def test_sdk__approval_times_out_under_celery__the_sdk_denies(team, tmp_path):
 def test_resolve__approve_and_deny_through_the_api_at_once__one_wins_the_rest_409(asgi_server, team):
     # Given one approval and six concurrent resolves from two eligible people
     approval = ApprovalFactory(team=team, approver_groups=["compliance"])
-    key = api_key_for(team)
+    keys = {"alice": key_of(team, "alice"), "bob": key_of(team, "bob")}
     barrier = threading.Barrier(6)
     statuses: list[int] = []
 
@@ -261,7 +277,7 @@ def test_resolve__approve_and_deny_through_the_api_at_once__one_wins_the_rest_40
         response = httpx.post(
             f"{asgi_server.url}/v1/approvals/{approval.id}/resolve",
             json={"action": action, "resolvedBy": who},
-            headers={"X-Veto-API-Key": key},
+            headers={"X-Veto-API-Key": keys[who]},
             timeout=30,
         )
         statuses.append(response.status_code)

@@ -21,7 +21,15 @@ from approvals.models import Approval
 from audit.models import DecisionRecord
 from common.gateway import run_db
 from policies.models import RegisteredTool
-from tests.factories import ApproverGroupFactory, TeamFactory, UserFactory, api_key_for, publish_rules
+from tenancy.models import Team
+from tests.factories import (
+    ApproverGroupFactory,
+    TeamFactory,
+    UserFactory,
+    api_key_for,
+    personal_api_key_for,
+    publish_rules,
+)
 
 pytestmark = [pytest.mark.asgi_server, pytest.mark.django_db(transaction=True)]
 
@@ -170,9 +178,9 @@ class ExportTool:
         return "exported"
 
 
-async def _resolve_pending_approval(agent: Agent, action: str, resolved_by: str) -> str:
-    """The human's decision, through the approvals API as VetoAdmin sends it."""
-    async with agent.admin() as admin:
+async def _resolve_pending_approval(agent: Agent, action: str, resolved_by: str, personal_key: str) -> str:
+    """The human's decision, through the approvals API as VetoAdmin sends it, with their own key."""
+    async with agent.admin(personal_key) as admin:
         for _ in range(200):
             pending = await admin.list_pending_approvals()
             if pending:
@@ -186,8 +194,10 @@ async def _resolve_pending_approval(agent: Agent, action: str, resolved_by: str)
     ("action", "resolution", "tool_runs"), [("approve", "approved", True), ("deny", "denied", False)]
 )
 def test_sdk_cloud_mode__wrapped_tool_waits_for_the_human_decision(agent, action, resolution, tool_runs):
-    # Given an approver in the group the PII rule names
-    ApproverGroupFactory(team_id=agent.team_id, slug="compliance").members.add(UserFactory(username="alice"))
+    # Given an approver in the group the PII rule names, a member of the team with a personal key
+    alice = UserFactory(username="alice")
+    ApproverGroupFactory(team_id=agent.team_id, slug="compliance").members.add(alice)
+    alice_key = personal_api_key_for(alice, Team.objects.get(pk=agent.team_id))
 
     async def scenario() -> tuple[Any, list[dict[str, Any]], str]:
         veto = await Veto.init(
@@ -203,7 +213,7 @@ def test_sdk_cloud_mode__wrapped_tool_waits_for_the_human_decision(agent, action
         wrapped = veto.wrap([tool])[0]
         try:
             call = asyncio.ensure_future(wrapped.func({"bucket": "internal-reports", "include_pii": True}))
-            approval_id = await _resolve_pending_approval(agent, action, "alice")
+            approval_id = await _resolve_pending_approval(agent, action, "alice", alice_key)
             try:
                 outcome: Any = await call
             except Exception as exc:  # noqa: BLE001 - the SDK raises ToolCallDeniedError on deny
@@ -219,7 +229,8 @@ def test_sdk_cloud_mode__wrapped_tool_waits_for_the_human_decision(agent, action
     else:
         assert type(outcome).__name__ == "ToolCallDeniedError"
         assert ran_with == []
-    assert Approval.objects.get(pk=approval_id).status == resolution
+    approval = Approval.objects.get(pk=approval_id)
+    assert (approval.status, approval.resolved_by) == (resolution, "alice")
 
 
 def test_sdk_admin__organizations_projects_and_api_keys(agent):

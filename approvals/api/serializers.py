@@ -43,7 +43,9 @@ class ApprovalListQuery(serializers.Serializer):
 
 class ResolveInput(serializers.Serializer):
     action = serializers.ChoiceField(choices=["approve", "deny"])
-    resolvedBy = serializers.CharField(max_length=200)
+    # A personal key resolves as its owner: this may be left out, and when given must name them
+    # (username or e-mail; VetoAdmin always sends it).
+    resolvedBy = serializers.CharField(max_length=200, required=False)
     comment = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")
 
 

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from approvals import selectors, services
 from approvals.api import serializers as s
-from approvals.models import Approval, ApprovalEvent
+from approvals.models import Approval
 from common.api import parse_uuid_or_404
 from common.errors import ApplicationError, NotFound
 from tenancy.models import ApiKey
@@ -60,22 +60,15 @@ class ApprovalDetailView(APIView):
 
 
 def _resolve_one(request: ApiKeyRequest, approval_id: str, data: dict) -> Approval:
-    team_id = request.auth.team_id
     approval = selectors.approval_get_for_team(
-        team_id=team_id, approval_id=parse_uuid_or_404(approval_id, what="approval")
+        team_id=request.auth.team_id, approval_id=parse_uuid_or_404(approval_id, what="approval")
     )
-    actor = selectors.user_for_resolved_by(team_id=team_id, name=data["resolvedBy"])
-    if actor is None:
-        raise services.NotAnApprover(
-            f"resolvedBy {data['resolvedBy']!r} names no member of this team (by username or e-mail)",
-            details={"field": "resolvedBy"},
-        )
-    outcome = services.approval_resolve(
+    outcome = services.approval_resolve_by_api_key(
         approval=approval,
-        actor=actor,
+        principal=request.auth,
         action=data["action"],
+        resolved_by=data.get("resolvedBy"),
         comment=data.get("comment", ""),
-        channel=ApprovalEvent.Channel.API,
         remote_addr=request.META.get("REMOTE_ADDR"),
     )
     return outcome.approval
@@ -109,4 +102,8 @@ class ApprovalBatchResolveView(APIView):
                 results.append(
                     {"id": item["id"], "status": status, "action": item["action"], "error": exc.message}
                 )
+        if not request.auth.is_personal:
+            # A team's key is no person: no item was decided (each one found keeps the refusal in
+            # its trail), and the batch as a whole is refused, as a single resolve would be.
+            raise services.PersonalKeyRequired.for_key(request.auth)
         return Response({"data": results})

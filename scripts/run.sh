@@ -1,27 +1,33 @@
 #!/usr/bin/env bash
-# `make run`: migrate, seed the demo, then web + worker + beat in one foreground process group.
+# `make run`: migrate, seed the demo, collect static files, then web + worker + beat under one
+# supervisor (veto_cloud/supervise.py) that restarts whichever dies. DEBUG stays off unless
+# VETO_DEBUG=1 is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p var
+VAR_DIR="${VETO_VAR_DIR:-var}"
+mkdir -p "$VAR_DIR"
 
 # Demo credentials: the environment wins; otherwise generated once and kept in var/demo.env
 # (a local, git-ignored file) so every `make run` can print them again.
-if [ ! -f var/demo.env ]; then
+if [ ! -f "$VAR_DIR/demo.env" ]; then
   umask 077
-  python - > var/demo.env <<'PY'
+  python - > "$VAR_DIR/demo.env" <<'PY'
 import secrets
 print(f"DEMO_PASSWORD={secrets.token_urlsafe(12)}")
 print(f"DEMO_API_KEY=vk_demo_{secrets.token_urlsafe(32)}")
 PY
 fi
 # shellcheck disable=SC1091
-. var/demo.env
+. "$VAR_DIR/demo.env"
 export VETO_DEMO_PASSWORD="${VETO_DEMO_PASSWORD:-$DEMO_PASSWORD}"
 export VETO_DEMO_API_KEY="${VETO_DEMO_API_KEY:-$DEMO_API_KEY}"
 export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-veto_cloud.settings.local}"
 
 python manage.py migrate --noinput
 python manage.py seed_demo
+# DEBUG off serves what collectstatic gathered (as production does); with VETO_DEBUG=1 the app
+# folders are served directly, but collecting costs a second and keeps both working.
+python manage.py collectstatic --noinput -v0
 
 cat <<BANNER
 
@@ -35,8 +41,9 @@ cat <<BANNER
                   -H "X-Veto-API-Key: ${VETO_DEMO_API_KEY}" \\
                   -d '{"tool_name":"run_data_export","arguments":{"include_pii":true}}'
   Database: ${DATABASE_URL:-SQLite in ./var}   Broker/channels: ${REDIS_URL:-embedded (no Redis)}
-  Ctrl-C stops web, worker and beat together.
+  Debug pages are off (VETO_DEBUG=1 turns them on).
+  A process that dies is restarted (with back-off); Ctrl-C stops web, worker and beat together.
 
 BANNER
 
-exec honcho start -f Procfile -p "${PORT}"
+exec python -m veto_cloud.supervise --procfile Procfile

@@ -32,6 +32,7 @@ urlpatterns = [
     path("dashboard/", include(("audit.urls", "dashboard"))),
     path("dashboard/teams/", include(("policies.urls", "policies"))),
     path("dashboard/approvals/", include(("approvals.urls", "approvals"))),
+    path("dashboard/api-keys/", include(("tenancy.urls", "tenancy"))),
     path("admin/", admin.site.urls),
 ]
 

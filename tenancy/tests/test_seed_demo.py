@@ -15,6 +15,7 @@ from tenancy.selectors import principal_for_token
 pytestmark = pytest.mark.django_db
 
 DEMO_KEY = "demo-key-for-tests-0123456789abcdefghij"
+APPROVER_KEY = "demo-approver-key-for-tests-0123456789"
 
 
 def seed(monkeypatch, **env: str) -> str:
@@ -26,7 +27,12 @@ def seed(monkeypatch, **env: str) -> str:
 
 
 def test_seed_demo__creates_team_groups_users_key_and_rules(monkeypatch):
-    output = seed(monkeypatch, VETO_DEMO_PASSWORD="demo-password-1", VETO_DEMO_API_KEY=DEMO_KEY)
+    output = seed(
+        monkeypatch,
+        VETO_DEMO_PASSWORD="demo-password-1",
+        VETO_DEMO_API_KEY=DEMO_KEY,
+        VETO_DEMO_APPROVER_API_KEY=APPROVER_KEY,
+    )
 
     team = Team.objects.get(slug="demo")
     groups = {
@@ -48,6 +54,11 @@ def test_seed_demo__creates_team_groups_users_key_and_rules(monkeypatch):
     principal = principal_for_token(DEMO_KEY)
     assert principal is not None and principal.team_id == team.id
     assert principal.scopes == frozenset(ApiKey.Scope.values)
+    assert principal.user_id is None  # the team's key: no person, so it resolves no approval
+    approver = principal_for_token(APPROVER_KEY)
+    assert approver is not None and approver.team_id == team.id
+    assert approver.user_id == get_user_model().objects.get(username="alice").id
+    assert approver.scopes == frozenset({"decisions:read", "approvals:resolve"})
     active = RuleSetVersion.objects.get(team=team, is_active=True)
     assert active.number == 1 and len(active.document["rules"]) == 5
     assert "published the demo rule set as version 1" in output
@@ -57,7 +68,7 @@ def test_seed_demo__second_run__changes_nothing(monkeypatch):
     seed(monkeypatch, VETO_DEMO_PASSWORD="demo-password-1", VETO_DEMO_API_KEY=DEMO_KEY)
     output = seed(monkeypatch, VETO_DEMO_PASSWORD="demo-password-1", VETO_DEMO_API_KEY=DEMO_KEY)
     assert Team.objects.filter(slug="demo").count() == 1
-    assert ApiKey.objects.count() == 1
+    assert ApiKey.objects.count() == 2  # the team's demo key and alice's personal key
     assert RuleSetVersion.objects.count() == 1
     assert get_user_model().objects.count() == 5
     assert "version 1 is active" in output
@@ -66,13 +77,17 @@ def test_seed_demo__second_run__changes_nothing(monkeypatch):
 def test_seed_demo__without_env__generates_and_prints_password_and_key_once(monkeypatch):
     monkeypatch.delenv("VETO_DEMO_PASSWORD", raising=False)
     monkeypatch.delenv("VETO_DEMO_API_KEY", raising=False)
+    monkeypatch.delenv("VETO_DEMO_APPROVER_API_KEY", raising=False)
     first = seed(monkeypatch)
     password = next(line for line in first.splitlines() if line.startswith("Password:")).split()[1]
     token = next(line for line in first.splitlines() if line.startswith("API key:")).split()[2]
+    approver_token = next(line for line in first.splitlines() if line.startswith("Approver key")).split()[3]
     assert authenticate(username="alice", password=password) is not None
     assert principal_for_token(token) is not None
+    approver = principal_for_token(approver_token)
+    assert approver is not None and approver.user_id is not None
     second = seed(monkeypatch)
-    assert password not in second and token not in second
+    assert password not in second and token not in second and approver_token not in second
 
 
 def test_seed_demo__seeded_before_dana_existed__adds_her_and_says_whose_password_is_new(monkeypatch):

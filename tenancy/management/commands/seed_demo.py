@@ -20,11 +20,16 @@ from tenancy.services import (
     approver_group_ensure,
     membership_ensure,
     organization_create,
+    personal_api_key_create,
     team_create,
 )
 
 DEMO_RULES = Path(__file__).resolve().parents[3] / "policies" / "fixtures" / "demo_rules.yaml"
 DEMO_KEY_NAME = "demo key"
+# The demo's approver resolves through the API (VetoAdmin.resolve_approval) with a key of her
+# own: the team's demo key is no person, and approvals are decided by people.
+DEMO_APPROVER = "alice"
+DEMO_APPROVER_KEY_NAME = "alice's demo key"
 GROUPS = {
     "compliance": "Compliance",
     "privacy-office": "Privacy office",
@@ -43,7 +48,7 @@ USERS: dict[str, dict[str, Any]] = {
 
 class Command(BaseCommand):
     help = (
-        "Create the demo team, approver groups, users and API key, and publish the demo rule set "
+        "Create the demo team, approver groups, users, the team's API key and alice's personal key, and publish the demo rule set "
         "as version 1. Safe to run again: it changes nothing that already exists, except the "
         "passwords when VETO_DEMO_PASSWORD is set."
     )
@@ -51,8 +56,13 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         password_from_env = os.environ.get("VETO_DEMO_PASSWORD") or None
         key_from_env = os.environ.get("VETO_DEMO_API_KEY") or None
-        if key_from_env is not None and len(key_from_env) < keys.MIN_TOKEN_LENGTH:
-            raise CommandError(f"VETO_DEMO_API_KEY must be at least {keys.MIN_TOKEN_LENGTH} characters")
+        approver_key_from_env = os.environ.get("VETO_DEMO_APPROVER_API_KEY") or None
+        for variable, value in (
+            ("VETO_DEMO_API_KEY", key_from_env),
+            ("VETO_DEMO_APPROVER_API_KEY", approver_key_from_env),
+        ):
+            if value is not None and len(value) < keys.MIN_TOKEN_LENGTH:
+                raise CommandError(f"{variable} must be at least {keys.MIN_TOKEN_LENGTH} characters")
         try:
             with transaction.atomic():
                 team = self._team()
@@ -62,6 +72,7 @@ class Command(BaseCommand):
                 }
                 password_note = self._users(team, groups, password_from_env)
                 key_note = self._api_key(team, key_from_env)
+                approver_key_note = self._approver_key(team, approver_key_from_env)
                 rules_note = self._rules(team)
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
@@ -72,6 +83,7 @@ class Command(BaseCommand):
         )
         self.stdout.write(f"Password: {password_note}")
         self.stdout.write(f"API key: {key_note}")
+        self.stdout.write(f"Approver key ({DEMO_APPROVER}): {approver_key_note}")
         self.stdout.write(f"Rule set: {rules_note}")
 
     def _team(self) -> Team:
@@ -121,6 +133,19 @@ class Command(BaseCommand):
         if ApiKey.objects.filter(team=team, name=DEMO_KEY_NAME, revoked_at__isnull=True).exists():
             return "exists (keys are shown only when created; set VETO_DEMO_API_KEY to choose one)"
         _, token = api_key_create(team=team, name=DEMO_KEY_NAME, scopes=ALL_SCOPES)
+        return f"{token}  (generated; shown only now)"
+
+    def _approver_key(self, team: Team, key_from_env: str | None) -> str:
+        approver = get_user_model().objects.get(username=DEMO_APPROVER)
+        if key_from_env is not None:
+            if not ApiKey.objects.filter(key_hash=keys.hash_token(key_from_env)).exists():
+                personal_api_key_create(
+                    user=approver, team=team, name=DEMO_APPROVER_KEY_NAME, token=key_from_env
+                )
+            return "from VETO_DEMO_APPROVER_API_KEY"
+        if ApiKey.objects.filter(user=approver, team=team, revoked_at__isnull=True).exists():
+            return "exists (set VETO_DEMO_APPROVER_API_KEY to choose one)"
+        _, token = personal_api_key_create(user=approver, team=team, name=DEMO_APPROVER_KEY_NAME)
         return f"{token}  (generated; shown only now)"
 
     def _rules(self, team: Team) -> str:

@@ -41,10 +41,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
     """Keys are created with `manage.py create_api_key` or the API (the token is shown once);
     here operators can see and revoke them."""
 
-    list_display = ("name", "prefix", "team", "scopes", "created_at", "last_used_at", "revoked_at")
+    list_display = ("name", "prefix", "team", "user", "scopes", "created_at", "last_used_at", "revoked_at")
     list_filter = ("team",)
-    search_fields = ("name", "prefix")
-    readonly_fields = ("prefix", "key_hash", "created_at", "last_used_at", "created_by")
+    search_fields = ("name", "prefix", "user__username")
+    # A key's owner is fixed: turning a team's key into a person's (or back) would change who it acts as.
+    readonly_fields = ("prefix", "key_hash", "created_at", "last_used_at", "created_by", "user")
     actions = ["revoke"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -138,7 +138,11 @@ def teams_administered_by(*, principal: ApiKeyPrincipal) -> QuerySet[Team]:
 
 
 def api_keys_administered_by(*, principal: ApiKeyPrincipal) -> QuerySet[ApiKey]:
-    return ApiKey.objects.filter(team__in=teams_administered_by(principal=principal)).order_by("-created_at")
+    return (
+        ApiKey.objects.filter(team__in=teams_administered_by(principal=principal))
+        .select_related("user")
+        .order_by("-created_at")
+    )
 
 
 def _team_default_timeout_from_database(team_id: uuid.UUID) -> int | None:

@@ -61,6 +61,8 @@ def api_key_output(api_key: ApiKey) -> dict[str, Any]:
         "isRevoked": api_key.is_revoked,
         "projectId": str(api_key.team_id),
         "scopes": list(api_key.scopes),
+        # A personal key's owner (it acts as them, e.g. resolving approvals); None for a team's key.
+        "user": api_key.user.get_username() if api_key.user is not None else None,
         "lastUsedAt": iso(api_key.last_used_at),
         "createdAt": iso(api_key.created_at),
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from tests.factories import OrganizationFactory, TeamFactory, api_key_for
+from tests.factories import OrganizationFactory, TeamFactory, UserFactory, api_key_for, personal_api_key_for
 
 pytestmark = pytest.mark.django_db
 
@@ -70,3 +70,14 @@ def test_organizations__duplicate_slug__409():
 
 def test_admin_calls__no_key__401():
     assert APIClient().get("/v1/projects").status_code == 401
+
+
+def test_api_keys__list__names_a_personal_keys_owner():
+    # Given a team's key and alice's personal key in the same team
+    team = TeamFactory()
+    admin_key = api_key_for(team, name="team key")
+    personal_api_key_for(UserFactory(username="alice"), team, name="alice key")
+    # When the team's admin key lists the keys
+    listed = {k["name"]: k["user"] for k in client_for(admin_key).get("/v1/api-keys").json()["data"]}
+    # Then the personal key names its owner, and the team's key nobody
+    assert listed == {"team key": None, "alice key": "alice"}

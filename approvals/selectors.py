@@ -9,13 +9,13 @@ from datetime import datetime
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Subquery
 from django.utils import timezone
 
 from approvals.models import Approval, ApprovalEvent
 from common.errors import NotFound
 from tenancy.identity import identities_in_call_context, identity_key
-from tenancy.models import ApproverGroup, Membership
+from tenancy.models import ApiKey, ApproverGroup, Membership
 
 
 def approval_get_for_team(*, team_id: uuid.UUID, approval_id: uuid.UUID) -> Approval:
@@ -72,11 +72,25 @@ def approval_raised_by(approval: Approval) -> set[str]:
     return {identity_key(value) for value in identities_in_call_context(approval.context)}
 
 
+def approval_raised_with_key_of(*, approval: Approval, user: User) -> bool:
+    """Whether the call that raised ``approval`` was made with one of ``user``'s personal API keys
+    (its decision row keeps the key's id): then it was made as them, whatever its context says."""
+    if approval.decision_id is None:
+        return False
+    from audit.models import DecisionRecord
+
+    key_id = DecisionRecord.objects.filter(pk=approval.decision_id).values("api_key_id")[:1]
+    return ApiKey.objects.filter(pk=Subquery(key_id), user=user).exists()
+
+
 def approval_is_own_request(*, approval: Approval, user: User) -> bool:
     """Whether the call was made on ``user``'s behalf: an identity in its context is their
-    username or e-mail, however spelled (case, width, invisible characters, look-alike letters)."""
+    username or e-mail, however spelled (case, width, invisible characters, look-alike letters),
+    or it was made with their personal API key."""
     mine = {identity_key(user.get_username()), identity_key(getattr(user, "email", "") or "")} - {""}
-    return not mine.isdisjoint(approval_raised_by(approval))
+    if not mine.isdisjoint(approval_raised_by(approval)):
+        return True
+    return approval_raised_with_key_of(approval=approval, user=user)
 
 
 def user_for_resolved_by(*, team_id: uuid.UUID, name: str) -> User | None:

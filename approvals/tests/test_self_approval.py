@@ -3,15 +3,32 @@ however their name is spelled there (case, width, zero-width characters, look-al
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.test import Client
 from django.urls import reverse
 
 from approvals.models import Approval, ApprovalEvent
 from approvals.services import NotAnApprover, approval_resolve
-from tests.factories import ApprovalFactory, ApproverGroupFactory, TeamFactory, UserFactory
+from tenancy.models import ApiKey, Membership
+from tests.factories import (
+    ApprovalFactory,
+    ApproverGroupFactory,
+    TeamFactory,
+    UserFactory,
+    api_key_for,
+    personal_api_key_for,
+    record_decision,
+)
 
 pytestmark = pytest.mark.django_db
+
+
+def api_key_id_for(team) -> uuid.UUID:
+    api_key_for(team)
+    return ApiKey.objects.filter(team=team).latest("created_at").id
+
 
 # Every place the SDK (VetoConfig.custom_context, a call's custom, the user_id option) or an
 # API-mode caller puts the caller's identity in the validate body's context.
@@ -94,3 +111,37 @@ def test_decide_page__own_request_with_a_look_alike_name__approve_refused_with_a
     assert "own request" in answer.content.decode()
     approval.refresh_from_db()
     assert approval.status == Approval.Status.PENDING
+
+
+def raised_with_key(team, key_id) -> Approval:
+    """An approval as validate raises it: its decision row keeps the caller's key."""
+    approval_id = uuid.uuid4()
+    row = record_decision(team, decision="require_approval", approval_id=approval_id, api_key_id=key_id)
+    return ApprovalFactory(
+        id=approval_id,
+        decision_id=row.id,
+        team=team,
+        approver_groups=["compliance"],
+        context={"agent_id": "bot"},
+    )
+
+
+def test_resolve__raised_with_the_approvers_own_personal_key__approve_refused(team, alice):
+    # Given an approval raised (context naming nobody) with alice's personal key, which may validate
+    Membership.objects.create(user=alice, team=team, role=Membership.Role.ADMIN)
+    personal_api_key_for(alice, team, scopes=(ApiKey.Scope.RUNTIME, ApiKey.Scope.APPROVALS_RESOLVE))
+    approval = raised_with_key(team, ApiKey.objects.get(user=alice).id)
+
+    # When alice approves it
+    with pytest.raises(NotAnApprover, match="own request"):
+        approval_resolve(approval=approval, actor=alice, action="approve")
+
+    # Then it is still pending
+    approval.refresh_from_db()
+    assert approval.status == Approval.Status.PENDING
+
+
+def test_resolve__raised_with_a_team_key__the_approver_approves(team, alice):
+    approval = raised_with_key(team, api_key_id_for(team))
+
+    assert approval_resolve(approval=approval, actor=alice, action="approve").approval.status == "approved"

@@ -84,6 +84,7 @@ async def _recheck_while_waited_on(loop: asyncio.AbstractEventLoop) -> None:
     from common.gateway import run_db
 
     registry = _registry(loop)
+    failures = 0
     while registry:
         await asyncio.sleep(settings.APPROVAL_WAIT_RECHECK_SECONDS)
         if not registry:
@@ -91,8 +92,16 @@ async def _recheck_while_waited_on(loop: asyncio.AbstractEventLoop) -> None:
         try:
             settled = await run_db(_no_longer_pending, list(registry))
         except Exception:  # noqa: BLE001 - the database may be briefly away; look again next time
-            logger.warning("approval_waiters.recheck_failed waiting=%d", len(registry), exc_info=True)
+            failures += 1
+            # One warning per outage (the polls themselves answer 503 meanwhile); then quiet.
+            logger.log(
+                logging.WARNING if failures == 1 else logging.DEBUG,
+                "approval_waiters.recheck_failed waiting=%d",
+                len(registry),
+                exc_info=failures == 1,
+            )
             continue
+        failures = 0
         for approval_id in settled:
             _wake(loop, approval_id)
 

@@ -293,3 +293,35 @@ LOGGING = {
 API_KEY_FAILURES_PER_ADDRESS = env_int("VETO_API_KEY_FAILURES_PER_ADDRESS", 20, minimum=1)
 API_KEY_FAILURE_WINDOW_SECONDS = env_float("VETO_API_KEY_FAILURE_WINDOW_SECONDS", 60.0, minimum=1.0)
 API_KEY_LOCKOUT_SECONDS = env_float("VETO_API_KEY_LOCKOUT_SECONDS", 60.0, minimum=1.0)
+
+# Login throttling (tenancy/login_throttle.py, django-axes): the login page and the admin site
+# refuse attempts for LOGIN_LOCKOUT_SECONDS after too many failures for one username from one
+# address, from one address, or for one username from anywhere; 429 with a message on the page.
+# An admin lifts a lockout with `manage.py axes_reset_username NAME` (or axes_reset_ip,
+# axes_reset) or by deleting it in the admin's "Access attempts". Logged as auth.lockout.
+INSTALLED_APPS.append("axes")
+AUTHENTICATION_BACKENDS = [
+    "tenancy.login_throttle.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Wraps the views, inside authentication: turns a refused login into the page that says so.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1, "axes.middleware.AxesMiddleware"
+)
+LOGIN_FAILURE_LIMIT = env_int("VETO_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_FAILURES_PER_ADDRESS = env_int("VETO_LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1)
+LOGIN_FAILURES_PER_ACCOUNT = env_int("VETO_LOGIN_FAILURES_PER_ACCOUNT", 50, minimum=1)
+LOGIN_LOCKOUT_SECONDS = env_int("VETO_LOGIN_LOCKOUT_SECONDS", 15 * 60, minimum=1)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address", "username"]
+AXES_COOLOFF_TIME = "tenancy.login_throttle.cool_off"  # LOGIN_LOCKOUT_SECONDS
+AXES_HANDLER = "tenancy.login_throttle.LoginAttemptsHandler"
+AXES_LOCKOUT_CALLABLE = "tenancy.login_throttle.lockout_response"
+# A success must not wipe the count: a sprayer with an account of their own could reset it.
+AXES_RESET_ON_SUCCESS = False
+# Attempts while locked out are refused unchecked and not counted: the lockout ends when the page
+# said it would, not later for a person who keeps trying.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# Axes' per-login access log would be a table written on every login; failures are enough.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False

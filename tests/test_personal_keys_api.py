@@ -5,6 +5,7 @@ else. Against the live ASGI server, with the published SDK's VetoAdmin where it 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -13,8 +14,8 @@ import pytest
 from veto.admin import VetoAdmin, VetoAdminError
 
 from approvals.models import ApprovalEvent
-from audit.models import AuditEvent
-from tenancy.models import Membership
+from audit.models import AuditEvent, DecisionRecord
+from tenancy.models import ApiKey, Membership
 from tests.factories import (
     ApprovalFactory,
     ApproverGroupFactory,
@@ -222,3 +223,41 @@ def test_sdk_resolve_approval__team_key__veto_admin_error_403(asgi_server, team)
 
     assert refused.value.status_code == 403
     assert "personal API key" in str(refused.value)
+
+
+def validate(server, key: str) -> httpx.Response:
+    return httpx.post(
+        f"{server.url}/v1/tools/validate",
+        json={"tool_name": "anything", "arguments": {}},
+        headers={"X-Veto-API-Key": key},
+        timeout=10,
+    )
+
+
+def test_gateway__personal_key__validates_and_the_decision_names_the_key(asgi_server, team):
+    # Given alice's personal key with the runtime scope
+    key = personal_api_key_for(
+        UserFactory(username="alice"), team, scopes=("runtime", "decisions:read", "approvals:resolve")
+    )
+    # When an agent validates with it (the gateway's fast path)
+    response = validate(asgi_server, key)
+    # Then it is decided and recorded under her key
+    assert response.status_code == 200, response.text
+    assert (
+        DecisionRecord.objects.get(team_id=team.id).api_key_id
+        == ApiKey.objects.get(user__username="alice").id
+    )
+
+
+def test_gateway__owner_removed_from_the_team__key_refused_within_the_key_cache_bound(asgi_server, team):
+    # Given alice's key, cached by the live server's gateway
+    alice = UserFactory(username="alice")
+    key = personal_api_key_for(alice, team, scopes=("runtime",))
+    assert validate(asgi_server, key).status_code == 200
+    # When her membership ends (in another process than the server's)
+    Membership.objects.filter(user=alice, team=team).delete()
+    removed = time.monotonic()
+    # Then the gateway refuses her key within the documented bound (VETO_API_KEY_CACHE_SECONDS, 5 s)
+    while validate(asgi_server, key).status_code != 401:
+        assert time.monotonic() - removed < 5 + 1.5, "the removed member's key still works"
+        time.sleep(0.2)

@@ -47,8 +47,11 @@ def test_principal_for_token__personal_key__carries_its_user(team, alice):
 
 
 def test_principal_for_token__team_key__is_no_person(team):
+    # Given a team's key
     _, token = api_key_create(team=team, name="ci")
+    # When it authenticates
     principal = principal_for_token(token)
+    # Then it names no person
     assert principal is not None and principal.user_id is None and not principal.is_personal
 
 
@@ -66,15 +69,19 @@ def test_personal_api_key_create__scope_a_member_may_not_hold__403_and_nothing_c
 
 
 def test_personal_api_key_create__team_admin__may_hold_every_scope(team):
+    # Given a team admin
     dana = UserFactory(username="dana")
     Membership.objects.create(user=dana, team=team, role=Membership.Role.ADMIN)
+    # When she makes a key with every scope
     api_key, token = personal_api_key_create(user=dana, team=team, name="mine", scopes=ApiKey.Scope.values)
+    # Then she gets it, as hers
     principal = principal_for_token(token)
     assert principal is not None and principal.scopes == frozenset(ApiKey.Scope.values)
     assert api_key.user == dana
 
 
 def test_personal_api_key_create__not_a_member_of_the_team__not_found(team):
+    # Given someone who is not in the team; when they ask for a key there, then it is refused
     outsider = UserFactory(username="mallory")
     with pytest.raises(NotFound):
         personal_api_key_create(user=outsider, team=team, name="mine")
@@ -97,11 +104,12 @@ def test_principal_for_token__owner_demoted__key_keeps_only_what_the_new_role_al
 
 
 def test_principal_for_token__membership_removed__key_invalid_and_revoked(team, alice):
+    # Given alice's working key
     token = personal_api_key_for(alice, team)
     assert principal_for_token(token) is not None
-
+    # When she is taken out of the team
     membership_remove(membership=Membership.objects.get(user=alice, team=team))
-
+    # Then her key is invalid, and revoked for good
     assert principal_for_token(token) is None
     assert ApiKey.objects.get(user=alice).revoked_at is not None
 
@@ -117,6 +125,7 @@ def test_principal_for_token__membership_deleted_any_other_way__key_invalid(team
 
 
 def test_principal_for_token__owner_deactivated__key_invalid(team, alice):
+    # Given alice's key; when her account is deactivated; then the key is invalid
     token = personal_api_key_for(alice, team)
     alice.is_active = False
     alice.save()
@@ -140,12 +149,15 @@ def test_principal_cache__membership_removed__cached_principal_dropped(
 def test_principal_cache__owner_deactivated__cached_principal_dropped(
     team, alice, settings, django_capture_on_commit_callbacks
 ):
+    # Given a minute-long key cache holding alice's key
     settings.API_KEY_CACHE_SECONDS = 60.0
     token = personal_api_key_for(alice, team)
     assert principal_for_token(token) is not None
+    # When her account is deactivated (and commits)
     with django_capture_on_commit_callbacks(execute=True):
         alice.is_active = False
         alice.save()
+    # Then the cache no longer answers for her key
     assert principal_for_token(token) is None
 
 
@@ -165,6 +177,7 @@ def test_create_api_key_command__personal_key__prints_it_alone_on_the_last_line(
 
 
 def test_create_api_key_command__personal_key_with_admin_scope_for_a_member__refused(team, alice):
+    # When an operator asks for an admin key for alice, a plain member; then it is refused
     with pytest.raises(CommandError) as refused:
         call_command(
             "create_api_key", "--team", "payments", "--name", "x", "--user", "alice", "--scopes", "admin",
@@ -175,6 +188,7 @@ def test_create_api_key_command__personal_key_with_admin_scope_for_a_member__ref
 
 
 def test_create_api_key_command__personal_key_all_scopes__every_scope_the_user_may_hold(team, alice):
+    # When an operator asks for "all" scopes for alice; then she gets every scope a member may hold
     out = io.StringIO()
     call_command(
         "create_api_key", "--team", "payments", "--name", "x", "--user", "alice", "--scopes", "all",
@@ -187,6 +201,7 @@ def test_create_api_key_command__personal_key_all_scopes__every_scope_the_user_m
 
 @pytest.mark.parametrize(("user", "message"), [("nobody", "does not exist"), ("carol", "not a member")])
 def test_create_api_key_command__user_unknown_or_not_a_member__clear_error(team, user, message):
+    # Given carol, in no team; when a key is asked for her or for nobody; then the error says why
     UserFactory(username="carol")
     with pytest.raises(CommandError) as refused:
         call_command(

@@ -25,6 +25,7 @@ from common.gateway import run_db
 from policies.engine import EMPTY_RULE_SET, CompiledRuleSet, compile_rule_set, diff_documents
 from policies.engine.constraints import CompiledConstraints, compile_constraints
 from policies.engine.replay import Replayer
+from policies.engine.source import STORED_LIMITS, parse_source
 from policies.models import PolicyDraft, RegisteredTool, RuleSetPublication, RuleSetVersion, ToolPolicy
 
 logger = logging.getLogger(__name__)
@@ -165,7 +166,9 @@ def _represent(source_text: str, source_format: str, wanted: str) -> bytes:
     if wanted == source_format:
         return source_text.encode("utf-8")
     if wanted == RuleSetVersion.SourceFormat.JSON:
-        return json.dumps(yaml.safe_load(source_text), indent=2, default=str).encode("utf-8")
+        # The loader's reading (dates stay text), as the stored document has it.
+        data, _ = parse_source(source_text, limits=STORED_LIMITS)
+        return json.dumps(data, indent=2).encode("utf-8")
     return yaml.safe_dump(json.loads(source_text), sort_keys=False, allow_unicode=True).encode("utf-8")
 
 

@@ -37,8 +37,11 @@ from policies.engine import (
     run_fixtures,
 )
 from policies.engine.constraints import normalize_tool_policy
+from policies.engine.errors import RuleSetTooLarge
 from policies.engine.loosening import tool_policy_loosened
 from policies.engine.merge import merge_proposed_rules
+from policies.engine.source import STORED_LIMITS, parse_source
+from policies.limits import RuleSetTooLargeError, rule_set_limits
 from policies.models import PolicyDraft, RegisteredTool, RuleSetPublication, RuleSetVersion, ToolPolicy
 from policies.permissions import Actor, ensure_four_eyes, ensure_four_eyes_for_publish
 from policies.rate_limiter import CountedCall, rate_limiter
@@ -77,11 +80,9 @@ def rule_set_version_create(
     author_api_key_id: uuid.UUID | None = None,
 ) -> RuleSetVersion:
     """Store a new draft version after checking the whole document; refuses it with every
-    problem at once (path, message, YAML line)."""
-    try:
-        document = load_rule_set(source_text, content_type=content_type)
-    except RuleSetError as exc:
-        raise _invalid(exc, what="rule set", code="invalid_rule_set") from exc
+    problem at once (path, message, line), or with ``RuleSetTooLargeError`` (413/422) when it
+    is over a published limit."""
+    document = rule_set_source_check(source_text=source_text, content_type=content_type)
     is_json = "json" in content_type
     with transaction.atomic():
         # Lock the team row so concurrent uploads get consecutive, distinct numbers.
@@ -100,6 +101,17 @@ def rule_set_version_create(
         )
     logger.info("rule_set_version.created team=%s number=%d", team.slug, version.number)
     return version
+
+
+def rule_set_source_check(*, source_text: str, content_type: str = "application/yaml") -> dict[str, Any]:
+    """The normalized document of ``source_text``; every way it can fail to load (syntax,
+    values YAML cannot build, size) is an ``ApplicationError`` naming the line."""
+    try:
+        return load_rule_set(source_text, content_type=content_type, limits=rule_set_limits())
+    except RuleSetTooLarge as exc:
+        raise RuleSetTooLargeError(exc) from exc
+    except RuleSetError as exc:
+        raise _invalid(exc, what="rule set", code="invalid_rule_set") from exc
 
 
 class FixturesFailed(Unprocessable):
@@ -733,7 +745,8 @@ def _draft_source(
     base = None
     is_json = active is not None and active.source_format == RuleSetVersion.SourceFormat.JSON
     if active is not None:
-        base = json.loads(active.source_text) if is_json else yaml.safe_load(active.source_text)
+        # Read as it was accepted (the loader's JSON-only values: dates stay text).
+        base, _ = parse_source(active.source_text, content_type=active.source_format, limits=STORED_LIMITS)
     document = merge_proposed_rules(base, rules)
     if is_json:
         return json.dumps(document, indent=2), "application/json"
@@ -743,11 +756,14 @@ def _draft_source(
 def _check_draft_rules(*, team_id: uuid.UUID, rules: list[dict[str, Any]]) -> RuleSetVersion | None:
     """Refuse rules the loader refuses (paths like ``rules[0].action``), and a merge with the
     active version that would not load; returns that active version."""
+    limits = rule_set_limits()
     try:
-        normalize_rule_set({"rules": rules})
+        normalize_rule_set({"rules": rules}, limits=limits)
         active = _active_version(team_id)
         source, content_type = _draft_source(active=active, rules=rules, note="check")
-        load_rule_set(source, content_type=content_type)
+        load_rule_set(source, content_type=content_type, limits=limits)
+    except RuleSetTooLarge as exc:
+        raise RuleSetTooLargeError(exc, what="draft's rule set") from exc
     except RuleSetError as exc:
         raise _invalid(exc, what="draft's rule set", code="invalid_rule_set") from exc
     return active

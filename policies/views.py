@@ -15,7 +15,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
@@ -35,6 +34,8 @@ from policies.engine import (
     load_rule_set,
     run_fixtures,
 )
+from policies.engine.errors import RuleSetTooLarge
+from policies.limits import RuleSetTooLargeError, rule_set_limits
 from policies.models import PolicyDraft, RuleSetPublication, RuleSetVersion, ToolPolicy
 from policies.permissions import (
     Actor,
@@ -115,35 +116,37 @@ class SourceCheck:
     by_line: list[LineProblems]
     rules: int = 0
     fixtures: list[FixtureResult] = field(default_factory=list)
+    # Set when the source is over a published limit (saving it answers 413 or 422).
+    too_large: RuleSetTooLargeError | None = None
 
     @property
     def fixtures_failed(self) -> int:
         return sum(1 for r in self.fixtures if not r.passed)
 
 
-def _unparsable(exc: yaml.YAMLError | RecursionError) -> list[Problem]:
-    """Input the loader does not turn into problems itself (yet): PyYAML constructor errors such
-    as unhashable keys, and self-referencing aliases or very deep nesting, which recurse."""
-    if isinstance(exc, RecursionError):
-        return [Problem("", "the document nests too deeply or an alias refers to itself")]
-    mark = getattr(exc, "problem_mark", None)
-    message = getattr(exc, "problem", None) or str(exc)
-    return [Problem("", f"invalid YAML: {message}", mark.line + 1 if mark is not None else None)]
-
-
 def _check_source(source: str) -> SourceCheck:
     try:
-        document = load_rule_set(source, content_type="application/yaml")
-    except (RuleSetError, yaml.YAMLError, RecursionError) as exc:
-        problems = exc.problems if isinstance(exc, RuleSetError) else _unparsable(exc)
+        document = load_rule_set(source, content_type="application/yaml", limits=rule_set_limits())
+    except RuleSetError as exc:
+        # Every way a source can fail to load is a RuleSetError naming a line (policies.engine.source).
+        problems = exc.problems
         lines = source.splitlines()
         grouped: dict[int | None, LineProblems] = {}
         for problem in problems:
-            line = problem.line if problem.line is not None and 1 <= problem.line <= len(lines) else None
-            text = lines[line - 1] if line is not None else ""
-            grouped.setdefault(line, LineProblems(line, text)).problems.append(problem)
+            # A syntax error is listed where its construct starts and where the parser noticed
+            # (an unclosed [ is noticed at the next line that cannot be in it).
+            noticed = problem.noticed_line
+            places = [problem.line] + ([noticed] if noticed is not None and noticed != problem.line else [])
+            for index, at in enumerate(places):
+                # len + 1: the empty line after a final newline, where end-of-text errors point
+                line = at if at is not None and 1 <= at <= len(lines) + 1 else None
+                if index and line is None:
+                    continue
+                text = lines[line - 1] if line is not None and line <= len(lines) else ""
+                grouped.setdefault(line, LineProblems(line, text)).problems.append(problem)
         ordered = sorted(grouped.values(), key=lambda item: (item.line is not None, item.line or 0))
-        return SourceCheck(source, problems, ordered)
+        too_large = RuleSetTooLargeError(exc) if isinstance(exc, RuleSetTooLarge) else None
+        return SourceCheck(source, problems, ordered, too_large=too_large)
     return SourceCheck(source, [], [], len(document.get("rules", [])), _fixture_results(document))
 
 
@@ -343,9 +346,12 @@ def policies_version_create(request: AuthenticatedHttpRequest, slug: str) -> Htt
     """Save the editor's source as a new draft version, authored by the person saving it."""
     access = team_access_or_404(request, slug)
     check = _check_source(request.POST.get("source", ""))
+    if check.too_large is not None:
+        messages.error(request, f"Not saved: {check.too_large.message}")
+        return _render_page(request, access, check=check, status=check.too_large.status_code)
     if check.problems:
-        # The service would refuse it too; checking here first also covers the input the loader
-        # does not yet turn into problems (see _unparsable), and keeps the text in the editor.
+        # The service would refuse it too; checking here keeps the text in the editor with
+        # every problem next to its line.
         count = len(check.problems)
         messages.error(
             request, f"Not saved: the rule set has {count} problem{pluralize(count)}, listed below."

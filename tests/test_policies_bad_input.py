@@ -7,10 +7,13 @@ import json
 import uuid
 
 import pytest
+from django.test import override_settings
+from hypothesis import HealthCheck, example, given, settings
 from rest_framework.test import APIClient
 
 from policies.models import PolicyDraft, RuleSetVersion, ToolPolicy
 from tests.factories import TeamFactory, ToolPolicyFactory, api_key_for, policy_draft_for
+from tests.yaml_text import ISSUE_10_INPUTS, yamlish_text
 
 pytestmark = pytest.mark.django_db
 
@@ -241,3 +244,113 @@ def test_rule_set_upload__empty_body__400_and_nothing_stored(api, content_type, 
 def test_policies__no_key__401_json():
     response = APIClient().get("/v1/policies")
     assert_error(response, 401, "unauthenticated", "X-Veto-API-Key")
+
+
+# --- rule-set sources: every failure to load is a located 4xx (issue 10, findings 3 and 11) --------
+
+
+def upload(api: APIClient, source: str, content_type: str = "application/yaml"):
+    return api.post("/v1/rule-sets", data=source.encode("utf-8"), content_type=content_type)
+
+
+def assert_located(response) -> list[dict]:
+    """A 4xx JSON error whose every problem names a line."""
+    assert 400 <= response.status_code < 500, response.content
+    body = response.json()
+    assert body["error"]["code"] in ("invalid_rule_set", "rule_set_too_large"), body
+    errors = body["errors"]
+    assert errors and all(isinstance(e["line"], int) and e["line"] >= 1 for e in errors), errors
+    return errors
+
+
+@given(source=yamlish_text)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(source="x: 2020-02-30")
+@example(source="rules: []\nx: !!int 'abc'\n")
+def test_rule_set_upload__any_yamlish_text__never_5xx_and_a_refusal_names_a_line(api, source):
+    # Given any YAML-ish text (tokens, tags, indentation, brackets, anchors, quotes, unicode,
+    # long numbers), when it is uploaded,
+    response = upload(api, source)
+    # then it is stored, or refused with a JSON error that names a line, never a 5xx.
+    if response.status_code == 201:
+        return
+    if response.status_code == 400 and response.json()["error"]["code"] == "invalid_request":
+        assert "\x00" in source  # the parser's NUL refusal, before any YAML
+        return
+    assert_located(response)
+
+
+@pytest.mark.parametrize("source", ISSUE_10_INPUTS)
+def test_rule_set_upload__values_pyyaml_cannot_build__400_at_their_line_and_nothing_stored(api, source):
+    # Given the documents issue 10 listed (a 500 each), when uploaded, then a located 400.
+    response = upload(api, source)
+    assert response.status_code == 400
+    assert_located(response)
+    assert not RuleSetVersion.objects.exists()
+
+
+def test_rule_set_upload__unclosed_bracket__400_at_the_line_it_opens(api):
+    # Given a "[" left open on line 3 that the parser only notices on line 4,
+    response = upload(api, "rules:\n  - name: r\n    tools: [a, b\n    action: deny\n")
+    # then the problem points at line 3 and says where it was noticed.
+    (error,) = assert_located(response)
+    assert (error["line"], error["noticed_line"]) == (3, 4)
+
+
+@pytest.mark.parametrize(
+    ("source", "where"),
+    [
+        ('{"rules": [],\n "x": ' + "1" * 4400 + "}", "4400 digits"),
+        ('{"rules": [],\n "x": 1e400}', "too large a number"),
+        ('{"rules": [],\n "x": NaN}', "NaN"),
+    ],
+)
+def test_rule_set_upload__json_python_cannot_read__400_at_its_line(api, source, where):
+    (error,) = assert_located(upload(api, source, "application/json"))
+    assert error["line"] == 2 and where in error["message"]
+    assert not RuleSetVersion.objects.exists()
+
+
+@override_settings(RULE_SET_MAX_BYTES=1024)
+def test_rule_set_upload__over_the_byte_limit__413_naming_the_limit(api):
+    # Given a limit of 1024 bytes, when a larger document is uploaded,
+    response = upload(api, "rules: []\n# " + "x" * 1100)
+    # then it is a 413 that names the limit, its value and its setting; nothing is stored.
+    assert response.status_code == 413
+    error = response.json()["error"]
+    assert error["code"] == "rule_set_too_large"
+    assert error["details"]["limit"] == "max_bytes" and error["details"]["maximum"] == 1024
+    assert error["details"]["setting"] == "VETO_RULE_SET_MAX_BYTES"
+    assert "max_bytes = 1024" in error["message"]
+    assert not RuleSetVersion.objects.exists()
+
+
+@override_settings(RULE_SET_MAX_RULES=2, RULE_SET_MAX_DEPTH=4, RULE_SET_MAX_STRING_LENGTH=300)
+@pytest.mark.parametrize(
+    ("source", "limit", "actual"),
+    [
+        ("rules:\n" + "  - {name: r, action: deny}\n" * 3, "max_rules", 3),
+        ("rules: []\nmetadata: {a: [[[1]]]}\n", "max_depth", None),
+        ("rules: []\nx: " + "y" * 301 + "\n", "max_string_length", 301),
+    ],
+)
+def test_rule_set_upload__over_another_limit__422_rule_set_too_large(api, source, limit, actual):
+    response = upload(api, source)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert (error["code"], error["details"]["limit"], error["details"]["actual"]) == (
+        "rule_set_too_large",
+        limit,
+        actual,
+    )
+    assert_located(response)
+    assert not RuleSetVersion.objects.exists()
+
+
+@override_settings(RULE_SET_MAX_RULES=2)
+def test_draft_create__more_rules_than_the_limit__422_and_nothing_stored(api):
+    rules = [{**RULE, "id": f"r{i}", "name": f"r{i}"} for i in range(3)]
+    response = send(api, "post", "/v1/policy-drafts", {"name": "x", "rules": rules})
+    assert response.status_code == 422, response.content
+    assert response.json()["error"]["details"]["limit"] == "max_rules"
+    assert not PolicyDraft.objects.exists()

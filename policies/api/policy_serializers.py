@@ -13,7 +13,6 @@ from rest_framework import serializers
 
 from common.api import iso
 from policies.engine.constraints import TOOL_NAME_MAX
-from policies.engine.document import MAX_RULES
 from policies.models import PolicyDraft, ToolPolicy
 
 _BOOLEAN_WORDS = {"true": True, "false": False}
@@ -48,7 +47,8 @@ class PolicyDraftListQuerySerializer(serializers.Serializer):
 class PolicyDraftCreateInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=10_000)
-    rules = serializers.ListField(child=serializers.JSONField(), allow_empty=False, max_length=MAX_RULES)
+    # How many rules a rule set may hold is the loader's published limit (RULE_SET_MAX_RULES).
+    rules = serializers.ListField(child=serializers.JSONField(), allow_empty=False)
     projectId = serializers.UUIDField(required=False, allow_null=True)
     status = serializers.ChoiceField(
         required=False, allow_null=True, choices=[s.value for s in PolicyDraft.OPEN_STATUSES]

@@ -16,17 +16,16 @@ is spelled ``block``, as in the IR), ``tools`` (a list), ``severity`` and the re
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any
-
-import yaml
 
 from policies.engine.conditions import OPERATORS, ConditionError, compile_operator
 from policies.engine.durations import parse_duration
-from policies.engine.errors import ExpressionError, Problem, RuleSetError
+from policies.engine.errors import ExpressionError, Problem, RuleSetError, RuleSetTooLarge
 from policies.engine.expressions import compile_expression
 from policies.engine.fixtures import EXPECTABLE
+from policies.engine.source import DEFAULT_LIMITS, Limits, parse_source, source_lines
 
 ACTIONS = ("block", "warn", "log", "allow", "require_approval")
 ACTION_ALIASES = {"deny": "block"}
@@ -77,67 +76,6 @@ _SEQUENCE_KEYS = {"tool", "conditions", "condition_groups", "within"}
 _RATE_LIMIT_KEYS = {"scope", "window_seconds", "max_calls"}
 _SETTINGS_KEYS = {"default_action", "fail_mode", "global_tags"}
 _CONDITION_KEYS = {"field", "operator", "value"}
-MAX_DOCUMENT_BYTES = 1024 * 1024
-MAX_RULES = 5000
-MAX_DEPTH = 64
-
-
-def parse_source(text: str, *, content_type: str = "application/yaml") -> tuple[Any, dict[str, int]]:
-    """Parse YAML or JSON text; returns the data and a map from path to 1-based line (YAML only)."""
-    if len(text.encode("utf-8")) > MAX_DOCUMENT_BYTES:
-        raise RuleSetError([Problem("", f"document is larger than {MAX_DOCUMENT_BYTES} bytes")])
-    if "json" in content_type:
-        try:
-            return json.loads(text), {}
-        except json.JSONDecodeError as exc:
-            raise RuleSetError([Problem("", f"invalid JSON: {exc.msg}", exc.lineno)]) from exc
-        except RecursionError as exc:
-            raise RuleSetError([Problem("", f"invalid JSON: nested deeper than {MAX_DEPTH} levels")]) from exc
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        if node is None:
-            return None, {}
-        lines: dict[str, int] = {}
-        _record_lines(node, "", lines, set(), 0)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RuleSetError([Problem("", f"invalid YAML: {problem}", line)]) from exc
-    except RecursionError as exc:
-        raise RuleSetError([Problem("", f"invalid YAML: nested deeper than {MAX_DEPTH} levels")]) from exc
-    return data, lines
-
-
-class _UnsupportedYaml(yaml.YAMLError):
-    def __init__(self, problem: str, node: yaml.Node) -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.problem_mark = node.start_mark
-
-
-def _record_lines(node: yaml.Node, path: str, lines: dict[str, int], seen: set[int], depth: int) -> None:
-    # A node met twice is an alias: shared (or self-referencing) structure has no place in a
-    # rule set, and a self-reference would recurse forever further on.
-    if id(node) in seen:
-        raise _UnsupportedYaml("anchors and aliases (&name / *name) are not supported", node)
-    if depth > MAX_DEPTH:
-        raise _UnsupportedYaml(f"nested deeper than {MAX_DEPTH} levels", node)
-    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
-        seen.add(id(node))
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise _UnsupportedYaml("a mapping key must be a plain value, not a list or mapping", key_node)
-            key = str(key_node.value)
-            child = f"{path}.{key}" if path else key
-            lines[child] = key_node.start_mark.line + 1
-            _record_lines(value_node, child, lines, seen, depth + 1)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _record_lines(item, f"{path}[{index}]", lines, seen, depth + 1)
 
 
 class _Collector:
@@ -161,26 +99,46 @@ class _Collector:
             self.add(where, (special or {}).get(key) or f"unknown {what} {key!r}")
 
     def add(self, path: str, message: str) -> None:
-        probe = path
-        line = None
-        while probe:
-            line = self.lines.get(probe)
-            if line is not None:
-                break
-            probe = (
-                probe.rsplit(".", 1)[0] if "." in probe else (probe.rsplit("[", 1)[0] if "[" in probe else "")
-            )
-        self.problems.append(Problem(path, message, line if line is not None else self.lines.get("")))
+        self.problems.append(Problem(path, message, _line_of(path, self.lines)))
 
 
-def load_rule_set(text: str, *, content_type: str = "application/yaml") -> dict[str, Any]:
-    """Parse, check and normalize a document; raises ``RuleSetError`` listing every problem."""
-    data, lines = parse_source(text, content_type=content_type)
-    return normalize_rule_set(data, lines=lines)
+def _line_of(path: str, lines: Mapping[str, int]) -> int | None:
+    """The line of ``path``, or of its nearest ancestor the map knows."""
+    probe = path
+    while probe:
+        line = lines.get(probe)
+        if line is not None:
+            return line
+        probe = probe.rsplit(".", 1)[0] if "." in probe else (probe.rsplit("[", 1)[0] if "[" in probe else "")
+    return lines.get("")
 
 
-def normalize_rule_set(data: Any, *, lines: Mapping[str, int] | None = None) -> dict[str, Any]:
-    """Check and normalize already-parsed data (see ``load_rule_set``)."""
+def load_rule_set(
+    text: str, *, content_type: str = "application/yaml", limits: Limits = DEFAULT_LIMITS
+) -> dict[str, Any]:
+    """Parse, check and normalize a document; raises ``RuleSetError`` listing every problem,
+    each with a line (``RuleSetTooLarge`` for a document over ``limits``)."""
+    data, lines = parse_source(text, content_type=content_type, limits=limits)
+    try:
+        return normalize_rule_set(data, lines=lines, limits=limits)
+    except RuleSetError as exc:
+        if "json" not in content_type:
+            raise
+        # JSON parses without a line map (fast); the refused document's problems get lines now.
+        json_lines = source_lines(text, limits=limits)
+        located = [replace(p, line=_line_of(p.path, json_lines) or p.line) for p in exc.problems]
+        if isinstance(exc, RuleSetTooLarge):
+            raise RuleSetTooLarge(
+                located[0], limit=exc.limit, maximum=exc.maximum, actual=exc.actual
+            ) from exc
+        raise RuleSetError(located) from exc
+
+
+def normalize_rule_set(
+    data: Any, *, lines: Mapping[str, int] | None = None, limits: Limits = DEFAULT_LIMITS
+) -> dict[str, Any]:
+    """Check and normalize already-parsed data (see ``load_rule_set``); refuses more rules or
+    fixture tests than ``limits`` allow before checking any of them."""
     problems = _Collector(lines or {})
     if isinstance(data, list):
         data = {"rules": data}
@@ -221,9 +179,17 @@ def normalize_rule_set(data: Any, *, lines: Mapping[str, int] | None = None) -> 
     elif not isinstance(rules_raw, list):
         problems.add("rules", "rules must be a list")
         rules_raw = []
-    elif len(rules_raw) > MAX_RULES:
-        problems.add("rules", f"at most {MAX_RULES} rules per rule set")
-        rules_raw = []
+    elif len(rules_raw) > limits.max_rules:
+        raise RuleSetTooLarge(
+            Problem(
+                "rules",
+                f"the rule set has {len(rules_raw)} rules; at most {limits.max_rules} are allowed",
+                _line_of("rules", problems.lines),
+            ),
+            limit="max_rules",
+            maximum=limits.max_rules,
+            actual=len(rules_raw),
+        )
 
     rules = []
     seen_ids: dict[str, int] = {}
@@ -249,11 +215,33 @@ def normalize_rule_set(data: Any, *, lines: Mapping[str, int] | None = None) -> 
             problems.add("output_rules", "output_rules must be a list")
 
     if "fixtures" in data:
+        _refuse_too_many_fixture_tests(data["fixtures"], problems, limits)
         normalized["fixtures"] = _normalize_fixtures(data["fixtures"], problems)
 
     if problems.problems:
         raise RuleSetError(problems.problems)
     return normalized
+
+
+def _refuse_too_many_fixture_tests(raw: Any, problems: _Collector, limits: Limits) -> None:
+    if not isinstance(raw, list):
+        return
+    count = sum(
+        len(suite["tests"])
+        for suite in raw
+        if isinstance(suite, Mapping) and isinstance(suite.get("tests"), list)
+    )
+    if count > limits.max_fixture_tests:
+        raise RuleSetTooLarge(
+            Problem(
+                "fixtures",
+                f"the rule set has {count} fixture tests; at most {limits.max_fixture_tests} are allowed",
+                _line_of("fixtures", problems.lines),
+            ),
+            limit="max_fixture_tests",
+            maximum=limits.max_fixture_tests,
+            actual=count,
+        )
 
 
 def _normalize_fixtures(raw: Any, problems: _Collector) -> list[dict[str, Any]]:

@@ -49,6 +49,10 @@ ROOT_NAMES = {
     "tool": "tool_name",
 }
 MAX_EXPRESSION_LENGTH = 4000
+# Compiling recurses about twice per level of the parse tree (a pair of parentheses is ten
+# levels, args.a.b.c one per field): 150 levels stays far from Python's recursion limit at any
+# call depth a request or task has, so whether an expression compiles never depends on where.
+MAX_EXPRESSION_DEPTH = 150
 
 _parser: CELParser | None = None
 
@@ -81,12 +85,26 @@ def compile_expression(source: str) -> Callable[[Env], bool]:
         column = getattr(exc, "column", None)
         first_line = str(exc.args[0]).splitlines()[0] if exc.args else "syntax error"
         raise ExpressionError(f"syntax error: {first_line}", column=column) from exc
+    except RecursionError as exc:
+        raise ExpressionError("the expression nests too deeply") from exc
+    if _tree_depth(tree) > MAX_EXPRESSION_DEPTH:
+        raise ExpressionError("the expression nests too deeply (parentheses, lists, ! or - in a row)")
     node = _Compiler(frozenset()).compile(tree)
 
     def evaluate(env: Env) -> bool:
         return truthy(node(env))
 
     return evaluate
+
+
+def _tree_depth(tree: lark.Tree) -> int:
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        here, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(here, lark.Tree):
+            stack.extend((child, depth + 1) for child in here.children)
+    return deepest
 
 
 # --- JavaScript-isms -------------------------------------------------------------------------

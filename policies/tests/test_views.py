@@ -212,11 +212,12 @@ def test_validate__bad_input__answers_with_problems_never_500(team, alice, sourc
     assert "problem" in text_of(response)
 
 
-def test_validate__problem_without_a_line__listed_for_the_document(team, alice):
+def test_validate__empty_source__the_problem_is_listed_at_line_1(team, alice):
+    # Given an empty editor, when it is checked, then the one problem still names a line.
     response = validate(client_for(alice), team, "")
     html = response.content.decode()
-    assert "data-line" not in html
-    assert "document" in text_of(response) and "must be a mapping" in text_of(response)
+    assert 'data-line="1"' in html
+    assert "must be a mapping" in text_of(response)
 
 
 # --- saving ----------------------------------------------------------------------------------
@@ -246,7 +247,9 @@ def test_save__invalid__400_keeps_the_text_lists_problems_and_stores_nothing(tea
     assert not RuleSetVersion.objects.filter(team=team).exists()
 
 
-@pytest.mark.parametrize("source", ["rules: []\n# \x00", "{{{}}}:", "rules: &x [*x]", "[" * 5000])
+@pytest.mark.parametrize(
+    "source", ["rules: []\n# \x00", "{{{}}}:", "rules: &x [*x]", "x: 2020-02-30\nrules: ["]
+)
 def test_save__unparsable_input__400_not_500(team, alice, source):
     response = client_for(alice).post(
         reverse("policies:version-create", args=[team.slug]), {"source": source}

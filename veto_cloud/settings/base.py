@@ -299,6 +299,18 @@ API_KEY_LOCKOUT_SECONDS = env_float("VETO_API_KEY_LOCKOUT_SECONDS", 60.0, minimu
 # address, from one address, or for one username from anywhere; 429 with a message on the page.
 # An admin lifts a lockout with `manage.py axes_reset_username NAME` (or axes_reset_ip,
 # axes_reset) or by deleting it in the admin's "Access attempts". Logged as auth.lockout.
+# Rule-set documents (policies/engine/source.py, Limits): what one upload, editor check or
+# draft may hold. A document over a limit is refused before any expensive work, with a 413
+# (bytes) or 422 rule_set_too_large naming the limit and its value. At these defaults loading
+# and compiling the largest document costs well under a second of CPU
+# (benchmarks/rule_set_limits.py); raising them raises that cost about in proportion.
+RULE_SET_MAX_BYTES = env_int("VETO_RULE_SET_MAX_BYTES", 256 * 1024, minimum=1024, maximum=16 * 1024 * 1024)
+RULE_SET_MAX_RULES = env_int("VETO_RULE_SET_MAX_RULES", 1000, minimum=1, maximum=100_000)
+# Lists and mappings nested inside each other; the loader recurses once per level.
+RULE_SET_MAX_DEPTH = env_int("VETO_RULE_SET_MAX_DEPTH", 32, minimum=4, maximum=200)
+RULE_SET_MAX_STRING_LENGTH = env_int("VETO_RULE_SET_MAX_STRING_LENGTH", 16 * 1024, minimum=256)
+RULE_SET_MAX_FIXTURE_TESTS = env_int("VETO_RULE_SET_MAX_FIXTURE_TESTS", 1000, minimum=1, maximum=100_000)
+
 INSTALLED_APPS.append("axes")
 AUTHENTICATION_BACKENDS = [
     "tenancy.login_throttle.LoginThrottleBackend",

@@ -55,6 +55,7 @@ def test_every_page__strict_csp__no_violation_reported(browser_server, chromium)
         "/dashboard/approvals/",
         "/dashboard/approvals/history/",
         f"/dashboard/approvals/{approval.pk}/",
+        "/dashboard/api-keys/",
         "/api/docs/",
         "/admin/",
         "/admin/auth/user/",

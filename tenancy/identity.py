@@ -11,7 +11,7 @@ request" is a matter of spelling. ``identity_key`` folds every such spelling to 
    characters, and whitespace;
 4. confusables mapped: each character to the representative of its look-alike class in
    Unicode's confusables data (UTS #39, as the ``confusable-homoglyphs`` package ships it), so
-   Cyrillic "а" is "a", "1" and "|" are "l", "0" is "o";
+   Cyrillic "а" is "a", "1" and "|" are "l", "0" is "o", and "m" is written "rn";
 
 repeated until nothing changes. Pure Python, no Django: ``identities_in_call_context`` also
 reads every place the SDK (and API-mode callers) put the caller's identity in a call's context.
@@ -75,8 +75,9 @@ def _preference(char: str) -> tuple[int, int]:
 def _confusable_map() -> tuple[dict[str, str], frozenset[str]]:
     """Character -> its class's representative (case-folded), for every character that has
     look-alikes; and every character in some class. The package lists, for each character, the
-    others it can be mistaken for; the classes are the connected groups of those pairs
-    (multi-character look-alikes are left out)."""
+    others it can be mistaken for; the classes are the connected groups of those pairs. Of the
+    multi-character look-alikes, the plain-ASCII ones are kept as UTS #39's skeleton has them:
+    a class whose letter looks like a sequence ("m" and "rn") maps to the sequence."""
     from confusable_homoglyphs.confusables import confusables_data
 
     parent: dict[str, str] = {}
@@ -88,6 +89,7 @@ def _confusable_map() -> tuple[dict[str, str], frozenset[str]]:
             char = parent[char]
         return char
 
+    sequences: list[tuple[str, str]] = []
     for key, homoglyphs in confusables_data.items():
         # The data wraps right-to-left letters in LEFT-TO-RIGHT MARKs for display.
         source = key.replace("\u200e", "")
@@ -96,6 +98,9 @@ def _confusable_map() -> tuple[dict[str, str], frozenset[str]]:
         for homoglyph in homoglyphs:
             target = homoglyph["c"].replace("\u200e", "")
             if len(target) != 1:
+                if target.isascii() and target.isalnum():
+                    root(source)  # in a class of its own at least
+                    sequences.append((source, target.casefold()))
                 continue
             a, b = root(source), root(target)
             if a != b:
@@ -103,9 +108,13 @@ def _confusable_map() -> tuple[dict[str, str], frozenset[str]]:
     classes: dict[str, list[str]] = {}
     for char in list(parent):
         classes.setdefault(root(char), []).append(char)
+    # A class that looks like a plain sequence is written as the (smallest such) sequence.
+    as_sequence: dict[str, str] = {}
+    for source, target in sorted(sequences):
+        as_sequence.setdefault(root(source), target)
     mapping: dict[str, str] = {}
-    for members in classes.values():
-        representative = min(members, key=_preference).casefold()
+    for class_root, members in classes.items():
+        representative = as_sequence.get(class_root) or min(members, key=_preference).casefold()
         for char in members:
             if char != representative:
                 mapping[char] = representative
@@ -167,7 +176,8 @@ _NESTED_IDENTITY_FIELDS = _IDENTITY_FIELDS | {"id", "login", "name"}
 
 
 def _field_key(name: str) -> str:
-    return "".join(char for char in identity_key(name) if char.isalnum())
+    # A field's name, not a person's: case, width and separators fold, letters are not mapped.
+    return "".join(char for char in unicodedata.normalize("NFKC", name).casefold() if char.isalnum())
 
 
 def _identity_values(value: object, nested_fields: frozenset[str], depth: int) -> Iterator[str]:

@@ -51,6 +51,7 @@ SPELLINGS = {
     "digit one for l": "a1ice",
     "e-mail, mixed case": "Alice@Corp.Example",
     "e-mail, Cyrillic o and soft hyphen": "alice@c\u043er\u00adp.example",
+    "e-mail, rn for m": "alice@corp.exarnple",
 }
 
 

@@ -164,7 +164,9 @@ def personal_api_key_create(
     limit is applied again each time the key is used, against their role then.
     """
     role = Membership.objects.filter(user=user, team=team).values_list("role", flat=True).first()
-    if not user.is_active or role is None:
+    if not user.is_active:
+        raise NotFound(f"user {user.get_username()!r} is inactive")
+    if role is None:
         raise NotFound(f"team {team.slug!r}: {user.get_username()} is not a member of it")
     allowed = personal_key_scopes_allowed(role=role, is_staff=user.is_staff)
     wanted = _validated_scopes(PERSONAL_DEFAULT_SCOPES if scopes is None else scopes)

@@ -209,3 +209,13 @@ def test_create_api_key_command__user_unknown_or_not_a_member__clear_error(team,
             stdout=io.StringIO(), stderr=io.StringIO(),
         )  # fmt: skip
     assert message in str(refused.value)
+
+
+def test_personal_api_key_create__inactive_user__refused_saying_so(team, alice):
+    # Given alice, deactivated; when a key is made for her; then it is refused, saying why
+    alice.is_active = False
+    alice.save()
+    with pytest.raises(NotFound) as refused:
+        personal_api_key_create(user=alice, team=team, name="mine")
+    assert "inactive" in refused.value.message
+    assert not ApiKey.objects.exists()

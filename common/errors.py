@@ -176,7 +176,7 @@ _STATUS_ERRORS = {
 
 
 def is_api_path(path: str) -> bool:
-    return path.startswith(API_PATH_PREFIXES)
+    return path.startswith(API_PATH_PREFIXES) or f"{path}/" in API_PATH_PREFIXES
 
 
 def api_error_response(request: HttpRequest, status_code: int) -> JsonResponse:

@@ -38,7 +38,7 @@ def _boom(*args, **kwargs):
     raise RuntimeError("boom: an unexpected bug")
 
 
-@pytest.mark.parametrize("path", ["/v1/no-such-endpoint", "/v1/tools/validat", "/api/nothing-here"])
+@pytest.mark.parametrize("path", ["/v1/no-such-endpoint", "/v1/tools/validat", "/api/nothing-here", "/v1"])
 def test_unknown_api_url__any_mode__json_404_without_the_url_list(client, debug, path):
     # Given DEBUG off or on
     # When an API client asks for a path that does not exist

@@ -1,7 +1,8 @@
 """Settings shared by every environment; all of it is driven by the environment.
 
 There is deliberately no production-only settings file: production is these
-settings with DEBUG off and the environment filled in (see docker-compose.yml).
+settings with DEBUG off and the environment filled in (production.env.example documents it;
+docker-compose.yml fills it in for its containers).
 """
 
 from __future__ import annotations

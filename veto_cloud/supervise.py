@@ -3,7 +3,7 @@
 A process that dies is started again after a back-off (1 s, doubling to 30 s while it keeps dying
 within 30 s of starting), and the log says so: ``worker exited with code -9 (SIGKILL); restarting
 in 1s``. The others keep running: a dead beat must not take the dashboard down with it (honcho,
-used before, stopped everything when one process ended). Ctrl-C (or SIGTERM) stops them all:
+used before, stopped everything when one process ended). Ctrl-C (SIGTERM, SIGHUP) stops them all:
 SIGTERM to each, then SIGKILL to what is left after ``--stop-timeout`` seconds.
 
 Each process runs in a session of its own, so Ctrl-C reaches the supervisor only and shutdown
@@ -138,8 +138,9 @@ class Supervisor:
         self._stop_requests += 1
 
     def run(self) -> int:
-        signal.signal(signal.SIGINT, self._request_stop)
-        signal.signal(signal.SIGTERM, self._request_stop)
+        # SIGHUP too: the children have sessions of their own, so a closed terminal would not end them.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, self._request_stop)
         for program in self.programs:
             self.start(program)
         while not self._stop_requests:

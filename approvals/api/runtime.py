@@ -65,6 +65,8 @@ async def approval_get(request: GatewayRequest, approval_id: str) -> GatewayResp
             approval = await run_db(_current, principal.team_id, approval_uuid)
             remaining = deadline - time.monotonic()
             if approval.status != Approval.Status.PENDING or remaining <= 0:
+                # The key may have been revoked while this waited: answer as a new request would.
+                await authenticate_gateway_request(request, scope=ApiKey.Scope.RUNTIME)
                 return json_response(approval_output(approval))
             until_due = (approval.expires_at - timezone.now()).total_seconds()
             # Look again just past the deadline (that look settles it). A deadline that stays

@@ -141,6 +141,8 @@ async def rule_set_active(request: GatewayRequest) -> GatewayResponse:
                 if remaining <= 0 or await events.next(remaining) is None:
                     break
                 active = await run_db(current)
+        # The key may have been revoked while this waited: answer as a new request would.
+        await authenticate_gateway_request(request, scope=ApiKey.Scope.RUNTIME)
     if active is None:
         raise NotFound("this team has no active rule set")
     headers = [

@@ -184,3 +184,14 @@ def test_live_server__debug_on_and_a_broken_database__api_errors_are_json(tmp_pa
     assert unknown.json()["error"]["code"] == "not_found"
     # and pages, opted into DEBUG, still get Django's debug 404 (that is what DEBUG is for)
     assert page.status_code == 404 and URL_LIST in page.text
+
+
+def test_disallowed_host_on_an_api_path__any_mode__json_400(client, debug):
+    # Given DEBUG off or on
+    # When an API request names a host this server does not serve
+    response = client.get("/v1/decisions", headers={"Host": "evil.example"})
+    # Then the refusal is JSON, not Django's page (or, with DEBUG, its settings dump)
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert "ALLOWED_HOSTS" not in response.content.decode()

@@ -1,5 +1,6 @@
 # Two commands on a fresh machine:
-#   make run   - set up .venv, migrate, seed the demo, serve web + Celery worker + beat (Ctrl-C stops all)
+#   make run   - set up .venv, migrate, seed the demo, serve web + Celery worker + beat, DEBUG off
+#                (a process that dies is restarted; Ctrl-C stops all)
 #   make test  - the whole suite (SQLite and embedded defaults unless DATABASE_URL / REDIS_URL are set)
 
 PYTHON ?= python3

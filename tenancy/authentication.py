@@ -58,10 +58,11 @@ class ApiKeyAuthentication(BaseAuthentication):
             return None
         if "," in token and _header_count(request) > 1:
             raise _ambiguous()
-        address = throttle.address_key(request.META.get("REMOTE_ADDR"))
-        throttle.refuse_if_locked_out(address)
+        if throttle.lockouts:
+            throttle.refuse_if_locked_out(throttle.address_key(request.META.get("REMOTE_ADDR")))
         principal = principal_for_token(token.strip())
         if principal is None:
+            address = throttle.address_key(request.META.get("REMOTE_ADDR"))
             locked_out = None if token_is_known(token.strip()) else throttle.failed_lookup(address)
             if locked_out is not None:
                 raise locked_out
@@ -82,12 +83,14 @@ async def authenticate_gateway_request(request: GatewayRequest, *, scope: str) -
     token = (request.header(API_KEY_HEADER) or "").strip()
     if not token:
         raise NotAuthenticated(MISSING_KEY_MESSAGE)
-    address = throttle.address_key(request.client)
-    throttle.refuse_if_locked_out(address)
+    if throttle.lockouts:
+        throttle.refuse_if_locked_out(throttle.address_key(request.client))
     principal = await principal_for_token_async(token)
     if principal is None:
         known = await run_db(token_is_known, token)
-        locked_out = None if known else await throttle.failed_lookup_async(address)
+        locked_out = (
+            None if known else await throttle.failed_lookup_async(throttle.address_key(request.client))
+        )
         if locked_out is not None:
             raise locked_out
         raise NotAuthenticated(INVALID_KEY_MESSAGE)

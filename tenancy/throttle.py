@@ -80,8 +80,9 @@ class TooManyFailedKeys(ApplicationError):
         self.headers = {"Retry-After": str(self.retry_after)}
 
 
-# address -> time.monotonic() when its lockout ends, as this process knows it.
-_locked_until: dict[str, float] = {}
+# address -> time.monotonic() when its lockout ends, as this process knows it. Empty nearly always:
+# callers test it before anything else (``if throttle.lockouts: ...``), so valid keys pay one test.
+lockouts: dict[str, float] = {}
 # address -> (window start, failures in it): the counters when there is no Redis.
 _failures: dict[str, tuple[float, int]] = {}
 _lock = threading.Lock()  # the Django API counts from worker threads, the gateway from the loop
@@ -104,19 +105,19 @@ def address_key(address: str | None) -> str:
 
 def refuse_if_locked_out(address: str) -> None:
     """Raise ``TooManyFailedKeys`` while this process knows ``address`` to be locked out."""
-    if _locked_until and address in _locked_until:
-        remaining = _locked_until[address] - time.monotonic()
+    if address in lockouts:
+        remaining = lockouts[address] - time.monotonic()
         if remaining > 0:
             raise TooManyFailedKeys(remaining)
-        _locked_until.pop(address, None)
+        lockouts.pop(address, None)
 
 
 def _lock_out_locally(address: str, seconds: float) -> TooManyFailedKeys:
-    _locked_until[address] = time.monotonic() + seconds
-    if len(_locked_until) > _MAX_TRACKED_ADDRESSES:
+    lockouts[address] = time.monotonic() + seconds
+    if len(lockouts) > _MAX_TRACKED_ADDRESSES:
         now = time.monotonic()
-        for stale in [a for a, until in _locked_until.items() if until <= now]:
-            _locked_until.pop(stale, None)
+        for stale in [a for a, until in lockouts.items() if until <= now]:
+            lockouts.pop(stale, None)
     return TooManyFailedKeys(seconds)
 
 
@@ -135,7 +136,7 @@ def _count_in_process(address: str) -> float:
     now = time.monotonic()
     window = settings.API_KEY_FAILURE_WINDOW_SECONDS
     with _lock:
-        until = _locked_until.get(address, 0.0)
+        until = lockouts.get(address, 0.0)
         if until > now:
             return until - now
         start, failures = _failures.get(address, (now, 0))
@@ -213,7 +214,7 @@ def forget_failed_lookups() -> None:
     """Clear every count and lockout (tests; an operator unlocking by hand: see README)."""
     with _lock:
         _failures.clear()
-        _locked_until.clear()
+        lockouts.clear()
     if redis_configured():
         client = _sync_redis()
         for key in client.scan_iter(match=f"{_KEY_PREFIX}*", count=500):

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Q, QuerySet, Subquery
 from django.utils import timezone
@@ -91,15 +90,6 @@ def approval_is_own_request(*, approval: Approval, user: User) -> bool:
     if not mine.isdisjoint(approval_raised_by(approval)):
         return True
     return approval_raised_with_key_of(approval=approval, user=user)
-
-
-def user_for_resolved_by(*, team_id: uuid.UUID, name: str) -> User | None:
-    """The team's member (or approver-group member) whose username or e-mail is ``name``."""
-    users = get_user_model().objects.filter(
-        Q(memberships__team_id=team_id) | Q(approver_groups__team_id=team_id), is_active=True
-    )
-    matches = list(users.filter(Q(username__iexact=name) | Q(email__iexact=name)).distinct()[:2])
-    return matches[0] if len(matches) == 1 else None
 
 
 def approvals_of_team(

@@ -28,6 +28,11 @@ python manage.py seed_demo
 # DEBUG off serves what collectstatic gathered (as production does); with VETO_DEBUG=1 the app
 # folders are served directly, but collecting costs a second and keeps both working.
 python manage.py collectstatic --noinput -v0
+DEBUG_PAGES=$(python -c "from veto_cloud.env import env_bool; print('ON' if env_bool('VETO_DEBUG', env_bool('DEBUG', False)) else 'off')")
+# The banner names the database and Redis without their passwords.
+without_password() { printf '%s' "$1" | sed -E 's#(://[^:/@]*:)[^@]*@#\1***@#'; }
+DATABASE_SHOWN=$(without_password "${DATABASE_URL:-SQLite in $VAR_DIR}")
+REDIS_SHOWN=$(without_password "${REDIS_URL:-embedded (no Redis)}")
 
 cat <<BANNER
 
@@ -40,8 +45,8 @@ cat <<BANNER
     Try it:     curl -s -X POST http://127.0.0.1:${PORT}/v1/tools/validate \\
                   -H "X-Veto-API-Key: ${VETO_DEMO_API_KEY}" \\
                   -d '{"tool_name":"run_data_export","arguments":{"include_pii":true}}'
-  Database: ${DATABASE_URL:-SQLite in ./var}   Broker/channels: ${REDIS_URL:-embedded (no Redis)}
-  Debug pages are off (VETO_DEBUG=1 turns them on).
+  Database: ${DATABASE_SHOWN}   Broker/channels: ${REDIS_SHOWN}
+  Debug pages: ${DEBUG_PAGES} (VETO_DEBUG=1 turns them on; they show tracebacks and settings)
   A process that dies is restarted (with back-off); Ctrl-C stops web, worker and beat together.
 
 BANNER

@@ -146,6 +146,7 @@ def test_make_run__worker_killed__restarted_with_back_off_while_web_keeps_servin
             log=log,
         )
         # Then it serves with DEBUG off: plain 404 pages, JSON for the API, static files collected
+        assert "Debug pages: off" in log.read_text()
         page = httpx.get(f"{base}/no-such-page/", timeout=5)
         assert page.status_code == 404 and "URLconf" not in page.text
         assert httpx.get(f"{base}/v1/nope", timeout=5).json()["error"]["code"] == "not_found"

@@ -17,6 +17,7 @@ SETTINGS = {
     "max_depth": "RULE_SET_MAX_DEPTH",
     "max_string_length": "RULE_SET_MAX_STRING_LENGTH",
     "max_fixture_tests": "RULE_SET_MAX_FIXTURE_TESTS",
+    "max_expression_chars": "RULE_SET_MAX_EXPRESSION_CHARS",
 }
 
 

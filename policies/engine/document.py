@@ -191,6 +191,7 @@ def normalize_rule_set(
             actual=len(rules_raw),
         )
 
+    _refuse_too_many_expression_chars(rules_raw, problems, limits)
     rules = []
     seen_ids: dict[str, int] = {}
     for index, raw in enumerate(rules_raw):
@@ -221,6 +222,26 @@ def normalize_rule_set(
     if problems.problems:
         raise RuleSetError(problems.problems)
     return normalized
+
+
+def _refuse_too_many_expression_chars(rules_raw: list[Any], problems: _Collector, limits: Limits) -> None:
+    chars = sum(
+        len(rule["when"])
+        for rule in rules_raw
+        if isinstance(rule, Mapping) and isinstance(rule.get("when"), str)
+    )
+    if chars > limits.max_expression_chars:
+        raise RuleSetTooLarge(
+            Problem(
+                "rules",
+                f"the rules' when: expressions have {chars} characters together; at most "
+                f"{limits.max_expression_chars} are allowed",
+                _line_of("rules", problems.lines),
+            ),
+            limit="max_expression_chars",
+            maximum=limits.max_expression_chars,
+            actual=chars,
+        )
 
 
 def _refuse_too_many_fixture_tests(raw: Any, problems: _Collector, limits: Limits) -> None:

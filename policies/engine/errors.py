@@ -38,7 +38,8 @@ class RuleSetError(Exception):
 
 class RuleSetTooLarge(RuleSetError):
     """A document over one of the published limits (``limit`` names it: max_bytes, max_rules,
-    max_depth, max_string_length, max_fixture_tests); refused before the expensive work."""
+    max_depth, max_string_length, max_fixture_tests, max_expression_chars); refused before the
+    expensive work."""
 
     def __init__(self, problem: Problem, *, limit: str, maximum: int, actual: int | None = None) -> None:
         super().__init__([problem])

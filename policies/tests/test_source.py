@@ -130,7 +130,14 @@ def test_load__expression_nested_too_deeply__a_problem_not_a_recursion_error():
     assert "nests too deeply" in problem["message"]
 
 
-SMALL = Limits(max_bytes=2000, max_rules=3, max_depth=6, max_string_length=50, max_fixture_tests=2)
+SMALL = Limits(
+    max_bytes=2000,
+    max_rules=3,
+    max_depth=6,
+    max_string_length=50,
+    max_fixture_tests=2,
+    max_expression_chars=20,
+)
 
 
 @pytest.mark.parametrize(
@@ -143,6 +150,13 @@ SMALL = Limits(max_bytes=2000, max_rules=3, max_depth=6, max_string_length=50, m
             "json",
             "max_rules",
             3,
+            1,
+        ),
+        (
+            "rules:\n  - {name: a, action: deny, when: args.x == 1}\n  - {name: b, action: deny, when: args.y == 1}\n",
+            "application/yaml",
+            "max_expression_chars",
+            20,
             1,
         ),
         ("rules: []\nmetadata:\n  a: [[[[[1]]]]]\n", "application/yaml", "max_depth", 6, 3),

@@ -295,11 +295,6 @@ API_KEY_FAILURES_PER_ADDRESS = env_int("VETO_API_KEY_FAILURES_PER_ADDRESS", 20, 
 API_KEY_FAILURE_WINDOW_SECONDS = env_float("VETO_API_KEY_FAILURE_WINDOW_SECONDS", 60.0, minimum=1.0)
 API_KEY_LOCKOUT_SECONDS = env_float("VETO_API_KEY_LOCKOUT_SECONDS", 60.0, minimum=1.0)
 
-# Login throttling (tenancy/login_throttle.py, django-axes): the login page and the admin site
-# refuse attempts for LOGIN_LOCKOUT_SECONDS after too many failures for one username from one
-# address, from one address, or for one username from anywhere; 429 with a message on the page.
-# An admin lifts a lockout with `manage.py axes_reset_username NAME` (or axes_reset_ip,
-# axes_reset) or by deleting it in the admin's "Access attempts". Logged as auth.lockout.
 # Rule-set documents (policies/engine/source.py, Limits): what one upload, editor check or
 # draft may hold. A document over a limit is refused before any expensive work, with a 413
 # (bytes) or 422 rule_set_too_large naming the limit and its value. At these defaults loading
@@ -311,7 +306,15 @@ RULE_SET_MAX_RULES = env_int("VETO_RULE_SET_MAX_RULES", 1000, minimum=1, maximum
 RULE_SET_MAX_DEPTH = env_int("VETO_RULE_SET_MAX_DEPTH", 32, minimum=4, maximum=200)
 RULE_SET_MAX_STRING_LENGTH = env_int("VETO_RULE_SET_MAX_STRING_LENGTH", 16 * 1024, minimum=256)
 RULE_SET_MAX_FIXTURE_TESTS = env_int("VETO_RULE_SET_MAX_FIXTURE_TESTS", 1000, minimum=1, maximum=100_000)
+# All when: expressions of a document together, in characters: compiling them costs ~8 µs a
+# character, most of a document's cost.
+RULE_SET_MAX_EXPRESSION_CHARS = env_int("VETO_RULE_SET_MAX_EXPRESSION_CHARS", 40_000, minimum=4000)
 
+# Login throttling (tenancy/login_throttle.py, django-axes): the login page and the admin site
+# refuse attempts for LOGIN_LOCKOUT_SECONDS after too many failures for one username from one
+# address, from one address, or for one username from anywhere; 429 with a message on the page.
+# An admin lifts a lockout with `manage.py axes_reset_username NAME` (or axes_reset_ip,
+# axes_reset) or by deleting it in the admin's "Access attempts". Logged as auth.lockout.
 INSTALLED_APPS.append("axes")
 AUTHENTICATION_BACKENDS = [
     "tenancy.login_throttle.LoginThrottleBackend",

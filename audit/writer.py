@@ -55,7 +55,13 @@ from django.db import DataError, close_old_connections, connection, models, tran
 from approvals.models import Approval
 from audit.chain import Head, decision_record_parts, link_rows
 from audit.models import ChainHead, ChainStream, DecisionRecord
-from common.errors import InvalidInput, ServiceUnavailable
+from common.errors import (
+    DATABASE_UNAVAILABLE_MESSAGE,
+    DatabaseUnavailable,
+    InvalidInput,
+    ServiceUnavailable,
+    is_database_unavailable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +192,10 @@ def _row_error(error: BaseException) -> Exception:
         # The row's own data does not fit (a value PostgreSQL cannot store): the caller's input.
         logger.warning("decision_writer.row_refused error=%s", error)
         return InvalidInput(f"a value in the request cannot be stored: {str(error).splitlines()[0]}")
+    if is_database_unavailable(error):
+        # Down or unreachable: the same 503 database_unavailable (with Retry-After) as any other path.
+        logger.warning("decision_writer.database_unavailable error=%r", error)
+        return DatabaseUnavailable(DATABASE_UNAVAILABLE_MESSAGE)
     logger.error("decision_writer.write_failed error=%r", error)
     return RecordFailed("the decision could not be recorded")
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.db import DataError
+from django.db import InterfaceError as DjangoInterfaceError
+from django.db import OperationalError as DjangoOperationalError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.views import defaults
 from django.views.debug import SafeExceptionReporterFilter
@@ -83,6 +85,34 @@ class ServiceUnavailable(ApplicationError):
     code = "unavailable"
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    code = "database_unavailable"
+
+
+# Every 503 says when to come back (common/database.py's breaker probes again after this long).
+RETRY_AFTER_SECONDS = 1
+DATABASE_UNAVAILABLE_MESSAGE = "the database is unavailable; retry shortly"
+
+
+def retry_after_headers(status_code: int) -> dict[str, str]:
+    return (
+        {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        if status_code == status.HTTP_503_SERVICE_UNAVAILABLE
+        else {}
+    )
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """The database could not be reached or could not answer now (down, pool exhausted, locked,
+    restarting, a deadlock): retrying later may work. psycopg's own errors reach us unwrapped from
+    the decision writer; PoolTimeout is a psycopg OperationalError."""
+    import psycopg
+
+    return isinstance(
+        exc, (DjangoOperationalError, DjangoInterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+    )
+
+
 NUL_MESSAGE = "the request contains a NUL character (\\u0000), which cannot be stored"
 
 
@@ -124,6 +154,11 @@ def error_for_exception(exc: Exception) -> tuple[int, dict[str, Any]] | None:
     """(status, body) for an error we expect; None for anything else (a bug: let it surface)."""
     if isinstance(exc, ApplicationError):
         return exc.status_code, {**exc.extra, **error_body(exc.code, exc.message, exc.details)}
+    if is_database_unavailable(exc):
+        logger.warning("database.unavailable error=%r", exc)
+        return status.HTTP_503_SERVICE_UNAVAILABLE, error_body(
+            DatabaseUnavailable.code, DATABASE_UNAVAILABLE_MESSAGE
+        )
     if isinstance(exc, Http404):
         return status.HTTP_404_NOT_FOUND, error_body("not_found", "Not found.")
     if isinstance(exc, DataError):
@@ -156,7 +191,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return None
     status_code, body = mapped
     # An error may name its own headers (``Retry-After`` of an API-key lockout, say).
-    return Response(body, status=status_code, headers=getattr(exc, "headers", None))
+    return Response(
+        body, status=status_code, headers={**retry_after_headers(status_code), **getattr(exc, "headers", {})}
+    )
 
 
 # Paths whose errors are JSON whatever produced them: the SDK's and the admin API (/v1/), and the

@@ -20,6 +20,7 @@ does its I/O asynchronously. Nothing blocks the event loop.
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
 import re
@@ -34,7 +35,17 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from pydantic import BaseModel, ValidationError
 
-from common.errors import NUL_MESSAGE, InvalidInput, error_body, error_for_exception, has_escaped_nul
+from common.database import breaker
+from common.errors import (
+    DATABASE_UNAVAILABLE_MESSAGE,
+    NUL_MESSAGE,
+    DatabaseUnavailable,
+    InvalidInput,
+    error_body,
+    error_for_exception,
+    has_escaped_nul,
+    retry_after_headers,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -126,15 +137,61 @@ class Route:
         return re.compile("^" + self.pattern + "$")
 
 
+# Past this much, an oversized body is no longer read and discarded but left unread (the
+# connection is then closed gracefully, see _refuse_too_large).
+MAX_DRAINED_BODY_BYTES = 16 * 1024 * 1024
+
+
+class _Body(enum.Enum):
+    DISCONNECTED = "the client went away (or the server answered 408 for a body that never came)"
+    DRAINED = "the rest of an oversized body was read and discarded"
+    UNREAD = "the rest of an oversized body was left unread"
+
+
+def _body_limit() -> int:
+    return int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+
+
+def _declared_length(raw_headers: Sequence[tuple[bytes, bytes]]) -> int:
+    for name, value in raw_headers:
+        if name.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
+async def _drain(receive: Any, already_read: int) -> _Body:
+    """Read and discard the rest of a request body (DRAINED), unless it runs past the bound (UNREAD)."""
+    size = already_read
+    while size <= MAX_DRAINED_BODY_BYTES:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return _Body.DISCONNECTED
+        size += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return _Body.DRAINED
+    return _Body.UNREAD
+
+
 def _close_connections() -> None:
     for conn in connections.all(initialized_only=True):
         conn.close()
 
 
 def _db_call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    # Checked again on the thread: calls queued for a worker while the breaker opened fail at once.
+    probe = breaker.before_call()
     close_old_connections()
     try:
-        return function(*args, **kwargs)
+        result = function(*args, **kwargs)
+    except BaseException as exc:
+        breaker.record(exc, probe=probe)
+        raise
+    else:
+        breaker.record(None, probe=probe)
+        return result
     finally:
         # Hand the connection back (to the pool, on PostgreSQL): worker threads are shared
         # and must not each pin one.
@@ -142,7 +199,12 @@ def _db_call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 async def run_db(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run blocking database code on a worker thread (never on the event loop)."""
+    """Run blocking database code on a worker thread (never on the event loop).
+
+    While the database is unreachable this raises ``DatabaseUnavailable`` at once (common/database.py).
+    """
+    if breaker.is_open():
+        raise DatabaseUnavailable(DATABASE_UNAVAILABLE_MESSAGE)
     return await sync_to_async(partial(_db_call, function, *args, **kwargs), thread_sensitive=False)()
 
 
@@ -205,7 +267,34 @@ class Gateway:
             if matched is not None:
                 await self._serve(scope, receive, send, *matched)
                 return
+            if scope["path"].startswith("/v1/") and _declared_length(scope["headers"]) > _body_limit():
+                # Django's handler would first spool the whole body to disk, however large.
+                await self._refuse_too_large(scope, receive, send)
+                return
         await self.fallback(scope, receive, send)
+
+    async def _refuse_too_large(
+        self, scope: dict[str, Any], receive: Any, send: Any, already_read: int = 0
+    ) -> None:
+        """413, once the rest of the body is read and discarded (up to MAX_DRAINED_BODY_BYTES).
+
+        A client still sending its body reads the answer only if the server reads what it sends:
+        closing a socket with unread data resets the connection. A body past the bound is left
+        unread and the connection closed: veto_cloud/http_protocol.py closes it gracefully."""
+        raw = scope["headers"]
+        if _declared_length(raw) > MAX_DRAINED_BODY_BYTES or (b"expect", b"100-continue") in raw:
+            drained = _Body.UNREAD  # not worth reading, or not even sent yet (the client awaits a go-ahead)
+        else:
+            drained = await _drain(receive, already_read)
+        if drained is _Body.DISCONNECTED:
+            return
+        limit = _body_limit()
+        response = GatewayResponse(
+            413, error_body("payload_too_large", f"request body is larger than the {limit}-byte limit")
+        )
+        if drained is _Body.UNREAD:
+            response.headers.append((b"connection", b"close"))
+        await self._send(send, response)
 
     async def _serve(
         self, scope: dict[str, Any], receive: Any, send: Any, endpoint: Endpoint, params: dict[str, str]
@@ -214,23 +303,18 @@ class Gateway:
             name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]
         }
         # Counted only when the dict came out shorter than the list: the common request pays nothing.
-        duplicates = _repeated_names(scope["headers"]) if len(headers) < len(scope["headers"]) else frozenset()
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        try:
-            declared = int(headers.get("content-length") or 0)
-        except ValueError:
-            declared = 0
-        body = b"" if declared <= limit else None
-        if body is not None:
-            body = await self._read_body(receive, limit)
-        if body is None:
-            await self._send(
-                send,
-                GatewayResponse(
-                    413,
-                    error_body("payload_too_large", f"request body is larger than the {limit}-byte limit"),
-                ),
-            )
+        duplicates = (
+            _repeated_names(scope["headers"]) if len(headers) < len(scope["headers"]) else frozenset()
+        )
+        limit = _body_limit()
+        if _declared_length(scope["headers"]) > limit:
+            await self._refuse_too_large(scope, receive, send)
+            return
+        body = await self._read_body(receive, limit)
+        if isinstance(body, _Body):  # only ever DISCONNECTED here
+            return  # nobody to answer (or the server answered 408 for a body that never came)
+        if isinstance(body, int):
+            await self._refuse_too_large(scope, receive, send, already_read=body)
             return
         client = scope.get("client")
         request = GatewayRequest(
@@ -249,25 +333,30 @@ class Gateway:
             if mapped is None:
                 logger.exception("gateway.unhandled_error path=%s", request.path)
                 mapped = (500, error_body("internal_error", "internal server error"))
-            # An error may name its own headers (``Retry-After`` of an API-key lockout, say).
-            extra_headers = getattr(exc, "headers", {})
             response = GatewayResponse(
-                mapped[0], mapped[1], headers=[(k.lower().encode(), v.encode()) for k, v in extra_headers.items()]
+                mapped[0],
+                mapped[1],
+                headers=[
+                    (k.lower().encode(), v.encode())
+                    for k, v in {**retry_after_headers(mapped[0]), **getattr(exc, "headers", {})}.items()
+                ],
             )
         await self._send(send, response)
 
     @staticmethod
-    async def _read_body(receive: Any, limit: int) -> bytes | None:
+    async def _read_body(receive: Any, limit: int) -> bytes | int | _Body:
+        """The body; or, past ``limit``, how many bytes were read; or _Body.DISCONNECTED."""
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return b"".join(chunks)
+                # A truncated body must never be served as if it were the request.
+                return _Body.DISCONNECTED
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                return None
+                return size
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)

@@ -107,10 +107,20 @@ def database_config(url: str, *, base_dir: Path) -> dj_database_url.DBConfig:
         # connections would be reopened constantly; the pool keeps a bounded set warm.
         config["CONN_MAX_AGE"] = 0
         config["OPTIONS"] = {
+            # libpq's own bound on opening a connection (whole seconds, at least 2): an unreachable
+            # host must not hold the pool's (or the decision writer's) connect for minutes.
+            "connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", 2, minimum=2),
             "pool": {
                 "min_size": env_int("DATABASE_POOL_MIN", 2, minimum=0),
                 "max_size": env_int("DATABASE_POOL_MAX", 16, minimum=1),
-                "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0, minimum=0.1),
+                # How long a request waits for a pooled connection before it answers 503
+                # database_unavailable. Every answer during an outage must come within a second,
+                # and a healthy pool hands one out in milliseconds.
+                "timeout": env_float("DATABASE_POOL_TIMEOUT", 0.5, minimum=0.05),
+                # How long the pool retries (with backoff 1, 2, 4 s...) a connection it lost before
+                # giving up; the next request then starts afresh. Short, so that once the database
+                # is back service resumes within seconds rather than after a long backoff step.
+                "reconnect_timeout": env_float("DATABASE_POOL_RECONNECT_TIMEOUT", 3.0, minimum=0.5),
             },
         }
     else:

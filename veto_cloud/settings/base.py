@@ -286,6 +286,11 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
+# Database outages (common/database.py): a Django view that cannot reach the database answers a
+# JSON 503 database_unavailable with Retry-After, like the gateway and the API. Innermost, so its
+# process_exception runs before any other's.
+MIDDLEWARE.append("common.database.DatabaseUnavailableMiddleware")
+
 # Failed lookups of unknown API keys (guesses; revoked keys are not), counted per client address on the gateway
 # and the Django API alike (tenancy/throttle.py; in Redis when REDIS_URL is set): past this many
 # in the window, the address is answered 429 too_many_failed_keys for the lockout, valid keys

@@ -1,0 +1,135 @@
+"""Answering quickly while the database is down.
+
+Two pieces, both per process:
+
+* ``breaker``: after a failure to *reach* the database (no pooled connection within the pool's
+  timeout, a refused or dropped connection), calls through ``common.gateway.run_db`` fail at once
+  with ``DatabaseUnavailable`` for ``DATABASE_RETRY_SECONDS``; then one call at a time probes
+  again, and the first success closes the breaker. Without it every gateway request of an outage
+  held one of the few worker threads for a whole pool timeout, and requests queued behind them
+  answered seconds later. Query-level errors (a deadlock, a cancelled statement) do not trip it.
+* ``DatabaseUnavailableMiddleware``: a Django view (or its template) that hits an unreachable
+  database answers the JSON 503 too, instead of Django's 500 page.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+
+import psycopg
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
+
+from common.errors import (
+    DATABASE_UNAVAILABLE_MESSAGE,
+    RETRY_AFTER_SECONDS,
+    DatabaseUnavailable,
+    error_body,
+    is_database_unavailable,
+    retry_after_headers,
+)
+
+logger = logging.getLogger(__name__)
+
+# How long the breaker stays open after a failure before one call probes again.
+DATABASE_RETRY_SECONDS = float(RETRY_AFTER_SECONDS)
+
+# SQLSTATE classes that mean the server or the connection is gone, not that a query failed:
+# 08 connection exception; 57P01..57P05 admin/crash shutdown, starting up, database dropped.
+_UNREACHABLE_SQLSTATES = ("08", "57P")
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """True when ``exc`` (or what it wraps) says the database could not be reached at all."""
+    from psycopg_pool import PoolClosed, PoolTimeout
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (PoolTimeout, PoolClosed)):
+            return True
+        if isinstance(seen, (psycopg.OperationalError, psycopg.InterfaceError)):
+            # Client-side failures (refused, reset, closed) carry no SQLSTATE.
+            return seen.sqlstate is None or seen.sqlstate.startswith(_UNREACHABLE_SQLSTATES)
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class DatabaseBreaker:
+    """Closed: calls go through. Open: they fail at once. Half-open: one call probes."""
+
+    def __init__(self, retry_seconds: float) -> None:
+        self._retry_seconds = retry_seconds
+        self._lock = threading.Lock()
+        self._open_until = 0.0  # monotonic; 0.0 while closed
+        self._probing = False
+
+    def is_open(self) -> bool:
+        """Cheap check for the event loop: True while calls would be refused outright."""
+        return self._open_until != 0.0 and (time.monotonic() < self._open_until or self._probing)
+
+    def before_call(self) -> bool:
+        """Raise ``DatabaseUnavailable`` if the call may not go through; True if it is the probe."""
+        if self._open_until == 0.0:
+            return False
+        with self._lock:
+            if self._open_until == 0.0:
+                return False
+            if time.monotonic() < self._open_until or self._probing:
+                raise DatabaseUnavailable(DATABASE_UNAVAILABLE_MESSAGE)
+            self._probing = True
+            return True
+
+    def record(self, exc: BaseException | None, *, probe: bool) -> None:
+        """After a call: a connection failure opens the breaker; a success (or a query-level error,
+        which the database had to answer) closes it."""
+        if exc is not None and is_connection_failure(exc):
+            with self._lock:
+                if self._open_until == 0.0:
+                    logger.warning(
+                        "database.unreachable error=%s", str(exc).splitlines()[0] if str(exc) else exc
+                    )
+                self._open_until = time.monotonic() + self._retry_seconds
+                self._probing = False
+            return
+        if probe:
+            with self._lock:
+                if self._open_until != 0.0:
+                    logger.warning("database.reachable_again")
+                self._open_until = 0.0
+                self._probing = False
+
+
+breaker = DatabaseBreaker(DATABASE_RETRY_SECONDS)
+
+
+def database_unavailable_response() -> JsonResponse:
+    response = JsonResponse(error_body(DatabaseUnavailable.code, DATABASE_UNAVAILABLE_MESSAGE), status=503)
+    for name, value in retry_after_headers(503).items():
+        response[name] = value
+    return response
+
+
+class DatabaseUnavailableMiddleware:
+    """A view that cannot reach the database answers the JSON 503 with Retry-After (any path)."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(
+        self, get_response: Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]
+    ) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponseBase | None:
+        if not is_database_unavailable(exception):
+            return None
+        logger.warning("database.unavailable path=%s error=%r", request.path, exception)
+        return database_unavailable_response()

@@ -103,14 +103,24 @@ class LiveServer:
 
 
 def start_asgi_server(log_path: Path, **environment: str) -> tuple[subprocess.Popen[bytes], LiveServer]:
-    """Start uvicorn with production settings on the test database; return once /healthz answers."""
+    """Start uvicorn with production settings on the test database; return once /healthz answers.
+
+    The same uvicorn options as ``python -m veto_cloud.serve`` (HTTP protocol, timeouts), one worker."""
+    from veto_cloud.serve import uvicorn_options
+
     port = free_port()
+    env = subprocess_environment(**environment)
+    keep_alive = float(env.get("VETO_HTTP_KEEPALIVE_TIMEOUT_SECONDS") or 5)
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "veto_cloud.asgi:application", "--host", "127.0.0.1"]
-            + ["--port", str(port), "--no-access-log"],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                *uvicorn_options(host="127.0.0.1", port=port, workers=1, keep_alive=keep_alive),
+            ],
             cwd=BASE_DIR,
-            env=subprocess_environment(**environment),
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -10,7 +10,39 @@ from __future__ import annotations
 import os
 import sys
 
-from veto_cloud.env import env_int, env_str
+from veto_cloud.env import env_float, env_int, env_str
+
+# Our HTTP/1.1 protocol: uvicorn's httptools one plus header and body read timeouts and a
+# graceful close (veto_cloud/http_protocol.py documents VETO_HTTP_*_TIMEOUT_SECONDS).
+HTTP_PROTOCOL = "veto_cloud.http_protocol:VetoHttpProtocol"
+
+
+def keep_alive_seconds() -> float:
+    return env_float("VETO_HTTP_KEEPALIVE_TIMEOUT_SECONDS", 5.0, minimum=1.0)
+
+
+def uvicorn_options(*, host: str, port: int, workers: int, keep_alive: float | None = None) -> list[str]:
+    """uvicorn's command-line options, here and for the tests' live server (conftest.py)."""
+    if keep_alive is None:
+        keep_alive = keep_alive_seconds()
+    return [
+        "veto_cloud.asgi:application",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--http",
+        HTTP_PROTOCOL,
+        # Idle time allowed between requests on a kept-alive connection (whole seconds).
+        "--timeout-keep-alive",
+        str(max(1, round(keep_alive))),
+        "--no-access-log",
+        "--lifespan",
+        "off",
+        "--proxy-headers",
+    ]
 
 
 def main() -> None:
@@ -22,22 +54,7 @@ def main() -> None:
         sys.exit("WEB_CONCURRENCY > 1 needs REDIS_URL: the in-memory channel layer cannot span processes")
     os.execvp(
         sys.executable,
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "veto_cloud.asgi:application",
-            "--host",
-            host,
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--no-access-log",
-            "--lifespan",
-            "off",
-            "--proxy-headers",
-        ],
+        [sys.executable, "-m", "uvicorn", *uvicorn_options(host=host, port=port, workers=workers)],
     )
 
 

@@ -106,16 +106,42 @@ class _IgnoreFormatParameter(DefaultContentNegotiation):
         return renderer, renderer.media_type
 
 
+POLICY_EXPORT = {
+    "type": "object",
+    "required": ["projectId", "project", "exportedAt", "policies"],
+    "properties": {
+        "projectId": {"type": "string", "format": "uuid"},
+        "project": {"type": "string"},
+        "exportedAt": {"type": "string", "format": "date-time"},
+        "policies": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["toolName", "mode", "version", "isActive", "constraints"],
+                "properties": {
+                    "toolName": {"type": "string"},
+                    "mode": {"type": "string", "enum": ["deterministic", "llm"]},
+                    "version": {"type": "integer"},
+                    "isActive": {"type": "boolean"},
+                    "constraints": {"type": "array", "items": {"type": "object"}},
+                    "outputRules": {},
+                    "llmConfig": {},
+                    "sessionConstraints": {},
+                },
+            },
+        },
+    },
+}
+
+
 class PoliciesExportView(APIView):
     required_scopes = READ
     content_negotiation_class = _IgnoreFormatParameter
 
     @extend_schema(
         parameters=[s.PolicyExportQuerySerializer],
-        responses={
-            (200, "application/json"): OpenApiTypes.OBJECT,
-            (200, "application/yaml"): OpenApiTypes.STR,
-        },
+        # The same document either way: YAML is read back as the object it writes, not a string.
+        responses={(200, "application/json"): POLICY_EXPORT, (200, "application/yaml"): POLICY_EXPORT},
     )
     def get(self, request: ApiKeyRequest) -> HttpResponse:
         query = s.PolicyExportQuerySerializer(data=request.query_params)

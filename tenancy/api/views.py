@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -26,7 +26,13 @@ class OrganizationsView(APIView):
         organizations = selectors.organizations_administered_by(principal=request.auth)
         return Response({"data": [s.organization_output(o) for o in organizations]})
 
-    @extend_schema(request=s.OrganizationCreateInputSerializer, responses={201: OpenApiTypes.OBJECT})
+    @extend_schema(
+        request=s.OrganizationCreateInputSerializer,
+        responses={
+            201: OpenApiTypes.OBJECT,
+            409: OpenApiResponse(OpenApiTypes.OBJECT, description="An organization already has this slug"),
+        },
+    )
     def post(self, request: ApiKeyRequest) -> Response:
         data = s.OrganizationCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

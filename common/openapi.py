@@ -5,7 +5,7 @@ error answers every operation can give (tests/test_schemathesis.py holds the ser
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from pydantic import BaseModel
@@ -36,21 +36,13 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
 
 def _schema_ref(model: type[BaseModel], components: dict[str, Any], *, response: bool) -> dict[str, str]:
     # A response is documented as it is sent (by alias: ``underscore_id`` goes out as ``_id``),
-    # a request as it is parsed.
-    mode = "serialization" if response else "validation"
-    name = model.__name__ if not response or mode_independent(model) else f"{model.__name__}Response"
+    # a request as it is parsed. No model is both, so one name per model is enough.
+    mode: Literal["validation", "serialization"] = "serialization" if response else "validation"
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}", by_alias=True, mode=mode)
-    for definition_name, definition in schema.pop("$defs", {}).items():
-        components.setdefault(definition_name, definition)
-    components.setdefault(name, schema)
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def mode_independent(model: type[BaseModel]) -> bool:
-    """True when the model reads the same parsed and sent (no aliases, no serialisation-only shapes)."""
-    return model.model_json_schema(by_alias=True, mode="serialization") == model.model_json_schema(
-        by_alias=True, mode="validation"
-    )
+    for name, definition in schema.pop("$defs", {}).items():
+        components.setdefault(name, definition)
+    components.setdefault(model.__name__, schema)
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
 _PATH_GROUP = re.compile(r"\(\?P<(\w+)>([^)]*)\)")

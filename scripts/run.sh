@@ -15,12 +15,18 @@ if [ ! -f "$VAR_DIR/demo.env" ]; then
 import secrets
 print(f"DEMO_PASSWORD={secrets.token_urlsafe(12)}")
 print(f"DEMO_API_KEY=vk_demo_{secrets.token_urlsafe(32)}")
+print(f"DEMO_APPROVER_API_KEY=vk_demo_alice_{secrets.token_urlsafe(32)}")
 PY
+fi
+# demo.env files from before personal keys lack alice's key: add it once.
+if ! grep -q '^DEMO_APPROVER_API_KEY=' "$VAR_DIR/demo.env"; then
+  python -c 'import secrets; print(f"DEMO_APPROVER_API_KEY=vk_demo_alice_{secrets.token_urlsafe(32)}")' >> "$VAR_DIR/demo.env"
 fi
 # shellcheck disable=SC1091
 . "$VAR_DIR/demo.env"
 export VETO_DEMO_PASSWORD="${VETO_DEMO_PASSWORD:-$DEMO_PASSWORD}"
 export VETO_DEMO_API_KEY="${VETO_DEMO_API_KEY:-$DEMO_API_KEY}"
+export VETO_DEMO_APPROVER_API_KEY="${VETO_DEMO_APPROVER_API_KEY:-$DEMO_APPROVER_API_KEY}"
 export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-veto_cloud.settings.local}"
 
 python manage.py migrate --noinput
@@ -41,7 +47,9 @@ cat <<BANNER
     API docs:   http://127.0.0.1:${PORT}/api/docs/
     Logins:     admin, alice, bob, carol, dana   password: ${VETO_DEMO_PASSWORD}
     Policies:   http://127.0.0.1:${PORT}/dashboard/teams/demo/policies/  (alice writes, dana publishes)
-    API key:    ${VETO_DEMO_API_KEY}
+    API key:    ${VETO_DEMO_API_KEY}  (the demo team's key: validate, rules; it cannot resolve approvals)
+    Approver:   ${VETO_DEMO_APPROVER_API_KEY}  (alice's personal key: VetoAdmin.resolve_approval acts as alice)
+    My keys:    http://127.0.0.1:${PORT}/dashboard/api-keys/
     Try it:     curl -s -X POST http://127.0.0.1:${PORT}/v1/tools/validate \\
                   -H "X-Veto-API-Key: ${VETO_DEMO_API_KEY}" \\
                   -d '{"tool_name":"run_data_export","arguments":{"include_pii":true}}'

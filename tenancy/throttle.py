@@ -72,7 +72,7 @@ class TooManyFailedKeys(ApplicationError):
     def __init__(self, retry_after_seconds: float) -> None:
         self.retry_after = max(1, math.ceil(retry_after_seconds))
         super().__init__(
-            f"Too many requests with invalid or revoked API keys from this address; "
+            f"Too many requests with unknown API keys from this address; "
             f"try again in {self.retry_after} s.",
             details={"retry_after_seconds": self.retry_after},
         )

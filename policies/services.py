@@ -24,6 +24,7 @@ from audit.services import decision_record
 from audit.trail import audit_event_append
 from common.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unprocessable
 from common.events import RULE_SETS_GROUP, publish_on_commit, rule_set_group
+from policies import source_worker
 from policies.engine import (
     CompiledRuleSet,
     Decision,
@@ -107,7 +108,7 @@ def rule_set_source_check(*, source_text: str, content_type: str = "application/
     """The normalized document of ``source_text``; every way it can fail to load (syntax,
     values YAML cannot build, size) is an ``ApplicationError`` naming the line."""
     try:
-        return load_rule_set(source_text, content_type=content_type, limits=rule_set_limits())
+        return source_worker.load_source(source_text, content_type=content_type, limits=rule_set_limits())
     except RuleSetTooLarge as exc:
         raise RuleSetTooLargeError(exc) from exc
     except RuleSetError as exc:

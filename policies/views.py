@@ -25,13 +25,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from common.errors import NUL_MESSAGE, ApplicationError, InvalidInput, NotFound, has_escaped_nul
-from policies import selectors, services
+from policies import selectors, services, source_worker
 from policies.engine import (
     FixtureResult,
     Problem,
     RuleSetError,
     compile_rule_set,
-    load_rule_set,
     run_fixtures,
 )
 from policies.engine.errors import RuleSetTooLarge
@@ -126,7 +125,7 @@ class SourceCheck:
 
 def _check_source(source: str) -> SourceCheck:
     try:
-        document = load_rule_set(source, content_type="application/yaml", limits=rule_set_limits())
+        document, fixtures = source_worker.check_source(source, limits=rule_set_limits(), now=timezone.now())
     except RuleSetError as exc:
         # Every way a source can fail to load is a RuleSetError naming a line (policies.engine.source).
         problems = exc.problems
@@ -147,7 +146,7 @@ def _check_source(source: str) -> SourceCheck:
         ordered = sorted(grouped.values(), key=lambda item: (item.line is not None, item.line or 0))
         too_large = RuleSetTooLargeError(exc) if isinstance(exc, RuleSetTooLarge) else None
         return SourceCheck(source, problems, ordered, too_large=too_large)
-    return SourceCheck(source, [], [], len(document.get("rules", [])), _fixture_results(document))
+    return SourceCheck(source, [], [], len(document.get("rules", [])), fixtures)
 
 
 @dataclass

@@ -35,6 +35,10 @@ class RuleSetError(Exception):
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         super().__init__(summary + more)
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Raised in a worker process and re-raised here (policies/source_worker.py).
+        return (type(self), (self.problems,))
+
 
 class RuleSetTooLarge(RuleSetError):
     """A document over one of the published limits (``limit`` names it: max_bytes, max_rules,
@@ -46,6 +50,13 @@ class RuleSetTooLarge(RuleSetError):
         self.limit = limit
         self.maximum = maximum
         self.actual = actual
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_too_large, (self.problems[0], self.limit, self.maximum, self.actual))
+
+
+def _too_large(problem: Problem, limit: str, maximum: int, actual: int | None) -> RuleSetTooLarge:
+    return RuleSetTooLarge(problem, limit=limit, maximum=maximum, actual=actual)
 
 
 class ExpressionError(ValueError):

@@ -346,3 +346,9 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 # Axes' per-login access log would be a table written on every login; failures are enough.
 AXES_DISABLE_ACCESS_LOG = True
 AXES_VERBOSE = False
+# Where rule-set sources are parsed and checked (policies/source_worker.py): in this many worker
+# processes per web process, so one upload's CPU never holds the GIL other requests need (0:
+# in the request's own thread). At most RULE_SET_PARSE_QUEUE more wait; past that, a 503.
+RULE_SET_PARSE_WORKERS = env_int("VETO_RULE_SET_PARSE_WORKERS", 1, minimum=0, maximum=16)
+RULE_SET_PARSE_QUEUE = env_int("VETO_RULE_SET_PARSE_QUEUE", 8, minimum=0)
+RULE_SET_PARSE_TIMEOUT_SECONDS = env_float("VETO_RULE_SET_PARSE_TIMEOUT_SECONDS", 10.0, minimum=0.1)

@@ -3,6 +3,8 @@ the engine takes them, and their refusal as an HTTP error every entry point shar
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from django.conf import settings
 from rest_framework import status
 
@@ -25,6 +27,21 @@ def rule_set_limits() -> Limits:
     return Limits(**{limit: getattr(settings, name) for limit, name in SETTINGS.items()})
 
 
+# Rules an API-mode SDK sends with a call (POST /v1/validate): compiled while the call waits,
+# so a tenth of a document's budget (~40 ms of CPU at most).
+MAX_INLINE_RULES = 100
+MAX_INLINE_EXPRESSION_CHARS = 4000
+
+
+def inline_rule_limits() -> Limits:
+    limits = rule_set_limits()
+    return replace(
+        limits,
+        max_rules=min(limits.max_rules, MAX_INLINE_RULES),
+        max_expression_chars=min(limits.max_expression_chars, MAX_INLINE_EXPRESSION_CHARS),
+    )
+
+
 class RuleSetTooLargeError(ApplicationError):
     """413 for a document over the byte limit, 422 for one over another limit."""
 
@@ -35,8 +52,9 @@ class RuleSetTooLargeError(ApplicationError):
         problem = exc.problems[0]
         errors = [problem.as_dict()]
         where = f" (line {problem.line})" if problem.line is not None else ""
+        verb = "are" if what.endswith("rules") else "is"
         super().__init__(
-            f"the {what} is over the limit {exc.limit} = {exc.maximum}{where}: {problem.message}",
+            f"the {what} {verb} over the limit {exc.limit} = {exc.maximum}{where}: {problem.message}",
             details={
                 "limit": exc.limit,
                 "maximum": exc.maximum,

@@ -301,6 +301,34 @@ def test_api_mode_validate__bad_inline_rules__400_with_paths(api):
     assert response.json()["errors"][0]["path"] == "rules[0].action"
 
 
+@pytest.mark.parametrize(
+    ("rules", "limit"),
+    [
+        ([{"id": f"r{i}", "action": "block", "tools": ["t"]} for i in range(101)], "max_rules"),
+        (
+            [{"id": f"r{i}", "action": "block", "when": "args.amount > 100000000"} for i in range(200)],
+            "max_rules",
+        ),
+        (
+            [
+                {"id": f"r{i}", "action": "block", "when": " && ".join(["args.amount > 1"] * 20)}
+                for i in range(20)
+            ],
+            "max_expression_chars",
+        ),
+    ],
+)
+def test_api_mode_validate__inline_rules_over_their_limits__422_naming_the_limit(api, rules, limit):
+    # Given inline rules over their limits (they compile while the call waits: at most 100
+    # rules, 4,000 characters of when:), when they are sent,
+    response = api.client.post("/v1/validate", json={"context": {"tool_name": "t"}, "rules": rules})
+    # then a 422 names the limit, and nothing was decided.
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "rule_set_too_large"
+    assert response.json()["error"]["details"]["limit"] == limit
+    assert not DecisionRecord.objects.exists()
+
+
 @pytest.mark.skipif(
     not os.environ.get("REDIS_URL"),
     reason="needs REDIS_URL: the embedded in-memory channel layer is one process by design; "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from functools import lru_cache
+from collections import OrderedDict
 
 from common.errors import InvalidInput, NotFound, PermissionDenied
 from common.events import rule_set_group, subscribe
@@ -18,6 +18,8 @@ from policies.api.schemas import (
     ToolCallValidateResponse,
 )
 from policies.engine import CompiledRuleSet, RuleSetError, compile_rule_set, normalize_rule_set
+from policies.engine.errors import RuleSetTooLarge
+from policies.limits import RuleSetTooLargeError, inline_rule_limits
 from policies.models import RuleSetVersion
 from tenancy.authentication import authenticate_gateway_request
 from tenancy.models import ApiKey
@@ -40,10 +42,28 @@ async def tool_call_validate(request: GatewayRequest) -> GatewayResponse:
     return GatewayResponse(200, ToolCallValidateResponse.from_outcome(outcome))
 
 
-@lru_cache(maxsize=256)
-def _compiled_inline_rules(canonical_rules: str) -> CompiledRuleSet:
-    # API-mode SDKs send the same rules with every call: compile each distinct set once.
-    return compile_rule_set(normalize_rule_set({"rules": json.loads(canonical_rules)}))
+# API-mode SDKs send the same rules with every call: compile each distinct set once. Only the
+# event loop touches this map; a new set is compiled on a worker thread (it can take tens of
+# ms, which the loop must not spend: every gateway request waits on it).
+_inline_rules: OrderedDict[str, CompiledRuleSet] = OrderedDict()
+_INLINE_RULE_SETS_KEPT = 256
+
+
+def _compile_inline_rules(canonical_rules: str) -> CompiledRuleSet:
+    limits = inline_rule_limits()
+    return compile_rule_set(normalize_rule_set({"rules": json.loads(canonical_rules)}, limits=limits))
+
+
+async def _compiled_inline_rules(canonical_rules: str) -> CompiledRuleSet:
+    compiled = _inline_rules.get(canonical_rules)
+    if compiled is None:
+        compiled = await run_db(_compile_inline_rules, canonical_rules)
+        _inline_rules[canonical_rules] = compiled
+        if len(_inline_rules) > _INLINE_RULE_SETS_KEPT:
+            _inline_rules.popitem(last=False)
+    else:
+        _inline_rules.move_to_end(canonical_rules)
+    return compiled
 
 
 async def api_mode_validate(request: GatewayRequest) -> GatewayResponse:
@@ -68,7 +88,9 @@ async def api_mode_validate(request: GatewayRequest) -> GatewayResponse:
         canonical = json.dumps(data.rules, sort_keys=True, separators=(",", ":"))
         rules_hash = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
         try:
-            rules = _compiled_inline_rules(canonical)
+            rules = await _compiled_inline_rules(canonical)
+        except RuleSetTooLarge as exc:
+            raise RuleSetTooLargeError(exc, what="inline rules") from exc
         except RuleSetError as exc:
             errors = [problem.as_dict() for problem in exc.problems]
             raise InvalidInput(

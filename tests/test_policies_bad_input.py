@@ -267,10 +267,11 @@ def assert_located(response) -> list[dict]:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @example(source="x: 2020-02-30")
 @example(source="rules: []\nx: !!int 'abc'\n")
-def test_rule_set_upload__any_yamlish_text__never_5xx_and_a_refusal_names_a_line(api, source):
+@pytest.mark.parametrize("content_type", ["application/yaml", "application/json"])
+def test_rule_set_upload__any_yamlish_text__never_5xx_and_a_refusal_names_a_line(api, source, content_type):
     # Given any YAML-ish text (tokens, tags, indentation, brackets, anchors, quotes, unicode,
-    # long numbers), when it is uploaded,
-    response = upload(api, source)
+    # long numbers), when it is uploaded as YAML or as JSON,
+    response = upload(api, source, content_type)
     # then it is stored, or refused with a JSON error that names a line, never a 5xx.
     if response.status_code == 201:
         return

@@ -14,19 +14,24 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import psycopg
 
-# The three outcomes the fault teams' rules produce (see _seed.FAULT_RULES).
+# The calls the fault team's rules decide (see _seed.fault_rules): kind -> arguments. Each kind
+# is the decision it gets, except "rate_limited" (send_sms, counted in Redis): allow while the
+# counter is reachable, deny (fail-closed) while it is not.
 CALLS: dict[str, dict[str, Any]] = {
     "allow": {"bucket": "internal-reports"},
     "deny": {"bucket": "s3://public-dump"},
     "require_approval": {"bucket": "internal-reports", "include_pii": True},
+    "rate_limited": {"to": "+15550100"},
 }
+TOOLS = {"rate_limited": "send_sms"}
+DECISIONS = {"rate_limited": {"allow", "deny"}}
 
 
 @dataclass(frozen=True)
@@ -82,14 +87,20 @@ class Load:
 
     def wait_for_successes(self, count: int, *, after: float, timeout: float) -> float:
         """Block until ``count`` answers sent after ``after`` were 200; returns when that was."""
+        return self.wait_for(count, lambda a: a.ok, after=after, timeout=timeout, what="successes")
+
+    def wait_for(
+        self, count: int, matches: Callable[[Answer], bool], *, after: float, timeout: float, what: str
+    ) -> float:
+        """Block until ``count`` answers sent after ``after`` ``matches``; returns when that was."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if sum(a.ok for a in self.since(after)) >= count:
+            if sum(matches(a) for a in self.since(after)) >= count:
                 return time.monotonic()
             time.sleep(0.05)
         recent = self.since(after)[-5:]
         raise AssertionError(
-            f"no recovery within {timeout}s: fewer than {count} successes since; last answers:\n"
+            f"not within {timeout}s: fewer than {count} {what} since; last answers:\n"
             + "\n".join(a.describe() for a in recent)
         )
 
@@ -108,7 +119,8 @@ class Load:
         while not self._stop.is_set():
             expected = next(iterator)
             tag = uuid.uuid4().hex
-            payload = {"tool_name": "run_data_export", "arguments": {**CALLS[expected], "tag": tag}}
+            tool = TOOLS.get(expected, "run_data_export")
+            payload = {"tool_name": tool, "arguments": {**CALLS[expected], "tag": tag}}
             sent_at = time.monotonic()
             status: int | None = None
             body: Any = None
@@ -195,7 +207,9 @@ def account(
                 continue
             _, row_id, decision, approval_id, approvals = row
             body = answer.body or {}
-            if body.get("decision") != answer.expected or decision != answer.expected:
+            if body.get("decision") not in DECISIONS.get(answer.expected, {answer.expected}) or (
+                decision != body.get("decision")
+            ):
                 problems.append(
                     f"decided {body.get('decision')!r}, recorded {decision!r}: {answer.describe()}"
                 )

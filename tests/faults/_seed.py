@@ -22,6 +22,9 @@ def fault_rules(approval_timeout_seconds: int) -> str:
         f" approvers: [compliance], timeout: {approval_timeout_seconds}s}}\n"
         "  - {name: bucket_allowlist, tool: run_data_export, when: \"!args.bucket.startsWith('internal-')\","
         " action: deny, message: 'Exports restricted to internal-* S3 buckets'}\n"
+        # Counted in Redis: decided without it only as settings.fail_mode says (closed: deny).
+        "  - {name: sms_rate, tool: send_sms, action: deny,"
+        " rate_limits: [{scope: global, window_seconds: 60, max_calls: 1000000}]}\n"
     )
 
 

@@ -9,12 +9,17 @@ import time
 import httpx
 import pytest
 
-from tests.faults._load import Load, account
+from tests.faults._load import Answer, Load, account
 
 pytestmark = pytest.mark.faults
 
 ANSWER_BOUND_SECONDS = 2.0
 LISTENER_RETRY_SECONDS = 5.0  # approvals.waiters.listen_for_approval_changes
+FAIL_CLOSED_REASON = "Rate limit check failed (fail-closed): the server's state store is unreachable"
+
+
+def _counted(answer: Answer) -> bool:
+    return answer.ok and answer.expected == "rate_limited" and answer.body["decision"] == "allow"
 
 
 def _raise_approval(url: str, key: str, tag: str) -> str:
@@ -69,7 +74,8 @@ def test_redis_killed_mid_load__every_answer_recorded_once__long_polls_and_load_
     web = stack.start_web(workers=2)
     across_outage = _raise_approval(web.url, stack.api_key, "long-poll-1")
     after_outage = _raise_approval(web.url, stack.api_key, "long-poll-2")
-    with Load(web.url, stack.api_key, concurrency=6) as load:
+    kinds = ("allow", "deny", "rate_limited", "allow", "require_approval", "rate_limited")
+    with Load(web.url, stack.api_key, concurrency=6, kinds=kinds) as load:
         load.wait_for_successes(30, after=started, timeout=20)
         waiter = LongPoll(web.url, stack.api_key, across_outage, wait=12)
 
@@ -80,9 +86,13 @@ def test_redis_killed_mid_load__every_answer_recorded_once__long_polls_and_load_
         time.sleep(0.5)
         resolved_while_down = _resolve(web.url, stack.approver_key, across_outage)
         time.sleep(max(0.0, killed + 3 - time.monotonic()))
+        starting = time.monotonic()  # from here on Redis may answer again
         redis_server.start()
         restarted = time.monotonic()
         recovered = load.wait_for_successes(30, after=restarted, timeout=20)
+        counting_again = load.wait_for(
+            5, _counted, after=restarted, timeout=10, what="rate-limited calls counted in Redis"
+        )
         # ... and once it is back (each worker's pub/sub listener retries every 5 s), a long-poll
         # is woken by a resolve on either worker
         time.sleep(max(0.0, restarted + LISTENER_RETRY_SECONDS + 0.5 - time.monotonic()))
@@ -100,11 +110,27 @@ def test_redis_killed_mid_load__every_answer_recorded_once__long_polls_and_load_
         answer_bound=ANSWER_BOUND_SECONDS,
         other_tags={"long-poll-1", "long-poll-2"},
     )
-    assert [a for a in load.since(killed) if a.sent_at < restarted], "no load ran during the outage"
+    # ... and decisions never needed Redis: every call during the outage was decided and recorded
+    during = [a for a in load.since(killed) if a.sent_at < starting]
+    assert during, "no load ran during the outage"
+    assert all(a.ok for a in during), [a.describe() for a in during if not a.ok][:5]
+    # ... where the rate limit could not be counted, fail-closed, and said so
+    # (answered before Redis was started again: a call sent just before may be retried after it)
+    uncounted = [
+        a for a in during if a.expected == "rate_limited" and killed + 0.2 < a.sent_at < starting - a.elapsed
+    ]
+    assert uncounted and not any(_counted(a) for a in uncounted), [a.describe() for a in uncounted][:3]
+    assert {a.body["reason"] for a in uncounted} == {FAIL_CLOSED_REASON}
+    # ... and counted again in Redis once it was back: every such call a second later allowed
+    # (each worker's pooled connections to the dead server fail once, then reconnect)
+    assert counting_again - restarted < 10
+    since = [a for a in load.since(max(counting_again, restarted + 1.0)) if a.expected == "rate_limited"]
+    assert since and all(_counted(a) for a in since), [a.describe() for a in since if not _counted(a)][:3]
     # ... and once Redis was back, pub/sub wakes waiters again at once, without a server restart
     assert second.status == "approved"
     assert second.answered_at - resolved_after < 1.0, f"{second.answered_at - resolved_after:.2f}s"
     assert recovered - restarted < 10
+    assert web.process is not None and web.process.poll() is None
     stack.verify_audit()
     assert summary.answered > 100
     assert time.monotonic() - started < 60

@@ -53,26 +53,57 @@ class Actor:
 
 Identities = frozenset[tuple[str, object]]
 # The people a key belongs to: a personal key's ``user``, and whoever created it (they held its
-# token). Read from the model, so this follows personal keys wherever they are (``user``).
-_KEY_PEOPLE = tuple(
-    f"{name}_id" for name in ("user", "created_by") if any(f.name == name for f in ApiKey._meta.get_fields())
-)
+# token; for a key minted by a key, the minting key's person, see ``tenancy.services.api_key_create``).
+_KEY_PEOPLE = ("user_id", "created_by_id")
+# Each round of ``actor_identities`` takes in the people and lineages the keys found so far point
+# to. Keys minted through the API copy their lineage and person, so two rounds normally settle
+# it; more only when keys join people in ways the services never make (a ``user`` who is not
+# the ``created_by``, edited in the database). The bound keeps a request's queries finite.
+_MAX_ROUNDS = 8
 
 
 def actor_identities(actor: Actor) -> Identities:
-    """Every person and key ``actor`` speaks for: its person; its key and the key's person (a
-    personal key's ``user``, and whoever created the key: they held its token); and every key
-    of those people. Two queries at most; compute it once per request and compare many."""
+    """Every person and key ``actor`` speaks for: one actor for four-eyes.
+
+    Its person; its key; the key's people (a personal key's ``user``, and whoever created the
+    key); every key of its lineage (``ApiKey.lineage``: the key that minted it, the one that
+    minted that, ..., and every key any of them minted, however deep: whoever held one of them
+    could mint the others); and, for each person found, every key of theirs and every lineage
+    those keys belong to, until nothing new turns up (``_MAX_ROUNDS``). Cycle safe (sets, and a
+    lineage is a label copied at creation, never a chain to walk). A query per round, two to
+    three in practice; compute it once per request and compare many."""
     people: set[int] = {actor.user_id} if actor.user_id is not None else set()
     keys: set[uuid.UUID] = {actor.api_key_id} if actor.api_key_id is not None else set()
-    if actor.api_key_id is not None:
-        row = ApiKey.objects.filter(pk=actor.api_key_id).values_list(*_KEY_PEOPLE).first()
-        people.update(person for person in row or () if person is not None)
-    if people:
-        theirs = Q()
+    lineages: set[uuid.UUID] = set()
+    # What the last round asked about: a round queries only the people, keys and lineages new since.
+    asked_people: set[int] = set()
+    asked_keys: set[uuid.UUID] = set()
+    asked_lineages: set[uuid.UUID] = set()
+    for _ in range(_MAX_ROUNDS):
+        new_people = people - asked_people
+        new_keys = keys - asked_keys
+        new_lineages = lineages - asked_lineages
+        if not (new_people or new_keys or new_lineages):
+            break
+        asked_people |= new_people
+        asked_keys |= new_keys
+        asked_lineages |= new_lineages
+        related = Q(pk__in=new_keys) | Q(pk__in=new_lineages) | Q(lineage_root__in=new_lineages)
         for field in _KEY_PEOPLE:
-            theirs |= Q(**{f"{field}__in": people})
-        keys.update(ApiKey.objects.filter(theirs).values_list("id", flat=True))
+            related |= Q(**{f"{field}__in": new_people})
+        rows = ApiKey.objects.filter(related).values_list("id", "lineage_root", *_KEY_PEOPLE)
+        for key_id, lineage_root, *persons in rows:
+            keys.add(key_id)
+            lineages.add(lineage_root if lineage_root is not None else key_id)
+            people.update(person for person in persons if person is not None)
+    else:
+        logger.warning(
+            "policy.actor_identities_bounded user=%s api_key=%s keys=%d people=%d",
+            actor.user_id,
+            actor.api_key_id,
+            len(keys),
+            len(people),
+        )
     return frozenset({("user", p) for p in people} | {("key", k) for k in keys})
 
 

@@ -45,7 +45,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_filter = ("team",)
     search_fields = ("name", "prefix", "user__username")
     # A key's owner is fixed: turning a team's key into a person's (or back) would change who it acts as.
-    readonly_fields = ("prefix", "key_hash", "created_at", "last_used_at", "created_by", "user")
+    # Its origin too: four-eyes counts a key's lineage as one actor (``created_by_api_key``).
+    readonly_fields = (
+        "prefix",
+        "key_hash",
+        "created_at",
+        "last_used_at",
+        "created_by",
+        "user",
+        "created_by_api_key",
+    )
     actions = ["revoke"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

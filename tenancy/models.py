@@ -135,6 +135,18 @@ class ApiKey(models.Model):
         on_delete=models.CASCADE,
         related_name="personal_api_keys",
     )
+    # Where a key came from, for four-eyes (``policies.permissions.actor_identities``): whoever
+    # holds a key can mint more, so every key of one lineage counts as one actor. The key that
+    # minted this one (POST /v1/api-keys, a project's first key); null when a person or an
+    # operator made it (the page, ``create_api_key``, ``seed_demo``). ``created_by`` is then
+    # the minting key's person (its ``user``, else its own ``created_by``).
+    created_by_api_key = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="minted_api_keys"
+    )
+    # The id of the first key of the lineage (the one no key minted); null on that key itself.
+    # A plain UUID, not a foreign key, so a lineage stays one when a key in the middle of it is
+    # deleted, and finding it is one indexed lookup however long the chain (no walk to bound).
+    lineage_root = models.UUIDField(null=True, blank=True, editable=False, db_index=True)
     created_at = models.DateTimeField(default=timezone.now)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
@@ -152,3 +164,8 @@ class ApiKey(models.Model):
     @property
     def is_personal(self) -> bool:
         return self.user_id is not None
+
+    @property
+    def lineage(self) -> uuid.UUID:
+        """Shared by every key minted from the same first key, directly or not."""
+        return self.lineage_root or self.id

@@ -107,13 +107,23 @@ def api_key_create(
     created_by: User | None = None,
     token: str | None = None,
     user: User | None = None,
+    minted_by_key_id: uuid.UUID | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key and return it with its token; the token is shown this once and never stored.
 
     ``token`` lets operators bring their own (e.g. ``VETO_DEMO_API_KEY``); it must be at
     least 32 characters. ``user`` makes it that person's key: use ``personal_api_key_create``,
     which checks their rights first.
+
+    ``minted_by_key_id``: the key that asked for this one (``api_key_create_by_principal``,
+    ``project_create``). The new key records it (``created_by_api_key``), its lineage
+    (``lineage_root``) and its person as ``created_by`` (the minting key's ``user``, else its
+    own ``created_by``), so four-eyes sees the two as one actor. A key is made either by a
+    person or operator (``created_by``) or by a key, not both. A minting key that no longer
+    exists is refused (403): nothing is created that four-eyes could not trace.
     """
+    if minted_by_key_id is not None and created_by is not None:
+        raise ValueError("api_key_create: created_by or minted_by_key_id, not both")
     name = name.strip()
     if not name:
         raise InvalidInput("name: must not be blank")
@@ -121,25 +131,45 @@ def api_key_create(
         token = keys.generate_token()
     elif len(token) < keys.MIN_TOKEN_LENGTH:
         raise InvalidInput(f"key: must be at least {keys.MIN_TOKEN_LENGTH} characters")
+    chosen_scopes = _validated_scopes(scopes)
+    person_id = created_by.pk if created_by is not None and created_by.pk else None
+    lineage_root: uuid.UUID | None = None
     try:
         with transaction.atomic():
+            if minted_by_key_id is not None:
+                origin = (
+                    ApiKey.objects.filter(pk=minted_by_key_id)
+                    .values_list("user_id", "created_by_id", "lineage_root")
+                    .first()
+                )
+                if origin is None:
+                    raise PermissionDenied(
+                        "this API key no longer exists, so it cannot create keys", code="api_key_gone"
+                    )
+                origin_user_id, origin_created_by_id, origin_root = origin
+                person_id = origin_user_id if origin_user_id is not None else origin_created_by_id
+                lineage_root = origin_root if origin_root is not None else minted_by_key_id
             api_key = ApiKey.objects.create(
                 team=team,
                 name=name,
                 prefix=keys.token_prefix(token),
                 key_hash=keys.hash_token(token),
-                scopes=_validated_scopes(scopes),
-                created_by=created_by if created_by is not None and created_by.pk else None,
+                scopes=chosen_scopes,
+                created_by_id=person_id,
                 user=user,
+                created_by_api_key_id=minted_by_key_id,
+                lineage_root=lineage_root,
             )
     except IntegrityError as exc:
         raise Conflict("key: this key is already registered") from exc
     logger.info(
-        "api_key.created id=%s team=%s prefix=%s user=%s",
+        "api_key.created id=%s team=%s prefix=%s user=%s created_by=%s minted_by=%s",
         api_key.id,
         team.slug,
         api_key.prefix,
         user.pk if user is not None else None,
+        person_id,
+        minted_by_key_id,
     )
     return api_key, token
 
@@ -182,14 +212,15 @@ def personal_api_key_create(
 def api_key_create_by_principal(
     *, principal: ApiKeyPrincipal, team: Team, name: str, scopes: Iterable[str] | None
 ) -> tuple[ApiKey, str]:
-    """A key minting a key: it may not grant a scope it lacks itself."""
+    """A key minting a key: it may not grant a scope it lacks itself, and the new key is of its
+    lineage (``api_key_create``'s ``minted_by_key_id``): one actor for four-eyes."""
     wanted = _validated_scopes(scopes)
     missing = sorted(set(wanted) - principal.scopes)
     if missing:
         raise PermissionDenied(
             f"scopes: this key cannot grant scope(s) it does not hold: {', '.join(missing)}"
         )
-    return api_key_create(team=team, name=name, scopes=wanted)
+    return api_key_create(team=team, name=name, scopes=wanted, minted_by_key_id=principal.key_id)
 
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
@@ -224,10 +255,16 @@ def api_key_touch(*, key_id: uuid.UUID) -> None:
 def project_create(
     *, organization: Organization, name: str, created_by_api_key_id: uuid.UUID | None
 ) -> tuple[Team, ApiKey, str]:
-    """A team plus its first API key (all scopes), as the SDK's ``create_project`` expects."""
+    """A team plus its first API key (all scopes), as the SDK's ``create_project`` expects. The
+    calling key (``created_by_api_key_id``) minted that key: it is of its lineage (four-eyes)."""
     with transaction.atomic():
         team = team_create(organization=organization, name=name, created_by_api_key_id=created_by_api_key_id)
-        api_key, token = api_key_create(team=team, name=f"{team.name} default key", scopes=ALL_SCOPES)
+        api_key, token = api_key_create(
+            team=team,
+            name=f"{team.name} default key",
+            scopes=ALL_SCOPES,
+            minted_by_key_id=created_by_api_key_id,
+        )
     return team, api_key, token
 
 

@@ -44,7 +44,9 @@ def _executor() -> tuple[ProcessPoolExecutor, threading.BoundedSemaphore]:
     with _lock:
         if _pool is None or _slots is None:
             _pool = ProcessPoolExecutor(
-                max_workers=settings.RULE_SET_PARSE_WORKERS, mp_context=multiprocessing.get_context("spawn")
+                max_workers=settings.RULE_SET_PARSE_WORKERS,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=checking.ignore_interrupts,
             )
             _slots = threading.BoundedSemaphore(
                 settings.RULE_SET_PARSE_WORKERS + settings.RULE_SET_PARSE_QUEUE

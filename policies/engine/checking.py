@@ -3,6 +3,7 @@ so a spawned worker imports only the engine."""
 
 from __future__ import annotations
 
+import signal
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +11,12 @@ from policies.engine.document import load_rule_set
 from policies.engine.evaluator import compile_rule_set
 from policies.engine.fixtures import FixtureResult, run_fixtures
 from policies.engine.source import Limits
+
+
+def ignore_interrupts() -> None:
+    """A worker's initializer: Ctrl-C stops the server, which stops its workers; a worker does
+    not print a KeyboardInterrupt of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def load_source(text: str, content_type: str, limits: Limits) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from policies.models import RuleSetPublication, RuleSetVersion
+from policies.models import PolicyDraft, RuleSetPublication, RuleSetVersion
 from tenancy.models import ApiKey, Membership
 from tenancy.services import ALL_SCOPES
 from tests.factories import OrganizationFactory, TeamFactory, UserFactory, api_key_for
@@ -256,3 +256,41 @@ def test_project_create__first_key__minted_by_the_calling_key(team):
     # Then the project's first key came from it
     first = ApiKey.objects.get(team_id=response.json()["id"])
     assert (first.created_by_api_key_id, first.lineage) == (creator.id, creator.id)
+
+
+# --- policy drafts: approving one publishes it, under the same rule ---------------------------
+
+PROPOSED = [{"id": "cap", "name": "cap", "action": "block", "tools": ["transfer"]}]
+
+
+def propose(client: APIClient) -> str:
+    response = client.post(
+        "/v1/policy-drafts",
+        data=json.dumps({"name": "cap", "rules": PROPOSED}),
+        content_type="application/json",
+    )
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def test_policy_draft_approve__key_minted_by_the_proposing_key__403_and_the_draft_stays_open(team):
+    # Given a draft an agent's key proposed, and a key that agent's key minted
+    agent = api(api_key_for(team, name="agent"))
+    draft_id = propose(agent)
+    # When the minted key approves it
+    response = api(mint(agent, "reviewer")).post(f"/v1/policy-drafts/{draft_id}/approve")
+    # Then refused, and nothing was published
+    assert (response.status_code, response.json()["error"]["code"]) == (403, "four_eyes_required")
+    assert PolicyDraft.objects.get().status == "draft"
+    assert not RuleSetVersion.objects.filter(team=team).exists()
+
+
+def test_policies_page_draft_approve__proposed_by_a_key_her_personal_key_minted__refused(team, dana):
+    # Given a draft proposed by a team key that dana's personal key minted
+    draft_id = propose(api(mint(api(personal_key_from_the_page(dana, team)), "agent")))
+    # When dana approves it on the policies page
+    response = signed_in(dana).post(reverse("policies:draft-approve", args=[team.slug, draft_id]))
+    # Then refused: her key proposed it
+    assert response.status_code == 403
+    assert PolicyDraft.objects.get().status == "draft"
+    assert not RuleSetVersion.objects.filter(team=team).exists()

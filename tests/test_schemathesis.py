@@ -15,7 +15,16 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.factories import TeamFactory, api_key_for, publish_rules
+from policies.services import rule_set_version_create
+from tests.factories import (
+    ApprovalFactory,
+    TeamFactory,
+    ToolPolicyFactory,
+    api_key_for,
+    policy_draft_for,
+    publish_rules,
+    record_decision,
+)
 
 pytestmark = [pytest.mark.asgi_server, pytest.mark.django_db(transaction=True)]
 
@@ -42,25 +51,58 @@ def _run_operation(operation, token: str) -> None:
     run()
 
 
-def test_api__generated_requests__no_5xx_and_responses_match_the_schema(asgi_server):
-    # Given a team with a published rule set and a key holding every scope
+def _seeded_team() -> tuple[str, dict[str, str]]:
+    """A team with one of everything (so lists and reads answer real objects), its key holding
+    every scope, and the path values that name its objects."""
     team = TeamFactory()
     publish_rules(team, RULES)
-    token = api_key_for(team)
+    rule_set_version_create(team=team, source_text=RULES.replace("> 100", "> 50"))
+    ToolPolicyFactory(team=team, tool_name="refund")
+    draft = policy_draft_for(team, [{"id": "cap", "name": "cap", "action": "block", "tools": ["refund"]}])
+    approval = ApprovalFactory(team=team, tool_name="refund")
+    decision = record_decision(team, tool_name="refund", approval_id=approval.id)
+    values = {
+        "approval_id": str(approval.id),
+        "decision_id": str(decision.id),
+        "draft_id": str(draft.id),
+        "tool_name": "refund",
+        "version": "1",
+        "before": "1",
+        "after": "2",
+    }
+    return api_key_for(team), values
+
+
+def test_api__generated_requests__no_5xx_and_responses_match_the_schema(asgi_server):
+    # Given a team with one of everything and a key holding every scope
+    token, values = _seeded_team()
     schema = schemathesis.openapi.from_url(f"{asgi_server.url}/api/schema/")
-    # When every operation of the document is called with generated input and the team's key
+    # When every read naming one of its objects is called, then every operation of the
+    # document with generated input
     failures: dict[str, str] = {}
-    operations = 0
+    operations = []
     for result in schema.get_all_operations():
         if isinstance(result, Err):
             failures[f"(schema) {result.err()}"] = "the operation cannot be loaded"
             continue
-        operation = result.ok()
-        operations += 1
+        operations.append(result.ok())
+    reads = 0
+    for operation in operations:
+        names = [p.name for p in operation.path_parameters]
+        if operation.method.upper() != "GET" or not names:
+            continue
+        reads += 1
+        case = operation.Case(path_parameters={name: values[name] for name in names})
+        try:
+            response = case.call_and_validate(headers={"X-Veto-API-Key": token}, checks=CHECKS)
+            assert response.status_code == 200, response.text[:500]
+        except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collected, as below
+            failures[f"GET {operation.path} (the team's own object)"] = str(exc)[:3000]
+    for operation in operations:
         try:
             _run_operation(operation, token)
         except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collected: one report names every failing operation
             failures[f"{operation.method.upper()} {operation.path}"] = str(exc)[:3000]
     # Then none answered 5xx, and every status, content type and body is the documented one
-    assert operations >= 40
+    assert len(operations) >= 40 and reads >= 6
     assert not failures, "\n\n".join(f"{name}:\n{message}" for name, message in failures.items())

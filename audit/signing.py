@@ -8,6 +8,7 @@ also forge a checkpoint. The file holds the raw 32-byte seed or a PEM (PKCS#8) p
 from __future__ import annotations
 
 import os
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,25 +22,50 @@ class SigningKeyError(Exception):
 
 
 def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
-    """The key in ``path``; a new one is written there (mode 0600) when the file is missing."""
+    """The key in ``path``; a new one is written there (mode 0600) when the file is missing.
+
+    Web, worker and beat start together (``make run``) and may all find the file missing. Each
+    writes its key to a temporary file beside it (0600, fsynced) and hard-links that into place:
+    the link fails if another process got there first, and then its key is read instead. The
+    file therefore appears complete or not at all; nobody reads a half-written key."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
         key = Ed25519PrivateKey.generate()
-        seed = key.private_bytes(
-            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-        )
+        # mkstemp creates the file 0600 with O_EXCL, in the same directory (a link cannot cross
+        # file systems).
+        fd, staged = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
-            # O_EXCL: two processes starting at once must not each write a different key.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            data = path.read_bytes()
-        else:
             with os.fdopen(fd, "wb") as file:
-                file.write(seed)
-            return key
+                file.write(_raw_seed(key))
+                file.flush()
+                os.fsync(file.fileno())
+            try:
+                os.link(staged, path)
+            except FileExistsError:
+                data = path.read_bytes()
+            else:
+                _fsync_directory(path.parent)
+                return key
+        finally:
+            os.unlink(staged)
     return _parse_key(data, path)
+
+
+def _raw_seed(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+
+
+def _fsync_directory(directory: Path) -> None:
+    # The new name survives a crash only once its directory entry is on disk.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def rotate_signing_key(path: Path) -> tuple[Ed25519PrivateKey, Ed25519PrivateKey, Path]:

@@ -55,6 +55,7 @@ from django.db import DataError, close_old_connections, connection, models, tran
 from approvals.models import Approval
 from audit.chain import Head, decision_record_parts, link_rows
 from audit.models import ChainHead, ChainStream, DecisionRecord
+from common.database import breaker
 from common.errors import (
     DATABASE_UNAVAILABLE_MESSAGE,
     DatabaseUnavailable,
@@ -217,64 +218,145 @@ def _connection_parameters() -> dict[str, Any]:
     }
 
 
-class AsyncPostgresWriter:
-    """One per event loop: a flusher task drains what accumulated while the previous write ran."""
+# How many abandoned writes (past their deadline, still waiting on a hung database) a writer lets
+# run before it refuses rows outright: each holds a connection until the database answers again
+# (or the connection's TCP timeouts drop it).
+MAX_ABANDONED_WRITES = 3
 
-    def __init__(self, *, max_batch: int) -> None:
+
+class AsyncPostgresWriter:
+    """One per event loop: a flusher task drains what accumulated while the previous write ran.
+
+    Deadlines: a waiter hears ``DatabaseUnavailable`` once its row has waited ``timeout`` seconds
+    (the database hangs), and a batch write still running then is *abandoned*: its waiters are
+    answered, the outage breaker opens, the writer moves on with a fresh connection, and the
+    abandoned write's connection is closed once it returns. An abandoned row may still commit
+    later (its request was answered 503: allowed), but it is never written a second time: rows
+    whose waiter was answered are skipped by every later write and retry."""
+
+    def __init__(self, *, max_batch: int, timeout: float | None = None) -> None:
         self._max_batch = max_batch
+        self._timeout = settings.DATABASE_REQUEST_TIMEOUT if timeout is None else timeout
         self._pending: list[_AsyncPending] = []
         self._flusher: asyncio.Task[None] | None = None
         self._connection: psycopg.AsyncConnection[Any] | None = None
+        # Bumped when a write is abandoned: a connection opened by an abandoned write is its own,
+        # closed when it returns, never the writer's.
+        self._generation = 0
+        self._abandoned: set[asyncio.Task[None]] = set()
 
     async def write(self, row: DecisionRow, approval: Approval | None = None) -> None:
-        """Return once the row (and its approval) is committed; raise if it could not be."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Return once the row (and its approval) is committed; raise if it could not be, or if
+        the database did not answer within the deadline (then the row may still commit later)."""
+        if breaker.is_open() or len(self._abandoned) >= MAX_ABANDONED_WRITES:
+            raise DatabaseUnavailable(DATABASE_UNAVAILABLE_MESSAGE)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
         self._pending.append(_AsyncPending(row, approval, done))
         if self._flusher is None:
             self._flusher = asyncio.ensure_future(self._flush_all())
-        await done
+        # A timer, not wait_for: one handle per row on the hot path, no extra task or future.
+        deadline = loop.call_later(self._timeout, _expire, done)
+        try:
+            await done
+        finally:
+            deadline.cancel()
 
     async def _flush_all(self) -> None:
         try:
             while self._pending:
-                batch = self._pending[: self._max_batch]
+                taken = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
-                await self._flush(batch)
+                # Rows whose waiter was already answered (its deadline passed) are not written.
+                batch = [item for item in taken if not item.done.done()]
+                if batch:
+                    await self._flush_bounded(batch)
         finally:
             self._flusher = None
 
+    async def _flush_bounded(self, batch: list[_AsyncPending]) -> None:
+        task = asyncio.ensure_future(self._flush(batch))
+        finished, _ = await asyncio.wait((task,), timeout=self._timeout)
+        if finished:
+            return
+        # The database hangs. The write cannot be cancelled safely (psycopg would ask a frozen
+        # server to cancel it, blocking); leave it to return or fail on its own, off the books.
+        logger.warning("decision_writer.write_abandoned size=%d after=%.2fs", len(batch), self._timeout)
+        self._generation += 1
+        self._connection = None  # the abandoned write's; it closes it when it returns
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
+        breaker.trip("decision write past its deadline")
+        _settle_async([item.done for item in batch], DatabaseUnavailable(DATABASE_UNAVAILABLE_MESSAGE))
+
     async def _flush(self, batch: list[_AsyncPending]) -> None:
+        generation = self._generation
+        conn: psycopg.AsyncConnection[Any] | None = None
         try:
-            await self._insert(batch)
+            conn = await self._connect(generation)
+            await self._insert(conn, batch)
         except Exception as exc:  # noqa: BLE001 - one bad row must not fail the requests it shares a batch with
-            await self._forget_broken_connection()
-            if len(batch) == 1:
-                _settle_async([batch[0].done], _row_error(exc))
+            await self._forget_broken_connection(conn)
+            waiting = [item for item in batch if not item.done.done()]
+            if len(waiting) <= 1 or generation != self._generation:
+                if len(batch) > 1:
+                    logger.warning("decision_writer.batch_failed size=%d", len(batch))
+                _settle_async([item.done for item in waiting], _row_error(exc))
                 return
             logger.warning("decision_writer.batch_failed size=%d: retrying row by row", len(batch))
-            for item in batch:
-                await self._flush([item])
+            for item in waiting:
+                if not item.done.done() and generation == self._generation:
+                    await self._flush([item])
             return
+        finally:
+            if generation != self._generation and conn is not None and conn is not self._connection:
+                await conn.close()  # an abandoned write's connection
+        breaker.succeeded()
         _settle_async([item.done for item in batch], None)
 
-    async def _insert(self, batch: list[_AsyncPending]) -> None:
-        if self._connection is None or self._connection.closed:
-            self._connection = await psycopg.AsyncConnection.connect(
-                **_connection_parameters(), autocommit=True
-            )
+    async def _connect(self, generation: int) -> psycopg.AsyncConnection[Any]:
+        conn = self._connection
+        if conn is not None and not conn.closed:
+            return conn
+        parameters = _connection_parameters()
+        parameters["options"] = f"{parameters.get('options', '')} {_server_timeouts()}".strip()
+        conn = await psycopg.AsyncConnection.connect(**parameters, autocommit=True)
+        if generation == self._generation:
+            self._connection = conn
+        return conn
+
+    async def _insert(self, conn: psycopg.AsyncConnection[Any], batch: list[_AsyncPending]) -> None:
         statement, parameters = _statement_and_parameters(
             [item.row for item in batch], [item.approval for item in batch if item.approval is not None]
         )
         # Autocommit: the statement is its own transaction, so the teams' head locks are held for
         # one round trip and the commit (appends to one team, across processes, queue on them;
         # other teams' writers are not held up).
-        await self._connection.execute(statement, parameters, prepare=True)
+        await conn.execute(statement, parameters, prepare=True)
 
-    async def _forget_broken_connection(self) -> None:
-        conn = self._connection
+    async def _forget_broken_connection(self, conn: psycopg.AsyncConnection[Any] | None) -> None:
         if conn is not None and (conn.closed or conn.broken):
-            self._connection = None
+            if self._connection is conn:
+                self._connection = None
             await conn.close()
+
+
+def _server_timeouts() -> str:
+    """libpq ``options`` for the writer's own connection: a write the client gave up on neither
+    waits on a lock nor runs for long on the server. Only here: migrations, exports and
+    verify_audit run long on other connections."""
+    milliseconds = int(settings.DATABASE_WRITER_STATEMENT_TIMEOUT * 1000)
+    return (
+        f"-c statement_timeout={milliseconds} -c lock_timeout={milliseconds} "
+        f"-c idle_in_transaction_session_timeout={milliseconds}"
+    )
+
+
+def _expire(done: asyncio.Future[None]) -> None:
+    """A row's deadline passed before its write answered: the database hangs."""
+    if not done.done():
+        breaker.trip("decision record wait past its deadline")
+        done.set_exception(DatabaseUnavailable(DATABASE_UNAVAILABLE_MESSAGE))
 
 
 def _settle_async(futures: Iterable[asyncio.Future[None]], error: BaseException | None) -> None:

@@ -8,6 +8,10 @@ Two pieces, both per process:
   again, and the first success closes the breaker. Without it every gateway request of an outage
   held one of the few worker threads for a whole pool timeout, and requests queued behind them
   answered seconds later. Query-level errors (a deadlock, a cancelled statement) do not trip it.
+  A database that *hangs* (frozen, partitioned: connections open, nothing answers) trips it too:
+  a request-path call past its deadline (``DATABASE_REQUEST_TIMEOUT``; ``run_db`` and the
+  decision writer) answers 503 and calls ``breaker.trip()``, so the requests that follow fail
+  at once instead of each waiting out its own deadline.
 * ``DatabaseUnavailableMiddleware``: a Django view (or its template) that hits an unreachable
   database answers the JSON 503 too, instead of Django's 500 page.
 """
@@ -81,6 +85,24 @@ class DatabaseBreaker:
                 raise DatabaseUnavailable(DATABASE_UNAVAILABLE_MESSAGE)
             self._probing = True
             return True
+
+    def trip(self, reason: str) -> None:
+        """Open the breaker without an exception: a call waited past its deadline (the database
+        hangs). Following calls fail at once for the retry period, then one probes."""
+        with self._lock:
+            if self._open_until == 0.0:
+                logger.warning("database.unresponsive reason=%s", reason)
+            self._open_until = time.monotonic() + self._retry_seconds
+            self._probing = False
+
+    def succeeded(self) -> None:
+        """A database call (not through ``before_call``) went through: close the breaker if its
+        retry period is over. Free while closed."""
+        if self._open_until != 0.0 and time.monotonic() >= self._open_until:
+            with self._lock:
+                if self._open_until != 0.0 and time.monotonic() >= self._open_until:
+                    logger.warning("database.reachable_again")
+                    self._open_until = 0.0
 
     def record(self, exc: BaseException | None, *, probe: bool) -> None:
         """After a call: a connection failure opens the breaker; a success (or a query-level error,

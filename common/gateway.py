@@ -106,6 +106,11 @@ def _invalid_input(exc: ValidationError) -> InvalidInput:
     return InvalidInput(f"{first['path']}: {first['message']}", details={"errors": problems})
 
 
+# Sent with every gateway answer; tuples built once, so the hot path only extends a list.
+_NOSNIFF = ((b"x-content-type-options", b"nosniff"),)
+_NO_STORE = ((b"cache-control", b"no-store"),)
+
+
 @dataclass(slots=True)
 class GatewayResponse:
     status: int
@@ -370,7 +375,11 @@ class Gateway:
         else:
             payload = json.dumps(response.body, separators=(",", ":"), default=str).encode("utf-8")
         headers = [(b"content-type", response.content_type), (b"content-length", str(len(payload)).encode())]
-        await send(
-            {"type": "http.response.start", "status": response.status, "headers": headers + response.headers}
-        )
+        headers += response.headers
+        # As Django's pages have them. An endpoint with its own caching (the rule set's ETag and
+        # no-cache) keeps it; every other answer is for one key's holder and is not stored.
+        headers += _NOSNIFF
+        if not any(name == b"cache-control" for name, _ in response.headers):
+            headers += _NO_STORE
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})

@@ -110,6 +110,17 @@ def database_config(url: str, *, base_dir: Path) -> dj_database_url.DBConfig:
             # libpq's own bound on opening a connection (whole seconds, at least 2): an unreachable
             # host must not hold the pool's (or the decision writer's) connect for minutes.
             "connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", 2, minimum=2),
+            # A peer that vanished (a partition, a dead host) with a connection open: without these
+            # a socket waits on it for the kernel's ~15 minutes. Keepalives probe an idle connection
+            # (dead after 5 + 3 x 2 s); tcp_user_timeout drops one whose sent data goes unacknowledged
+            # this long. Neither fires on a merely slow query (the server's kernel still answers),
+            # so migrations and exports are unaffected. A request never waits for these: its own
+            # deadline (DATABASE_REQUEST_TIMEOUT) answers 503 first; they free the connection.
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "tcp_user_timeout": int(env_float("DATABASE_TCP_USER_TIMEOUT", 10.0, minimum=1.0) * 1000),
             "pool": {
                 "min_size": env_int("DATABASE_POOL_MIN", 2, minimum=0),
                 "max_size": env_int("DATABASE_POOL_MAX", 16, minimum=1),

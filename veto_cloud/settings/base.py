@@ -147,6 +147,14 @@ TEMPLATES = [
 
 DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'veto.sqlite3'}"
 DATABASES = {"default": database_config(DATABASE_URL, base_dir=BASE_DIR)}
+# PostgreSQL: how long a request waits on one database call (a ``run_db`` call, the decision
+# writer's commit of its row) before it answers 503 database_unavailable (Retry-After) and opens
+# the outage breaker (common/database.py). A database that hangs (frozen, partitioned) otherwise
+# holds every request for as long as it hangs. Healthy calls take milliseconds.
+DATABASE_REQUEST_TIMEOUT = env_float("DATABASE_REQUEST_TIMEOUT", 0.8, minimum=0.05)
+# PostgreSQL, server side, on the decision writer's own connection: statement_timeout and
+# lock_timeout (seconds). A write the client gave up on does not wait on locks or run for long.
+DATABASE_WRITER_STATEMENT_TIMEOUT = env_float("DATABASE_WRITER_STATEMENT_TIMEOUT", 5.0, minimum=0.1)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL") or ""

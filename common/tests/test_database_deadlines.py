@@ -1,0 +1,99 @@
+"""Request-path database calls against a database that hangs: ``run_db`` answers 503 within its
+deadline and opens the breaker; the thread it cannot interrupt finishes on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from django.test import override_settings
+
+from common import gateway
+from common.database import breaker
+from common.errors import DatabaseUnavailable
+
+
+@pytest.fixture(autouse=True)
+def closed_breaker() -> Iterator[None]:
+    breaker._open_until = 0.0
+    yield
+    breaker._open_until = 0.0
+    breaker._probing = False
+
+
+@pytest.fixture
+def on_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gateway, "_request_deadline_applies", lambda: True)
+
+
+@override_settings(DATABASE_REQUEST_TIMEOUT=0.2)
+def test_run_db__call_hangs__503_within_the_deadline__breaker_opens__next_call_refused_at_once(on_postgresql):
+    release = threading.Event()
+
+    def hangs() -> str:
+        release.wait(5)
+        return "late"
+
+    async def scenario() -> tuple[float, BaseException | None, float]:
+        started = time.monotonic()
+        # When a request-path call waits on a database that does not answer
+        try:
+            await gateway.run_db(hangs)
+            error = None
+        except DatabaseUnavailable as exc:
+            error = exc
+        elapsed = time.monotonic() - started
+        opened = breaker.is_open()
+        # ... and the next call comes
+        again = time.monotonic()
+        with pytest.raises(DatabaseUnavailable):
+            await gateway.run_db(lambda: "never")
+        second = time.monotonic() - again
+        release.set()  # the database answers again: the abandoned thread finishes
+        return elapsed, error, opened, second
+
+    try:
+        elapsed, error, opened, second = asyncio.run(scenario())
+    finally:
+        release.set()
+
+    # Then the first answered 503 about at its deadline and the breaker opened: the next is refused at once
+    assert isinstance(error, DatabaseUnavailable)
+    assert 0.18 <= elapsed < 0.6
+    assert opened
+    assert second < 0.05
+
+
+@override_settings(DATABASE_REQUEST_TIMEOUT=0.2)
+def test_run_db__function_raises_its_own_timeout__not_taken_for_a_hung_database(on_postgresql):
+    def times_out() -> None:
+        raise TimeoutError("the function's own")
+
+    # When the called function itself raises TimeoutError, quickly
+    with pytest.raises(TimeoutError, match="the function's own"):
+        asyncio.run(gateway.run_db(times_out))
+
+    # Then it propagates as it is, and the breaker stays closed
+    assert not breaker.is_open()
+
+
+def test_breaker__tripped__refuses_for_the_retry_period_then_a_success_closes_it():
+    # Given a breaker tripped by a call past its deadline
+    from common.database import DatabaseBreaker
+
+    tripped = DatabaseBreaker(retry_seconds=0.1)
+    tripped.trip("test")
+    assert tripped.is_open()
+    with pytest.raises(DatabaseUnavailable):
+        tripped.before_call()
+    # When a success is seen before and after the retry period
+    tripped.succeeded()
+    assert tripped.is_open()
+    time.sleep(0.12)
+    tripped.succeeded()
+    # Then it is closed again
+    assert not tripped.is_open()
+    assert tripped.before_call() is False

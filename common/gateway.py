@@ -26,7 +26,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
@@ -207,10 +207,31 @@ async def run_db(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run blocking database code on a worker thread (never on the event loop).
 
     While the database is unreachable this raises ``DatabaseUnavailable`` at once (common/database.py).
+    On PostgreSQL a call that has not returned within ``DATABASE_REQUEST_TIMEOUT`` (the database
+    hangs) raises it too and opens the breaker; its thread cannot be interrupted and finishes
+    on its own once the database answers or the connection's TCP timeouts drop it.
     """
     if breaker.is_open():
         raise DatabaseUnavailable(DATABASE_UNAVAILABLE_MESSAGE)
-    return await sync_to_async(partial(_db_call, function, *args, **kwargs), thread_sensitive=False)()
+    call = sync_to_async(partial(_db_call, function, *args, **kwargs), thread_sensitive=False)()
+    if not _request_deadline_applies():
+        return await call
+    deadline = asyncio.timeout(settings.DATABASE_REQUEST_TIMEOUT)
+    try:
+        async with deadline:
+            return await call
+    except TimeoutError:
+        if not deadline.expired():
+            raise  # the function's own TimeoutError
+        breaker.trip("database call past its deadline")
+        raise DatabaseUnavailable(DATABASE_UNAVAILABLE_MESSAGE) from None
+
+
+@lru_cache(maxsize=1)
+def _request_deadline_applies() -> bool:
+    # PostgreSQL only: SQLite is a local file (it cannot hang like a server), and its writers
+    # queue on busy_timeout by design.
+    return bool(settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql")
 
 
 def _repeated_names(raw_headers: Sequence[tuple[bytes, bytes]]) -> frozenset[str]:

@@ -19,7 +19,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from approvals import selectors, services
 from approvals.display import ArgumentNode, argument_tree, context_value
@@ -73,7 +73,7 @@ class QueueChoices:
 
 
 @login_required
-@require_GET
+@require_safe
 def approvals_queue(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Pending approvals the person may decide, oldest first; filters by group, tool and team."""
     form = QueueFilterForm(request.GET)
@@ -153,7 +153,7 @@ def _render_detail(
 
 
 @login_required
-@require_GET
+@require_safe
 def approval_detail(request: AuthenticatedHttpRequest, approval_id: uuid.UUID) -> HttpResponse:
     return _render_detail(request, services.approval_settle_due(approval=_visible(request, approval_id)))
 
@@ -203,7 +203,7 @@ class HistoryRow:
 
 
 @login_required
-@require_GET
+@require_safe
 def approvals_history(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Decided approvals of the person's teams, newest first: outcome, who, and how long it took."""
     services.approvals_expire_due(team_ids=selectors.approval_team_ids_of(user=request.user))

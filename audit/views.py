@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from audit.models import ChainHead, ChainStream, Checkpoint
 from audit.selectors import DecisionFilters, decision_stats, decisions_of_team, verification_latest
@@ -16,6 +16,7 @@ from tenancy.web import AuthenticatedHttpRequest, team_access_or_404
 
 
 @login_required
+@require_safe
 def dashboard_home(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Recent decisions and counts for each team the user belongs to (every team for staff)."""
     panels = []
@@ -32,6 +33,7 @@ def dashboard_home(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 
 @login_required
+@require_safe
 def audit_page(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     """The team's chains: head, latest signed checkpoint and last verification per stream."""
     access = team_access_or_404(request, slug)

@@ -22,7 +22,7 @@ from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from common.errors import NUL_MESSAGE, ApplicationError, InvalidInput, NotFound, has_escaped_nul
 from policies import selectors, services, source_worker
@@ -316,14 +316,14 @@ def _fragment_or_page(
 
 
 @login_required
-@require_GET
+@require_safe
 def policies_teams(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The teams whose policies the person may see."""
     return render(request, "policies/teams.html", {"teams": list(teams_visible_to(user=request.user))})
 
 
 @login_required
-@require_GET
+@require_safe
 def policies_page(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     return _render_page(request, team_access_or_404(request, slug))
 
@@ -371,7 +371,7 @@ def policies_version_create(request: AuthenticatedHttpRequest, slug: str) -> Htt
 
 
 @login_required
-@require_GET
+@require_safe
 def policies_version(request: AuthenticatedHttpRequest, slug: str, number: int) -> HttpResponse:
     access = team_access_or_404(request, slug)
     return _render_version(request, access, _version(access, number))
@@ -402,7 +402,7 @@ def policies_version_publish(request: AuthenticatedHttpRequest, slug: str, numbe
 
 
 @login_required
-@require_GET
+@require_safe
 def policies_diff(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     """Rule by rule, between any two versions (``?from=A&to=B``)."""
     access = team_access_or_404(request, slug)
@@ -419,7 +419,7 @@ def policies_diff(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_safe
 def policies_impact(request: AuthenticatedHttpRequest, slug: str, number: int) -> HttpResponse:
     """What would change if this version were active: the team's recent decisions replayed."""
     access = team_access_or_404(request, slug)

@@ -80,7 +80,7 @@ def _render(
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def my_api_keys(request: AuthenticatedHttpRequest) -> HttpResponse:
     """GET: the person's keys per team. POST: create one (name, team, scopes)."""
     memberships = list(selectors.memberships_of(user=request.user))

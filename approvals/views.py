@@ -117,13 +117,16 @@ def _decision_context(
     trail = selectors.approval_trail(approval=approval)
     is_open = approval.status == Approval.Status.PENDING and approval.expires_at > now
     voters = [e.actor_name for e in trail if e.action == ApprovalEvent.Action.APPROVE]
+    may_decide = is_open and selectors.approval_may_decide(approval=approval, user=request.user)
     return {
         "approval": approval,
         "trail": trail,
         "voters": voters,
         "has_voted": request.user.get_username() in voters,
         "is_open": is_open,
-        "may_decide": is_open and selectors.approval_may_decide(approval=approval, user=request.user),
+        "may_decide": may_decide,
+        # The service refuses this person's approve (not their deny): the page says so up front.
+        "own_request": may_decide and selectors.approval_is_own_request(approval=approval, user=request.user),
         "seconds_left": selectors.approval_time_left(approval, now),
         "seconds_to_decide": selectors.approval_seconds_to_decide(approval),
         "form": form or DecisionForm(),

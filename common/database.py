@@ -14,14 +14,23 @@ Two pieces, both per process:
   at once instead of each waiting out its own deadline.
 * ``DatabaseUnavailableMiddleware``: a Django view (or its template) that hits an unreachable
   database answers the JSON 503 too, instead of Django's 500 page.
+* ``watchdog`` (PostgreSQL, installed with the middleware: the web process only): a query on a
+  Django connection (views, DRF, pages, ``run_db`` threads) that runs past a fraction of
+  ``DATABASE_REQUEST_TIMEOUT`` while the database does not answer (the breaker is open, or a
+  fresh probe connection gets no answer either) has its socket shut down: the blocked thread
+  gets a connection error, so its request answers the JSON 503 instead of waiting out the
+  freeze. A slow query on a database that answers is left alone.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import psycopg
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -127,6 +136,121 @@ class DatabaseBreaker:
 breaker = DatabaseBreaker(DATABASE_RETRY_SECONDS)
 
 
+class QueryWatchdog:
+    """Cuts off queries stuck on a database that does not answer (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[int, tuple[float, int]] = {}  # token -> (started, socket fd)
+        self._thread: threading.Thread | None = None
+        self._probing = False
+        self._last_probe = 0.0
+
+    def install(self) -> None:
+        """Wrap every Django PostgreSQL connection of this process (idempotent)."""
+        from django.conf import settings
+        from django.db.backends.signals import connection_created
+
+        if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+            return
+        connection_created.connect(self._wrap_connection, dispatch_uid="common.database.watchdog")
+
+    def _wrap_connection(self, sender: object, connection: Any, **kwargs: object) -> None:
+        if self._execute not in connection.execute_wrappers:
+            connection.execute_wrappers.append(self._execute)
+
+    def _execute(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        try:
+            fd = context["connection"].connection.pgconn.socket
+        except Exception:  # noqa: BLE001 - no socket to watch (closed): the query fails on its own
+            return execute(sql, params, many, context)
+        token = id(context) ^ threading.get_ident()
+        with self._lock:
+            self._running[token] = (time.monotonic(), fd)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._watch, name="db-watchdog", daemon=True)
+                self._thread.start()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            with self._lock:  # never while the watchdog shuts this socket down
+                self._running.pop(token, None)
+
+    def _watch(self) -> None:
+        from django.conf import settings
+
+        while True:
+            timeout = float(settings.DATABASE_REQUEST_TIMEOUT)
+            time.sleep(min(0.1, timeout / 4))
+            now = time.monotonic()
+            with self._lock:
+                overdue = [
+                    token for token, (started, _) in self._running.items() if now - started > timeout * 0.4
+                ]
+            if not overdue:
+                continue
+            if not breaker.is_open() and not self._database_hangs(timeout * 0.4):
+                continue
+            with self._lock:
+                for token in overdue:
+                    entry = self._running.pop(token, None)
+                    if entry is not None:
+                        _shut_down(entry[1])
+            logger.warning("database.queries_cut_off count=%d", len(overdue))
+
+    def _database_hangs(self, wait: float) -> bool:
+        """Whether a fresh connection's ``SELECT 1`` goes unanswered for ``wait`` seconds (at most one
+        probe a second; a probe still running from before counts as unanswered)."""
+        if self._probing:
+            return True
+        if time.monotonic() - self._last_probe < 1.0:
+            return False
+        self._last_probe = time.monotonic()
+        answered = threading.Event()
+
+        def probe() -> None:
+            try:
+                from django.db import connections
+
+                parameters = {
+                    k: v
+                    for k, v in connections["default"].get_connection_params().items()
+                    if k not in ("cursor_factory", "context", "prepare_threshold")
+                }
+                with psycopg.connect(**parameters, autocommit=True) as conn:
+                    conn.execute("SELECT 1")
+                answered.set()
+            except Exception:  # noqa: BLE001 - an unreachable database: its own failure path
+                answered.set()  # refused: not a hang (the connection failure paths take it)
+            finally:
+                self._probing = False
+
+        self._probing = True
+        threading.Thread(target=probe, name="db-watchdog-probe", daemon=True).start()
+        if answered.wait(wait):
+            return False
+        breaker.trip("a probe connection got no answer")
+        return True
+
+
+def _shut_down(fd: int) -> None:
+    """Shut a connection's socket down (not close it: the fd stays its owner's), waking the thread
+    blocked on it with end-of-file."""
+    try:
+        duplicate = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return
+    try:
+        duplicate.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        duplicate.close()
+
+
+watchdog = QueryWatchdog()
+
+
 def database_unavailable_response() -> JsonResponse:
     response = JsonResponse(error_body(DatabaseUnavailable.code, DATABASE_UNAVAILABLE_MESSAGE), status=503)
     for name, value in retry_after_headers(503).items():
@@ -144,6 +268,7 @@ class DatabaseUnavailableMiddleware:
         self, get_response: Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]
     ) -> None:
         self.get_response = get_response
+        watchdog.install()
         if iscoroutinefunction(get_response):
             markcoroutinefunction(self)
 

@@ -4,6 +4,7 @@ deadline and opens the breaker; the thread it cannot interrupt finishes on its o
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -97,3 +98,37 @@ def test_breaker__tripped__refuses_for_the_retry_period_then_a_success_closes_it
     # Then it is closed again
     assert not tripped.is_open()
     assert tripped.before_call() is False
+
+
+@override_settings(DATABASE_REQUEST_TIMEOUT=0.2)
+def test_watchdog__query_blocked_while_the_breaker_is_open__its_socket_is_shut_down_within_the_deadline():
+    from types import SimpleNamespace
+
+    from common.database import QueryWatchdog
+
+    # Given a query blocked reading a connection's socket (a server that does not answer)
+    ours, servers = socket.socketpair()
+    ours.settimeout(2)  # a bound for the test: without the watchdog the read fails after it
+    context = {
+        "connection": SimpleNamespace(
+            connection=SimpleNamespace(pgconn=SimpleNamespace(socket=ours.fileno()))
+        )
+    }
+
+    def blocked_query(sql: str, params: object, many: bool, context: object) -> bytes:
+        return ours.recv(1)
+
+    watchdog = QueryWatchdog()
+    breaker.trip("test")  # the database is known not to answer
+    started = time.monotonic()
+    try:
+        # When it runs through the watchdog
+        read = watchdog._execute(blocked_query, "SELECT 1", None, False, context)
+        elapsed = time.monotonic() - started
+    finally:
+        ours.close()
+        servers.close()
+
+    # Then it was woken (end of file) about at the deadline, not left waiting
+    assert read == b""
+    assert elapsed < 0.6

@@ -6,10 +6,14 @@ same server process answers again once it thaws."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
 from tests.faults._load import Load, account
+from tests.faults._services import OwnPostgres
+from tests.faults._stack import FaultStack
+from tests.faults.test_postgres_down import MixedLoad, _quick_json_503, _signed_in_cookies, _wait_until_all_ok
 
 pytestmark = pytest.mark.faults
 
@@ -46,3 +50,58 @@ def test_postgres_frozen_mid_load__every_answer_within_the_bound__recorded_once_
     assert web.process is not None and web.process.poll() is None
     stack.verify_audit()
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.parametrize("with_validate", [True, False], ids=["with-validate", "pages-and-drf-only"])
+def test_postgres_frozen__under_mixed_load__every_answer_a_quick_json_503_then_service_recovers(
+    stack: FaultStack, postgres: OwnPostgres, with_validate: bool
+) -> None:
+    # Given the live server on its own PostgreSQL, with clients on the gateway's validate, two DRF
+    # endpoints, a signed-in dashboard page and /readyz
+    stack.seed()
+    web = stack.start_web(VETO_API_KEY_CACHE_SECONDS="0.2")
+    headers = {"X-Veto-API-Key": stack.api_key}
+    validate = {"tool_name": "run_data_export", "arguments": {"bucket": "internal-reports"}}
+    requests: dict[str, tuple[str, str, Any]] = {
+        "validate": ("POST", "/v1/tools/validate", {"json": validate, "headers": headers}),
+        "drf_tools": ("GET", "/v1/tools", {"headers": headers}),
+        "drf_policies": ("GET", "/v1/policies", {"headers": headers}),
+        "dashboard": ("GET", "/dashboard/", {}),
+        "readyz": ("GET", "/readyz", {}),
+    }
+    if not with_validate:
+        # Without the gateway's traffic nothing else notices the hang first: the pages' and DRF's
+        # own stuck queries must be found out.
+        del requests["validate"]
+    cookies = _signed_in_cookies(web.url, "alice")
+    with MixedLoad(web.url, requests, cookies=cookies) as load:
+        started = time.monotonic()
+        _wait_until_all_ok(load, after=started, timeout=20)
+        assert web.process is not None
+        server_pid = web.process.pid
+
+        # When PostgreSQL stops answering (connections open) for a few seconds
+        postgres.freeze()
+        frozen_at = time.monotonic()
+        time.sleep(FREEZE_SECONDS)
+        thawed_at = time.monotonic()
+        postgres.thaw()
+
+        # Then once it answers again, every endpoint answers 200 again, with no server restart
+        _wait_until_all_ok(load, after=thawed_at, timeout=20)
+        load.wait_for_every_client(after=thawed_at, timeout=20)
+        assert web.process.pid == server_pid and web.process.poll() is None
+
+    # And every request sent while it hung answered a JSON 503 (Retry-After) within the bound
+    during = load.since(frozen_at, thawed_at)
+    bad = [r for r in during if not _quick_json_503(r, up_at=thawed_at)]
+    assert not bad, f"{len(bad)} of {len(during)} answers while frozen were wrong, e.g.:\n" + "\n".join(
+        r.describe() for r in bad[:10]
+    )
+    per_endpoint = {name: sum(r.name == name for r in during) for name in requests}
+    assert min(per_endpoint.values()) >= 2, f"too little load to judge: {per_endpoint}"
+    # ... and none in flight when it froze waited for the thaw either
+    slow = [r for r in load.since(started) if r.elapsed > ANSWER_BOUND_SECONDS]
+    assert not slow, f"{len(slow)} answers took over {ANSWER_BOUND_SECONDS}s:\n" + "\n".join(
+        r.describe() for r in slow[:10]
+    )

@@ -25,14 +25,13 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import redis
 import redis.asyncio as redis_asyncio
 from django.conf import settings
 from django.db import transaction
 
-from common.redis import redis_configured
+from common.redis import redis_configured, redis_paused, redis_timed_out, sync_redis
 
 logger = logging.getLogger(__name__)
 
@@ -137,17 +136,19 @@ def _wake_all(loop: asyncio.AbstractEventLoop) -> None:
         _wake(loop, approval_id)
 
 
-@lru_cache(maxsize=1)
-def _sync_redis() -> redis.Redis:
-    # Short timeouts: the publish runs after a resolve's commit, and a Redis that is down or
-    # frozen must not hold the resolve's answer (the waiters' recheck covers the lost notice).
-    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1.0, socket_timeout=1.0)
-
-
 def _publish_change(approval_id: uuid.UUID) -> None:
     if redis_configured():
+        # The publish runs after a resolve's commit: a Redis that is down or frozen must not hold
+        # the resolve's answer (bounded by REDIS_TIMEOUT_SECONDS, skipped while a Redis call timed
+        # out moments ago; the waiters' recheck covers the lost notice).
+        if redis_paused():
+            logger.warning("approval_change.publish_skipped id=%s: Redis timed out moments ago", approval_id)
+            return
         try:
-            _sync_redis().publish(CHANGES_CHANNEL, str(approval_id))
+            sync_redis().publish(CHANGES_CHANNEL, str(approval_id))
+        except redis.TimeoutError:
+            redis_timed_out()
+            logger.warning("approval_change.publish_timed_out id=%s", approval_id)
         except redis.RedisError:  # best effort: waiters also recheck the database
             logger.warning("approval_change.publish_failed id=%s", approval_id, exc_info=True)
         return

@@ -8,7 +8,10 @@ spans the one web process it is made for.
 
 Delivery is best effort: a lost event only delays what the pollers' and caches' own
 time limits bound anyway, and a broken channel layer must not fail the write that
-already committed.
+already committed, nor hold its answer: the sends of one commit share one deadline of
+``REDIS_TIMEOUT_SECONDS`` (channels-redis's connections keep a long read timeout for its
+blocking receive, so the bound is ours), and while a Redis call timed out moments ago
+they are skipped (common/redis.py).
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from common.redis import redis_paused, redis_timed_out, redis_timeout
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +44,26 @@ def approval_team_group(team_id: object) -> str:
     return f"approvals.{team_id}"
 
 
+async def _send_within_deadline(layer: Any, groups: list[str], message: dict[str, Any]) -> None:
+    async with asyncio.timeout(redis_timeout()):
+        for group in groups:
+            await layer.group_send(group, message)
+
+
 def _send(groups: list[str], event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    if redis_paused():
+        logger.warning(
+            "event.send_skipped groups=%s type=%s: Redis timed out moments ago", groups, event.get("event")
+        )
+        return
     try:
-        for group in groups:
-            async_to_sync(layer.group_send)(group, {"type": "veto.event", **event})
+        async_to_sync(_send_within_deadline)(layer, groups, {"type": "veto.event", **event})
+    except (TimeoutError, RedisTimeoutError):
+        redis_timed_out()
+        logger.warning("event.send_timed_out groups=%s type=%s", groups, event.get("event"))
     except Exception:  # noqa: BLE001 - see module docstring: best effort after commit
         logger.warning("event.send_failed groups=%s type=%s", groups, event.get("event"), exc_info=True)
 
@@ -80,8 +99,13 @@ async def subscribe(group: str) -> AsyncIterator[Subscription]:
         yield Subscription(None, None)
         return
     channel = await layer.new_channel("wait.")
-    await layer.group_add(group, channel)
+    async with asyncio.timeout(redis_timeout()):
+        await layer.group_add(group, channel)
     try:
         yield Subscription(layer, channel)
     finally:
-        await layer.group_discard(group, channel)
+        try:
+            async with asyncio.timeout(redis_timeout()):
+                await layer.group_discard(group, channel)
+        except Exception:  # noqa: BLE001 - the membership expires with the layer's group_expiry
+            logger.warning("event.group_discard_failed group=%s", group, exc_info=True)

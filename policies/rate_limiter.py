@@ -10,6 +10,10 @@ match. If a later rule then denies the call anyway, the caller hands the slots b
 a refused call must not use up an agent's allowance. Between counting and refunding, a
 concurrent call may see one slot fewer than it could have; the limiter can under-admit for
 that moment, never over-admit.
+
+Redis calls are bounded by ``REDIS_TIMEOUT_SECONDS`` (common/redis.py): a Redis that does not
+answer raises a ``RedisError`` within it (at once for a moment after one timed out), and the
+caller applies the rule set's ``fail_mode``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 
-from common.redis import async_redis, redis_configured
+from common.redis import async_redis, guarded, redis_configured
 from policies.engine import RateLimit, RateLimitCheck
 
 # KEYS: the rule's bucket keys. ARGV: member, then window_ms and max_calls per key.
@@ -68,18 +72,20 @@ class RedisRateLimiter:
         args: list[str | int] = [member]
         for limit, _ in check.buckets:
             args += [limit.window_seconds * 1000, limit.max_calls]
-        full = int(await client.eval(_CHECK_AND_RECORD, len(keys), *keys, *args))
+        with guarded():
+            full = int(await client.eval(_CHECK_AND_RECORD, len(keys), *keys, *args))
         if full:
             return check.buckets[full - 1][0], None
         return None, CountedCall(tuple(keys), member)
 
     async def refund(self, counted: list[CountedCall]) -> None:
         client = async_redis()
-        async with client.pipeline(transaction=False) as pipe:
-            for call in counted:
-                for key in call.keys:
-                    pipe.zrem(key, call.member)
-            await pipe.execute()
+        with guarded():
+            async with client.pipeline(transaction=False) as pipe:
+                for call in counted:
+                    for key in call.keys:
+                        pipe.zrem(key, call.member)
+                await pipe.execute()
 
 
 class LocalRateLimiter:

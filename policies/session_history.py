@@ -8,6 +8,10 @@ sessions dropped beyond ``SESSION_HISTORY_MAX_SESSIONS``.
 
 Like the SDK's own history, a call is remembered with the decision it got; denied calls are
 not kept (the SDK skips them when matching), calls that required approval are.
+
+Redis calls are bounded by ``REDIS_TIMEOUT_SECONDS`` (common/redis.py): a Redis that does not
+answer raises a ``RedisError`` within it (at once for a moment after one timed out), and the
+caller applies the rule set's ``fail_mode``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 
-from common.redis import async_redis, redis_configured
+from common.redis import async_redis, guarded, redis_configured
 from policies.engine import HistoryEntry
 
 
@@ -55,16 +59,18 @@ def _decode(raw: bytes | str) -> HistoryEntry:
 
 class RedisSessionHistory:
     async def recent(self, team_id: uuid.UUID, session_id: str) -> list[HistoryEntry]:
-        raw = await async_redis().lrange(_key(team_id, session_id), 0, settings.SESSION_HISTORY_LIMIT - 1)
+        with guarded():
+            raw = await async_redis().lrange(_key(team_id, session_id), 0, settings.SESSION_HISTORY_LIMIT - 1)
         return [_decode(item) for item in raw]
 
     async def append(self, team_id: uuid.UUID, session_id: str, entry: HistoryEntry) -> None:
         key = _key(team_id, session_id)
-        async with async_redis().pipeline(transaction=True) as pipe:
-            pipe.lpush(key, _encode(entry))
-            pipe.ltrim(key, 0, settings.SESSION_HISTORY_LIMIT - 1)
-            pipe.expire(key, settings.SESSION_HISTORY_SECONDS)
-            await pipe.execute()
+        with guarded():
+            async with async_redis().pipeline(transaction=True) as pipe:
+                pipe.lpush(key, _encode(entry))
+                pipe.ltrim(key, 0, settings.SESSION_HISTORY_LIMIT - 1)
+                pipe.expire(key, settings.SESSION_HISTORY_SECONDS)
+                await pipe.execute()
 
 
 class LocalSessionHistory:

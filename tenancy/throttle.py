@@ -41,7 +41,7 @@ from django.conf import settings
 from rest_framework import status
 
 from common.errors import ApplicationError
-from common.redis import async_redis, redis_configured
+from common.redis import async_redis, redis_configured, sync_redis
 
 logger = logging.getLogger(__name__)
 
@@ -173,10 +173,10 @@ def _from_script(address: str, answer: Any) -> float:
     return remaining_ms / 1000.0
 
 
-@lru_cache(maxsize=1)
 def _sync_redis() -> redis.Redis:
-    # One client (a thread-safe pool) for the Django API's worker threads.
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    # One client (a thread-safe pool) for the Django API's worker threads, bounded by
+    # REDIS_TIMEOUT_SECONDS like the gateway's (common/redis.py).
+    return sync_redis()
 
 
 def failed_lookup(address: str) -> TooManyFailedKeys | None:

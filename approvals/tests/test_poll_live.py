@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from approvals.models import Approval, ApprovalEvent
 from approvals.services import approval_resolve, approvals_expire_due
-from approvals.waiters import _sync_redis
 from common.api import iso
+from common.redis import sync_redis as _sync_redis
 from tests.factories import ApprovalFactory, ApproverGroupFactory, TeamFactory, UserFactory, api_key_for
 from tests.faults._services import live_server, own_redis
 

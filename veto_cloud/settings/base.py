@@ -158,15 +158,39 @@ DATABASE_WRITER_STATEMENT_TIMEOUT = env_float("DATABASE_WRITER_STATEMENT_TIMEOUT
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL") or ""
+# How long a request waits on Redis (connecting, and for each answer) before it takes its
+# "Redis unreachable" path: rate limits and session history per the rule set's fail_mode, the
+# key-failure counter in the process, after-commit notifications dropped (common/redis.py). A
+# frozen Redis (connections open, nothing answers) costs a request at most about this long.
+REDIS_TIMEOUT_SECONDS = env_float("VETO_REDIS_TIMEOUT_SECONDS", 0.5, minimum=0.01)
 
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {
+                "socket_timeout": REDIS_TIMEOUT_SECONDS,
+                "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+            },
+        }
+    }
     CHANNEL_LAYERS = {
         # redis-py 8 gives every socket a 5 s read timeout, exactly channels-redis's BZPOPMIN block
         # time: an idle receive then raised TimeoutError about half the time. Give reads slack.
+        # Sends share these connections, so common/events.py bounds each send by
+        # REDIS_TIMEOUT_SECONDS itself (channels-redis has no per-call timeout).
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 30,
+                        "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+                    }
+                ]
+            },
         }
     }
 else:

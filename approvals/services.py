@@ -141,20 +141,28 @@ def _trail(
 
 
 def _record_refusal(
-    *, approval: Approval, actor: User, why: str, channel: str, remote_addr: str | None
+    *,
+    approval: Approval,
+    actor: User | None,
+    why: str,
+    channel: str,
+    remote_addr: str | None,
+    actor_name: str | None = None,
 ) -> None:
+    """Keep a refused resolve in the trail; ``actor_name`` names a caller that is not a person (a key)."""
+    name = actor_name if actor_name is not None else (actor.get_username() if actor is not None else "")
     # Its own transaction: the refusal is kept although the caller's request fails.
     with transaction.atomic():
         _trail(
             approval=approval,
             action=ApprovalEvent.Action.REFUSED,
             actor=actor,
-            actor_name=actor.get_username(),
+            actor_name=name,
             comment=why,
             channel=channel,
             remote_addr=remote_addr,
         )
-    logger.warning("approval.refused id=%s user=%s why=%s", approval.id, actor.pk, why)
+    logger.warning("approval.refused id=%s by=%s why=%s", approval.id, name, why)
 
 
 def approval_resolve(
@@ -279,7 +287,8 @@ def approval_resolve_by_api_key(
     (active, still in the team, key not revoked), not taken from the principal cache.
     """
     if not principal.is_personal:
-        _record_api_refusal(
+        _record_refusal(
+            channel=ApprovalEvent.Channel.API,
             approval=approval,
             actor=None,
             actor_name=principal.display_name,
@@ -292,8 +301,8 @@ def approval_resolve_by_api_key(
         raise NotAuthenticated("Invalid or revoked API key.")
     if resolved_by is not None and not user_is_named(user=actor, name=resolved_by):
         why = f"resolvedBy {resolved_by!r} is not this key's owner"
-        _record_api_refusal(
-            approval=approval, actor=actor, actor_name=actor.get_username(), why=why, remote_addr=remote_addr
+        _record_refusal(
+            approval=approval, actor=actor, why=why, channel=ApprovalEvent.Channel.API, remote_addr=remote_addr
         )
         raise ResolvedByMismatch(
             f"{why} ({actor.get_username()}); a personal key resolves only as its owner",
@@ -307,23 +316,6 @@ def approval_resolve_by_api_key(
         channel=ApprovalEvent.Channel.API,
         remote_addr=remote_addr,
     )
-
-
-def _record_api_refusal(
-    *, approval: Approval, actor: User | None, actor_name: str, why: str, remote_addr: str | None
-) -> None:
-    # Its own transaction, as _record_refusal: kept although the request fails.
-    with transaction.atomic():
-        _trail(
-            approval=approval,
-            action=ApprovalEvent.Action.REFUSED,
-            actor=actor,
-            actor_name=actor_name,
-            comment=why,
-            channel=ApprovalEvent.Channel.API,
-            remote_addr=remote_addr,
-        )
-    logger.warning("approval.refused id=%s by=%s why=%s", approval.id, actor_name, why)
 
 
 SWEEP_BATCH = 500

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, NoReturn
 
 from policies.engine.conditions import OPERATORS, ConditionError, compile_operator
 from policies.engine.durations import parse_duration
@@ -180,12 +180,10 @@ def normalize_rule_set(
         problems.add("rules", "rules must be a list")
         rules_raw = []
     elif len(rules_raw) > limits.max_rules:
-        raise RuleSetTooLarge(
-            Problem(
-                "rules",
-                f"the rule set has {len(rules_raw)} rules; at most {limits.max_rules} are allowed",
-                _line_of("rules", problems.lines),
-            ),
+        _refuse_over_limit(
+            "rules",
+            f"the rule set has {len(rules_raw)} rules; at most {limits.max_rules} are allowed",
+            problems,
             limit="max_rules",
             maximum=limits.max_rules,
             actual=len(rules_raw),
@@ -231,13 +229,11 @@ def _refuse_too_many_expression_chars(rules_raw: list[Any], problems: _Collector
         if isinstance(rule, Mapping) and isinstance(rule.get("when"), str)
     )
     if chars > limits.max_expression_chars:
-        raise RuleSetTooLarge(
-            Problem(
-                "rules",
-                f"the rules' when: expressions have {chars} characters together; at most "
-                f"{limits.max_expression_chars} are allowed",
-                _line_of("rules", problems.lines),
-            ),
+        _refuse_over_limit(
+            "rules",
+            f"the rules' when: expressions have {chars} characters together; at most "
+            f"{limits.max_expression_chars} are allowed",
+            problems,
             limit="max_expression_chars",
             maximum=limits.max_expression_chars,
             actual=chars,
@@ -253,16 +249,26 @@ def _refuse_too_many_fixture_tests(raw: Any, problems: _Collector, limits: Limit
         if isinstance(suite, Mapping) and isinstance(suite.get("tests"), list)
     )
     if count > limits.max_fixture_tests:
-        raise RuleSetTooLarge(
-            Problem(
-                "fixtures",
-                f"the rule set has {count} fixture tests; at most {limits.max_fixture_tests} are allowed",
-                _line_of("fixtures", problems.lines),
-            ),
+        _refuse_over_limit(
+            "fixtures",
+            f"the rule set has {count} fixture tests; at most {limits.max_fixture_tests} are allowed",
+            problems,
             limit="max_fixture_tests",
             maximum=limits.max_fixture_tests,
             actual=count,
         )
+
+
+def _refuse_over_limit(
+    path: str, message: str, problems: _Collector, *, limit: str, maximum: int, actual: int
+) -> NoReturn:
+    """One limit exceeded: refused whole, located at ``path``, before any rule is checked."""
+    raise RuleSetTooLarge(
+        Problem(path, message, _line_of(path, problems.lines)),
+        limit=limit,
+        maximum=maximum,
+        actual=actual,
+    )
 
 
 def _normalize_fixtures(raw: Any, problems: _Collector) -> list[dict[str, Any]]:

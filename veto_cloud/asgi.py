@@ -1,4 +1,4 @@
-"""ASGI entry point: the runtime gateway in front of Django (HTTP) and Channels (WebSocket)."""
+"""ASGI entry point: the runtime gateway in front of Django."""
 
 import gc
 import os
@@ -10,22 +10,19 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "veto_cloud.settings.local")
 # Django must be set up before anything imports models (the routes below do).
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 
-from approvals.waiters import listen_for_approval_changes  # noqa: E402
-from common.gateway import Gateway  # noqa: E402
 from policies.engine.expressions import warm_up  # noqa: E402
 from policies.selectors import listen_for_publications  # noqa: E402
-from veto_cloud.routing import runtime_routes, websocket_urlpatterns  # noqa: E402
+from runtime.gateway import Gateway  # noqa: E402
+from runtime.routes import runtime_routes  # noqa: E402
+from runtime.waiters import listen_for_approval_changes  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": Gateway(
             django_asgi_app, runtime_routes, background=[listen_for_publications, listen_for_approval_changes]
         ),
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 

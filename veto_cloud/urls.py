@@ -5,7 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from common.health import readyz
+from veto_cloud.health import readyz
 
 api_v1 = [
     path("", include("policies.api.urls")),

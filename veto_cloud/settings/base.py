@@ -105,6 +105,7 @@ INSTALLED_APPS = [
     "policies",
     "approvals",
     "audit",
+    "runtime",
 ]
 
 MIDDLEWARE = [
@@ -147,7 +148,7 @@ TEMPLATES = [
 
 DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'veto.sqlite3'}"
 DATABASES = {"default": database_config(DATABASE_URL, base_dir=BASE_DIR)}
-# PostgreSQL: how long a request waits on one database call (a ``run_db`` call, the decision
+# PostgreSQL: how long a request waits on one database call (a ``run_in_db_thread`` call, the decision
 # writer's commit of its row) before it answers 503 database_unavailable (Retry-After) and opens
 # the outage breaker (common/database.py). A database that hangs (frozen, partitioned) otherwise
 # holds every request for as long as it hangs. Healthy calls take milliseconds.
@@ -277,7 +278,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "common.openapi.add_gateway_routes",
+        "runtime.openapi.add_gateway_routes",
     ],
 }
 

@@ -1,6 +1,6 @@
 """Gateway endpoint for the liveness probe."""
 
-from common.gateway import GatewayRequest, GatewayResponse, json_response
+from runtime.gateway import GatewayRequest, GatewayResponse, json_response
 
 
 async def healthz(request: GatewayRequest) -> GatewayResponse:

@@ -98,7 +98,7 @@ GATEWAY_OPERATIONS: dict[str, dict[str, Any]] = {
 
 
 def add_gateway_routes(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
-    from veto_cloud.routing import runtime_routes
+    from runtime.routes import runtime_routes
 
     components = result.setdefault("components", {})
     schemas = components.setdefault("schemas", {})

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from audit.writer import AsyncPostgresWriter, _AsyncPending
 from common.database import breaker
 from common.errors import DatabaseUnavailable
+from runtime.writer import AsyncPostgresWriter, _AsyncPending
 
 DEADLINE = 0.2
 

@@ -13,8 +13,8 @@ from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
+from common.database import run_in_db_thread
 from common.errors import retry_after_headers
-from common.gateway import run_db
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ CHECK_TIMEOUT_SECONDS = 0.8
 
 
 def _check_database() -> None:
-    # Through run_db: a worker thread that hands the connection back, behind the outage breaker.
+    # Through run_in_db_thread: a worker thread that hands the connection back, behind the outage breaker.
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         cursor.fetchone()
@@ -56,7 +56,7 @@ async def readyz(request: HttpRequest) -> JsonResponse:
     # Not thread_sensitive: a hung check must not hold the request's own thread, which Django
     # joins when the request ends (the event loop would wait for it).
     checks: dict[str, Any] = {
-        "database": lambda: run_db(_check_database),
+        "database": lambda: run_in_db_thread(_check_database),
         "broker": sync_to_async(_check_broker, thread_sensitive=False),
         "channel_layer": _check_channel_layer,
     }

@@ -15,7 +15,7 @@ import pytest
 from django.test import override_settings
 from redis.exceptions import RedisError
 
-from approvals import waiters
+from runtime import waiters
 from common import events
 from common import redis as common_redis
 from policies.engine import HistoryEntry, RateLimit, RateLimitCheck

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from audit import services
-from audit.api.schemas import ClientDecisionCreated, ClientDecisionRequest
-from common.gateway import GatewayRequest, GatewayResponse
-from tenancy.authentication import authenticate_gateway_request
+from runtime import decisions
+from runtime.authentication import authenticate_gateway_request
+from runtime.gateway import GatewayRequest, GatewayResponse
+from runtime.schemas import ClientDecisionCreated, ClientDecisionRequest
 from tenancy.models import ApiKey
 
 
@@ -15,7 +15,7 @@ async def client_decision_create(request: GatewayRequest) -> GatewayResponse:
     """Record a decision the SDK made locally, like any other decision."""
     principal = await authenticate_gateway_request(request, scope=ApiKey.Scope.RUNTIME)
     data = request.parse(ClientDecisionRequest)
-    decision_id = await services.client_decision_record(
+    decision_id = await decisions.client_decision_record(
         principal=principal,
         tool_name=data.tool_name,
         arguments=data.arguments,

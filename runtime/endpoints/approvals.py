@@ -14,11 +14,12 @@ from approvals.api.serializers import approval_output
 from approvals.models import Approval
 from approvals.selectors import approval_get_for_team
 from approvals.services import approval_settle_due
-from approvals.waiters import approval_change_waiter
 from common.api import parse_uuid_or_404
+from common.database import run_in_db_thread
 from common.errors import InvalidInput
-from common.gateway import GatewayRequest, GatewayResponse, json_response, run_db
-from tenancy.authentication import authenticate_gateway_request
+from runtime.authentication import authenticate_gateway_request
+from runtime.gateway import GatewayRequest, GatewayResponse, json_response
+from runtime.waiters import approval_change_waiter
 from tenancy.models import ApiKey
 
 MAX_WAIT_SECONDS = 60.0
@@ -49,20 +50,20 @@ async def approval_get(request: GatewayRequest, approval_id: str) -> GatewayResp
     """``GET /v1/approvals/{id}``: the SDK's poll. With ``?wait=N`` it answers as soon as the
     approval leaves 'pending' (or after N seconds, still pending).
 
-    A long-poll wakes when the approval changes (``approvals.waiters``: the change notice, or the
+    A long-poll wakes when the approval changes (``runtime.waiters``: the change notice, or the
     waiters' own look at the database every ``APPROVAL_WAIT_RECHECK_SECONDS``, so it does not
     depend on Redis), and at the approval's deadline, where it settles it itself."""
     principal = await authenticate_gateway_request(request, scope=ApiKey.Scope.RUNTIME)
     approval_uuid = parse_uuid_or_404(approval_id, what="approval")
     wait = _wait_seconds(request)
     if wait == 0.0:
-        approval = await run_db(_current, principal.team_id, approval_uuid)
+        approval = await run_in_db_thread(_current, principal.team_id, approval_uuid)
         return json_response(approval_output(approval))
     deadline = time.monotonic() + wait
     overdue = False
     with approval_change_waiter(approval_uuid) as changed:
         while True:
-            approval = await run_db(_current, principal.team_id, approval_uuid)
+            approval = await run_in_db_thread(_current, principal.team_id, approval_uuid)
             remaining = deadline - time.monotonic()
             if approval.status != Approval.Status.PENDING or remaining <= 0:
                 # The key may have been revoked while this waited: answer as a new request would.

@@ -14,6 +14,7 @@ from channels.layers import get_channel_layer
 from common.cache import Missing
 from common.events import RULE_SETS_GROUP
 from policies import selectors, services
+from runtime import validate
 from tests.factories import TeamFactory, ToolPolicyFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -44,7 +45,7 @@ def loads(monkeypatch) -> list[uuid.UUID]:
 def refusals(team_id: uuid.UUID, calls: list[dict[str, Any]], tool: str = "transfer") -> list[Any]:
     async def decide() -> list[Any]:
         return [
-            await services.tool_policy_refusal(team_id=team_id, tool_name=tool, arguments=arguments)
+            await validate.tool_policy_refusal(team_id=team_id, tool_name=tool, arguments=arguments)
             for arguments in calls
         ]
 

@@ -80,7 +80,7 @@ def _no_longer_pending(approval_ids: list[uuid.UUID]) -> list[uuid.UUID]:
 async def _recheck_while_waited_on(loop: asyncio.AbstractEventLoop) -> None:
     """Every recheck interval, wake the waiters whose approval is no longer pending; ends when the
     loop has no waiters left (the next waiter starts it again)."""
-    from common.gateway import run_db
+    from common.database import run_in_db_thread
 
     registry = _registry(loop)
     failures = 0
@@ -89,7 +89,7 @@ async def _recheck_while_waited_on(loop: asyncio.AbstractEventLoop) -> None:
         if not registry:
             break
         try:
-            settled = await run_db(_no_longer_pending, list(registry))
+            settled = await run_in_db_thread(_no_longer_pending, list(registry))
         except Exception:  # noqa: BLE001 - the database may be briefly away; look again next time
             failures += 1
             # One warning per outage (the polls themselves answer 503 meanwhile); then quiet.

@@ -12,7 +12,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from approvals.models import Approval
-from approvals.waiters import approval_change_waiter, listen_for_approval_changes
+from runtime.waiters import approval_change_waiter, listen_for_approval_changes
 from tests.factories import ApprovalFactory
 from tests.faults._services import own_redis
 

@@ -1,14 +1,16 @@
-"""Routes outside Django's URLconf: the runtime gateway's hot endpoints and WebSockets."""
+"""The gateway's routes: the SDK's hot endpoints, served outside Django's URLconf (runtime/gateway.py)."""
 
-from approvals.api.runtime import approval_get
-from audit.api.runtime import client_decision_create
-from audit.api.schemas import ClientDecisionCreated, ClientDecisionRequest
-from common.gateway import Route
-from common.runtime import healthz
-from policies.api.runtime import api_mode_validate, rule_set_active, tool_call_validate
-from policies.api.schemas import (
+from runtime.endpoints.approvals import approval_get
+from runtime.endpoints.decisions import client_decision_create
+from runtime.endpoints.health import healthz
+from runtime.endpoints.rule_sets import rule_set_active
+from runtime.endpoints.validate import api_mode_validate, tool_call_validate
+from runtime.gateway import Route
+from runtime.schemas import (
     ApiModeValidateRequest,
     ApiModeValidateResponse,
+    ClientDecisionCreated,
+    ClientDecisionRequest,
     ToolCallValidateRequest,
     ToolCallValidateResponse,
 )
@@ -41,6 +43,3 @@ runtime_routes = [
     # UUID-shaped ids only: /v1/approvals/pending (and a malformed id's JSON 404) stay Django's.
     Route("GET", r"/v1/approvals/(?P<approval_id>[0-9a-fA-F-]{32,36})", approval_get),
 ]
-
-# The live dashboards (a later issue) add their consumers here.
-websocket_urlpatterns: list = []

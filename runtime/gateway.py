@@ -13,7 +13,7 @@ An endpoint is ``async def endpoint(request: GatewayRequest, **params) -> Gatewa
 It parses its body with ``request.parse(PydanticModel)`` and raises
 ``ApplicationError`` subclasses; both become the same
 ``{"error": {"code", "message", "details"}}`` bodies as the Django API. Blocking
-database work goes through ``run_db`` (a worker thread); the decision writer
+database work goes through ``run_in_db_thread`` (a worker thread); the decision writer
 does its I/O asynchronously. Nothing blocks the event loop.
 """
 
@@ -26,20 +26,14 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache, partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections, connections
 from pydantic import BaseModel, ValidationError
 
-from common.database import breaker
 from common.errors import (
-    DATABASE_UNAVAILABLE_MESSAGE,
     NUL_MESSAGE,
-    DatabaseUnavailable,
     InvalidInput,
     error_body,
     error_for_exception,
@@ -132,7 +126,7 @@ class Route:
     method: str
     pattern: str
     endpoint: Endpoint
-    # For the OpenAPI document (common/openapi.py); the endpoint itself parses and answers.
+    # For the OpenAPI document (runtime/openapi.py); the endpoint itself parses and answers.
     request_model: type[BaseModel] | None = None
     response_model: type[BaseModel] | None = None
     status: int = 200
@@ -178,60 +172,6 @@ async def _drain(receive: Any, already_read: int) -> _Body:
         if not message.get("more_body", False):
             return _Body.DRAINED
     return _Body.UNREAD
-
-
-def _close_connections() -> None:
-    for conn in connections.all(initialized_only=True):
-        conn.close()
-
-
-def _db_call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    # Checked again on the thread: calls queued for a worker while the breaker opened fail at once.
-    probe = breaker.before_call()
-    close_old_connections()
-    try:
-        result = function(*args, **kwargs)
-    except BaseException as exc:
-        breaker.record(exc, probe=probe)
-        raise
-    else:
-        breaker.record(None, probe=probe)
-        return result
-    finally:
-        # Hand the connection back (to the pool, on PostgreSQL): worker threads are shared
-        # and must not each pin one.
-        _close_connections()
-
-
-async def run_db(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run blocking database code on a worker thread (never on the event loop).
-
-    While the database is unreachable this raises ``DatabaseUnavailable`` at once (common/database.py).
-    On PostgreSQL a call that has not returned within ``DATABASE_REQUEST_TIMEOUT`` (the database
-    hangs) raises it too and opens the breaker; its thread cannot be interrupted and finishes
-    on its own once the database answers or the connection's TCP timeouts drop it.
-    """
-    if breaker.is_open():
-        raise DatabaseUnavailable(DATABASE_UNAVAILABLE_MESSAGE)
-    call = sync_to_async(partial(_db_call, function, *args, **kwargs), thread_sensitive=False)()
-    if not _request_deadline_applies():
-        return await call
-    deadline = asyncio.timeout(settings.DATABASE_REQUEST_TIMEOUT)
-    try:
-        async with deadline:
-            return await call
-    except TimeoutError:
-        if not deadline.expired():
-            raise  # the function's own TimeoutError
-        breaker.trip("database call past its deadline")
-        raise DatabaseUnavailable(DATABASE_UNAVAILABLE_MESSAGE) from None
-
-
-@lru_cache(maxsize=1)
-def _request_deadline_applies() -> bool:
-    # PostgreSQL only: SQLite is a local file (it cannot hang like a server), and its writers
-    # queue on busy_timeout by design.
-    return bool(settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql")
 
 
 def _repeated_names(raw_headers: Sequence[tuple[bytes, bytes]]) -> frozenset[str]:

@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from approvals.models import Approval
 from audit.models import DecisionRecord
-from audit.services import _decision_row
-from audit.writer import PendingWrite, ThreadedWriter, decision_writer, insert_decisions
+from runtime.decisions import _decision_row
+from runtime.writer import PendingWrite, ThreadedWriter, decision_writer, insert_decisions
 from tenancy.principal import ApiKeyPrincipal
 from tests.factories import ApprovalFactory, TeamFactory
 

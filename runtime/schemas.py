@@ -1,4 +1,6 @@
-"""Request and response shapes of the validate endpoint (field names are the SDK's).
+"""Request and response shapes of the gateway's endpoints (field names are the SDK's): validate
+(``POST /v1/tools/validate``, ``POST /v1/validate``) and the client decision log (``POST /v1/decisions``,
+what ``VetoCloudClient.log_decision`` sends).
 
 Pydantic, not DRF serializers: this is the hot path, and validating the request
 here costs about 2.5 µs against 84 µs for the equivalent DRF serializer
@@ -11,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from policies.services import ValidationOutcome
+from runtime.validate import ValidationOutcome
 
 
 class ToolCallValidateRequest(BaseModel):
@@ -155,3 +157,21 @@ class ApiModeValidateResponse(BaseModel):
             decision_id=str(outcome.decision_id),
             approval_id=str(outcome.approval_id) if outcome.approval_id else None,
         )
+
+
+class ClientDecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    tool_name: str = Field(min_length=1, max_length=200)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    decision: Literal["allow", "deny", "require_approval"]
+    reason: str | None = None
+    mode: str = Field(default="deterministic", max_length=32)
+    latency_ms: float = Field(default=0.0, ge=0)
+    source: Literal["client"] = "client"
+    context: dict[str, Any] | None = None
+
+
+class ClientDecisionCreated(BaseModel):
+    id: str
+    underscore_id: str = Field(serialization_alias="_id")

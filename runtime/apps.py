@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class RuntimeConfig(AppConfig):
+    """The SDK's hot path: gateway, validate, the decision writer and long-poll waiters."""
+
+    name = "runtime"
+    verbose_name = "Runtime"
+
+    def ready(self) -> None:
+        from runtime import openapi  # noqa: F401 - registers the OpenAPI authentication extension

@@ -8,64 +8,23 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from approvals.models import Approval, ApprovalEvent, ApprovalVote
 from approvals.selectors import approval_is_own_request, approval_may_decide
-from approvals.waiters import approval_changed_on_commit
 from audit.models import AuditEvent
 from audit.trail import audit_event_append
 from common.errors import Conflict, NotAuthenticated, PermissionDenied
 from common.events import approval_team_group, publish_on_commit
-from policies.engine import Decision
+from runtime.waiters import approval_changed_on_commit
 from tenancy.principal import ApiKeyPrincipal
 from tenancy.selectors import personal_key_owner, user_is_named
 
 logger = logging.getLogger(__name__)
-
-
-def approval_build_for_decision(
-    *,
-    team_id: uuid.UUID,
-    team_default_timeout_seconds: int | None,
-    tool_name: str,
-    arguments: dict[str, Any],
-    context: dict[str, Any],
-    decision: Decision,
-    now: datetime,
-    decision_id: uuid.UUID | None = None,
-) -> Approval:
-    """An unsaved pending approval for a require_approval decision; the decision writer saves it
-    in the same transaction as the decision that raised it."""
-    timeout = (
-        decision.approval_timeout_seconds
-        or team_default_timeout_seconds
-        or settings.DEFAULT_APPROVAL_TIMEOUT_SECONDS
-    )
-    return Approval(
-        id=uuid.uuid4(),
-        team_id=team_id,
-        decision_id=decision_id,
-        min_approvals=decision.min_approvals,
-        escalate_to=list(decision.escalate_to),
-        timeout_seconds=timeout,
-        tool_name=tool_name,
-        arguments=arguments,
-        context=context,
-        rule_id=decision.rule_id or "",
-        rule_name=decision.rule_name or "",
-        reason=decision.reason or "",
-        severity=decision.severity or "",
-        approver_groups=list(decision.approvers),
-        status=Approval.Status.PENDING,
-        expires_at=now + timedelta(seconds=timeout),
-        created_at=now,
-    )
 
 
 class AlreadyResolved(Conflict):

@@ -112,7 +112,7 @@ def _recorded_sequence(record: str) -> Any:
 
 def decision_record(row: Mapping[str, Any], sequence: int) -> dict[str, Any]:
     """What a decision's chain entry attests (README, "Audit"): the call, the decision, why,
-    under which policy version, and when. ``row`` is a decision row (``audit.writer.DecisionRow``)."""
+    under which policy version, and when. ``row`` is a decision row (``runtime.writer.DecisionRow``)."""
     return {"sequence": sequence, **_decision_fields(row)}
 
 

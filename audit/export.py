@@ -25,7 +25,7 @@ from audit.checkpoints import checkpoint_output, signing_public_key_hex
 from audit.models import ChainStream, Checkpoint
 from audit.selectors import DecisionFilters, decisions_of_team
 from common.api import iso
-from common.gateway import run_db
+from common.database import run_in_db_thread
 
 EXPORT_BATCH = 2000
 COLUMNS = ("sequence", "record", "prev_hash", "hash", "id", "createdAt")
@@ -55,7 +55,7 @@ def export_checkpoints_batch(*, team_id: uuid.UUID, after_id: int) -> list[Check
 async def _entries(team_id: uuid.UUID, filters: DecisionFilters) -> AsyncIterator[list[Entry]]:
     after = 0
     while True:
-        batch = await run_db(export_entries_batch, team_id=team_id, filters=filters, after=after)
+        batch = await run_in_db_thread(export_entries_batch, team_id=team_id, filters=filters, after=after)
         if batch:
             yield batch
         if len(batch) < EXPORT_BATCH:
@@ -85,7 +85,7 @@ async def export_json(*, team_id: uuid.UUID, filters: DecisionFilters) -> AsyncI
     first = True
     after_id = 0
     while True:
-        checkpoints = await run_db(export_checkpoints_batch, team_id=team_id, after_id=after_id)
+        checkpoints = await run_in_db_thread(export_checkpoints_batch, team_id=team_id, after_id=after_id)
         if checkpoints:
             text = ",".join(json.dumps(checkpoint_output(c), separators=(",", ":")) for c in checkpoints)
             yield (text if first else "," + text).encode()
@@ -93,7 +93,7 @@ async def export_json(*, team_id: uuid.UUID, filters: DecisionFilters) -> AsyncI
         if len(checkpoints) < EXPORT_BATCH:
             break
         after_id = checkpoints[-1].id
-    public_key = await run_db(signing_public_key_hex)
+    public_key = await run_in_db_thread(signing_public_key_hex)
     yield f'],"publicKey":"{public_key}"}}'.encode()
 
 

@@ -3,19 +3,19 @@
 Two pieces, both per process:
 
 * ``breaker``: after a failure to *reach* the database (no pooled connection within the pool's
-  timeout, a refused or dropped connection), calls through ``common.gateway.run_db`` fail at once
+  timeout, a refused or dropped connection), calls through ``runtime.database.run_in_db_thread`` fail at once
   with ``DatabaseUnavailable`` for ``DATABASE_RETRY_SECONDS``; then one call at a time probes
   again, and the first success closes the breaker. Without it every gateway request of an outage
   held one of the few worker threads for a whole pool timeout, and requests queued behind them
   answered seconds later. Query-level errors (a deadlock, a cancelled statement) do not trip it.
   A database that *hangs* (frozen, partitioned: connections open, nothing answers) trips it too:
-  a request-path call past its deadline (``DATABASE_REQUEST_TIMEOUT``; ``run_db`` and the
+  a request-path call past its deadline (``DATABASE_REQUEST_TIMEOUT``; ``run_in_db_thread`` and the
   decision writer) answers 503 and calls ``breaker.trip()``, so the requests that follow fail
   at once instead of each waiting out its own deadline.
 * ``DatabaseUnavailableMiddleware``: a Django view (or its template) that hits an unreachable
   database answers the JSON 503 too, instead of Django's 500 page.
 * ``watchdog`` (PostgreSQL, installed with the middleware: the web process only): a query on a
-  Django connection (views, DRF, pages, ``run_db`` threads) that runs past a fraction of
+  Django connection (views, DRF, pages, ``run_in_db_thread`` threads) that runs past a fraction of
   ``DATABASE_REQUEST_TIMEOUT`` while the database does not answer (the breaker is open, or a
   fresh probe connection gets no answer either) has its socket shut down: the blocked thread
   gets a connection error, so its request answers the JSON 503 instead of waiting out the
@@ -24,16 +24,20 @@ Two pieces, both per process:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from functools import lru_cache, partial
+from typing import Any, TypeVar
 
 import psycopg
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings
+from django.db import close_old_connections, connections
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
 from common.errors import (
@@ -46,6 +50,8 @@ from common.errors import (
 )
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # How long the breaker stays open after a failure before one call probes again.
 DATABASE_RETRY_SECONDS = float(RETRY_AFTER_SECONDS)
@@ -280,3 +286,60 @@ class DatabaseUnavailableMiddleware:
             return None
         logger.warning("database.unavailable path=%s error=%r", request.path, exception)
         return database_unavailable_response()
+
+
+# --- Blocking database work from async code -------------------------------------------------
+
+
+def _close_connections() -> None:
+    for conn in connections.all(initialized_only=True):
+        conn.close()
+
+
+def _db_call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    # Checked again on the thread: calls queued for a worker while the breaker opened fail at once.
+    probe = breaker.before_call()
+    close_old_connections()
+    try:
+        result = function(*args, **kwargs)
+    except BaseException as exc:
+        breaker.record(exc, probe=probe)
+        raise
+    else:
+        breaker.record(None, probe=probe)
+        return result
+    finally:
+        # Hand the connection back (to the pool, on PostgreSQL): worker threads are shared
+        # and must not each pin one.
+        _close_connections()
+
+
+async def run_in_db_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run blocking database code on a worker thread (never on the event loop).
+
+    While the database is unreachable this raises ``DatabaseUnavailable`` at once (common/database.py).
+    On PostgreSQL a call that has not returned within ``DATABASE_REQUEST_TIMEOUT`` (the database
+    hangs) raises it too and opens the breaker; its thread cannot be interrupted and finishes
+    on its own once the database answers or the connection's TCP timeouts drop it.
+    """
+    if breaker.is_open():
+        raise DatabaseUnavailable(DATABASE_UNAVAILABLE_MESSAGE)
+    call = sync_to_async(partial(_db_call, function, *args, **kwargs), thread_sensitive=False)()
+    if not _request_deadline_applies():
+        return await call
+    deadline = asyncio.timeout(settings.DATABASE_REQUEST_TIMEOUT)
+    try:
+        async with deadline:
+            return await call
+    except TimeoutError:
+        if not deadline.expired():
+            raise  # the function's own TimeoutError
+        breaker.trip("database call past its deadline")
+        raise DatabaseUnavailable(DATABASE_UNAVAILABLE_MESSAGE) from None
+
+
+@lru_cache(maxsize=1)
+def _request_deadline_applies() -> bool:
+    # PostgreSQL only: SQLite is a local file (it cannot hang like a server), and its writers
+    # queue on busy_timeout by design.
+    return bool(settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql")

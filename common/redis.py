@@ -9,7 +9,7 @@ history per the rule set's ``fail_mode``, the key-failure counter in the process
 After a call timed out, this process does not ask Redis again for ``PAUSE_SECONDS``: calls made
 through ``guarded()`` fail at once with ``RedisPaused`` (a ``ConnectionError``, so callers' usual
 "unreachable" path applies), and best-effort notifications after a commit (common/events.py,
-approvals/waiters.py) are skipped. So a request pays the bound at most once, not once per Redis
+runtime/waiters.py) are skipped. So a request pays the bound at most once, not once per Redis
 call, and only the first calls after the pause probe Redis again: recovery needs nobody.
 
 The channel layer's blocking receive keeps its own longer read timeout (settings

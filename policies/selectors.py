@@ -19,9 +19,9 @@ from django.db.models import QuerySet
 
 from audit.models import DecisionRecord
 from common.cache import TtlCache
+from common.database import run_in_db_thread
 from common.errors import NotFound
 from common.events import RULE_SETS_GROUP, subscribe
-from common.gateway import run_db
 from policies.engine import EMPTY_RULE_SET, CompiledRuleSet, compile_rule_set, diff_documents
 from policies.engine.constraints import CompiledConstraints, compile_constraints
 from policies.engine.replay import Replayer
@@ -67,7 +67,7 @@ async def active_rule_set(*, team_id: uuid.UUID) -> ActiveRuleSet:
     """The team's active version, compiled once per version per process and re-checked every
     RULE_SET_RECHECK_SECONDS (one indexed query, off the event loop), and at once when a
     publish event arrives (``listen_for_publications``)."""
-    return await _active.get_or_load(team_id, lambda: run_db(_active_rule_set_from_database, team_id))
+    return await _active.get_or_load(team_id, lambda: run_in_db_thread(_active_rule_set_from_database, team_id))
 
 
 def registered_tools_of_team(*, team_id: uuid.UUID) -> QuerySet[RegisteredTool]:
@@ -252,7 +252,7 @@ async def active_tool_policy(*, team_id: uuid.UUID, tool_name: str) -> ActiveToo
     team's active policies: validate's hot path asks the database at most once per team per
     RULE_SET_RECHECK_SECONDS, never once per call."""
     policies = await _tool_policies.get_or_load(
-        team_id, lambda: run_db(_active_tool_policies_from_database, team_id)
+        team_id, lambda: run_in_db_thread(_active_tool_policies_from_database, team_id)
     )
     return policies.get(tool_name)
 

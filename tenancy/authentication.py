@@ -1,4 +1,4 @@
-"""Authentication by the SDK's ``X-Veto-API-Key`` header, for DRF views and gateway endpoints.
+"""Authentication by the SDK's ``X-Veto-API-Key`` header, for DRF views (gateway endpoints: runtime/authentication.py).
 
 Both paths refuse the same things the same way: two ``X-Veto-API-Key`` headers (400
 ``ambiguous_api_key``: the gateway would have read the last, Django joins them with a comma),
@@ -9,29 +9,21 @@ does not count: an agent left running with one must not lock out its neighbours 
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 from django.contrib.auth.models import AnonymousUser
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
-from common.errors import InvalidInput, NotAuthenticated, PermissionDenied
-from common.gateway import GatewayRequest, run_db
+from common.errors import InvalidInput
 from tenancy import throttle
 from tenancy.principal import ApiKeyPrincipal
-from tenancy.selectors import principal_for_token, principal_for_token_async, token_is_known
+from tenancy.selectors import principal_for_token, token_is_known
 from tenancy.services import api_key_touch, api_key_touch_due
 
 API_KEY_HEADER = "X-Veto-API-Key"
 _GATEWAY_HEADER = API_KEY_HEADER.lower()
 INVALID_KEY_MESSAGE = "Invalid or revoked API key."
 MISSING_KEY_MESSAGE = "Missing X-Veto-API-Key header."
-
-# Fire-and-forget last_used_at writes; kept referenced so they are not garbage-collected mid-flight.
-_background: set[asyncio.Task[Any]] = set()
-
 
 def _ambiguous() -> InvalidInput:
     return InvalidInput(
@@ -74,30 +66,3 @@ class ApiKeyAuthentication(BaseAuthentication):
     def authenticate_header(self, request: Request) -> str:
         # Makes DRF answer 401 (not 403) when the key is missing.
         return API_KEY_HEADER
-
-
-async def authenticate_gateway_request(request: GatewayRequest, *, scope: str) -> ApiKeyPrincipal:
-    """The caller's principal, holding ``scope``; the database is asked only on a cache miss."""
-    if request.duplicate_headers and _GATEWAY_HEADER in request.duplicate_headers:
-        raise _ambiguous()
-    token = (request.header(API_KEY_HEADER) or "").strip()
-    if not token:
-        raise NotAuthenticated(MISSING_KEY_MESSAGE)
-    if throttle.lockouts:
-        throttle.refuse_if_locked_out(throttle.address_key(request.client))
-    principal = await principal_for_token_async(token)
-    if principal is None:
-        known = await run_db(token_is_known, token)
-        locked_out = (
-            None if known else await throttle.failed_lookup_async(throttle.address_key(request.client))
-        )
-        if locked_out is not None:
-            raise locked_out
-        raise NotAuthenticated(INVALID_KEY_MESSAGE)
-    if not principal.has_scope(scope):
-        raise PermissionDenied(f"This API key lacks the scope(s): {scope}.")
-    if api_key_touch_due(key_id=principal.key_id):
-        task = asyncio.ensure_future(run_db(api_key_touch, key_id=principal.key_id))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-    return principal

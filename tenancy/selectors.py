@@ -13,8 +13,8 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from common.cache import Missing, TtlCache
+from common.database import run_in_db_thread
 from common.errors import NotFound
-from common.gateway import run_db
 from tenancy import keys
 from tenancy.models import ApiKey, Membership, Organization, Team
 from tenancy.principal import ApiKeyPrincipal
@@ -104,7 +104,7 @@ async def principal_for_token_async(token: str) -> ApiKeyPrincipal | None:
         return None
     token_hash = keys.hash_token(token)
     return await _principals.get_or_load(
-        token_hash, lambda: run_db(_principal_from_database, token, token_hash), cache_none=False
+        token_hash, lambda: run_in_db_thread(_principal_from_database, token, token_hash), cache_none=False
     )
 
 
@@ -152,7 +152,7 @@ def _team_default_timeout_from_database(team_id: uuid.UUID) -> int | None:
 async def team_default_approval_timeout(*, team_id: uuid.UUID) -> int | None:
     """The team's default approval timeout in seconds (None: the installation default), cached briefly."""
     return await _team_timeouts.get_or_load(
-        team_id, lambda: run_db(_team_default_timeout_from_database, team_id)
+        team_id, lambda: run_in_db_thread(_team_default_timeout_from_database, team_id)
     )
 
 

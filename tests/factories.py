@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from approvals.models import Approval
 from audit.models import DecisionRecord
-from audit.writer import insert_decisions
 from policies.models import PolicyDraft, ToolPolicy
 from policies.services import policy_draft_create, rule_set_version_create, rule_set_version_publish
+from runtime.writer import insert_decisions
 from tenancy.models import ApproverGroup, Membership, Organization, Team
 from tenancy.services import ALL_SCOPES, api_key_create, personal_api_key_create
 
@@ -117,7 +117,7 @@ def set_live_server_password(user, password: str) -> None:
 
 
 def decision_row(team_id: uuid.UUID, **fields: object) -> dict[str, object]:
-    """A decision row as the writer takes it (``audit.writer.DecisionRow``), with ``fields`` over defaults."""
+    """A decision row as the writer takes it (``runtime.writer.DecisionRow``), with ``fields`` over defaults."""
     row: dict[str, object] = {
         "id": uuid.uuid4(),
         "team_id": team_id,
@@ -145,7 +145,7 @@ def decision_row(team_id: uuid.UUID, **fields: object) -> dict[str, object]:
 
 def record_decision(team: Team, **fields: object) -> DecisionRecord:
     """A decision recorded the way the server records one: chained into the team's audit chain
-    (``audit.writer.insert_decisions``), so verification sees exactly what production writes."""
+    (``runtime.writer.insert_decisions``), so verification sees exactly what production writes."""
     row = decision_row(team.id, **fields)
     insert_decisions([row], [])
     return DecisionRecord.objects.get(pk=row["id"])

@@ -19,7 +19,7 @@ from veto.cloud.client import VetoCloudClient, VetoCloudConfig
 
 from approvals.services import approval_resolve
 from audit.models import AuditEvent, DecisionRecord
-from audit.writer import decision_writer, insert_decisions
+from runtime.writer import decision_writer, insert_decisions
 from tests.factories import (
     ApprovalFactory,
     ApproverGroupFactory,

@@ -13,10 +13,10 @@ from veto.audit.chain import compute_chain_hash
 
 from audit.models import DecisionRecord
 from audit.services import chain_verify
-from common.gateway import Gateway
+from runtime.gateway import Gateway
+from runtime.routes import runtime_routes
 from tenancy.models import ApiKey
 from tests.factories import TeamFactory, api_key_for, publish_rules
-from veto_cloud.routing import runtime_routes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

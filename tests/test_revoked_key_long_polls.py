@@ -9,11 +9,12 @@ import httpx
 import pytest
 from django.core.asgi import get_asgi_application
 
-from common.gateway import Gateway, run_db
+from common.database import run_in_db_thread
+from runtime.gateway import Gateway
+from runtime.routes import runtime_routes
 from tenancy.models import ApiKey
 from tenancy.services import api_key_revoke
 from tests.factories import ApprovalFactory, TeamFactory, api_key_for, publish_rules
-from veto_cloud.routing import runtime_routes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,7 +29,7 @@ def app():
 def poll_while_revoking(app, key: str, path: str, headers: dict[str, str], team) -> httpx.Response:
     async def revoke_soon() -> None:
         await asyncio.sleep(0.5)
-        await run_db(lambda: api_key_revoke(api_key=ApiKey.objects.get(team=team)))
+        await run_in_db_thread(lambda: api_key_revoke(api_key=ApiKey.objects.get(team=team)))
 
     async def scenario() -> httpx.Response:
         transport = httpx.ASGITransport(app=app, client=("198.51.100.40", 40000))

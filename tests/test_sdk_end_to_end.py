@@ -19,7 +19,7 @@ from veto.cloud.types import ToolParameter, ToolRegistration
 
 from approvals.models import Approval
 from audit.models import DecisionRecord
-from common.gateway import run_db
+from common.database import run_in_db_thread
 from policies.models import RegisteredTool
 from tenancy.models import Team
 from tests.factories import (
@@ -138,7 +138,7 @@ def test_sdk_log_decision__client_side_decision_is_recorded_like_any_other(agent
             }
         )
         for _ in range(100):  # the SDK fires and forgets; wait for the row
-            record = await run_db(
+            record = await run_in_db_thread(
                 lambda: DecisionRecord.objects.filter(team_id=agent.team_id, source="client").first()
             )
             if record is not None:

@@ -22,6 +22,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from approvals.models import Approval
 from audit.models import DecisionRecord
 from policies.models import PolicyDraft, RuleSetVersion, ToolPolicy
+from runtime.routes import runtime_routes
 from tenancy.models import ApiKey, ApproverGroup, Membership, Organization, Team
 from tenancy.services import ALL_SCOPES
 from tests.factories import (
@@ -37,7 +38,6 @@ from tests.factories import (
     publish_rules,
     record_decision,
 )
-from veto_cloud.routing import runtime_routes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

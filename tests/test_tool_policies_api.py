@@ -19,7 +19,7 @@ from veto.cloud.client import VetoCloudClient, VetoCloudConfig
 from veto.cloud.policy_cache import PolicyCache
 
 from audit.models import DecisionRecord
-from common.gateway import run_db
+from common.database import run_in_db_thread
 from policies.models import ToolPolicy
 from tenancy.models import Team
 from tests.factories import TeamFactory, api_key_for, publish_rules
@@ -388,13 +388,13 @@ def test_sdk_cloud_mode__constraints_only_tool_decided_locally__ruled_tool_sent_
             await veto.guard("send_sms", {"to": "+1555", "body": "hi"})
             for tool in ("transfer_funds", "send_sms"):
                 assert await _cached(veto._policy_cache, tool) is not None
-            before = await run_db(lambda: set(DecisionRecord.objects.values_list("id", flat=True)))
+            before = await run_in_db_thread(lambda: set(DecisionRecord.objects.values_list("id", flat=True)))
             # When the agent calls both tools with the SDK's caches warm
             local_deny = await veto.guard("transfer_funds", {"amount": 5000, "currency": "EUR"})
             ruled = await veto.guard("send_sms", {"to": "+19005550100", "body": "hi"})
             too_long = await veto.guard("send_sms", {"to": "+1555", "body": "a much longer body"})
             for _ in range(100):  # the SDK logs its local decision fire-and-forget
-                rows = await run_db(
+                rows = await run_in_db_thread(
                     lambda: list(
                         DecisionRecord.objects.exclude(id__in=before)
                         .order_by("created_at")

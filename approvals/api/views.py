@@ -1,5 +1,5 @@
 """The approvals admin API, as ``VetoAdmin`` calls it. (The SDK's poll, ``GET /v1/approvals/{id}``
-with ``?wait=``, is a gateway endpoint: approvals/api/runtime.py.)"""
+with ``?wait=``, is a gateway endpoint: runtime/endpoints/approvals.py.)"""
 
 from __future__ import annotations
 

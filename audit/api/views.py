@@ -36,7 +36,7 @@ def _validated_query(
 
 
 class DecisionsView(APIView):
-    """``GET /v1/decisions``. (``POST`` is served by the runtime gateway: audit/api/runtime.py.)"""
+    """``GET /v1/decisions``. (``POST`` is served by the runtime gateway: runtime/endpoints/decisions.py.)"""
 
     required_scopes = READ
 

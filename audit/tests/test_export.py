@@ -22,7 +22,7 @@ from veto.audit.chain import compute_chain_hash
 from audit.checkpoints import checkpoints_sign_due, signing_public_key_hex
 from audit.export import EXPORT_BATCH
 from audit.signing import public_key_hex, sign
-from audit.writer import insert_decisions
+from runtime.writer import insert_decisions
 from tenancy.models import ApiKey
 from tests.factories import TeamFactory, api_key_for, decision_row, record_decision
 

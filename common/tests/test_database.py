@@ -14,9 +14,13 @@ from psycopg_pool import PoolTimeout
 from rest_framework.views import APIView
 
 from common import database
-from common.database import DatabaseBreaker, DatabaseUnavailableMiddleware, is_connection_failure
+from common.database import (
+    DatabaseBreaker,
+    DatabaseUnavailableMiddleware,
+    is_connection_failure,
+    run_in_db_thread,
+)
 from common.errors import DatabaseUnavailable, api_exception_handler, error_for_exception
-from common.gateway import run_db
 
 
 def _wrapped(cause: BaseException) -> OperationalError:
@@ -82,7 +86,6 @@ def test_run_db__database_unreachable__fails_fast_with_503_until_the_retry(monke
     # Given the process's breaker, and a database call that cannot get a connection
     breaker = DatabaseBreaker(retry_seconds=60)
     monkeypatch.setattr(database, "breaker", breaker)
-    monkeypatch.setattr("common.gateway.breaker", breaker)
     calls = []
 
     def unreachable() -> None:
@@ -91,10 +94,10 @@ def test_run_db__database_unreachable__fails_fast_with_503_until_the_retry(monke
 
     # When it is called, then called again
     with pytest.raises(OperationalError):
-        asyncio.run(run_db(unreachable))
+        asyncio.run(run_in_db_thread(unreachable))
     started = time.monotonic()
     with pytest.raises(DatabaseUnavailable):
-        asyncio.run(run_db(unreachable))
+        asyncio.run(run_in_db_thread(unreachable))
 
     # Then the second call failed at once without trying the database
     assert calls == [1]

@@ -1,4 +1,4 @@
-"""Request-path database calls against a database that hangs: ``run_db`` answers 503 within its
+"""Request-path database calls against a database that hangs: ``run_in_db_thread`` answers 503 within its
 deadline and opens the breaker; the thread it cannot interrupt finishes on its own."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from django.test import override_settings
 
-from common import gateway
+from common import database
 from common.database import breaker
 from common.errors import DatabaseUnavailable
 
@@ -27,7 +27,7 @@ def closed_breaker() -> Iterator[None]:
 
 @pytest.fixture
 def on_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gateway, "_request_deadline_applies", lambda: True)
+    monkeypatch.setattr(database, "_request_deadline_applies", lambda: True)
 
 
 @override_settings(DATABASE_REQUEST_TIMEOUT=0.2)
@@ -42,7 +42,7 @@ def test_run_db__call_hangs__503_within_the_deadline__breaker_opens__next_call_r
         started = time.monotonic()
         # When a request-path call waits on a database that does not answer
         try:
-            await gateway.run_db(hangs)
+            await database.run_in_db_thread(hangs)
             error = None
         except DatabaseUnavailable as exc:
             error = exc
@@ -51,7 +51,7 @@ def test_run_db__call_hangs__503_within_the_deadline__breaker_opens__next_call_r
         # ... and the next call comes
         again = time.monotonic()
         with pytest.raises(DatabaseUnavailable):
-            await gateway.run_db(lambda: "never")
+            await database.run_in_db_thread(lambda: "never")
         second = time.monotonic() - again
         release.set()  # the database answers again: the abandoned thread finishes
         return elapsed, error, opened, second
@@ -75,7 +75,7 @@ def test_run_db__function_raises_its_own_timeout__not_taken_for_a_hung_database(
 
     # When the called function itself raises TimeoutError, quickly
     with pytest.raises(TimeoutError, match="the function's own"):
-        asyncio.run(gateway.run_db(times_out))
+        asyncio.run(database.run_in_db_thread(times_out))
 
     # Then it propagates as it is, and the breaker stays closed
     assert not breaker.is_open()

@@ -1,7 +1,7 @@
 """The rule-set sync API: upload, history, diff, impact preview, publish and roll back.
 
 (``GET /v1/rule-sets/active``, polled and long-polled by sync jobs, is a gateway endpoint:
-policies/api/runtime.py.)
+runtime/endpoints/validate.py.)
 """
 
 from __future__ import annotations

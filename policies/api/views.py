@@ -1,5 +1,5 @@
 """The SDK's tool calls that are not on the hot path: register tools and list them.
-(Validate is served by the runtime gateway: policies/api/runtime.py; per-tool policies by
+(Validate is served by the runtime gateway: runtime/endpoints/validate.py; per-tool policies by
 policies/api/policy_views.py.)"""
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from django.core.asgi import get_asgi_application
 
-from common.gateway import Gateway
+from runtime.gateway import Gateway
+from runtime.routes import runtime_routes
 from tenancy import throttle
 from tests.factories import TeamFactory, api_key_for
-from veto_cloud.routing import runtime_routes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

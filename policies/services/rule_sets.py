@@ -1,0 +1,161 @@
+"""Writes for a team's rule set: storing a new version after checking it, and publishing one
+(or rolling back to one)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from audit.trail import audit_event_append
+from common.errors import Conflict, Unprocessable
+from common.events import RULE_SETS_GROUP, publish_on_commit, rule_set_group
+from policies import source_worker
+from policies.engine import RuleSetError, compile_rule_set, run_fixtures
+from policies.engine.errors import RuleSetTooLarge
+from policies.limits import RuleSetTooLargeError, rule_set_limits
+from policies.models import RuleSetPublication, RuleSetVersion
+from policies.permissions import Actor, ensure_four_eyes_for_publish
+from policies.selectors import forget_cached_rule_sets
+from policies.services._common import author_name as _author_name
+from policies.services._common import invalid as _invalid
+from policies.services._common import refuse_api_key_on_reviewed_team as _refuse_api_key_on_reviewed_team
+from tenancy.models import Team
+
+logger = logging.getLogger(__name__)
+
+
+def rule_set_version_create(
+    *,
+    team: Team,
+    source_text: str,
+    content_type: str = "application/yaml",
+    author_user: User | None = None,
+    author_api_key_id: uuid.UUID | None = None,
+) -> RuleSetVersion:
+    """Store a new draft version after checking the whole document; refuses it with every
+    problem at once (path, message, line), or with ``RuleSetTooLargeError`` (413/422) when it
+    is over a published limit."""
+    document = rule_set_source_check(source_text=source_text, content_type=content_type)
+    is_json = "json" in content_type
+    with transaction.atomic():
+        # Lock the team row so concurrent uploads get consecutive, distinct numbers.
+        Team.objects.select_for_update().get(pk=team.pk)
+        last = RuleSetVersion.objects.filter(team=team).aggregate(last=Max("number"))["last"] or 0
+        version = RuleSetVersion.objects.create(
+            team=team,
+            number=last + 1,
+            source_text=source_text,
+            source_format=RuleSetVersion.SourceFormat.JSON if is_json else RuleSetVersion.SourceFormat.YAML,
+            document=document,
+            checksum=hashlib.sha256(source_text.encode("utf-8")).hexdigest(),
+            author_user=author_user if author_user is not None and author_user.pk else None,
+            author_api_key_id=author_api_key_id,
+            author_name=_author_name(author_user, author_api_key_id),
+        )
+    logger.info("rule_set_version.created team=%s number=%d", team.slug, version.number)
+    return version
+
+
+def rule_set_source_check(*, source_text: str, content_type: str = "application/yaml") -> dict[str, Any]:
+    """The normalized document of ``source_text``; every way it can fail to load (syntax,
+    values YAML cannot build, size) is an ``ApplicationError`` naming the line."""
+    try:
+        return source_worker.load_source(source_text, content_type=content_type, limits=rule_set_limits())
+    except RuleSetTooLarge as exc:
+        raise RuleSetTooLargeError(exc) from exc
+    except RuleSetError as exc:
+        raise _invalid(exc, what="rule set", code="invalid_rule_set") from exc
+
+
+class FixturesFailed(Unprocessable):
+    code = "fixtures_failed"
+
+
+def rule_set_version_publish(
+    *,
+    version: RuleSetVersion,
+    actor_user: User | None = None,
+    actor_api_key_id: uuid.UUID | None = None,
+    actor_name: str | None = None,
+    remote_addr: str | None = None,
+) -> RuleSetPublication:
+    """Make ``version`` the team's one active version, if its fixtures pass.
+
+    Publishing a version that was active before is a rollback, logged as such (a draft's
+    first publish is a publish, whatever its number); the version it replaces is archived.
+    Every process learns of it after commit (compiled caches are dropped, long-polls answer).
+    On a team with ``require_policy_review`` an API
+    key alone may not publish (``HumanReviewRequired``): a person has to. Whoever wrote the
+    version (person or key, ``permissions.same_actor``) may not publish it (``FourEyesRequired``).
+    """
+    if actor_user is None and actor_api_key_id is not None:
+        _refuse_api_key_on_reviewed_team(team_id=version.team_id, what=f"publish version {version.number}")
+    ensure_four_eyes_for_publish(
+        version=version, actor=Actor.of(user=actor_user, api_key_id=actor_api_key_id)
+    )
+    results = run_fixtures(
+        compile_rule_set(version.document), version.document.get("fixtures", []), now=timezone.now()
+    )
+    failed = [r.as_dict() for r in results if not r.passed]
+    if failed:
+        raise FixturesFailed(
+            f"{len(failed)} of {len(results)} fixture test(s) failed; version {version.number} was not published",
+            details={"results": [r.as_dict() for r in results]},
+        )
+    with transaction.atomic():
+        # Lock the team: two publishes of the same team serialize, so exactly one wins each turn.
+        Team.objects.select_for_update().get(pk=version.team_id)
+        locked = RuleSetVersion.objects.get(pk=version.pk)
+        previous = RuleSetVersion.objects.filter(team_id=locked.team_id, is_active=True).first()
+        if previous is not None and previous.pk == locked.pk:
+            raise Conflict(f"version {locked.number} is already active")
+        # Deactivate first: the partial unique index allows one active row per team at a time.
+        RuleSetVersion.objects.filter(team_id=locked.team_id, is_active=True).update(
+            is_active=False, status=RuleSetVersion.Status.ARCHIVED
+        )
+        # Read before publishing sets it: was this version ever the active one?
+        is_rollback = locked.was_active
+        now = timezone.now()
+        locked.is_active = True
+        locked.status = RuleSetVersion.Status.PUBLISHED
+        locked.published_at = now
+        locked.save(update_fields=["is_active", "status", "published_at"])
+        publication = RuleSetPublication.objects.create(
+            team_id=locked.team_id,
+            version=locked,
+            previous_version=previous,
+            kind=RuleSetPublication.Kind.ROLLBACK if is_rollback else RuleSetPublication.Kind.PUBLISH,
+            actor_user=actor_user if actor_user is not None and actor_user.pk else None,
+            actor_api_key_id=actor_api_key_id,
+            actor_name=actor_name if actor_name is not None else _author_name(actor_user, actor_api_key_id),
+            created_at=now,
+        )
+        audit_event_append(
+            team_id=locked.team_id,
+            kind=AuditEvent.Kind.RULE_SET_PUBLISHED,
+            actor_name=publication.actor_name or "unknown",
+            details={
+                "version": locked.number,
+                "checksum": locked.checksum,
+                "publication": publication.kind,
+                "previous_version": previous.number if previous is not None else None,
+            },
+            remote_addr=remote_addr,
+            now=now,
+        )
+        team_id = locked.team_id
+        transaction.on_commit(lambda: forget_cached_rule_sets(team_id=team_id))
+        publish_on_commit(
+            [RULE_SETS_GROUP, rule_set_group(team_id)],
+            {"event": "rule_set.published", "team_id": str(team_id), "version": locked.number},
+        )
+    logger.info("rule_set_version.%s team=%s number=%d", publication.kind, locked.team_id, locked.number)
+    return publication

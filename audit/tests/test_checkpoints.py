@@ -11,7 +11,6 @@ import stat
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -29,7 +28,6 @@ from audit.signing import (
 from audit.tasks import sign_checkpoints
 from audit.tests.helpers import append_only_trigger_off, verify_audit
 from tests.factories import TeamFactory, record_decision
-from veto_cloud.env import public_key_hex_checked
 
 pytestmark = pytest.mark.django_db
 
@@ -261,9 +259,3 @@ def test_rotate_audit_key__no_key_yet__refused_naming_the_file(settings, tmp_pat
     settings.AUDIT_SIGNING_KEY_FILE = tmp_path / "missing.key"
     with pytest.raises(CommandError, match="missing.key: nothing to rotate"):
         call_command("rotate_audit_key")
-
-
-@pytest.mark.parametrize("value", ["abc", "zz" * 32, "00" * 31])
-def test_retired_public_keys_setting__not_a_key__fails_at_start_naming_it(value):
-    with pytest.raises(ImproperlyConfigured, match="VETO_AUDIT_RETIRED_PUBLIC_KEYS"):
-        public_key_hex_checked("VETO_AUDIT_RETIRED_PUBLIC_KEYS", value)

@@ -224,6 +224,6 @@ def test_export__key_without_decisions_read__403():
 
 
 def test_readme__auditor_snippet__is_the_code_tested_here():
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
     assert inspect.getsource(verify_export) in readme

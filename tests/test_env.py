@@ -3,7 +3,7 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from veto_cloud.env import database_config, env_bool, env_int, env_list
+from veto_cloud.env import database_config, env_bool, env_int, env_list, public_key_hex_checked
 
 
 def test_env_bool__malformed__fails_naming_the_variable(monkeypatch):
@@ -47,3 +47,9 @@ def test_settings__no_secret_key_without_debug__refuses_to_start(monkeypatch):
     )
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["abc", "zz" * 32, "00" * 31])
+def test_retired_public_keys_setting__not_a_key__fails_at_start_naming_it(value):
+    with pytest.raises(ImproperlyConfigured, match="VETO_AUDIT_RETIRED_PUBLIC_KEYS"):
+        public_key_hex_checked("VETO_AUDIT_RETIRED_PUBLIC_KEYS", value)

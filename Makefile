@@ -27,6 +27,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The validate benchmark against PostgreSQL and Redis (see README, "Performance").
 bench: $(STAMP)

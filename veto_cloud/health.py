@@ -1,5 +1,5 @@
 """The readiness probe (no authentication; it reveals only what is down). Liveness is
-``/healthz``, served by the runtime gateway (common/runtime.py)."""
+``/healthz``, served by the runtime gateway (runtime/endpoints/health.py)."""
 
 from __future__ import annotations
 

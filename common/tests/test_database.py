@@ -82,7 +82,7 @@ def test_breaker__query_level_error__does_not_open_it():
     assert not breaker.is_open() and breaker.before_call() is False
 
 
-def test_run_db__database_unreachable__fails_fast_with_503_until_the_retry(monkeypatch):
+def test_run_in_db_thread__database_unreachable__fails_fast_with_503_until_the_retry(monkeypatch):
     # Given the process's breaker, and a database call that cannot get a connection
     breaker = DatabaseBreaker(retry_seconds=60)
     monkeypatch.setattr(database, "breaker", breaker)

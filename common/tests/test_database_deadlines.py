@@ -31,7 +31,7 @@ def on_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @override_settings(DATABASE_REQUEST_TIMEOUT=0.2)
-def test_run_db__call_hangs__503_within_the_deadline__breaker_opens__next_call_refused_at_once(on_postgresql):
+def test_run_in_db_thread__call_hangs__503_within_the_deadline__breaker_opens__next_call_refused_at_once(on_postgresql):
     release = threading.Event()
 
     def hangs() -> str:
@@ -69,7 +69,7 @@ def test_run_db__call_hangs__503_within_the_deadline__breaker_opens__next_call_r
 
 
 @override_settings(DATABASE_REQUEST_TIMEOUT=0.2)
-def test_run_db__function_raises_its_own_timeout__not_taken_for_a_hung_database(on_postgresql):
+def test_run_in_db_thread__function_raises_its_own_timeout__not_taken_for_a_hung_database(on_postgresql):
     def times_out() -> None:
         raise TimeoutError("the function's own")
 

@@ -27,7 +27,6 @@ from audit.models import ChainHead, Checkpoint
 from audit.selectors import chain_anchor, chain_entry_hash, chain_model
 from audit.signing import load_or_create_signing_key, public_key_hex, sign, verify_checkpoint
 from common.api import iso
-from common.events import publish_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +55,6 @@ def trusted_public_keys() -> frozenset[str]:
     """The keys whose checkpoints this installation accepts: its signing key, and the earlier
     ones it was rotated from (``settings.AUDIT_RETIRED_PUBLIC_KEYS``)."""
     return frozenset((signing_public_key_hex(), *settings.AUDIT_RETIRED_PUBLIC_KEYS))
-
-
-def audit_group(team_id: object) -> str:
-    """A team's audit events (checkpoints), on the channel layer."""
-    return f"audit.{team_id}"
 
 
 def checkpoint_payload(
@@ -133,15 +127,12 @@ def _sign_head(
             signature=sign(key, payload),
             public_key=public_key,
         )
-        publish_on_commit(
-            [audit_group(team_id)], {"event": "audit.checkpoint", **checkpoint_output(checkpoint)}
-        )
     logger.info("audit_checkpoint.signed team=%s stream=%s sequence=%d", team_id, stream, head.sequence)
     return checkpoint
 
 
 def checkpoint_output(checkpoint: Checkpoint) -> dict[str, object]:
-    """A checkpoint as exports and events carry it: verify ``signature`` over ``payload``."""
+    """A checkpoint as exports carry it: verify ``signature`` over ``payload``."""
     return {
         "team": str(checkpoint.team_id),
         "stream": checkpoint.stream,

@@ -84,10 +84,6 @@ def test_verify_checkpoint__valid__tampered_payload_other_key_or_bad_hex__false(
 
 def test_sign_due__heads_that_moved__signed_once_each_and_verifiable(monkeypatch):
     # Given two teams with chains and one without
-    published = []
-    monkeypatch.setattr(
-        "audit.checkpoints.publish_on_commit", lambda groups, event: published.append((groups, event))
-    )
     team, other, idle = TeamFactory(), TeamFactory(), TeamFactory()
     records = chain(team, 3)
     chain(other, 1)
@@ -110,8 +106,6 @@ def test_sign_due__heads_that_moved__signed_once_each_and_verifiable(monkeypatch
         "signed_at": signed["signed_at"],
     }
     assert not Checkpoint.objects.filter(team=idle).exists()
-    assert sorted(g[0] for g, _ in published) == sorted([f"audit.{team.id}", f"audit.{other.id}"])
-    assert {e["event"] for _, e in published} == {"audit.checkpoint"}
 
     # And once the chain moves on, the next run signs the new head only
     record_decision(team)

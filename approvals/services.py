@@ -19,8 +19,6 @@ from approvals.selectors import approval_is_own_request, approval_may_decide
 from audit.models import AuditEvent
 from audit.trail import audit_event_append
 from common.errors import Conflict, NotAuthenticated, PermissionDenied
-from common.events import approval_team_group, publish_on_commit
-from runtime.waiters import approval_changed_on_commit
 from tenancy.principal import ApiKeyPrincipal
 from tenancy.selectors import personal_key_owner, user_is_named
 
@@ -45,20 +43,6 @@ class ResolveOutcome:
     resolved: bool
 
 
-def _announce(approval: Approval) -> None:
-    """Long-polls and dashboards learn of the change once the transaction commits."""
-    approval_changed_on_commit(approval.id)
-    publish_on_commit(
-        [approval_team_group(approval.team_id)],
-        {
-            "event": "approval.changed",
-            "approval_id": str(approval.id),
-            "team_id": str(approval.team_id),
-            "status": approval.status,
-        },
-    )
-
-
 def _trail(
     *,
     approval: Approval,
@@ -70,7 +54,8 @@ def _trail(
     remote_addr: str | None = None,
     now: datetime | None = None,
 ) -> None:
-    """One line of the approval's trail, also chained into the team's audit events."""
+    """One line of the approval's trail, also chained into the team's audit events, which
+    announces it once committed (``approval.resolved``, ``.expired``, ...: audit.events)."""
     now = now or timezone.now()
     ApprovalEvent.objects.create(
         approval=approval,
@@ -186,7 +171,6 @@ def approval_resolve(
             )
             if len(voters) < locked.min_approvals:
                 logger.info("approval.vote id=%s votes=%d/%d", locked.id, len(voters), locked.min_approvals)
-                _announce(locked)
                 return ResolveOutcome(locked, resolved=False)
             outcome_status, event = Approval.Status.APPROVED, ApprovalEvent.Action.APPROVED
             resolved_by = ", ".join(voters)
@@ -208,7 +192,6 @@ def approval_resolve(
             now=now,
         )
         locked.refresh_from_db()
-        _announce(locked)
     logger.info("approval.%s id=%s by=%s", locked.status, locked.id, actor.pk)
     return ResolveOutcome(locked, resolved=True)
 
@@ -370,6 +353,4 @@ def _apply_deadline(approval: Approval, now: datetime) -> int:
         logger.info("approval.%s id=%s deadline=%s", action, approval.id, deadline.isoformat())
         approval.refresh_from_db()
         changed = True
-    if changed:
-        _announce(approval)
     return int(changed)

@@ -1,7 +1,9 @@
-"""Reads of the decision record: the SDK's list, stats and detail calls."""
+"""Reads of the decision record: the SDK's list, stats and detail calls; the chains; and the
+events rebuilt from them, for consumers that resume."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,8 +12,10 @@ from datetime import datetime
 from django.db.models import Count, Q, QuerySet
 
 from audit.chain import ChainLink
+from audit.events import decision_events, trail_event
 from audit.models import AuditEvent, ChainArchive, ChainStream, DecisionRecord, Verification
 from common.errors import NotFound
+from common.events import Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,3 +112,46 @@ def chain_entry_hash(*, team_id: uuid.UUID, stream: str, sequence: int) -> str |
 
 def verification_latest(*, team_id: uuid.UUID, stream: str) -> Verification | None:
     return Verification.objects.filter(team_id=team_id, stream=stream).order_by("-ran_at").first()
+
+
+# --- events, from the chains -------------------------------------------------------------------
+
+TEAM_EVENTS_LIMIT_MAX = 1000
+
+
+def team_events_after(
+    *, team_id: uuid.UUID, stream: str, after_sequence: int, limit: int = 100
+) -> list[Event]:
+    """The team's events in ``stream`` after ``after_sequence``, in order, rebuilt from the chain
+    entries (the durable record; the event path only notifies): what a consumer that may have
+    missed a notification reads to resume from the last sequence it saw.
+
+    At most ``limit`` entries (up to ``TEAM_EVENTS_LIMIT_MAX``); a decision that raised an
+    approval gives two events at its sequence, so resume with the last event's sequence. Entries
+    archived out of the database (``chain_anchor``) are not here any more: a consumer further
+    behind than the archive cut resumes at the cut."""
+    limit = max(0, min(limit, TEAM_EVENTS_LIMIT_MAX))
+    if stream == ChainStream.DECISIONS:
+        rows = (
+            DecisionRecord.objects.filter(team_id=team_id, sequence__gt=after_sequence)
+            .order_by("sequence")
+            .values("id", "team_id", "sequence", "created_at", "decision", "approval_id")[:limit]
+        )
+        return [event for row in rows for event in decision_events(row)]
+    if stream == ChainStream.EVENTS:
+        entries = (
+            AuditEvent.objects.filter(team_id=team_id, sequence__gt=after_sequence)
+            .order_by("sequence")
+            .values_list("sequence", "kind", "created_at", "record")[:limit]
+        )
+        return [
+            trail_event(
+                team_id=team_id,
+                sequence=sequence,
+                kind=kind,
+                details=json.loads(record).get("details") or {},
+                occurred_at=created_at,
+            )
+            for sequence, kind, created_at, record in entries
+        ]
+    raise ValueError(f"no stream {stream!r}")

@@ -2,7 +2,8 @@
 (same ``audit.chain`` functions) in their own stream, so ``verify_audit --stream events`` and
 an auditor with the SDK can prove nobody edited or dropped one.
 
-Appended inside the caller's transaction: the entry commits exactly when the action does.
+Appended inside the caller's transaction: the entry commits exactly when the action does, and
+is announced (common.events) once it has: every entry is one event at its sequence.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.chain import canonical, chain_hash
+from audit.events import trail_event
 from audit.models import AuditEvent, ChainHead, ChainStream
+from common.events import publish
 
 
 def audit_event_append(
@@ -57,4 +60,5 @@ def audit_event_append(
             hash=digest,
         )
         ChainHead.objects.filter(pk=head.pk).update(sequence=sequence, hash=digest)
+        publish(trail_event(team_id=team_id, sequence=sequence, kind=kind, details=details, occurred_at=now))
     return event

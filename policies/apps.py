@@ -4,3 +4,16 @@ from django.apps import AppConfig
 class PoliciesConfig(AppConfig):
     name = "policies"
     verbose_name = "Policies"
+
+    def ready(self) -> None:
+        from common import events
+        from common.events import EventType
+        from policies import selectors
+
+        # Every process drops its copies the moment any process commits a change (this one at
+        # the commit, the others on the event); the periodic re-check covers a lost event.
+        events.subscribe(
+            selectors.forget_cached_policies_of_event,
+            EventType.POLICY_PUBLISHED,
+            EventType.TOOL_POLICY_CHANGED,
+        )

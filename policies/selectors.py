@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -21,7 +20,7 @@ from audit.models import DecisionRecord
 from common.cache import TtlCache
 from common.database import run_in_db_thread
 from common.errors import NotFound
-from common.events import RULE_SETS_GROUP, subscribe
+from common.events import Event
 from policies.engine import EMPTY_RULE_SET, CompiledRuleSet, compile_rule_set, diff_documents
 from policies.engine.constraints import CompiledConstraints, compile_constraints
 from policies.engine.replay import Replayer
@@ -66,7 +65,7 @@ def _active_rule_set_from_database(team_id: uuid.UUID) -> ActiveRuleSet:
 async def active_rule_set(*, team_id: uuid.UUID) -> ActiveRuleSet:
     """The team's active version, compiled once per version per process and re-checked every
     RULE_SET_RECHECK_SECONDS (one indexed query, off the event loop), and at once when a
-    publish event arrives (``listen_for_publications``)."""
+    publish is announced (``forget_cached_policies_of_event``)."""
     return await _active.get_or_load(team_id, lambda: run_in_db_thread(_active_rule_set_from_database, team_id))
 
 
@@ -191,22 +190,12 @@ def active_rule_set_representation(*, team_id: uuid.UUID, wanted: str | None) ->
     return RuleSetRepresentation(number, body, content_type, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
 
 
-async def listen_for_publications() -> None:
-    """Run for the life of a worker: drop a team's compiled rule set the moment any process
-    publishes a new version (the periodic re-check is the fallback if an event is lost)."""
-    while True:
-        try:
-            async with subscribe(RULE_SETS_GROUP) as events:
-                while True:
-                    event = await events.next(3600)
-                    if event is not None and event.get("team_id"):
-                        forget_cached_rule_sets(team_id=uuid.UUID(event["team_id"]))
-                        forget_cached_tool_policies(team_id=uuid.UUID(event["team_id"]))
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - the channel layer may be briefly away; keep listening
-            logger.warning("rule_set_listener.failed; retrying in 5 s", exc_info=True)
-            await asyncio.sleep(5)
+def forget_cached_policies_of_event(event: Event) -> None:
+    """``policy.published`` or ``tool_policy.changed`` (common.events, in every process): drop the
+    team's compiled rule set and tool policies (the periodic re-check is the fallback if an event
+    is lost)."""
+    forget_cached_rule_sets(team_id=event.team_id)
+    forget_cached_tool_policies(team_id=event.team_id)
 
 
 # --- Per-tool policies ---------------------------------------------------------------------------
@@ -223,8 +212,8 @@ class ActiveToolPolicy:
     constraints: CompiledConstraints
 
 
-# team -> {tool name: its active policy}. Dropped on every write (this process at commit, the
-# others through the publish event); the re-check bounds staleness if an event is lost.
+# team -> {tool name: its active policy}. Dropped on every write (``tool_policy.changed``: this
+# process at commit, the others on the event); the re-check bounds staleness if one is lost.
 _tool_policies: TtlCache[uuid.UUID, dict[str, ActiveToolPolicy]] = TtlCache(
     lambda: settings.RULE_SET_RECHECK_SECONDS
 )

@@ -8,4 +8,9 @@ class RuntimeConfig(AppConfig):
     verbose_name = "Runtime"
 
     def ready(self) -> None:
-        from runtime import openapi  # noqa: F401 - registers the OpenAPI authentication extension
+        from runtime import (
+            openapi,  # noqa: F401 - registers the OpenAPI authentication extension
+            waiters,
+        )
+
+        waiters.register()

@@ -1,19 +1,19 @@
-"""Long-polls on approvals: one subscription per process, many waiters.
+"""Long-polls on approvals and on the active rule set: one subscription per process, many waiters.
 
 A thousand agents long-polling their approvals must not mean a thousand subscriptions. Each
-web process keeps its waiters in memory (per event loop) and one listener wakes the waiters
-of an approval that changed; they then re-read it.
+web process keeps its waiters in memory (per event loop), and the event path (common.events)
+wakes the waiters of an approval that changed (``approval.resolved``, ``.expired``,
+``.escalated``) or of a team whose rule set was published (``policy.published``); they then
+re-read. The events reach every process over Redis pub/sub when REDIS_URL is set (one listener
+per process, ``common.events.listen``; why pub/sub and not the channel layer is said there),
+and this process's loops at once otherwise. ``register`` (from RuntimeConfig.ready) subscribes.
 
-The change notice goes over Redis pub/sub when REDIS_URL is set (every process hears every
-change the moment it is published) and straight to this process's loops otherwise. It is not
-the channel layer: under bursts of resolves, channel-layer delivery (a queue per process,
-popped one message per round trip) fell seconds behind, while pub/sub fans out at once.
-
-Pub/sub only notifies; it is not what a waiter depends on. A notice is lost when Redis is down
-at resolve time (or while the listener reconnects), so each loop also looks in the database
-every ``APPROVAL_WAIT_RECHECK_SECONDS`` (one query for all of its waiters' approvals, while it
-has any) and wakes those no longer pending; and the listener wakes every waiter when it
-(re)subscribes, since it may have missed notices meanwhile.
+The event only notifies; it is not what a waiter depends on. A notice is lost when Redis is
+down at resolve time (or while the listener reconnects), so each loop also looks in the
+database every ``APPROVAL_WAIT_RECHECK_SECONDS`` (one query for all of its waiters' approvals,
+while it has any) and wakes those no longer pending; and when the listener (re)subscribes,
+every waiter is woken (``on_missed``), since it may have missed notices meanwhile. A rule-set
+poll missing its notice answers at the end of its wait (at most a minute), as it always did.
 """
 
 from __future__ import annotations
@@ -22,31 +22,28 @@ import asyncio
 import logging
 import uuid
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import redis
-import redis.asyncio as redis_asyncio
 from django.conf import settings
-from django.db import transaction
 
-from common.redis import redis_configured, redis_paused, redis_timed_out, sync_redis
+from common import events
+from common.events import Event, EventType
 
 logger = logging.getLogger(__name__)
-
-CHANGES_CHANNEL = "veto:approvals:changed"
-LISTEN_RETRY_MAX_SECONDS = 2.0
 
 RECHECK_CHUNK = 1000
 
 
 @dataclass
 class _LoopWaiters:
-    """One event loop's waiters, by approval, and the task that rechecks them in the database."""
+    """One event loop's waiters, by approval (with the task that rechecks them in the database)
+    and by team for the rule set."""
 
     events: dict[uuid.UUID, set[asyncio.Event]] = field(default_factory=dict)
     recheck: asyncio.Task[None] | None = None
+    rule_sets: dict[uuid.UUID, set[asyncio.Event]] = field(default_factory=dict)
 
 
 _waiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWaiters] = weakref.WeakKeyDictionary()
@@ -132,79 +129,74 @@ def _wake(loop: asyncio.AbstractEventLoop, approval_id: uuid.UUID) -> None:
 
 
 def _wake_all(loop: asyncio.AbstractEventLoop) -> None:
-    for approval_id in list(_registry(loop)):
-        _wake(loop, approval_id)
+    state = _state(loop)
+    for waiting in [*state.events.values(), *state.rule_sets.values()]:
+        for event in waiting:
+            event.set()
 
 
-def _publish_change(approval_id: uuid.UUID) -> None:
-    if redis_configured():
-        # The publish runs after a resolve's commit: a Redis that is down or frozen must not hold
-        # the resolve's answer (bounded by REDIS_TIMEOUT_SECONDS, skipped while a Redis call timed
-        # out moments ago; the waiters' recheck covers the lost notice).
-        if redis_paused():
-            logger.warning("approval_change.publish_skipped id=%s: Redis timed out moments ago", approval_id)
-            return
-        try:
-            sync_redis().publish(CHANGES_CHANNEL, str(approval_id))
-        except redis.TimeoutError:
-            redis_timed_out()
-            logger.warning("approval_change.publish_timed_out id=%s", approval_id)
-        except redis.RedisError:  # best effort: waiters also recheck the database
-            logger.warning("approval_change.publish_failed id=%s", approval_id, exc_info=True)
-        return
-    # Embedded mode: the waiters are in this process, on loops other than this thread's.
+@contextmanager
+def rule_set_change_waiter(team_id: uuid.UUID) -> Iterator[asyncio.Event]:
+    """An event set when ``team_id`` publishes a rule-set version (or may have). Register before
+    reading the active version, so a publish between the read and the wait is not missed."""
+    registry = _state(asyncio.get_running_loop()).rule_sets
+    event = asyncio.Event()
+    registry.setdefault(team_id, set()).add(event)
+    try:
+        yield event
+    finally:
+        waiting = registry.get(team_id)
+        if waiting is not None:
+            waiting.discard(event)
+            if not waiting:
+                del registry[team_id]
+
+
+async def woken_within(event: asyncio.Event, timeout: float) -> bool:
+    """Whether ``event`` was set within ``timeout`` seconds (it is cleared for the next wait)."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        return False
+    event.clear()
+    return True
+
+
+def _wake_rule_set(loop: asyncio.AbstractEventLoop, team_id: uuid.UUID) -> None:
+    for event in _state(loop).rule_sets.get(team_id, ()):
+        event.set()
+
+
+def _on_every_loop(callback: Callable[..., None], *args: object) -> None:
+    # Called from whichever thread dispatched the event; each loop wakes its own waiters.
     for loop in list(_waiters.keys()):
         if not loop.is_closed():
-            loop.call_soon_threadsafe(_wake, loop, approval_id)
-
-
-def approval_changed_on_commit(approval_id: uuid.UUID) -> None:
-    """Wake the long-polls of ``approval_id`` once the current transaction commits."""
-    transaction.on_commit(lambda: _publish_change(approval_id))
-
-
-async def listen_for_approval_changes() -> None:
-    """Runs for the life of a web process (see veto_cloud/asgi.py); with Redis only. Reconnects
-    while Redis is away (at most ``LISTEN_RETRY_MAX_SECONDS`` apart) and, once subscribed again,
-    wakes every waiter: notices published meanwhile were lost."""
-    if not redis_configured():
-        return
-    loop = asyncio.get_running_loop()
-    failures = 0
-    while True:
-        try:
-            # Its own connection, without a read timeout: a subscriber waits for as long as it takes.
-            client = redis_asyncio.Redis.from_url(
-                settings.REDIS_URL, socket_timeout=None, socket_connect_timeout=2.0
-            )
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(CHANGES_CHANNEL)
-                if failures:
-                    logger.info("approval_listener.resubscribed after=%d failures", failures)
-                failures = 0
-                _wake_all(loop)
-                while True:
-                    message = await pubsub.get_message(timeout=None)
-                    if message is None:
-                        continue
-                    try:
-                        _wake(loop, uuid.UUID(message["data"].decode()))
-                    except (ValueError, AttributeError):
-                        continue
-            finally:
-                await pubsub.aclose()
-                await client.aclose()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - Redis may be briefly away; keep listening
-            failures += 1
-            delay = min(LISTEN_RETRY_MAX_SECONDS, 0.25 * 2**failures)
-            # One warning per outage, with the cause; the retries after it are quiet.
-            logger.log(
-                logging.WARNING if failures == 1 else logging.DEBUG,
-                "approval_listener.failed; retrying in %.1f s",
-                delay,
-                exc_info=failures == 1,
-            )
-            await asyncio.sleep(delay)
+                loop.call_soon_threadsafe(callback, loop, *args)
+            except RuntimeError:
+                pass  # closed meanwhile: nobody waits there any more
+
+
+def _approval_changed(event: Event) -> None:
+    _on_every_loop(_wake, uuid.UUID(str(event.data["approval_id"])))
+
+
+def _rule_set_published(event: Event) -> None:
+    _on_every_loop(_wake_rule_set, event.team_id)
+
+
+def _maybe_missed() -> None:
+    _on_every_loop(_wake_all)
+
+
+def register() -> None:
+    """Subscribe the waiters to the event path (RuntimeConfig.ready, once per process)."""
+    events.subscribe(
+        _approval_changed,
+        EventType.APPROVAL_RESOLVED,
+        EventType.APPROVAL_EXPIRED,
+        # A new deadline: the waiter re-reads it and sleeps until then.
+        EventType.APPROVAL_ESCALATED,
+    )
+    events.subscribe(_rule_set_published, EventType.POLICY_PUBLISHED)
+    events.on_missed(_maybe_missed)

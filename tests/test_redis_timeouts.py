@@ -15,7 +15,6 @@ import pytest
 from django.test import override_settings
 from redis.exceptions import RedisError
 
-from runtime import waiters
 from common import events
 from common import redis as common_redis
 from policies.engine import HistoryEntry, RateLimit, RateLimitCheck
@@ -114,43 +113,71 @@ def test_redis_pause__over__redis_is_asked_again(silent_redis, monkeypatch):
     assert TIMEOUT * 0.8 < took < BOUND, f"took {took:.2f}s"
 
 
-class _HangingLayer:
-    def __init__(self) -> None:
+def _event(event_type: events.EventType, **data: object) -> events.Event:
+    return events.Event(event_type, uuid.uuid4(), "events", 1, datetime.now(tz=UTC), data)  # type: ignore[arg-type]
+
+
+class _CountingRedis:
+    def __init__(self, client: Any) -> None:
+        self.client = client
         self.sends = 0
 
-    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+    def publish(self, channel: str, message: bytes) -> Any:
         self.sends += 1
-        await asyncio.sleep(60)
+        return self.client.publish(channel, message)
 
 
-def test_event_after_commit__channel_layer_hangs__gives_up_within_one_timeout_for_all_groups(
+def test_event_after_commit__redis_hangs__gives_up_within_one_timeout_for_all_events(
     silent_redis, monkeypatch
 ):
-    # Given a channel layer whose sends never finish
-    layer = _HangingLayer()
-    monkeypatch.setattr(events, "get_channel_layer", lambda: layer)
+    # Given a Redis whose publishes never answer (every process subscribes to policy.published)
+    counting = _CountingRedis(common_redis.sync_redis())
+    monkeypatch.setattr(events, "sync_redis", lambda: counting)
+    published = [_event(events.EventType.POLICY_PUBLISHED, version=n) for n in (1, 2)]
 
-    # When an event is sent to two groups, and then another right after
+    # When two events are announced after one commit, and then another right after
     started = time.monotonic()
-    events._send(["a", "b"], {"event": "x"})
+    events.dispatch(published)
     took = time.monotonic() - started
     started = time.monotonic()
-    events._send(["a"], {"event": "y"})
+    events.dispatch([_event(events.EventType.POLICY_PUBLISHED, version=3)])
     second_took = time.monotonic() - started
 
-    # Then the first send gives up within one timeout (not one per group) and the next is skipped
+    # Then the first gives up within one timeout (one message for both, not one each) and the
+    # next is skipped
     assert took < BOUND, f"the send took {took:.2f}s"
     assert second_took < 0.05, f"the second send took {second_took:.2f}s"
-    assert layer.sends == 1
+    assert counting.sends == 1
 
 
 def test_approval_change_publish__redis_does_not_answer__returns_within_the_timeout(silent_redis):
     # Given a Redis that accepts connections and never answers
-    # When a resolve's change notice is published after commit
+    # When a resolve's event is announced after commit
     started = time.monotonic()
-    waiters._publish_change(uuid.uuid4())
+    events.dispatch([_event(events.EventType.APPROVAL_RESOLVED, approval_id=str(uuid.uuid4()))])
     took = time.monotonic() - started
 
     # Then the publish gives up within the timeout and later notices are skipped for a moment
     assert took < BOUND, f"the publish took {took:.2f}s"
     assert common_redis.redis_paused()
+
+
+def test_writer_announcement__redis_does_not_answer__the_loop_never_waits_and_the_send_gives_up(silent_redis):
+    # Given a Redis that accepts connections and never answers
+    resolved = _event(events.EventType.APPROVAL_RESOLVED, approval_id=str(uuid.uuid4()))
+
+    async def scenario() -> tuple[float, float]:
+        # When the decision writer announces a batch from the event loop
+        started = time.monotonic()
+        events.dispatch_on_loop([resolved])
+        returned = time.monotonic() - started
+        # (the loop keeps running meanwhile; the send happens in the background)
+        while not common_redis.redis_paused() and time.monotonic() - started < 5:
+            await asyncio.sleep(0.01)
+        return returned, time.monotonic() - started
+
+    returned, gave_up = asyncio.run(scenario())
+
+    # Then the writer's call returns at once, and the background send gives up within the timeout
+    assert returned < 0.01, f"dispatch_on_loop took {returned:.3f}s"
+    assert gave_up < BOUND, f"the send gave up after {gave_up:.2f}s"

@@ -12,18 +12,14 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
+from common.events import listen as listen_for_events  # noqa: E402
 from policies.engine.expressions import warm_up  # noqa: E402
-from policies.selectors import listen_for_publications  # noqa: E402
 from runtime.gateway import Gateway  # noqa: E402
 from runtime.routes import runtime_routes  # noqa: E402
-from runtime.waiters import listen_for_approval_changes  # noqa: E402
 
+# One listener per process: other processes' events to this one's handlers (common.events).
 application = ProtocolTypeRouter(
-    {
-        "http": Gateway(
-            django_asgi_app, runtime_routes, background=[listen_for_publications, listen_for_approval_changes]
-        ),
-    }
+    {"http": Gateway(django_asgi_app, runtime_routes, background=[listen_for_events])}
 )
 
 # Pay one-time costs before the first request instead of inside it (measured: a cold worker's

@@ -16,14 +16,12 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from audit.trail import audit_event_append
 from common.errors import Conflict, Unprocessable
-from common.events import RULE_SETS_GROUP, publish_on_commit, rule_set_group
 from policies import source_worker
 from policies.engine import RuleSetError, compile_rule_set, run_fixtures
 from policies.engine.errors import RuleSetTooLarge
 from policies.limits import RuleSetTooLargeError, rule_set_limits
 from policies.models import RuleSetPublication, RuleSetVersion
 from policies.permissions import Actor, ensure_four_eyes_for_publish
-from policies.selectors import forget_cached_rule_sets
 from policies.services._common import author_name as _author_name
 from policies.services._common import invalid as _invalid
 from policies.services._common import refuse_api_key_on_reviewed_team as _refuse_api_key_on_reviewed_team
@@ -151,11 +149,7 @@ def rule_set_version_publish(
             remote_addr=remote_addr,
             now=now,
         )
-        team_id = locked.team_id
-        transaction.on_commit(lambda: forget_cached_rule_sets(team_id=team_id))
-        publish_on_commit(
-            [RULE_SETS_GROUP, rule_set_group(team_id)],
-            {"event": "rule_set.published", "team_id": str(team_id), "version": locked.number},
-        )
+        # The trail entry announces it once committed (policy.published): every process drops
+        # its cached rule set (policies.selectors.forget_cached_policies_of_event), ?wait= polls wake.
     logger.info("rule_set_version.%s team=%s number=%d", publication.kind, locked.team_id, locked.number)
     return publication

@@ -15,12 +15,10 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from audit.trail import audit_event_append
 from common.errors import Conflict, NotFound, PermissionDenied
-from common.events import RULE_SETS_GROUP, publish_on_commit
 from policies.engine import RuleSetError
 from policies.engine.constraints import normalize_tool_policy
 from policies.engine.loosening import tool_policy_loosened
 from policies.models import ToolPolicy
-from policies.selectors import forget_cached_tool_policies
 from policies.services._common import author_name as _author_name
 from policies.services._common import invalid as _invalid
 from policies.services._common import refuse_api_key_on_reviewed_team as _refuse_api_key_on_reviewed_team
@@ -96,8 +94,9 @@ def _tool_policy_changed(
     *, policy: ToolPolicy, change: str, actor_name: str, remote_addr: str | None
 ) -> None:
     """Inside the change's transaction: chain it in the team's governance trail (who, what, from
-    where; created and updated entries hold the policy as it now is). After commit this process
-    drops its cached policies at once, the others on the event."""
+    where; created and updated entries hold the policy as it now is). The entry announces it once
+    committed (``tool_policy.changed``): every process drops its cached policies (this one at the
+    commit, the others on the event: policies.selectors.forget_cached_policies_of_event)."""
     details: dict[str, Any] = {
         "tool": policy.tool_name,
         "change": change,
@@ -118,12 +117,6 @@ def _tool_policy_changed(
         actor_name=actor_name or "unknown",
         details=details,
         remote_addr=remote_addr,
-    )
-    team_id = policy.team_id
-    transaction.on_commit(lambda: forget_cached_tool_policies(team_id=team_id))
-    publish_on_commit(
-        [RULE_SETS_GROUP],
-        {"event": "tool_policy.changed", "team_id": str(team_id), "tool_name": policy.tool_name},
     )
 
 

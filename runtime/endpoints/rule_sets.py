@@ -7,11 +7,11 @@ import time
 
 from common.database import run_in_db_thread
 from common.errors import InvalidInput, NotFound
-from common.events import rule_set_group, subscribe
 from policies import selectors
 from policies.models import RuleSetVersion
 from runtime.authentication import authenticate_gateway_request
 from runtime.gateway import GatewayRequest, GatewayResponse
+from runtime.waiters import rule_set_change_waiter, woken_within
 from tenancy.models import ApiKey
 
 MAX_WAIT_SECONDS = 60
@@ -59,12 +59,12 @@ async def rule_set_active(request: GatewayRequest) -> GatewayResponse:
     unchanged = active is not None and (active.etag in known or "*" in known)
     if wait > 0 and (unchanged or active is None):
         deadline = time.monotonic() + wait
-        async with subscribe(rule_set_group(principal.team_id)) as events:
-            # Subscribed first, then re-read: a publish in between is not missed.
+        with rule_set_change_waiter(principal.team_id) as published:
+            # Registered first, then re-read: a publish in between is not missed.
             active = await run_in_db_thread(current)
             while active is None or active.etag in known:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or await events.next(remaining) is None:
+                if remaining <= 0 or not await woken_within(published, remaining):
                     break
                 active = await run_in_db_thread(current)
         # The key may have been revoked while this waited: answer as a new request would.

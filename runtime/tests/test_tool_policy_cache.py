@@ -1,21 +1,25 @@
 """Validate's hot path reads per-tool policies from a per-process cache: one database load per
-team, dropped at commit by a write in this process and by the publish event in the others."""
+team, dropped at commit by a write in this process and by the event (common.events) in the others."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from typing import Any
 
 import pytest
-from channels.layers import get_channel_layer
+import redis.asyncio as redis_asyncio
+from django.test import override_settings
+from django.utils import timezone
 
+from common import events
 from common.cache import Missing
-from common.events import RULE_SETS_GROUP
 from policies import selectors, services
 from runtime import validate
 from tests.factories import TeamFactory, ToolPolicyFactory
+from tests.faults._services import own_redis
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -104,17 +108,24 @@ def test_listener__event_from_another_process__drops_the_teams_cached_policies()
     # Given a worker's listener running, and two teams' policies cached in this process
     ours, theirs = ToolPolicyFactory(tool_name="transfer"), ToolPolicyFactory(team=TeamFactory())
 
-    async def scenario() -> tuple[bool, bool]:
-        listener = asyncio.ensure_future(selectors.listen_for_publications())
+    async def scenario(redis_url: str) -> tuple[bool, bool]:
+        listener = asyncio.ensure_future(events.listen())
         try:
-            await asyncio.sleep(0.2)  # subscribed
+            await asyncio.sleep(0.5)  # subscribed
             for policy in (ours, theirs):
                 await selectors.active_tool_policy(team_id=policy.team_id, tool_name=policy.tool_name)
-            # When another process publishes a policy change for one team (as publish_on_commit sends it)
-            await get_channel_layer().group_send(
-                RULE_SETS_GROUP,
-                {"type": "veto.event", "event": "tool_policy.changed", "team_id": str(ours.team_id)},
+            # When another process publishes a policy change for one team (as common.events sends it)
+            change = events.Event(
+                events.EventType.TOOL_POLICY_CHANGED,
+                ours.team_id,
+                "events",
+                1,
+                timezone.now(),
+                {"tool_name": "transfer", "change": "updated", "version": 2},
             )
+            message = {"origin": "another-process", "events": [events.encode_event(change)]}
+            async with redis_asyncio.Redis.from_url(redis_url) as other_process:
+                await other_process.publish(events.CHANNEL, json.dumps(message))
             deadline = time.monotonic() + 2
             while time.monotonic() < deadline:
                 if isinstance(selectors._tool_policies.get_stale(ours.team_id), Missing):
@@ -127,6 +138,7 @@ def test_listener__event_from_another_process__drops_the_teams_cached_policies()
         finally:
             listener.cancel()
 
-    ours_dropped, theirs_dropped = asyncio.run(scenario())
+    with own_redis() as redis, override_settings(REDIS_URL=redis.url()):
+        ours_dropped, theirs_dropped = asyncio.run(scenario(redis.url()))
     # Then that team's cached policies are gone, the other's kept
     assert (ours_dropped, theirs_dropped) == (True, False)

@@ -12,7 +12,8 @@ from django.test import override_settings
 from django.utils import timezone
 
 from approvals.models import Approval
-from runtime.waiters import approval_change_waiter, listen_for_approval_changes
+from common.events import listen
+from runtime.waiters import approval_change_waiter
 from tests.factories import ApprovalFactory
 from tests.faults._services import own_redis
 
@@ -48,7 +49,7 @@ def test_listener__redis_restarted__every_waiter_woken_once_resubscribed():
     with own_redis() as redis, override_settings(REDIS_URL=redis.url()):
 
         async def scenario() -> bool:
-            listener = asyncio.create_task(listen_for_approval_changes())
+            listener = asyncio.create_task(listen())
             try:
                 with approval_change_waiter(approval.id) as changed:
                     await asyncio.sleep(0.5)  # subscribed

@@ -14,7 +14,7 @@ from tests.faults._load import Answer, Load, account
 pytestmark = pytest.mark.faults
 
 ANSWER_BOUND_SECONDS = 2.0
-LISTENER_RETRY_SECONDS = 5.0  # runtime.waiters.listen_for_approval_changes
+LISTENER_RETRY_SECONDS = 5.0  # common.events.listen (its reconnects)
 FAIL_CLOSED_REASON = "Rate limit check failed (fail-closed): the server's state store is unreachable"
 
 

@@ -25,7 +25,7 @@ Two writers, one per kind of caller:
   of a thread removed the two threads' contention for the GIL: ~170 → ~110 µs
   of CPU per validated call, in-process (measured).
 * ``ThreadedWriter``: a thread with a Django connection, for SQLite (the
-  embedded default, whose driver has no async I/O) and for synchronous callers.
+  embedded default, whose driver has no async I/O).
 
 Both need committed data to reference (``transactional_db`` in tests), exactly
 like the live server.
@@ -42,7 +42,6 @@ import uuid
 import weakref
 from collections import defaultdict
 from collections.abc import Iterable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -376,10 +375,10 @@ def _settle_async(futures: Iterable[asyncio.Future[None]], error: BaseException 
 class PendingWrite:
     row: DecisionRow
     approval: Approval | None
-    # A concurrent future (synchronous callers) or an asyncio future with its loop: a batch's
-    # asyncio waiters are settled with one call_soon_threadsafe per loop, not one wake-up each.
-    done: Future[None] | asyncio.Future[None]
-    loop: asyncio.AbstractEventLoop | None = None
+    # The waiter's future and its loop: a batch's waiters are settled with one
+    # call_soon_threadsafe per loop, not one wake-up each.
+    done: asyncio.Future[None]
+    loop: asyncio.AbstractEventLoop
 
 
 class ThreadedWriter:
@@ -388,12 +387,6 @@ class ThreadedWriter:
         self._queue: queue.SimpleQueue[PendingWrite] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-
-    def submit(self, row: DecisionRow, approval: Approval | None = None) -> Future[None]:
-        """For synchronous callers: a future that resolves once the row is committed."""
-        done: Future[None] = Future()
-        self._enqueue(PendingWrite(row, approval, done))
-        return done
 
     async def write(self, row: DecisionRow, approval: Approval | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -441,13 +434,7 @@ class ThreadedWriter:
     def _notify(batch: list[PendingWrite], error: BaseException | None) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = defaultdict(list)
         for item in batch:
-            if item.loop is not None:
-                # With a loop, done is that loop's asyncio future (see PendingWrite).
-                by_loop[item.loop].append(item.done)  # type: ignore[arg-type]
-            elif error is None:
-                item.done.set_result(None)
-            else:
-                item.done.set_exception(error)
+            by_loop[item.loop].append(item.done)
         for loop, futures in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_settle_async, futures, error)

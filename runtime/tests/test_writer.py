@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from concurrent.futures import Future, wait
 
 import pytest
 from django.db import connection
@@ -129,13 +128,20 @@ def test_insert__a_bad_row__writes_nothing_of_its_batch_including_approvals():
     assert Approval.objects.count() == 0
 
 
-def test_threaded_writer__synchronous_callers_and_a_failed_batch():
+def test_threaded_writer__a_failed_batch_then_a_later_write():
     team = TeamFactory()
     writer = ThreadedWriter(max_batch=8)
-    batch = [PendingWrite(r, None, Future()) for r in (row(team.id), row(uuid.uuid4()), row(team.id))]
-    writer._flush(batch)
-    assert [item.done.exception() is None for item in batch] == [True, False, True]
-    later = writer.submit(row(team.id))
-    wait([later], timeout=30)
-    assert later.exception() is None
+
+    async def scenario() -> tuple[list[bool], bool]:
+        loop = asyncio.get_running_loop()
+        batch = [
+            PendingWrite(r, None, loop.create_future(), loop)
+            for r in (row(team.id), row(uuid.uuid4()), row(team.id))
+        ]
+        await asyncio.to_thread(writer._flush, batch)
+        outcomes = await asyncio.gather(*(item.done for item in batch), return_exceptions=True)
+        later = await asyncio.gather(writer.write(row(team.id)), return_exceptions=True)
+        return [o is None for o in outcomes], later == [None]
+
+    assert asyncio.run(scenario()) == ([True, False, True], True)
     assert DecisionRecord.objects.filter(team=team).count() == 3

@@ -29,6 +29,13 @@ Two writers, one per kind of caller:
 
 Both need committed data to reference (``transactional_db`` in tests), exactly
 like the live server.
+
+After each commit the writer announces what it wrote (common.events: ``decision.created``, and
+``approval.created`` for a decision that raised one, at the decision's sequence), once per batch,
+handlers on the event loop and at most one PUBLISH in the background. Only when somebody
+subscribes to those types: then the statement also returns each row's sequence (``RETURNING``;
+SQLite's rows are numbered in Python, ``link_rows``). Nobody does today, so the hot path pays
+one set lookup per batch.
 """
 
 from __future__ import annotations
@@ -53,7 +60,9 @@ from django.db import DataError, close_old_connections, connection, models, tran
 
 from approvals.models import Approval
 from audit.chain import Head, decision_record_parts, link_rows
+from audit.events import decision_events
 from audit.models import ChainHead, ChainStream, DecisionRecord
+from common import events
 from common.database import breaker
 from common.errors import (
     DATABASE_UNAVAILABLE_MESSAGE,
@@ -108,13 +117,13 @@ def _insert_from_json(model: type[models.Model], placeholder: str) -> str:
     )
 
 
-@lru_cache(maxsize=2)
-def _insert_statement(with_approvals: bool) -> str:
+@lru_cache(maxsize=4)
+def _insert_statement(with_approvals: bool, returning: bool = False) -> str:
     """The batch's one statement, one round trip, in autocommit: the rows (JSON, parsed once into
     ``x``), their links (heads locked, entries numbered and hashed, heads moved), the approvals
     they raised, and the decisions with their chain columns joined by batch place. A team's
     head is so locked only while this statement runs and commits, never across the client's
-    own work."""
+    own work. ``returning``: each row's id and sequence come back (to announce them)."""
     fields = [f for f in _columns(DecisionRecord) if f.column not in _CHAIN_COLUMNS]
     names = ", ".join(_column(f) for f in fields)
     record_type = ", ".join(f"{f.column} {f.db_type(connection)}" for f in fields)
@@ -134,12 +143,12 @@ def _insert_statement(with_approvals: bool) -> str:
         f"INSERT INTO {DecisionRecord._meta.db_table} ({names}, {', '.join(_CHAIN_COLUMNS)}) "
         f"SELECT {', '.join(f'x.{f.column}' for f in fields)}, "
         "l.link_sequence, l.link_record, l.link_prev_hash, l.link_hash "
-        "FROM x JOIN links AS l ON l.link_ord = x.ord"
+        "FROM x JOIN links AS l ON l.link_ord = x.ord" + (" RETURNING id, sequence" if returning else "")
     )
 
 
 def _statement_and_parameters(
-    rows: list[DecisionRow], approvals: list[Approval]
+    rows: list[DecisionRow], approvals: list[Approval], *, returning: bool = False
 ) -> tuple[str, tuple[str, ...]]:
     encode = json.JSONEncoder(default=_json_default, separators=(",", ":")).encode
     linked = []
@@ -148,9 +157,28 @@ def _statement_and_parameters(
         linked.append({**row, "ord": n, "record_before": parts.before, "record_after": parts.after})
     decisions = encode(linked)
     if not approvals:
-        return _insert_statement(False), (decisions,)
+        return _insert_statement(False, returning), (decisions,)
     approval_rows = [{f.attname: getattr(a, f.attname) for f in _columns(Approval)} for a in approvals]
-    return _insert_statement(True), (decisions, encode(approval_rows))
+    return _insert_statement(True, returning), (decisions, encode(approval_rows))
+
+
+def _number(rows: list[DecisionRow], returned: list[tuple[uuid.UUID, int]]) -> None:
+    """Give the rows the sequences PostgreSQL returned (``RETURNING id, sequence``)."""
+    sequences = dict(returned)
+    for row in rows:
+        row["sequence"] = sequences[row["id"]]
+
+
+# What the writer announces; it builds and numbers events only while somebody subscribes.
+_ANNOUNCED = frozenset({events.EventType.DECISION_CREATED, events.EventType.APPROVAL_CREATED})
+
+
+def _announced() -> frozenset[events.EventType]:
+    return events.wanted() & _ANNOUNCED
+
+
+def _events_of(rows: Iterable[DecisionRow], wanted: frozenset[events.EventType]) -> list[events.Event]:
+    return [event for row in rows for event in decision_events(row) if event.type in wanted]
 
 
 def _team_ids(rows: list[DecisionRow]) -> list[uuid.UUID]:
@@ -166,15 +194,18 @@ def _lock_heads(team_ids: list[uuid.UUID]) -> dict[uuid.UUID, Head]:
     return {h.team_id: Head(h.sequence, h.hash) for h in locked.order_by("team_id")}
 
 
-def insert_decisions(rows: list[DecisionRow], approvals: list[Approval]) -> None:
+def insert_decisions(rows: list[DecisionRow], approvals: list[Approval], *, numbered: bool = False) -> None:
     """Chain and insert decision rows (and the approvals they raised) atomically, on Django's
-    connection (the thread writer's path; SQLite always comes here)."""
+    connection (the thread writer's path; SQLite always comes here). Each row's ``sequence`` is
+    set on it (on PostgreSQL only when ``numbered``: it costs the returned rows)."""
     connection.ensure_connection()
     if connection.vendor == "postgresql":
-        statement, parameters = _statement_and_parameters(rows, approvals)
+        statement, parameters = _statement_and_parameters(rows, approvals, returning=numbered)
         # A server-side-binding cursor: the JSON goes as a parameter, not quoted into the SQL.
         with transaction.atomic(), psycopg.Cursor(connection.connection) as cursor:
             cursor.execute(statement, parameters, prepare=True)
+            if numbered:
+                _number(rows, cursor.fetchall())
         return
     with transaction.atomic():
         heads = link_rows(rows, _lock_heads(_team_ids(rows)))
@@ -293,7 +324,7 @@ class AsyncPostgresWriter:
         conn: psycopg.AsyncConnection[Any] | None = None
         try:
             conn = await self._connect(generation)
-            await self._insert(conn, batch)
+            announced = await self._insert(conn, batch)
         except Exception as exc:  # noqa: BLE001 - one bad row must not fail the requests it shares a batch with
             await self._forget_broken_connection(conn)
             waiting = [item for item in batch if not item.done.done()]
@@ -312,6 +343,9 @@ class AsyncPostgresWriter:
                 await conn.close()  # an abandoned write's connection
         breaker.succeeded()
         _settle_async([item.done for item in batch], None)
+        if announced:
+            # Committed, also when abandoned meanwhile (its waiters heard 503): announced as written.
+            events.dispatch_on_loop(_events_of((item.row for item in batch), announced))
 
     async def _connect(self, generation: int) -> psycopg.AsyncConnection[Any]:
         conn = self._connection
@@ -324,14 +358,23 @@ class AsyncPostgresWriter:
             self._connection = conn
         return conn
 
-    async def _insert(self, conn: psycopg.AsyncConnection[Any], batch: list[_AsyncPending]) -> None:
+    async def _insert(
+        self, conn: psycopg.AsyncConnection[Any], batch: list[_AsyncPending]
+    ) -> frozenset[events.EventType]:
+        """Write the batch; returns the event types to announce for it (numbered if any)."""
+        announced = _announced()
+        numbered = bool(announced)
+        rows = [item.row for item in batch]
         statement, parameters = _statement_and_parameters(
-            [item.row for item in batch], [item.approval for item in batch if item.approval is not None]
+            rows, [item.approval for item in batch if item.approval is not None], returning=numbered
         )
         # Autocommit: the statement is its own transaction, so the teams' head locks are held for
         # one round trip and the commit (appends to one team, across processes, queue on them;
         # other teams' writers are not held up).
-        await conn.execute(statement, parameters, prepare=True)
+        cursor = await conn.execute(statement, parameters, prepare=True)
+        if numbered:
+            _number(rows, await cursor.fetchall())
+        return announced
 
     async def _forget_broken_connection(self, conn: psycopg.AsyncConnection[Any] | None) -> None:
         if conn is not None and (conn.closed or conn.broken):
@@ -416,9 +459,14 @@ class ThreadedWriter:
                 connection.close()
 
     def _flush(self, batch: list[PendingWrite]) -> None:
+        announced = _announced()
         try:
             close_old_connections()
-            insert_decisions([item.row for item in batch], [item.approval for item in batch if item.approval])
+            insert_decisions(
+                [item.row for item in batch],
+                [item.approval for item in batch if item.approval],
+                numbered=bool(announced),
+            )
         except Exception as exc:  # noqa: BLE001 - one bad row must not fail the requests it shares a batch with
             connection.close()  # a broken connection must not poison the retries
             if len(batch) == 1:
@@ -429,6 +477,16 @@ class ThreadedWriter:
                 self._flush([item])
             return
         self._notify(batch, None)
+        if announced:
+            self._announce(batch, _events_of((item.row for item in batch), announced))
+
+    @staticmethod
+    def _announce(batch: list[PendingWrite], announced: list[events.Event]) -> None:
+        # On a waiter's loop, after its answer: this thread never waits on Redis.
+        try:
+            batch[0].loop.call_soon_threadsafe(events.dispatch_on_loop, announced)
+        except RuntimeError:  # that loop has closed: from here, then
+            events.dispatch(announced)
 
     @staticmethod
     def _notify(batch: list[PendingWrite], error: BaseException | None) -> None:

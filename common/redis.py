@@ -8,12 +8,13 @@ history per the rule set's ``fail_mode``, the key-failure counter in the process
 
 After a call timed out, this process does not ask Redis again for ``PAUSE_SECONDS``: calls made
 through ``guarded()`` fail at once with ``RedisPaused`` (a ``ConnectionError``, so callers' usual
-"unreachable" path applies), and best-effort notifications after a commit (common/events.py,
-runtime/waiters.py) are skipped. So a request pays the bound at most once, not once per Redis
-call, and only the first calls after the pause probe Redis again: recovery needs nobody.
+"unreachable" path applies), and best-effort notifications after a commit (the event path's
+PUBLISH, common/events.py) are skipped. So a request pays the bound at most once, not once per
+Redis call, and only the first calls after the pause probe Redis again: recovery needs nobody.
 
 The channel layer's blocking receive keeps its own longer read timeout (settings
-``CHANNEL_LAYERS``); its sends are bounded in common/events.py.
+``CHANNEL_LAYERS``); nothing sends to it yet (the live dashboards will, as an event-path sink
+bounded like the PUBLISH).
 """
 
 from __future__ import annotations

@@ -73,6 +73,13 @@ class Conflict(ApplicationError):
     code = "conflict"
 
 
+class PayloadTooLarge(ApplicationError):
+    """A request body over the body limit (``common.edge.body_too_large`` builds it)."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    code = "payload_too_large"
+
+
 class Unprocessable(ApplicationError):
     """Well-formed and understood, but refused by a rule of the domain (failing fixtures, say)."""
 
@@ -113,22 +120,6 @@ def is_database_unavailable(exc: BaseException) -> bool:
     )
 
 
-NUL_MESSAGE = "the request contains a NUL character (\\u0000), which cannot be stored"
-
-
-def has_escaped_nul(body: bytes) -> bool:
-    """True when the JSON text has a ``\\u0000`` escape (not an escaped backslash before ``u0000``)."""
-    position = body.find(b"\\u0000")
-    while position != -1:
-        backslashes = 0
-        while position - backslashes - 1 >= 0 and body[position - backslashes - 1] == 0x5C:
-            backslashes += 1
-        if backslashes % 2 == 0:
-            return True
-        position = body.find(b"\\u0000", position + 1)
-    return False
-
-
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     body: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
@@ -167,7 +158,11 @@ def error_for_exception(exc: Exception) -> tuple[int, dict[str, Any]] | None:
             "invalid_request", f"a value in the request cannot be stored: {str(exc).splitlines()[0]}"
         )
     if isinstance(exc, RequestDataTooBig):
-        return status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, error_body("payload_too_large", str(exc))
+        # The gateway's and the middleware's 413, not Django's wording (common.edge builds on
+        # this module, hence the late import).
+        from common.edge import body_too_large
+
+        return error_for_exception(body_too_large())
     if isinstance(exc, drf_exceptions.ValidationError):
         return status.HTTP_400_BAD_REQUEST, error_body(
             "invalid_request", _first_validation_message(exc.detail), exc.detail
@@ -206,7 +201,7 @@ _STATUS_ERRORS = {
     403: ("forbidden", "forbidden"),
     404: ("not_found", "no such endpoint"),
     405: ("method_not_allowed", "method not allowed"),
-    413: ("payload_too_large", "request body too large"),
+    413: ("payload_too_large", ""),  # the message names the limit (api_error_response)
     500: ("internal_error", "internal server error"),
     503: ("unavailable", "service unavailable"),
 }
@@ -221,6 +216,10 @@ def api_error_response(request: HttpRequest, status_code: int) -> JsonResponse:
     code, message = _STATUS_ERRORS.get(status_code, ("error" if status_code < 500 else "internal_error", ""))
     if status_code == 404:
         message = f"no such endpoint: {request.method} {request.path}"
+    elif status_code == 413:
+        from common.edge import body_too_large  # late: common.edge builds on this module
+
+        message = body_too_large().message
     return JsonResponse(error_body(code, message or f"HTTP {status_code}"), status=status_code)
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 
+from common.edge import body_too_large
 from common.errors import api_error_response, error_body, is_api_path
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -33,11 +33,8 @@ class ApiBodyLimitMiddleware:
             # Content-Length alike; DRF's parsers would otherwise read the stream unchecked.
             request.body  # noqa: B018
         except RequestDataTooBig:
-            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-            return JsonResponse(
-                error_body("payload_too_large", f"request body is larger than the {limit}-byte limit"),
-                status=413,
-            )
+            refusal = body_too_large()
+            return JsonResponse(error_body(refusal.code, refusal.message), status=refusal.status_code)
         return None
 
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:

@@ -1,4 +1,4 @@
-"""DRF's JSON parser, refusing what the database cannot store, with the gateway's message."""
+"""DRF's JSON parser, refusing what the database cannot store as the gateway does (common/edge.py)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from typing import Any
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from common.errors import NUL_MESSAGE, InvalidInput, has_escaped_nul
+from common.edge import refuse_nul
+from common.errors import InvalidInput
 
 
 class StorableJSONParser(JSONParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         raw = stream.read() if stream is not None else b""
-        if has_escaped_nul(raw):
-            raise InvalidInput(NUL_MESSAGE)
+        refuse_nul(raw)
         try:
             return super().parse(io.BytesIO(raw), media_type, parser_context)
         except RecursionError as exc:
@@ -31,8 +31,7 @@ class RuleSetSourceParser(StorableJSONParser):
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         raw = stream.read() if stream is not None else b""
-        if has_escaped_nul(raw) or b"\x00" in raw:
-            raise InvalidInput(NUL_MESSAGE)
+        refuse_nul(raw, text=True)
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -19,6 +19,7 @@ from django.db.models import QuerySet
 from audit.models import DecisionRecord
 from common.cache import TtlCache
 from common.database import run_in_db_thread
+from common.edge import SOURCE_MEDIA_TYPES
 from common.errors import NotFound
 from common.events import Event
 from policies.engine import EMPTY_RULE_SET, CompiledRuleSet, compile_rule_set, diff_documents
@@ -184,10 +185,8 @@ def active_rule_set_representation(*, team_id: uuid.UUID, wanted: str | None) ->
     number, source_text, source_format = row
     fmt = wanted or source_format
     body = _represent(source_text, source_format, fmt)
-    content_type = (
-        "application/json" if fmt == RuleSetVersion.SourceFormat.JSON else "application/yaml; charset=utf-8"
-    )
-    return RuleSetRepresentation(number, body, content_type, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+    etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+    return RuleSetRepresentation(number, body, SOURCE_MEDIA_TYPES[fmt], etag)
 
 
 def forget_cached_policies_of_event(event: Event) -> None:

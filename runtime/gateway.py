@@ -29,17 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
-from django.conf import settings
 from pydantic import BaseModel, ValidationError
 
-from common.errors import (
-    NUL_MESSAGE,
-    InvalidInput,
-    error_body,
-    error_for_exception,
-    has_escaped_nul,
-    retry_after_headers,
-)
+from common.edge import body_limit, body_too_large, refuse_nul
+from common.errors import InvalidInput, error_body, error_for_exception, retry_after_headers
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +71,9 @@ class GatewayRequest:
         """The JSON body validated against ``model``; a 400 naming every bad field otherwise."""
         if not self.body:
             raise InvalidInput("request body is empty; expected a JSON object", code="malformed_json")
-        if has_escaped_nul(self.body):
-            # PostgreSQL text and jsonb cannot hold U+0000; refuse it here, by name, rather
-            # than fail at write time.
-            raise InvalidInput(NUL_MESSAGE)
+        # PostgreSQL text and jsonb cannot hold U+0000; refuse it here, by name, rather than
+        # fail at write time.
+        refuse_nul(self.body)
         try:
             return model.model_validate_json(self.body)
         except ValidationError as exc:
@@ -145,10 +137,6 @@ class _Body(enum.Enum):
     DISCONNECTED = "the client went away (or the server answered 408 for a body that never came)"
     DRAINED = "the rest of an oversized body was read and discarded"
     UNREAD = "the rest of an oversized body was left unread"
-
-
-def _body_limit() -> int:
-    return int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
 
 
 def _declared_length(raw_headers: Sequence[tuple[bytes, bytes]]) -> int:
@@ -233,7 +221,7 @@ class Gateway:
             if matched is not None:
                 await self._serve(scope, receive, send, *matched)
                 return
-            if scope["path"].startswith("/v1/") and _declared_length(scope["headers"]) > _body_limit():
+            if scope["path"].startswith("/v1/") and _declared_length(scope["headers"]) > body_limit():
                 # Django's handler would first spool the whole body to disk, however large.
                 await self._refuse_too_large(scope, receive, send)
                 return
@@ -254,10 +242,8 @@ class Gateway:
             drained = await _drain(receive, already_read)
         if drained is _Body.DISCONNECTED:
             return
-        limit = _body_limit()
-        response = GatewayResponse(
-            413, error_body("payload_too_large", f"request body is larger than the {limit}-byte limit")
-        )
+        refusal = body_too_large()
+        response = GatewayResponse(refusal.status_code, error_body(refusal.code, refusal.message))
         if drained is _Body.UNREAD:
             response.headers.append((b"connection", b"close"))
         await self._send(send, response)
@@ -272,7 +258,7 @@ class Gateway:
         duplicates = (
             _repeated_names(scope["headers"]) if len(headers) < len(scope["headers"]) else frozenset()
         )
-        limit = _body_limit()
+        limit = body_limit()
         if _declared_length(scope["headers"]) > limit:
             await self._refuse_too_large(scope, receive, send)
             return

@@ -10,6 +10,8 @@ from typing import Any, Literal
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from pydantic import BaseModel
 
+from common.edge import MAX_WAIT_SECONDS
+
 ERROR_SCHEMA = {
     "type": "object",
     "properties": {
@@ -64,8 +66,9 @@ _WAIT = {
     "name": "wait",
     "in": "query",
     "required": False,
-    "description": "Long-poll: answer as soon as something changes, or after this many seconds (0 to 60).",
-    "schema": {"type": "number", "minimum": 0, "maximum": 60},
+    "description": "Long-poll: answer as soon as something changes, or after this many seconds "
+    f"(0 to {MAX_WAIT_SECONDS}).",
+    "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
 }
 
 # What a gateway endpoint takes and answers beyond its body models (keyed by the endpoint's name).

@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.api import iso, parse_uuid_or_404
+from common.edge import SOURCE_MEDIA_TYPES
 from common.errors import NotFound
 from policies import selectors, services
 from policies.api import policy_serializers as s
@@ -155,13 +156,12 @@ class PoliciesExportView(APIView):
             "exportedAt": iso(timezone.now()),
             "policies": [s.policy_export_entry(p) for p in policies],
         }
-        if query.validated_data["format"] == "yaml":
+        suffix = query.validated_data["format"]
+        if suffix == "yaml":
             body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
-            content_type, suffix = "application/yaml; charset=utf-8", "yaml"
         else:
             body = json.dumps(document, indent=2)
-            content_type, suffix = "application/json", "json"
-        response = HttpResponse(body, content_type=content_type)
+        response = HttpResponse(body, content_type=SOURCE_MEDIA_TYPES[suffix])
         response["Content-Disposition"] = f'attachment; filename="policies-{team.slug}.{suffix}"'
         return response
 

@@ -1,7 +1,7 @@
 """The rule-set sync API: upload, history, diff, impact preview, publish and roll back.
 
 (``GET /v1/rule-sets/active``, polled and long-polled by sync jobs, is a gateway endpoint:
-runtime/endpoints/validate.py.)
+runtime/endpoints/rule_sets.py.)
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.edge import SOURCE_MEDIA_TYPES, source_format
 from common.parsers import RuleSetSourceParser
 from policies import selectors, services
 from policies.api import rule_set_serializers as s
@@ -49,10 +50,12 @@ class RuleSetsView(APIView):
     def post(self, request: ApiKeyRequest) -> Response:
         # RuleSetSourceParser gives text; for an empty body DRF runs no parser and gives {}.
         source_text = request.data if isinstance(request.data, str) else ""
+        # JSON or YAML by Content-Type, as the gateway serves it by Accept; anything else is YAML.
+        uploaded_as = SOURCE_MEDIA_TYPES[source_format(request.content_type) or "yaml"]
         version = services.rule_set_version_create(
             team=Team.objects.get(pk=request.auth.team_id),
             source_text=source_text,
-            content_type=request.content_type or "application/yaml",
+            content_type=uploaded_as,
             author_api_key_id=request.auth.key_id,
         )
         return Response(s.version_summary(version), status=status.HTTP_201_CREATED)

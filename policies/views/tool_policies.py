@@ -15,7 +15,8 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from common.errors import NUL_MESSAGE, ApplicationError, InvalidInput, has_escaped_nul
+from common.edge import refuse_nul
+from common.errors import ApplicationError, InvalidInput
 from policies import services
 from policies.permissions import ensure_may_manage_tool_policies
 from policies.views.page import ToolPolicyForm, render_page, tool_policy_or_404
@@ -29,9 +30,8 @@ def _refuse_constant(name: str) -> Any:
 
 def _json_body(text: str) -> Any:
     """The form's body, read as strictly as the API reads one (``common.parsers``: no NaN or
-    Infinity, no NUL, which PostgreSQL cannot store)."""
-    if "\x00" in text or has_escaped_nul(text.encode("utf-8")):
-        raise InvalidInput(NUL_MESSAGE)
+    Infinity, no NUL, which PostgreSQL cannot store: ``common.edge.refuse_nul``)."""
+    refuse_nul(text.encode("utf-8"), text=True)
     try:
         return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:

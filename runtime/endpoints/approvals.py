@@ -16,28 +16,11 @@ from approvals.selectors import approval_get_for_team
 from approvals.services import approval_settle_due
 from common.api import parse_uuid_or_404
 from common.database import run_in_db_thread
-from common.errors import InvalidInput
+from common.edge import wait_seconds
 from runtime.authentication import authenticate_gateway_request
 from runtime.gateway import GatewayRequest, GatewayResponse, json_response
 from runtime.waiters import approval_change_waiter
 from tenancy.models import ApiKey
-
-MAX_WAIT_SECONDS = 60.0
-
-
-def _wait_seconds(request: GatewayRequest) -> float:
-    raw = request.query("wait")
-    if raw is None or raw == "":
-        return 0.0
-    try:
-        wait = float(raw)
-    except ValueError:
-        wait = -1.0
-    if not 0.0 <= wait <= MAX_WAIT_SECONDS:
-        raise InvalidInput(
-            f"wait must be a number of seconds from 0 to {MAX_WAIT_SECONDS:g}", details={"field": "wait"}
-        )
-    return wait
 
 
 def _current(team_id: uuid.UUID, approval_id: uuid.UUID) -> Approval:
@@ -55,7 +38,7 @@ async def approval_get(request: GatewayRequest, approval_id: str) -> GatewayResp
     depend on Redis), and at the approval's deadline, where it settles it itself."""
     principal = await authenticate_gateway_request(request, scope=ApiKey.Scope.RUNTIME)
     approval_uuid = parse_uuid_or_404(approval_id, what="approval")
-    wait = _wait_seconds(request)
+    wait = wait_seconds(request.query("wait"))
     if wait == 0.0:
         approval = await run_in_db_thread(_current, principal.team_id, approval_uuid)
         return json_response(approval_output(approval))

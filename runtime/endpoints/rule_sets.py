@@ -6,24 +6,13 @@ from __future__ import annotations
 import time
 
 from common.database import run_in_db_thread
-from common.errors import InvalidInput, NotFound
+from common.edge import source_format, wait_seconds
+from common.errors import NotFound
 from policies import selectors
-from policies.models import RuleSetVersion
 from runtime.authentication import authenticate_gateway_request
 from runtime.gateway import GatewayRequest, GatewayResponse
 from runtime.waiters import rule_set_change_waiter, woken_within
 from tenancy.models import ApiKey
-
-MAX_WAIT_SECONDS = 60
-
-
-def _wanted_format(accept: str | None) -> str | None:
-    accept = (accept or "").lower()
-    if "yaml" in accept:
-        return RuleSetVersion.SourceFormat.YAML
-    if "json" in accept:
-        return RuleSetVersion.SourceFormat.JSON
-    return None
 
 
 def _entity_tags(header: str | None) -> set[str]:
@@ -31,26 +20,14 @@ def _entity_tags(header: str | None) -> set[str]:
     return {tag.strip().removeprefix("W/") for tag in (header or "").split(",") if tag.strip()}
 
 
-def _wait_seconds(request: GatewayRequest) -> float:
-    raw = request.query("wait")
-    if raw is None:
-        return 0.0
-    try:
-        seconds = float(raw)
-    except ValueError as exc:
-        raise InvalidInput(f"wait: {raw!r} is not a number of seconds") from exc
-    if not 0 <= seconds <= MAX_WAIT_SECONDS:
-        raise InvalidInput(f"wait: must be between 0 and {MAX_WAIT_SECONDS} seconds")
-    return seconds
-
-
 async def rule_set_active(request: GatewayRequest) -> GatewayResponse:
-    """The active rule set as YAML or JSON (by ``Accept``) with a strong ETag; ``If-None-Match``
-    answers 304, and with ``?wait=SECONDS`` (at most 60) the answer waits for a newer version."""
+    """The active rule set as YAML or JSON (by ``Accept``, ``common.edge.source_format``) with a
+    strong ETag; ``If-None-Match`` answers 304, and with ``?wait=SECONDS``
+    (``common.edge.wait_seconds``) the answer waits for a newer version."""
     principal = await authenticate_gateway_request(request, scope=ApiKey.Scope.RUNTIME)
-    wanted = _wanted_format(request.header("accept"))
+    wanted = source_format(request.header("accept"))
     known = _entity_tags(request.header("if-none-match"))
-    wait = _wait_seconds(request)
+    wait = wait_seconds(request.query("wait"))
 
     def current() -> selectors.RuleSetRepresentation | None:
         return selectors.active_rule_set_representation(team_id=principal.team_id, wanted=wanted)

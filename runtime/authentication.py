@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from common.database import run_in_db_thread
-from common.errors import NotAuthenticated, PermissionDenied
+from common.errors import NotAuthenticated
 from runtime.gateway import GatewayRequest
 from tenancy import throttle
 from tenancy.authentication import (
@@ -18,6 +18,7 @@ from tenancy.authentication import (
     _ambiguous,
 )
 from tenancy.principal import ApiKeyPrincipal
+from tenancy.scopes import require_scopes
 from tenancy.selectors import principal_for_token_async, token_is_known
 from tenancy.services import api_key_touch, api_key_touch_due
 
@@ -43,8 +44,7 @@ async def authenticate_gateway_request(request: GatewayRequest, *, scope: str) -
         if locked_out is not None:
             raise locked_out
         raise NotAuthenticated(INVALID_KEY_MESSAGE)
-    if not principal.has_scope(scope):
-        raise PermissionDenied(f"This API key lacks the scope(s): {scope}.")
+    require_scopes(principal, (scope,))
     if api_key_touch_due(key_id=principal.key_id):
         task = asyncio.ensure_future(run_in_db_thread(api_key_touch, key_id=principal.key_id))
         _background.add(task)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework.exceptions import NotAuthenticated, PermissionDenied
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
+from tenancy.authentication import MISSING_KEY_MESSAGE
 from tenancy.models import ApiKey
 from tenancy.principal import ApiKeyPrincipal
+from tenancy.scopes import require_scopes
 
 _RUNTIME = (ApiKey.Scope.RUNTIME,)
 
@@ -19,11 +21,10 @@ class HasApiKey(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         principal = request.auth
         if not isinstance(principal, ApiKeyPrincipal):
-            raise NotAuthenticated("Missing X-Veto-API-Key header.")
+            # DRF's own exception: DRF adds WWW-Authenticate to it (and answers 401, not 403).
+            raise NotAuthenticated(MISSING_KEY_MESSAGE)
         required = getattr(view, "required_scopes", _RUNTIME)
         if isinstance(required, dict):
             required = required.get(request.method, _RUNTIME)
-        missing = [scope for scope in required if not principal.has_scope(scope)]
-        if missing:
-            raise PermissionDenied(f"This API key lacks the scope(s): {', '.join(missing)}.")
+        require_scopes(principal, required)
         return True

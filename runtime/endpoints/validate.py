@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict
 
 from common.database import run_in_db_thread
-from common.errors import InvalidInput, PermissionDenied
+from common.errors import InvalidInput
 from policies.engine import CompiledRuleSet, RuleSetError, compile_rule_set, normalize_rule_set
 from policies.engine.errors import RuleSetTooLarge
 from policies.limits import RuleSetTooLargeError, inline_rule_limits
@@ -22,8 +22,7 @@ from runtime.schemas import (
     ToolCallValidateResponse,
 )
 from tenancy.models import ApiKey
-
-MAX_WAIT_SECONDS = 60
+from tenancy.scopes import require_scopes
 
 
 async def tool_call_validate(request: GatewayRequest) -> GatewayResponse:
@@ -77,12 +76,12 @@ async def api_mode_validate(request: GatewayRequest) -> GatewayResponse:
     rules = None
     rules_hash = None
     if data.rules is not None:
-        if not principal.has_scope(ApiKey.Scope.INLINE_RULES):
-            raise PermissionDenied(
-                f"rules: deciding with rules sent in the request takes an API key with the "
-                f"{ApiKey.Scope.INLINE_RULES} scope; without rules, the team's active rule set decides",
-                details={"missing_scope": ApiKey.Scope.INLINE_RULES},
-            )
+        require_scopes(
+            principal,
+            (ApiKey.Scope.INLINE_RULES,),
+            because="deciding with the rules sent in the request needs it; without rules, "
+            "the team's active rule set decides",
+        )
         # The chain's canonical form (audit.chain.canonical): sorted keys, no whitespace, ASCII.
         canonical = json.dumps(data.rules, sort_keys=True, separators=(",", ":"))
         rules_hash = hashlib.sha256(canonical.encode("utf-8")).hexdigest()

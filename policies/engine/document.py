@@ -40,6 +40,11 @@ RATE_LIMIT_SCOPES = ("agent", "user", "session", "global")
 # Actions a rate-limited rule may take once its limit is exceeded (allow would be meaningless).
 RATE_LIMIT_ACTIONS = ("block", "require_approval", "warn", "log")
 MAX_RATE_LIMIT_WINDOW_SECONDS = 7 * 24 * 3600
+# Every decision a rule makes records its id and name, in this many characters each (the
+# rule_id and rule_name columns of audit's decisions and of approvals): a longer one would be
+# accepted here and then make every call the rule decides fail to be recorded.
+RULE_ID_MAX = 200
+RULE_NAME_MAX = 200
 _SUITE_KEYS = {"suite", "tests"}
 _TEST_KEYS = {"id", "tool", "arguments", "context", "expect", "description"}
 _EXPECT_KEYS = {"decision", "rule_id"}
@@ -401,6 +406,14 @@ def _normalize_rule(raw: Any, path: str, problems: _Collector) -> dict[str, Any]
     if not isinstance(rule_id, str) or not rule_id.strip():
         problems.add(f"{path}.id", "id must be a non-empty string")
         rule_id = str(name)
+
+    if len(rule_id) > RULE_ID_MAX:
+        # The id may have come from the name (no id given): say where it was written.
+        problems.add(
+            f"{path}.{'id' if 'id' in raw else 'name'}", f"a rule id may be at most {RULE_ID_MAX} characters"
+        )
+    if isinstance(name, str) and name is not rule_id and len(name) > RULE_NAME_MAX:
+        problems.add(f"{path}.name", f"a rule name may be at most {RULE_NAME_MAX} characters")
 
     rule: dict[str, Any] = {"id": rule_id, "name": name}
 

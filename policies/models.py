@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from policies.engine.constraints import TOOL_NAME_MAX
 from tenancy.models import ApiKey, Team
 
 
@@ -135,7 +136,7 @@ class ToolPolicy(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="tool_policies")
-    tool_name = models.CharField(max_length=190)
+    tool_name = models.CharField(max_length=TOOL_NAME_MAX)
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.DETERMINISTIC)
     version = models.PositiveIntegerField(default=1)
     is_active = models.BooleanField(default=True)

@@ -13,13 +13,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from policies.engine.constraints import TOOL_NAME_MAX
 from runtime.validate import ValidationOutcome
 
 
 class ToolCallValidateRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    tool_name: str = Field(min_length=1, max_length=200, description="The tool the agent wants to call.")
+    tool_name: str = Field(
+        min_length=1, max_length=TOOL_NAME_MAX, description="The tool the agent wants to call."
+    )
     arguments: dict[str, Any] = Field(default_factory=dict, description="The call's arguments (an object).")
     context: dict[str, Any] | None = Field(
         default=None,
@@ -119,7 +122,7 @@ class ApiModeCall(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    tool_name: str = Field(min_length=1, max_length=200)
+    tool_name: str = Field(min_length=1, max_length=TOOL_NAME_MAX)
     arguments: dict[str, Any] = Field(default_factory=dict)
     call_id: str | None = None
     timestamp: str | None = None
@@ -162,7 +165,7 @@ class ApiModeValidateResponse(BaseModel):
 class ClientDecisionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    tool_name: str = Field(min_length=1, max_length=200)
+    tool_name: str = Field(min_length=1, max_length=TOOL_NAME_MAX)
     arguments: dict[str, Any] = Field(default_factory=dict)
     decision: Literal["allow", "deny", "require_approval"]
     reason: str | None = None

@@ -5,9 +5,8 @@ from typing import Any
 from rest_framework import serializers
 
 from common.api import iso
+from policies.engine.constraints import TOOL_NAME_MAX
 from policies.models import RegisteredTool
-
-TOOL_NAME_MAX = 200
 
 
 class ToolParameterSerializer(serializers.Serializer):

@@ -41,7 +41,12 @@ from policies.engine.errors import ExpressionError, Problem, RuleSetError
 from policies.engine.regexes import compile_search
 
 MODES = ("deterministic", "llm")
-TOOL_NAME_MAX = 190  # "policy:" + the name must fit a decision record's rule_id (200)
+# The one limit on a tool's name, wherever one is accepted: registration (POST /v1/tools/register),
+# policies, validate and the client decision log; so any name that can be registered can get a
+# policy. A policy's decisions name their rule "policy:" + the tool's name, which must fit a
+# decision's 200-character rule id (audit and approvals rows): 190 does, and is what
+# policies.models.ToolPolicy.tool_name stores.
+TOOL_NAME_MAX = 190
 ARGUMENT_NAME_MAX = 200
 MAX_CONSTRAINTS = 500
 MAX_ENUM_VALUES = 1000

@@ -35,10 +35,14 @@ def approval_output(approval: Approval) -> dict[str, Any]:
     }
 
 
+# The most approvals one answer lists (GET /v1/approvals?limit=, GET /v1/approvals/pending).
+APPROVALS_LISTED_MAX = 500
+
+
 class ApprovalListQuery(serializers.Serializer):
     status = serializers.ChoiceField(choices=Approval.Status.choices, required=False)
     toolName = serializers.CharField(required=False, max_length=200)
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=500, default=100)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=APPROVALS_LISTED_MAX, default=100)
 
 
 class ResolveInput(serializers.Serializer):

@@ -45,7 +45,8 @@ class ApprovalPendingListView(APIView):
         services.approvals_expire_due(team_ids=[request.auth.team_id])  # as in the list above
         approvals = selectors.approvals_of_team(team_id=request.auth.team_id, status=Approval.Status.PENDING)
         # Oldest first: the one closest to its deadline leads.
-        return Response({"data": [s.approval_output(a) for a in approvals.order_by("created_at")[:500]]})
+        oldest_first = approvals.order_by("created_at")[: s.APPROVALS_LISTED_MAX]
+        return Response({"data": [s.approval_output(a) for a in oldest_first]})
 
 
 class ApprovalDetailView(APIView):

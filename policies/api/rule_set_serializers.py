@@ -7,11 +7,17 @@ from typing import Any
 from rest_framework import serializers
 
 from common.api import iso
+from policies import selectors
 from policies.models import RuleSetPublication, RuleSetVersion
 
 
 class PreviewQuerySerializer(serializers.Serializer):
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=50_000, default=10_000)
+    limit = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=selectors.IMPACT_PREVIEW_MAX,
+        default=selectors.IMPACT_PREVIEW_DEFAULT,
+    )
 
 
 def version_summary(version: RuleSetVersion) -> dict[str, Any]:

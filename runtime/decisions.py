@@ -121,7 +121,8 @@ async def decision_record(
     inline_rules_hash: str | None = None,
 ) -> RecordedDecision:
     """Record a server-made decision (and, for require_approval, its pending approval) durably;
-    returns once both are committed.
+    returns once both are committed. Its ``mode`` is the one that decided (``Decision.mode``: the
+    rule set's, the tool policy's), as a client decision records the one the SDK sends.
 
     ``inline_rules_hash``: the caller's own rules decided (API mode); recorded as source
     ``inline_rules`` with that hash, never as a decision of the team's rules.
@@ -149,7 +150,7 @@ async def decision_record(
         context=context,
         decision=decision.decision,
         reason=decision.reason or "",
-        mode="deterministic",
+        mode=decision.mode,
         source=DecisionRecord.Source.SERVER if inline_rules_hash is None else DecisionRecord.Source.INLINE_RULES,
         rules_hash=inline_rules_hash or "",
         latency_ms=latency_ms,

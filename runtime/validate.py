@@ -51,6 +51,7 @@ async def tool_policy_refusal(
     decision = Decision(
         decision="require_approval" if holding else "deny",
         reason=first.reason,  # the SDK's own words, as when it decides locally
+        mode=policy.constraints.evaluation_mode,
         rule_id=TOOL_POLICY_RULE_PREFIX + tool_name,
         rule_name=f"{tool_name} policy v{policy.version}"[:200],
         severity="medium",
@@ -96,7 +97,7 @@ async def _decide_with_session_state(
         except RedisError:
             logger.warning("session_history.unavailable team=%s", team_id, exc_info=True)
             if not fail_open:
-                return _state_unavailable_decision("session history")
+                return _state_unavailable_decision("session history", rules)
     call = ToolCall(tool_name=tool_name, arguments=arguments, context=context, now=now, history=history)
     steps = rules.decide(call)
     limiter = rate_limiter()
@@ -110,7 +111,7 @@ async def _decide_with_session_state(
                 logger.warning("rate_limiter.unavailable team=%s", team_id, exc_info=True)
                 if not fail_open:
                     await _refund_quietly(limiter, counted)
-                    return _state_unavailable_decision("rate limit")
+                    return _state_unavailable_decision("rate limit", rules)
                 exceeded, counted_call = None, None
             if counted_call is not None:
                 counted.append(counted_call)
@@ -139,10 +140,12 @@ async def _refund_quietly(limiter: Any, counted: list[CountedCall]) -> None:
         logger.warning("rate_limiter.refund_failed", exc_info=True)
 
 
-def _state_unavailable_decision(what: str) -> Decision:
+def _state_unavailable_decision(what: str, rules: CompiledRuleSet) -> Decision:
+    """The rule set's ``fail_mode: closed`` decides: its mode is the rule set's."""
     return Decision(
         decision="deny",
         reason=f"{what.capitalize()} check failed (fail-closed): the server's state store is unreachable",
+        mode=rules.evaluation_mode,
         severity="high",
     )
 

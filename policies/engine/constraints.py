@@ -35,12 +35,14 @@ import re
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, get_args
 
 from policies.engine.errors import ExpressionError, Problem, RuleSetError
+from policies.engine.evaluator import EvaluationMode
 from policies.engine.regexes import compile_search
 
-MODES = ("deterministic", "llm")
+# A policy's mode: how its constraints are evaluated (this server has no LLM evaluator: llm is refused).
+MODES: tuple[EvaluationMode, ...] = get_args(EvaluationMode)
 # The one limit on a tool's name, wherever one is accepted: registration (POST /v1/tools/register),
 # policies, validate and the client decision log; so any name that can be registered can get a
 # policy. A policy's decisions name their rule "policy:" + the tool's name, which must fit a
@@ -508,6 +510,10 @@ class _Compiled:
 
 class CompiledConstraints:
     """A policy's enabled constraints, ready to check calls. Immutable; share freely."""
+
+    # Ranges, lengths, patterns and enums over the arguments: a policy of mode deterministic,
+    # the only mode this server stores active policies of.
+    evaluation_mode: EvaluationMode = "deterministic"
 
     def __init__(self, constraints: list[Mapping[str, Any]]) -> None:
         self._items = tuple(

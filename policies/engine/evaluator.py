@@ -29,6 +29,10 @@ DecisionKind = Literal["allow", "deny", "require_approval"]
 StrictDecisionKind = Literal["deny", "require_approval"]
 # A version's mode (document.MODES).
 EnforcementMode = Literal["strict", "log", "shadow"]
+# How a decision was reached, in the SDK's words (a policy's ``mode``, the ``mode`` the SDK
+# records with a decision it made itself): by deterministic checks (rules, constraints) or by an
+# LLM's judgement. Recorded with every decision, separately from the version's EnforcementMode.
+EvaluationMode = Literal["deterministic", "llm"]
 _DAY_ORDER = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _SDK_CONTEXT_FIELDS = ("session_id", "agent_id", "user_id", "role")
 # Names in the SDK's local evaluation context that are not arguments.
@@ -51,6 +55,9 @@ class ToolCall:
 class Decision:
     decision: DecisionKind
     reason: str | None
+    # What decided: the evaluator's mode (CompiledRuleSet.evaluation_mode,
+    # constraints.CompiledConstraints.evaluation_mode), never assumed by whoever records it.
+    mode: EvaluationMode
     rule_id: str | None = None
     rule_name: str | None = None
     severity: str | None = None
@@ -347,6 +354,9 @@ def _never_limited(check: RateLimitCheck) -> RateLimitAnswer:
 class CompiledRuleSet:
     """Evaluate calls against one rule-set version. Immutable; safe to share across threads."""
 
+    # Rules are expressions and operators over the call: the same call always gets the same answer.
+    evaluation_mode: EvaluationMode = "deterministic"
+
     def __init__(self, document: Mapping[str, Any]) -> None:
         global_rules: list[CompiledRule] = []
         by_tool: dict[str, list[CompiledRule]] = {}
@@ -434,9 +444,8 @@ class CompiledRuleSet:
             return self._decide(first_allow, "allow", noted, None)
         return self._default(noted)
 
-    @staticmethod
     def _decide(
-        rule: CompiledRule, kind: DecisionKind, noted: list[str], exceeded: RateLimit | None
+        self, rule: CompiledRule, kind: DecisionKind, noted: list[str], exceeded: RateLimit | None
     ) -> Decision:
         reason = rule.reason
         if exceeded is not None:
@@ -448,6 +457,7 @@ class CompiledRuleSet:
         return Decision(
             decision=kind,
             reason=reason,
+            mode=self.evaluation_mode,
             rule_id=rule.id,
             rule_name=rule.name,
             severity=rule.severity,
@@ -470,6 +480,7 @@ class CompiledRuleSet:
         return Decision(
             decision=kind,
             reason=f"No rule matched; the rule set's default is {kind}",
+            mode=self.evaluation_mode,
             noted_rule_ids=tuple(noted),
         )
 

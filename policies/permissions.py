@@ -15,10 +15,10 @@ import uuid
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import Q
 
 from common.errors import PermissionDenied
 from policies.models import RuleSetVersion
+from tenancy.actor import Identities, actor_identities, is_same_actor, same_actor
 from tenancy.models import ApiKey
 from tenancy.principal import ApiKeyPrincipal
 from tenancy.selectors import TeamAccess
@@ -41,7 +41,8 @@ def api_key_may_loosen_tool_policies(principal: ApiKeyPrincipal) -> bool:
 @dataclass(frozen=True, slots=True)
 class Actor:
     """Who proposed, uploaded, approved or published something: a signed-in person, an API
-    key, or both (a key acting for a person)."""
+    key, or both (a key acting for a person). Four-eyes compares them through
+    ``tenancy.actor.actor_identities``."""
 
     user_id: int | None = None
     api_key_id: uuid.UUID | None = None
@@ -49,77 +50,6 @@ class Actor:
     @classmethod
     def of(cls, *, user: User | AnonymousUser | None = None, api_key_id: uuid.UUID | None = None) -> Actor:
         return cls(user.pk if user is not None and user.pk else None, api_key_id)
-
-
-Identities = frozenset[tuple[str, object]]
-# The people a key belongs to: a personal key's ``user``, and whoever created it (they held its
-# token; for a key minted by a key, the minting key's person, see ``tenancy.services.api_key_create``).
-_KEY_PEOPLE = ("user_id", "created_by_id")
-# Each round of ``actor_identities`` takes in the people and lineages the keys found so far point
-# to. Keys minted through the API copy their lineage and person, so two rounds normally settle
-# it; more only when keys join people in ways the services never make (a ``user`` who is not
-# the ``created_by``, edited in the database). The bound keeps a request's queries finite.
-_MAX_ROUNDS = 8
-
-
-def actor_identities(actor: Actor) -> Identities:
-    """Every person and key ``actor`` speaks for: one actor for four-eyes.
-
-    Its person; its key; the key's people (a personal key's ``user``, and whoever created the
-    key); every key of its lineage (``ApiKey.lineage``: the key that minted it, the one that
-    minted that, ..., and every key any of them minted, however deep: whoever held one of them
-    could mint the others); and, for each person found, every key of theirs and every lineage
-    those keys belong to, until nothing new turns up (``_MAX_ROUNDS``). Cycle safe (sets, and a
-    lineage is a label copied at creation, never a chain to walk). A query per round, two to
-    three in practice; compute it once per request and compare many."""
-    people: set[int] = {actor.user_id} if actor.user_id is not None else set()
-    keys: set[uuid.UUID] = {actor.api_key_id} if actor.api_key_id is not None else set()
-    lineages: set[uuid.UUID] = set()
-    # What the last round asked about: a round queries only the people, keys and lineages new since.
-    asked_people: set[int] = set()
-    asked_keys: set[uuid.UUID] = set()
-    asked_lineages: set[uuid.UUID] = set()
-    for _ in range(_MAX_ROUNDS):
-        new_people = people - asked_people
-        new_keys = keys - asked_keys
-        new_lineages = lineages - asked_lineages
-        if not (new_people or new_keys or new_lineages):
-            break
-        asked_people |= new_people
-        asked_keys |= new_keys
-        asked_lineages |= new_lineages
-        related = Q(pk__in=new_keys) | Q(pk__in=new_lineages) | Q(lineage_root__in=new_lineages)
-        for field in _KEY_PEOPLE:
-            related |= Q(**{f"{field}__in": new_people})
-        rows = ApiKey.objects.filter(related).values_list("id", "lineage_root", *_KEY_PEOPLE)
-        for key_id, lineage_root, *persons in rows:
-            keys.add(key_id)
-            lineages.add(lineage_root if lineage_root is not None else key_id)
-            people.update(person for person in persons if person is not None)
-    else:
-        logger.warning(
-            "policy.actor_identities_bounded user=%s api_key=%s keys=%d people=%d",
-            actor.user_id,
-            actor.api_key_id,
-            len(keys),
-            len(people),
-        )
-    return frozenset({("user", p) for p in people} | {("key", k) for k in keys})
-
-
-def is_same_actor(*, proposer: Actor, identities: Identities) -> bool:
-    """Whether ``proposer`` is one of the ``identities`` of whoever acts now (``actor_identities``)."""
-    mine: set[tuple[str, object]] = set()
-    if proposer.user_id is not None:
-        mine.add(("user", proposer.user_id))
-    if proposer.api_key_id is not None:
-        mine.add(("key", proposer.api_key_id))
-    return not identities.isdisjoint(mine)
-
-
-def same_actor(proposer: Actor, actor: Actor) -> bool:
-    """The four-eyes test: the same key, the same person, or a person and a key of theirs."""
-    return is_same_actor(proposer=proposer, identities=actor_identities(actor))
 
 
 class FourEyesRequired(PermissionDenied):

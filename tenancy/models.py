@@ -135,7 +135,7 @@ class ApiKey(models.Model):
         on_delete=models.CASCADE,
         related_name="personal_api_keys",
     )
-    # Where a key came from, for four-eyes (``policies.permissions.actor_identities``): whoever
+    # Where a key came from, for four-eyes (``tenancy.actor.actor_identities``): whoever
     # holds a key can mint more, so every key of one lineage counts as one actor. The key that
     # minted this one (POST /v1/api-keys, a project's first key); null when a person or an
     # operator made it (the page, ``create_api_key``, ``seed_demo``). ``created_by`` is then

@@ -1,4 +1,4 @@
-"""``permissions.actor_identities`` / ``same_actor`` over key lineages: a key minted by a key (by
+"""``tenancy.actor.actor_identities`` / ``same_actor`` over key lineages: a key minted by a key (by
 a key ...) is one actor with every key of its lineage and with the person behind it, however
 deep the chain, whatever was deleted in the middle, and without looping on bad data."""
 
@@ -9,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from common.errors import PermissionDenied
-from policies.permissions import Actor, actor_identities, same_actor
+from tenancy.actor import ActorRecord, actor_identities, same_actor
 from tenancy.models import ApiKey, Membership
 from tenancy.services import ALL_SCOPES, api_key_create, personal_api_key_create
 from tests.factories import TeamFactory, UserFactory
@@ -30,8 +30,8 @@ def minted(by: ApiKey, name: str) -> ApiKey:
     return api_key_create(team=by.team, name=name, scopes=ALL_SCOPES, minted_by_key_id=by.id)[0]
 
 
-def key(api_key: ApiKey) -> Actor:
-    return Actor(api_key_id=api_key.id)
+def key(api_key: ApiKey) -> ActorRecord:
+    return ActorRecord(api_key_id=api_key.id)
 
 
 def admin_of(team, username: str):
@@ -96,11 +96,11 @@ def test_same_actor__person_and_any_key_minted_from_their_personal_key__one_acto
     # Then the team keys carry dana as their person, and dana is each of them for four-eyes
     assert (child.user_id, child.created_by_id, grandchild.created_by_id) == (None, dana.id, dana.id)
     for api_key in (personal, child, grandchild):
-        assert same_actor(key(api_key), Actor(user_id=dana.id))
-        assert same_actor(Actor(user_id=dana.id), key(api_key))
+        assert same_actor(key(api_key), ActorRecord(user_id=dana.id))
+        assert same_actor(ActorRecord(user_id=dana.id), key(api_key))
     # And another admin is none of them
     bob = admin_of(team, "bob")
-    assert not same_actor(key(grandchild), Actor(user_id=bob.id))
+    assert not same_actor(key(grandchild), ActorRecord(user_id=bob.id))
 
 
 def test_same_actor__lineage_alone_links_a_person__one_actor(team):
@@ -110,7 +110,7 @@ def test_same_actor__lineage_alone_links_a_person__one_actor(team):
     orphan = minted(personal, "ci")
     ApiKey.objects.filter(pk=orphan.pk).update(created_by=None)
     # Then dana's identities still reach it through her personal key's lineage
-    assert ("key", orphan.id) in actor_identities(Actor(user_id=dana.id))
+    assert ("key", orphan.id) in actor_identities(ActorRecord(user_id=dana.id))
 
 
 def test_actor_identities__lineages_pointing_at_each_other__terminates(team):

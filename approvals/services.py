@@ -19,6 +19,7 @@ from approvals.selectors import approval_is_own_request, approval_may_decide
 from audit.models import AuditEvent
 from audit.trail import audit_event_append
 from common.errors import Conflict, NotAuthenticated, PermissionDenied
+from tenancy.actor import Actor
 from tenancy.principal import ApiKeyPrincipal
 from tenancy.selectors import personal_key_owner, user_is_named
 
@@ -112,13 +113,14 @@ def _record_refusal(
 def approval_resolve(
     *,
     approval: Approval,
-    actor: User,
+    actor: Actor,
     action: ResolveAction,
     comment: str = "",
-    channel: str = ApprovalEvent.Channel.WEB,
-    remote_addr: str | None = None,
+    resolved_by: str | None = None,
 ) -> ResolveOutcome:
-    """Approve or deny, as ``actor``, exactly once.
+    """Approve or deny, as ``actor``, exactly once: a person on the page (channel ``web``), or
+    through the API the person whose personal key it is (channel ``api``; ``resolved_by``, when
+    given, must name them: see ``_deciding_person``).
 
     Only an eligible person may act (see ``approvals.selectors.approval_may_decide``), and
     nobody may approve a call their own request raised. A deny decides at once; approvals
@@ -126,6 +128,27 @@ def approval_resolve(
     concurrent resolves and the expiry sweep serialize: the first wins, the rest get
     ``AlreadyResolved`` and change nothing.
     """
+    channel = ApprovalEvent.Channel.API if actor.api_key is not None else ApprovalEvent.Channel.WEB
+    person = _deciding_person(approval=approval, actor=actor, resolved_by=resolved_by, channel=channel)
+    return _resolve_as(
+        approval=approval,
+        actor=person,
+        action=action,
+        comment=comment,
+        channel=channel,
+        remote_addr=actor.remote_addr,
+    )
+
+
+def _resolve_as(
+    *,
+    approval: Approval,
+    actor: User,
+    action: ResolveAction,
+    comment: str,
+    channel: str,
+    remote_addr: str | None,
+) -> ResolveOutcome:
     # Past its deadline: escalated (the new groups decide) or expired first, as at the deadline.
     approval = approval_settle_due(approval=approval)
     if not approval_may_decide(approval=approval, user=actor):
@@ -212,25 +235,25 @@ class ResolvedByMismatch(PermissionDenied):
     code = "resolved_by_mismatch"
 
 
-def approval_resolve_by_api_key(
-    *,
-    approval: Approval,
-    principal: ApiKeyPrincipal,
-    action: ResolveAction,
-    resolved_by: str | None = None,
-    comment: str = "",
-    remote_addr: str | None = None,
-) -> ResolveOutcome:
-    """Approve or deny through the API, as the person whose personal key ``principal`` is.
+def _deciding_person(*, approval: Approval, actor: Actor, resolved_by: str | None, channel: str) -> User:
+    """The person who decides when ``actor`` does: the signed-in person, or the owner of a
+    personal API key.
 
-    Eligibility is only as good as the identity behind it, so a team's key (no person) never
-    resolves, and a personal key resolves as its owner only: ``resolved_by``, when given, must
-    name them (username or e-mail). Each refusal is kept in the trail. The owner is read afresh
-    (active, still in the team, key not revoked), not taken from the principal cache.
+    Eligibility is only as good as the identity behind it, so a team's key (no person) and a
+    process never decide, and a personal key decides as its owner only: ``resolved_by``, when
+    given, must name them (username or e-mail). Each refusal of a key is kept in the trail. The
+    owner is read afresh (active, still in the team, key not revoked), not taken from the
+    principal cache.
     """
+    if actor.user is not None:
+        return actor.user
+    principal = actor.api_key
+    if principal is None:
+        raise NotAnApprover(f"{actor.name} may not decide approvals: only a person does")
+    remote_addr = actor.remote_addr
     if not principal.is_personal:
         _record_refusal(
-            channel=ApprovalEvent.Channel.API,
+            channel=channel,
             approval=approval,
             actor=None,
             actor_name=principal.display_name,
@@ -238,26 +261,17 @@ def approval_resolve_by_api_key(
             remote_addr=remote_addr,
         )
         raise PersonalKeyRequired.for_key(principal)
-    actor = personal_key_owner(principal=principal)
-    if actor is None:
+    owner = personal_key_owner(principal=principal)
+    if owner is None:
         raise NotAuthenticated("Invalid or revoked API key.")
-    if resolved_by is not None and not user_is_named(user=actor, name=resolved_by):
+    if resolved_by is not None and not user_is_named(user=owner, name=resolved_by):
         why = f"resolvedBy {resolved_by!r} is not this key's owner"
-        _record_refusal(
-            approval=approval, actor=actor, why=why, channel=ApprovalEvent.Channel.API, remote_addr=remote_addr
-        )
+        _record_refusal(approval=approval, actor=owner, why=why, channel=channel, remote_addr=remote_addr)
         raise ResolvedByMismatch(
-            f"{why} ({actor.get_username()}); a personal key resolves only as its owner",
+            f"{why} ({owner.get_username()}); a personal key resolves only as its owner",
             details={"field": "resolvedBy"},
         )
-    return approval_resolve(
-        approval=approval,
-        actor=actor,
-        action=action,
-        comment=comment,
-        channel=ApprovalEvent.Channel.API,
-        remote_addr=remote_addr,
-    )
+    return owner
 
 
 SWEEP_BATCH = 500

@@ -26,6 +26,7 @@ from approvals.display import ArgumentNode, argument_tree, context_value
 from approvals.forms import DecisionForm, QueueFilterForm
 from approvals.models import Approval, ApprovalEvent
 from common.errors import ApplicationError, NotFound
+from tenancy.actor import Actor
 from tenancy.web import AuthenticatedHttpRequest
 
 
@@ -183,11 +184,9 @@ def approval_decide(request: AuthenticatedHttpRequest, approval_id: uuid.UUID) -
     try:
         outcome = services.approval_resolve(
             approval=approval,
-            actor=request.user,
+            actor=Actor.of_request(request),
             action=form.cleaned_data["action"],
             comment=form.cleaned_data["comment"],
-            channel=ApprovalEvent.Channel.WEB,
-            remote_addr=request.META.get("REMOTE_ADDR"),
         )
     except ApplicationError as exc:
         messages.error(request, f"Not decided: {exc.message}")

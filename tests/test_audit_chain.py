@@ -20,6 +20,7 @@ from veto.cloud.client import VetoCloudClient, VetoCloudConfig
 from approvals.services import approval_resolve
 from audit.models import AuditEvent, DecisionRecord
 from runtime.writer import decision_writer, insert_decisions
+from tenancy.actor import Actor
 from tests.factories import (
     ApprovalFactory,
     ApproverGroupFactory,
@@ -183,7 +184,9 @@ def test_events_stream__approval_actions_and_publishes__chained_and_verifiable()
     group.members.add(alice)
     publish_rules(team, RULES)
     approval = ApprovalFactory(team=team, approver_groups=["compliance"])
-    approval_resolve(approval=approval, actor=alice, action="deny", comment="no", remote_addr="203.0.113.7")
+    approval_resolve(
+        approval=approval, actor=Actor.person(alice, remote_addr="203.0.113.7"), action="deny", comment="no"
+    )
 
     events = list(AuditEvent.objects.filter(team=team).order_by("sequence"))
     kinds = [(e.kind, json.loads(e.record)["details"].get("action")) for e in events]

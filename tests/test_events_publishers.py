@@ -15,6 +15,7 @@ from approvals.services import approval_resolve, approvals_expire_due
 from audit.models import AuditEvent
 from common import events
 from common.events import Event, EventType
+from tenancy.actor import Actor
 from tests.factories import ApprovalFactory, ApproverGroupFactory, TeamFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -50,7 +51,7 @@ def test_resolve__a_handler_raises__the_resolve_commits_and_the_other_handlers_h
     try:
         with recording(EventType.APPROVAL_RESOLVED) as heard:
             # When the approval is resolved
-            outcome = approval_resolve(approval=approval, actor=alice, action="deny", comment="no")
+            outcome = approval_resolve(approval=approval, actor=Actor.person(alice), action="deny", comment="no")
     finally:
         unsubscribe()
 

@@ -20,6 +20,7 @@ from common import events
 from common.events import Event, EventType
 from policies.services import tool_policy_create, tool_policy_update
 from runtime.writer import decision_writer
+from tenancy.actor import Actor
 from tests.factories import (
     ApprovalFactory,
     ApproverGroupFactory,
@@ -104,12 +105,14 @@ def test_resume__consumer_missed_notifications__gets_exactly_the_missed_events_f
         # refusal, a publish, tool-policy changes, and decisions, one of which raised an approval
         consumer.away = True
         voted = ApprovalFactory(team=team, approver_groups=["compliance"], min_approvals=2)
-        approval_resolve(approval=voted, actor=alice, action="approve")
-        approval_resolve(approval=voted, actor=bob, action="approve")
+        approval_resolve(approval=voted, actor=Actor.person(alice), action="approve")
+        approval_resolve(approval=voted, actor=Actor.person(bob), action="approve")
         denied = ApprovalFactory(team=team, approver_groups=["compliance"])
         with pytest.raises(NotAnApprover):
-            approval_resolve(approval=denied, actor=UserFactory(username="mallory"), action="approve")
-        approval_resolve(approval=denied, actor=alice, action="deny", comment="no")
+            approval_resolve(
+                approval=denied, actor=Actor.person(UserFactory(username="mallory")), action="approve"
+            )
+        approval_resolve(approval=denied, actor=Actor.person(alice), action="deny", comment="no")
         ApprovalFactory(
             team=team, approver_groups=["compliance"], expires_at=timezone.now() - timedelta(seconds=1)
         )
@@ -166,7 +169,7 @@ def test_order__two_teams__each_stream_numbered_gaplessly_as_announced(consumer,
     for round_ in range(3):
         for t in (team, other):
             approval = ApprovalFactory(team=t, approver_groups=["compliance"])
-            approval_resolve(approval=approval, actor=alice, action="deny" if round_ % 2 else "approve")
+            approval_resolve(approval=approval, actor=Actor.person(alice), action="deny" if round_ % 2 else "approve")
             tool_policy_create(team_id=t.id, data={"toolName": f"tool_{round_}", "mode": "deterministic"})
         _write_decisions([decision_row(t.id) for t in (team, other, team)])
 
@@ -187,7 +190,9 @@ def test_resume__limit__pages_through_without_loss_or_repeat(team_and_approvers)
     team, alice, _ = team_and_approvers
     for _ in range(5):
         approval_resolve(
-            approval=ApprovalFactory(team=team, approver_groups=["compliance"]), actor=alice, action="deny"
+            approval=ApprovalFactory(team=team, approver_groups=["compliance"]),
+            actor=Actor.person(alice),
+            action="deny",
         )
     pages, after = [], 0
     while page := team_events_after(team_id=team.id, stream="events", after_sequence=after, limit=2):

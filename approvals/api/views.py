@@ -13,6 +13,7 @@ from approvals.api import serializers as s
 from approvals.models import Approval
 from common.api import parse_uuid_or_404
 from common.errors import ApplicationError, NotFound
+from tenancy.actor import Actor
 from tenancy.models import ApiKey
 from tenancy.principal import ApiKeyRequest
 
@@ -64,13 +65,12 @@ def _resolve_one(request: ApiKeyRequest, approval_id: str, data: dict) -> Approv
     approval = selectors.approval_get_for_team(
         team_id=request.auth.team_id, approval_id=parse_uuid_or_404(approval_id, what="approval")
     )
-    outcome = services.approval_resolve_by_api_key(
+    outcome = services.approval_resolve(
         approval=approval,
-        principal=request.auth,
+        actor=Actor.of_request(request),
         action=data["action"],
         resolved_by=data.get("resolvedBy"),
         comment=data.get("comment", ""),
-        remote_addr=request.META.get("REMOTE_ADDR"),
     )
     return outcome.approval
 

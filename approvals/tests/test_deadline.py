@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from approvals.models import Approval, ApprovalEvent
 from approvals.services import approval_resolve, approval_settle_due, approvals_expire_due
+from tenancy.actor import Actor
 from tests.factories import ApprovalFactory, ApproverGroupFactory, TeamFactory, UserFactory, api_key_for
 
 pytestmark = pytest.mark.django_db
@@ -80,7 +81,7 @@ def test_resolve__escalating_approval_just_past_its_deadline__the_escalation_gro
     deadline = approval.expires_at
 
     # When carol (security) approves it right away
-    outcome = approval_resolve(approval=approval, actor=carol, action="approve")
+    outcome = approval_resolve(approval=approval, actor=Actor.person(carol), action="approve")
 
     # Then it was escalated at the deadline (once) and her approval decides it
     approval.refresh_from_db()

@@ -18,6 +18,7 @@ from approvals.models import Approval, ApprovalEvent
 from approvals.services import approval_resolve, approvals_expire_due
 from common.api import iso
 from common.redis import sync_redis as _sync_redis
+from tenancy.actor import Actor
 from tests.factories import ApprovalFactory, ApproverGroupFactory, TeamFactory, UserFactory, api_key_for
 from tests.faults._services import live_server, own_redis
 
@@ -110,7 +111,7 @@ def test_long_poll__redis_pub_sub_down_at_resolve_time__answers_within_two_secon
         with override_settings(REDIS_URL=redis.url()):
             _sync_redis.cache_clear()
             try:
-                approval_resolve(approval=approval, actor=alice, action="approve")
+                approval_resolve(approval=approval, actor=Actor.person(alice), action="approve")
             finally:
                 _sync_redis.cache_clear()
         resolved_at = time.monotonic()

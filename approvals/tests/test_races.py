@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from approvals.models import Approval, ApprovalEvent, ApprovalVote
 from approvals.services import AlreadyResolved, approval_resolve, approval_settle_due, approvals_expire_due
+from tenancy.actor import Actor
 from tests.factories import ApprovalFactory, ApproverGroupFactory, TeamFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -66,10 +67,12 @@ def test_race__approve_deny_and_expiry_at_once__exactly_one_outcome(deciders):
         )
 
         def approve(approval=approval) -> str:
-            return approval_resolve(approval=approval, actor=alice, action="approve").approval.status
+            return approval_resolve(
+                approval=approval, actor=Actor.person(alice), action="approve"
+            ).approval.status
 
         def deny(approval=approval) -> str:
-            return approval_resolve(approval=approval, actor=bob, action="deny").approval.status
+            return approval_resolve(approval=approval, actor=Actor.person(bob), action="deny").approval.status
 
         def expire() -> str:
             return "expired" if approvals_expire_due(now=timezone.now() + timedelta(seconds=1)) else "nothing"
@@ -102,7 +105,7 @@ def test_race__quorum_of_two_with_four_approvers_at_once__approved_once_with_all
         approval = ApprovalFactory(team=team, approver_groups=["compliance"], min_approvals=2)
 
         def vote(person, approval=approval) -> str:
-            outcome = approval_resolve(approval=approval, actor=person, action="approve")
+            outcome = approval_resolve(approval=approval, actor=Actor.person(person), action="approve")
             return "decided" if outcome.resolved else "counted"
 
         results = race(*(lambda p=p: vote(p) for p in people))

@@ -10,6 +10,7 @@ from django.utils import timezone
 from approvals.models import Approval, ApprovalEvent
 from approvals.selectors import approval_may_decide, approvals_queue_for
 from approvals.services import AlreadyResolved, NotAnApprover, approval_resolve, approvals_expire_due
+from tenancy.actor import Actor
 from tenancy.models import Membership
 from tests.factories import ApprovalFactory, ApproverGroupFactory, TeamFactory, UserFactory
 
@@ -39,7 +40,9 @@ def trail(approval):
 def test_resolve__deny_by_a_group_member__denied_at_once_with_comment(team, compliance):
     approval = ApprovalFactory(team=team, approver_groups=["compliance"], min_approvals=2)
 
-    outcome = approval_resolve(approval=approval, actor=user("alice"), action="deny", comment="no PII leaves")
+    outcome = approval_resolve(
+        approval=approval, actor=Actor.person(user("alice")), action="deny", comment="no PII leaves"
+    )
 
     approval.refresh_from_db()
     assert outcome.resolved
@@ -54,13 +57,13 @@ def test_resolve__deny_by_a_group_member__denied_at_once_with_comment(team, comp
 def test_resolve__quorum_of_two__second_distinct_approver_approves(team, compliance):
     approval = ApprovalFactory(team=team, approver_groups=["compliance"], min_approvals=2)
 
-    first = approval_resolve(approval=approval, actor=user("alice"), action="approve")
+    first = approval_resolve(approval=approval, actor=Actor.person(user("alice")), action="approve")
     with pytest.raises(AlreadyResolved, match="already approved"):
-        approval_resolve(approval=approval, actor=user("alice"), action="approve")
+        approval_resolve(approval=approval, actor=Actor.person(user("alice")), action="approve")
     approval.refresh_from_db()
     assert (first.resolved, approval.status) == (False, "pending")
 
-    second = approval_resolve(approval=approval, actor=user("bob"), action="approve")
+    second = approval_resolve(approval=approval, actor=Actor.person(user("bob")), action="approve")
 
     approval.refresh_from_db()
     assert second.resolved
@@ -70,10 +73,10 @@ def test_resolve__quorum_of_two__second_distinct_approver_approves(team, complia
 
 def test_resolve__second_resolve__409_and_nothing_changes(team, compliance):
     approval = ApprovalFactory(team=team, approver_groups=["compliance"])
-    approval_resolve(approval=approval, actor=user("alice"), action="approve")
+    approval_resolve(approval=approval, actor=Actor.person(user("alice")), action="approve")
 
     with pytest.raises(AlreadyResolved, match="already approved by alice"):
-        approval_resolve(approval=approval, actor=user("bob"), action="deny")
+        approval_resolve(approval=approval, actor=Actor.person(user("bob")), action="deny")
 
     approval.refresh_from_db()
     assert (approval.status, approval.resolved_by) == ("approved", "alice")
@@ -85,7 +88,7 @@ def test_resolve__outsider__refused_and_the_refusal_is_in_the_trail(team, compli
     Membership.objects.create(user=mallory, team=team, role=Membership.Role.MEMBER)
 
     with pytest.raises(NotAnApprover):
-        approval_resolve(approval=approval, actor=mallory, action="approve")
+        approval_resolve(approval=approval, actor=Actor.person(mallory), action="approve")
 
     approval.refresh_from_db()
     assert approval.status == "pending"
@@ -101,8 +104,8 @@ def test_resolve__own_request__cannot_approve_but_may_deny(team, compliance):
     )
 
     with pytest.raises(NotAnApprover, match="own request"):
-        approval_resolve(approval=approval, actor=alice, action="approve")
-    approval_resolve(approval=approval, actor=alice, action="deny", comment="withdrawn")
+        approval_resolve(approval=approval, actor=Actor.person(alice), action="approve")
+    approval_resolve(approval=approval, actor=Actor.person(alice), action="deny", comment="withdrawn")
 
     approval.refresh_from_db()
     assert approval.status == "denied"
@@ -116,7 +119,7 @@ def test_resolve__past_deadline_before_the_sweep__refused_as_too_late_and_expire
 
     # When an approver tries to approve it
     with pytest.raises(AlreadyResolved, match="already expired"):
-        approval_resolve(approval=approval, actor=user("alice"), action="approve")
+        approval_resolve(approval=approval, actor=Actor.person(user("alice")), action="approve")
 
     # Then it is expired (at its deadline), once; a later sweep finds nothing to do
     assert approvals_expire_due() == 0

@@ -11,6 +11,7 @@ from django.urls import reverse
 
 from approvals.models import Approval, ApprovalEvent
 from approvals.services import NotAnApprover, approval_resolve
+from tenancy.actor import Actor
 from tenancy.models import ApiKey, Membership
 from tests.factories import (
     ApprovalFactory,
@@ -77,7 +78,7 @@ def test_resolve__raised_for_the_approver_in_any_place_and_spelling__approve_ref
 
     # When alice approves it
     with pytest.raises(NotAnApprover, match="own request"):
-        approval_resolve(approval=approval, actor=alice, action="approve")
+        approval_resolve(approval=approval, actor=Actor.person(alice), action="approve")
 
     # Then it is still pending, and the refusal is in the trail
     approval.refresh_from_db()
@@ -93,7 +94,10 @@ def test_resolve__raised_for_someone_else__the_approver_approves(team, alice, pl
     approval = ApprovalFactory(team=team, approver_groups=["compliance"], context=place("alicia"))
 
     # When alice approves it, Then it is approved
-    assert approval_resolve(approval=approval, actor=alice, action="approve").approval.status == "approved"
+    assert (
+        approval_resolve(approval=approval, actor=Actor.person(alice), action="approve").approval.status
+        == "approved"
+    )
 
 
 def test_decide_page__own_request_with_a_look_alike_name__approve_refused_with_a_message(team, alice):
@@ -135,7 +139,7 @@ def test_resolve__raised_with_the_approvers_own_personal_key__approve_refused(te
 
     # When alice approves it
     with pytest.raises(NotAnApprover, match="own request"):
-        approval_resolve(approval=approval, actor=alice, action="approve")
+        approval_resolve(approval=approval, actor=Actor.person(alice), action="approve")
 
     # Then it is still pending
     approval.refresh_from_db()
@@ -145,4 +149,7 @@ def test_resolve__raised_with_the_approvers_own_personal_key__approve_refused(te
 def test_resolve__raised_with_a_team_key__the_approver_approves(team, alice):
     approval = raised_with_key(team, api_key_id_for(team))
 
-    assert approval_resolve(approval=approval, actor=alice, action="approve").approval.status == "approved"
+    assert (
+        approval_resolve(approval=approval, actor=Actor.person(alice), action="approve").approval.status
+        == "approved"
+    )

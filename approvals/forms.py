@@ -8,7 +8,7 @@ from django import forms
 
 from approvals.selectors import QueueFilters
 
-# As the approvals API accepts (approvals.api.serializers.ResolveInput).
+# The longest approve/deny comment, on the pages and in the API (approvals.api.serializers.ResolveInput).
 MAX_COMMENT_CHARS = 4000
 
 

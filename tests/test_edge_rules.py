@@ -11,6 +11,7 @@ import pytest
 from django.core.asgi import get_asgi_application
 from django.test import override_settings
 
+from approvals.forms import MAX_COMMENT_CHARS, DecisionForm
 from policies.models import RuleSetVersion
 from runtime.gateway import Gateway
 from runtime.routes import runtime_routes
@@ -181,3 +182,19 @@ def test_active_rule_set__accept__the_preferred_format(app, team, accept, served
     response = send(app, "GET", "/v1/rule-sets/active", api_key_for(team), headers={"Accept": accept})
     assert response.status_code == 200
     assert response.headers["content-type"] == served_as
+
+
+def test_resolve_comment__one_over_the_limit__refused_by_the_api_and_the_form_alike(app, team):
+    # The approve/deny comment has one limit (approvals.forms.MAX_COMMENT_CHARS) for both.
+    approval = ApprovalFactory(team=team)
+    key = api_key_for(team, scopes=(ApiKey.Scope.APPROVALS_RESOLVE,))
+    too_long = "c" * (MAX_COMMENT_CHARS + 1)
+    api = send(
+        app, "POST", f"/v1/approvals/{approval.id}/resolve", key, json={"action": "deny", "comment": too_long}
+    )
+    assert api.status_code == 400
+    assert api.json()["error"]["message"].startswith("comment:")
+    assert f"no more than {MAX_COMMENT_CHARS}" in api.json()["error"]["message"]
+    form = DecisionForm(data={"action": "deny", "comment": too_long})
+    assert not form.is_valid() and "comment" in form.errors
+    assert DecisionForm(data={"action": "deny", "comment": too_long[:-1]}).is_valid()

@@ -4,6 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from approvals.forms import MAX_COMMENT_CHARS
 from approvals.models import Approval
 from common.api import iso
 
@@ -50,7 +51,9 @@ class ResolveInput(serializers.Serializer):
     # A personal key resolves as its owner: this may be left out, and when given must name them
     # (username or e-mail; VetoAdmin always sends it).
     resolvedBy = serializers.CharField(max_length=200, required=False)
-    comment = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")
+    comment = serializers.CharField(
+        required=False, allow_blank=True, max_length=MAX_COMMENT_CHARS, default=""
+    )
 
 
 class BatchResolveItem(ResolveInput):

@@ -187,6 +187,14 @@ def team_access_for(*, user: User, slug: str) -> TeamAccess:
     return TeamAccess(team=team, role=role, is_staff=bool(user.is_staff))
 
 
+def user_is_team_admin(*, user: User, team_id: uuid.UUID) -> bool:
+    """Whether ``user`` administers team ``team_id``: its admin, or staff (``TeamAccess.is_admin``,
+    read from the team's id for the services, which are handed no ``TeamAccess``)."""
+    if user.is_staff:
+        return True
+    return Membership.objects.filter(user=user, team_id=team_id, role=Membership.Role.ADMIN).exists()
+
+
 def personal_key_owner(*, principal: ApiKeyPrincipal) -> User | None:
     """The person a personal key acts for, read afresh (not from the principal cache): None
     when the key is a team's, revoked, or its owner is inactive or no longer in the key's team.

@@ -15,8 +15,29 @@ from audit.models import DecisionRecord
 from policies.models import PolicyDraft, ToolPolicy
 from policies.services import policy_draft_create, rule_set_version_create, rule_set_version_publish
 from runtime.writer import insert_decisions
-from tenancy.models import ApproverGroup, Membership, Organization, Team
+from tenancy.actor import Actor
+from tenancy.models import ApiKey, ApproverGroup, Membership, Organization, Team
+from tenancy.principal import ApiKeyPrincipal
 from tenancy.services import ALL_SCOPES, api_key_create, personal_api_key_create
+
+# The actor of a service call a test makes as nobody in particular (setting data up).
+BY_TESTS = Actor.process("tests")
+
+
+def as_key(api_key: ApiKey, *, remote_addr: str | None = None) -> Actor:
+    """An API key as the actor of a service call: its principal as the API's authentication
+    builds it (the scopes it was given)."""
+    principal = ApiKeyPrincipal(
+        key_id=api_key.id,
+        key_prefix=api_key.prefix,
+        team_id=api_key.team_id,
+        team_slug=api_key.team.slug,
+        organization_id=api_key.team.organization_id,
+        scopes=frozenset(api_key.scopes),
+        user_id=api_key.user_id,
+        key_name=api_key.name,
+    )
+    return Actor.key(principal, remote_addr=remote_addr)
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -87,7 +108,8 @@ def personal_api_key_for(
 
 def publish_rules(team: Team, source: str):
     """Create and publish a rule-set version from YAML; returns the version."""
-    return rule_set_version_publish(version=rule_set_version_create(team=team, source_text=source)).version
+    version = rule_set_version_create(team=team, source_text=source)
+    return rule_set_version_publish(version=version, actor=BY_TESTS).version
 
 
 class ToolPolicyFactory(factory.django.DjangoModelFactory):
@@ -105,7 +127,8 @@ def policy_draft_for(
     team: Team, rules: list[dict], *, user=None, name: str = "proposed rules"
 ) -> PolicyDraft:
     """A policy draft proposed through the service (its rules are checked as the API checks them)."""
-    return policy_draft_create(team_id=team.id, name=name, rules=rules, actor_user=user)
+    actor = Actor.person(user) if user is not None else None
+    return policy_draft_create(team_id=team.id, name=name, rules=rules, actor=actor)
 
 
 def set_live_server_password(user, password: str) -> None:

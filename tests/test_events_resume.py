@@ -22,6 +22,7 @@ from policies.services import tool_policy_create, tool_policy_update
 from runtime.writer import decision_writer
 from tenancy.actor import Actor
 from tests.factories import (
+    BY_TESTS,
     ApprovalFactory,
     ApproverGroupFactory,
     TeamFactory,
@@ -118,8 +119,10 @@ def test_resume__consumer_missed_notifications__gets_exactly_the_missed_events_f
         )
         approvals_expire_due()
         publish_rules(team, TIGHTER)
-        policy = tool_policy_create(team_id=team.id, data={"toolName": "transfer", "mode": "deterministic"})
-        tool_policy_update(policy=policy, data={"mode": "deterministic", "constraints": []})
+        policy = tool_policy_create(
+            team_id=team.id, data={"toolName": "transfer", "mode": "deterministic"}, actor=BY_TESTS
+        )
+        tool_policy_update(policy=policy, data={"mode": "deterministic", "constraints": []}, actor=BY_TESTS)
         raised = ApprovalFactory.build(team=team, id=uuid.uuid4())
         _write_decisions(
             [
@@ -169,8 +172,12 @@ def test_order__two_teams__each_stream_numbered_gaplessly_as_announced(consumer,
     for round_ in range(3):
         for t in (team, other):
             approval = ApprovalFactory(team=t, approver_groups=["compliance"])
-            approval_resolve(approval=approval, actor=Actor.person(alice), action="deny" if round_ % 2 else "approve")
-            tool_policy_create(team_id=t.id, data={"toolName": f"tool_{round_}", "mode": "deterministic"})
+            approval_resolve(
+                approval=approval, actor=Actor.person(alice), action="deny" if round_ % 2 else "approve"
+            )
+            tool_policy_create(
+                team_id=t.id, data={"toolName": f"tool_{round_}", "mode": "deterministic"}, actor=BY_TESTS
+            )
         _write_decisions([decision_row(t.id) for t in (team, other, team)])
 
     # Then, per team and stream, the announced sequences are 1..n without a gap, one per entry

@@ -13,9 +13,10 @@ from rest_framework.test import APIClient
 from audit.models import AuditEvent
 from policies.models import PolicyDraft, RuleSetPublication, RuleSetVersion
 from policies.services import rule_set_version_create, rule_set_version_publish
+from tenancy.actor import Actor
 from tenancy.models import ApiKey, Membership
 from tenancy.services import ALL_SCOPES, api_key_create
-from tests.factories import TeamFactory, UserFactory, api_key_for, policy_draft_for
+from tests.factories import BY_TESTS, TeamFactory, UserFactory, api_key_for, policy_draft_for
 
 pytestmark = pytest.mark.django_db
 
@@ -79,7 +80,7 @@ def test_rule_set_publish__personal_key_of_the_author__403_four_eyes_required(te
     # Given a version dana wrote on the policies page, and a key of dana's
     dana = UserFactory(username="dana")
     Membership.objects.create(user=dana, team=team, role=Membership.Role.ADMIN)
-    version = rule_set_version_create(team=team, source_text=RULES.format(n=1), author_user=dana)
+    version = rule_set_version_create(team=team, source_text=RULES.format(n=1), author=Actor.person(dana))
 
     # When dana's key publishes it
     response = api(key_of(team, dana)).post(f"/v1/rule-sets/{version.number}/publish")
@@ -192,8 +193,8 @@ def test_rule_set_publish__never_published_draft_with_an_older_number__a_publish
 def test_rule_set_publish__service__kind_follows_whether_the_version_was_active_before(team):
     # Given v1 and v2 published in turn, and a draft v3 saved before v4 was published
     versions = [rule_set_version_create(team=team, source_text=RULES.format(n=n)) for n in (1, 2, 3, 4)]
-    kinds = [rule_set_version_publish(version=versions[i]).kind for i in (0, 1, 3)]
+    kinds = [rule_set_version_publish(version=versions[i], actor=BY_TESTS).kind for i in (0, 1, 3)]
     # When v3 (never active) and then v2 (active before) are published
-    kinds += [rule_set_version_publish(version=versions[i]).kind for i in (2, 1)]
+    kinds += [rule_set_version_publish(version=versions[i], actor=BY_TESTS).kind for i in (2, 1)]
     # Then only going back to v2 is a rollback
     assert kinds == ["publish", "publish", "publish", "publish", "rollback"]

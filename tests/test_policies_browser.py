@@ -28,7 +28,7 @@ from conftest import (
 from policies.models import RuleSetPublication, RuleSetVersion
 from policies.services import rule_set_version_create, rule_set_version_publish
 from tenancy.models import Membership
-from tests.factories import TeamFactory, UserFactory
+from tests.factories import BY_TESTS, TeamFactory, UserFactory
 
 try:
     from playwright.sync_api import Page, expect, sync_playwright
@@ -117,7 +117,7 @@ def test_policies_page__member_writes_and_fixes_a_rule__another_admin_publishes_
     team = TeamFactory(slug="payments", name="Payments")
     person("alice", team, Membership.Role.MEMBER)
     dana = person("dana", team, Membership.Role.ADMIN)
-    rule_set_version_publish(version=rule_set_version_create(team=team, source_text=V1))
+    rule_set_version_publish(version=rule_set_version_create(team=team, source_text=V1), actor=BY_TESTS)
     policies = f"/dashboard/teams/{team.slug}/policies/"
     action_line = V1.count("\n") + 3  # the typed rule's third line
     errors: list[str] = []

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
 from typing import Any
 
 import httpx
@@ -18,8 +17,9 @@ from common.errors import ApplicationError
 from policies.models import PolicyDraft, RuleSetPublication, RuleSetVersion
 from policies.permissions import FourEyesRequired
 from policies.services import policy_draft_approve
-from tenancy.models import Team
-from tests.factories import TeamFactory, UserFactory, api_key_for, policy_draft_for, publish_rules
+from tenancy.actor import Actor
+from tenancy.models import ApiKey, Membership, Team
+from tests.factories import TeamFactory, UserFactory, api_key_for, as_key, policy_draft_for, publish_rules
 
 pytestmark = [pytest.mark.asgi_server, pytest.mark.django_db(transaction=True)]
 
@@ -328,14 +328,17 @@ def test_review_required__person_approves_the_submitted_draft_but_not_their_own(
     # Given a team requiring review, a draft a key submitted, and one a person proposed
     Team.objects.filter(pk=team.pk).update(require_policy_review=True)
     submitted = policy_draft_for(team, PROPOSED)
-    submitted = policy_draft_approve(draft=submitted, actor_api_key_id=_key_id(team))
+    submitted = policy_draft_approve(draft=submitted, actor=as_key(_key(team)))
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    # (team admins: who decides drafts at all is the service's to check, before four-eyes)
+    for person in (alice, bob):
+        Membership.objects.create(user=person, team=team, role=Membership.Role.ADMIN)
     own = policy_draft_for(team, PROPOSED, user=alice, name="alice's idea")
     # When alice approves her own, Then four-eyes refuses it
     with pytest.raises(FourEyesRequired):
-        policy_draft_approve(draft=own, actor_user=alice)
+        policy_draft_approve(draft=own, actor=Actor.person(alice))
     # When bob approves the submitted one, Then it is published and records bob
-    approved = policy_draft_approve(draft=submitted, actor_user=bob)
+    approved = policy_draft_approve(draft=submitted, actor=Actor.person(bob))
     assert (approved.status, approved.decided_by_name, approved.decided_by_user) == ("approved", "bob", bob)
     version = RuleSetVersion.objects.get(team=team, is_active=True)
     assert version.number == approved.result_version.number == 2
@@ -345,9 +348,9 @@ def test_review_required__person_approves_the_submitted_draft_but_not_their_own(
     assert own.status == "draft"
 
 
-def _key_id(team: Team) -> uuid.UUID:
+def _key(team: Team) -> ApiKey:
     api_key_for(team, name="agent")
-    return team.api_keys.get(name="agent").id
+    return team.api_keys.get(name="agent")
 
 
 def test_draft_approve__no_actor__refused(team):

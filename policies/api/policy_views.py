@@ -26,7 +26,8 @@ from common.errors import NotFound
 from policies import selectors, services
 from policies.api import policy_serializers as s
 from policies.models import ToolPolicy
-from policies.permissions import LOOSEN_TOOL_POLICY_SCOPE, api_key_may_loosen_tool_policies
+from policies.permissions import LOOSEN_TOOL_POLICY_SCOPE
+from tenancy.actor import Actor
 from tenancy.models import ApiKey, Team
 from tenancy.principal import ApiKeyRequest
 
@@ -90,8 +91,7 @@ class PoliciesView(APIView):
         policy = services.tool_policy_create(
             team_id=request.auth.team_id,
             data=data,
-            actor_api_key_id=request.auth.key_id,
-            remote_addr=request.META.get("REMOTE_ADDR"),
+            actor=Actor.of_request(request),
         )
         return Response(_output(policy), status=status.HTTP_201_CREATED)
 
@@ -188,21 +188,14 @@ class ToolPolicyView(APIView):
         updated = services.tool_policy_update(
             policy=policy,
             data=request.data,
-            actor_api_key_id=request.auth.key_id,
-            remote_addr=request.META.get("REMOTE_ADDR"),
-            may_loosen=api_key_may_loosen_tool_policies(request.auth),
+            actor=Actor.of_request(request),
         )
         return Response(_output(updated))
 
     @extend_schema(parameters=[TOOL_NAME], responses={204: None, 404: OpenApiTypes.OBJECT})
     def delete(self, request: ApiKeyRequest, tool_name: str) -> Response:
         policy = selectors.tool_policy_get(team_id=request.auth.team_id, tool_name=tool_name)
-        services.tool_policy_delete(
-            policy=policy,
-            actor_api_key_id=request.auth.key_id,
-            remote_addr=request.META.get("REMOTE_ADDR"),
-            may_loosen=api_key_may_loosen_tool_policies(request.auth),
-        )
+        services.tool_policy_delete(policy=policy, actor=Actor.of_request(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -215,8 +208,7 @@ class _ToolPolicyActivationView(APIView):
         current = services.tool_policy_set_active(
             policy=policy,
             is_active=self.is_active,
-            actor_api_key_id=request.auth.key_id,
-            remote_addr=request.META.get("REMOTE_ADDR"),
+            actor=Actor.of_request(request),
         )
         return Response(_output(current))
 
@@ -279,7 +271,7 @@ class PolicyDraftsView(APIView):
             rules=values["rules"],
             status=values.get("status") or "draft",
             created_by_agent_id=values.get("createdByAgentId") or "",
-            actor_api_key_id=request.auth.key_id,
+            actor=Actor.of_request(request),
         )
         return Response(s.policy_draft_output(draft), status=status.HTTP_201_CREATED)
 
@@ -308,8 +300,7 @@ class PolicyDraftApproveView(APIView):
     def post(self, request: ApiKeyRequest, draft_id: str) -> Response:
         draft = services.policy_draft_approve(
             draft=_draft(request, draft_id),
-            actor_api_key_id=request.auth.key_id,
-            remote_addr=request.META.get("REMOTE_ADDR"),
+            actor=Actor.of_request(request),
         )
         return Response(s.policy_draft_output(draft))
 
@@ -328,6 +319,6 @@ class PolicyDraftRejectView(APIView):
         draft = services.policy_draft_reject(
             draft=_draft(request, draft_id),
             reason=data.validated_data.get("reason") or "",
-            actor_api_key_id=request.auth.key_id,
+            actor=Actor.of_request(request),
         )
         return Response(s.policy_draft_output(draft))

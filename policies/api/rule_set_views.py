@@ -16,6 +16,7 @@ from common.edge import SOURCE_MEDIA_TYPES, source_format
 from common.parsers import RuleSetSourceParser
 from policies import selectors, services
 from policies.api import rule_set_serializers as s
+from tenancy.actor import Actor
 from tenancy.models import ApiKey, Team
 from tenancy.principal import ApiKeyRequest
 
@@ -56,7 +57,7 @@ class RuleSetsView(APIView):
             team=Team.objects.get(pk=request.auth.team_id),
             source_text=source_text,
             content_type=uploaded_as,
-            author_api_key_id=request.auth.key_id,
+            author=Actor.of_request(request),
         )
         return Response(s.version_summary(version), status=status.HTTP_201_CREATED)
 
@@ -78,9 +79,7 @@ class RuleSetPublishView(APIView):
     )
     def post(self, request: ApiKeyRequest, version: int) -> Response:
         found = selectors.rule_set_version_get(team_id=request.auth.team_id, number=version)
-        publication = services.rule_set_version_publish(
-            version=found, actor_api_key_id=request.auth.key_id, remote_addr=request.META.get("REMOTE_ADDR")
-        )
+        publication = services.rule_set_version_publish(version=found, actor=Actor.of_request(request))
         found.refresh_from_db()
         return Response({**s.version_summary(found), "publication": s.publication_output(publication)})
 

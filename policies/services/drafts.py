@@ -9,22 +9,25 @@ import uuid
 from typing import Any
 
 import yaml
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from common.errors import Conflict, InvalidInput, PermissionDenied
+from common.errors import Conflict, InvalidInput
 from policies.engine import RuleSetError, load_rule_set, normalize_rule_set
 from policies.engine.errors import RuleSetTooLarge
 from policies.engine.merge import merge_proposed_rules
 from policies.engine.source import STORED_LIMITS, parse_source
 from policies.limits import RuleSetTooLargeError, rule_set_limits
 from policies.models import PolicyDraft, RuleSetVersion
-from policies.permissions import Actor, ensure_four_eyes
-from policies.services._common import HumanReviewRequired
-from policies.services._common import author_name as _author_name
+from policies.permissions import (
+    HumanReviewRequired,
+    draft_proposer,
+    ensure_four_eyes,
+    ensure_may_decide_policy_draft,
+)
 from policies.services._common import invalid as _invalid
 from policies.services.rule_sets import rule_set_version_create, rule_set_version_publish
+from tenancy.actor import Actor
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +76,10 @@ def policy_draft_create(
     description: str = "",
     status: str = PolicyDraft.Status.DRAFT,
     created_by_agent_id: str = "",
-    actor_user: User | None = None,
-    actor_api_key_id: uuid.UUID | None = None,
+    actor: Actor | None = None,
 ) -> PolicyDraft:
-    """Propose rules (Policy IR v1, or the short form) against the team's active version."""
+    """Propose rules (Policy IR v1, or the short form) against the team's active version, as
+    ``actor`` (None records nobody)."""
     if status not in PolicyDraft.OPEN_STATUSES:
         raise InvalidInput("status: a new draft is draft or pending_review")
     active = _check_draft_rules(team_id=team_id, rules=rules)
@@ -87,9 +90,9 @@ def policy_draft_create(
         status=status,
         rules=rules,
         created_by_agent_id=created_by_agent_id,
-        created_by_user=actor_user if actor_user is not None and actor_user.pk else None,
-        created_by_api_key_id=actor_api_key_id,
-        created_by_name=_author_name(actor_user, actor_api_key_id),
+        created_by_user=actor.user if actor is not None else None,
+        created_by_api_key_id=actor.api_key_id if actor is not None else None,
+        created_by_name=actor.name if actor is not None else "",
         base_version_number=active.number if active is not None else None,
     )
     logger.info("policy_draft.created team=%s draft=%s rules=%d", team_id, draft.id, len(rules))
@@ -112,44 +115,37 @@ def _close_draft(draft: PolicyDraft, **fields: Any) -> None:
         raise Conflict("this policy draft was decided meanwhile", code="draft_already_decided")
 
 
-def policy_draft_approve(
-    *,
-    draft: PolicyDraft,
-    actor_user: User | None = None,
-    actor_api_key_id: uuid.UUID | None = None,
-    remote_addr: str | None = None,
-) -> PolicyDraft:
+def policy_draft_approve(*, draft: PolicyDraft, actor: Actor | None = None) -> PolicyDraft:
     """Approve a draft: a new rule-set version (the active one's rules, same-id rules replaced
     by the draft's, new ones appended) is created and published in one transaction, and the
     draft records it and who approved. Happens once: a decided draft is a 409.
 
+    * Who may decide drafts: ``permissions.ensure_may_decide_policy_draft`` (a team admin, or a
+      key with ``policies:publish``); the publish applies its own rule as well.
     * The publish runs the version's fixtures; when they fail nothing is kept (422) and the
       draft stays open.
-    * Four-eyes: whoever proposed a draft (person or key, ``permissions.same_actor``) may not
-      approve it (``FourEyesRequired``). Whether ``actor_user`` may approve for the team at all
-      is the caller's check.
+    * Four-eyes: whoever proposed a draft (person or key, ``tenancy.actor.same_actor``) may not
+      approve it (``FourEyesRequired``).
     * On a team with ``require_policy_review`` an API key's approval only moves the draft to
       ``pending_review``; a person approves it later (again with ``HumanReviewRequired``).
     """
-    if actor_user is None and actor_api_key_id is None:
-        raise PermissionDenied("approving a policy draft takes a person or an API key")
+    actor = ensure_may_decide_policy_draft(actor=actor, draft=draft, what="approving a policy draft")
     with transaction.atomic():
         locked = _lock_open_draft(draft)
         ensure_four_eyes(
-            proposer=Actor(locked.created_by_user_id, locked.created_by_api_key_id),
-            actor=Actor.of(user=actor_user, api_key_id=actor_api_key_id),
+            proposer=draft_proposer(locked),
+            actor=actor,
             did="proposed this draft",
             then="approve it",
             what=f"policy_draft:{locked.pk}",
         )
-        actor_name = _author_name(actor_user, actor_api_key_id)
-        if actor_user is None and locked.team.require_policy_review:
+        if actor.api_key is not None and locked.team.require_policy_review:
             if locked.status == PolicyDraft.Status.PENDING_REVIEW:
                 raise HumanReviewRequired(
                     "this draft awaits a person's review: this team requires a team member to "
                     "approve it in the browser"
                 )
-            _close_draft_for_review(locked, actor_name=actor_name)
+            _close_draft_for_review(locked, actor_name=actor.name)
         else:
             active = _active_version(locked.team_id)
             source, content_type = _draft_source(
@@ -159,26 +155,16 @@ def policy_draft_approve(
                 f"{active.number if active is not None else '(none)'}",
             )
             version = rule_set_version_create(
-                team=locked.team,
-                source_text=source,
-                content_type=content_type,
-                author_user=locked.created_by_user,
-                author_api_key_id=locked.created_by_api_key_id,
+                team=locked.team, source_text=source, content_type=content_type, author=draft_proposer(locked)
             )
-            rule_set_version_publish(
-                version=version,
-                actor_user=actor_user,
-                actor_api_key_id=actor_api_key_id,
-                actor_name=actor_name,
-                remote_addr=remote_addr,
-            )
+            rule_set_version_publish(version=version, actor=actor)
             _close_draft(
                 locked,
                 status=PolicyDraft.Status.APPROVED,
                 result_version=version,
-                decided_by_user=actor_user if actor_user is not None and actor_user.pk else None,
-                decided_by_api_key_id=actor_api_key_id,
-                decided_by_name=actor_name,
+                decided_by_user=actor.user,
+                decided_by_api_key_id=actor.api_key_id,
+                decided_by_name=actor.name,
                 decided_at=timezone.now(),
             )
             logger.info("policy_draft.approved draft=%s version=%d", locked.id, version.number)
@@ -201,19 +187,20 @@ def policy_draft_reject(
     *,
     draft: PolicyDraft,
     reason: str = "",
-    actor_user: User | None = None,
-    actor_api_key_id: uuid.UUID | None = None,
+    actor: Actor | None = None,
 ) -> PolicyDraft:
-    """Reject a draft with a reason; happens once (a decided draft is a 409)."""
+    """Reject a draft with a reason; happens once (a decided draft is a 409). Who may:
+    ``permissions.ensure_may_decide_policy_draft``, as for approving."""
+    actor = ensure_may_decide_policy_draft(actor=actor, draft=draft, what="rejecting a policy draft")
     with transaction.atomic():
         locked = _lock_open_draft(draft)
         _close_draft(
             locked,
             status=PolicyDraft.Status.REJECTED,
             rejection_reason=reason,
-            decided_by_user=actor_user if actor_user is not None and actor_user.pk else None,
-            decided_by_api_key_id=actor_api_key_id,
-            decided_by_name=_author_name(actor_user, actor_api_key_id),
+            decided_by_user=actor.user,
+            decided_by_api_key_id=actor.api_key_id,
+            decided_by_name=actor.name,
             decided_at=timezone.now(),
         )
     logger.info("policy_draft.rejected draft=%s", draft.id)

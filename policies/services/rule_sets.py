@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import uuid
 from typing import Any
 
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -21,10 +19,9 @@ from policies.engine import RuleSetError, compile_rule_set, run_fixtures
 from policies.engine.errors import RuleSetTooLarge
 from policies.limits import RuleSetTooLargeError, rule_set_limits
 from policies.models import RuleSetPublication, RuleSetVersion
-from policies.permissions import Actor, ensure_four_eyes_for_publish
-from policies.services._common import author_name as _author_name
+from policies.permissions import ensure_may_publish_rule_set
 from policies.services._common import invalid as _invalid
-from policies.services._common import refuse_api_key_on_reviewed_team as _refuse_api_key_on_reviewed_team
+from tenancy.actor import Actor, ActorRecord
 from tenancy.models import Team
 
 logger = logging.getLogger(__name__)
@@ -35,12 +32,12 @@ def rule_set_version_create(
     team: Team,
     source_text: str,
     content_type: str = "application/yaml",
-    author_user: User | None = None,
-    author_api_key_id: uuid.UUID | None = None,
+    author: Actor | ActorRecord | None = None,
 ) -> RuleSetVersion:
     """Store a new draft version after checking the whole document; refuses it with every
     problem at once (path, message, line), or with ``RuleSetTooLargeError`` (413/422) when it
-    is over a published limit."""
+    is over a published limit. ``author``: who wrote it (a draft's version: who proposed the
+    draft); None records nobody."""
     document = rule_set_source_check(source_text=source_text, content_type=content_type)
     is_json = "json" in content_type
     with transaction.atomic():
@@ -54,9 +51,9 @@ def rule_set_version_create(
             source_format=RuleSetVersion.SourceFormat.JSON if is_json else RuleSetVersion.SourceFormat.YAML,
             document=document,
             checksum=hashlib.sha256(source_text.encode("utf-8")).hexdigest(),
-            author_user=author_user if author_user is not None and author_user.pk else None,
-            author_api_key_id=author_api_key_id,
-            author_name=_author_name(author_user, author_api_key_id),
+            author_user_id=author.user_id if author is not None else None,
+            author_api_key_id=author.api_key_id if author is not None else None,
+            author_name=author.name if author is not None else "",
         )
     logger.info("rule_set_version.created team=%s number=%d", team.slug, version.number)
     return version
@@ -80,25 +77,18 @@ class FixturesFailed(Unprocessable):
 def rule_set_version_publish(
     *,
     version: RuleSetVersion,
-    actor_user: User | None = None,
-    actor_api_key_id: uuid.UUID | None = None,
-    actor_name: str | None = None,
-    remote_addr: str | None = None,
+    actor: Actor | None = None,
 ) -> RuleSetPublication:
     """Make ``version`` the team's one active version, if its fixtures pass.
 
     Publishing a version that was active before is a rollback, logged as such (a draft's
     first publish is a publish, whatever its number); the version it replaces is archived.
     Every process learns of it after commit (compiled caches are dropped, long-polls answer).
-    On a team with ``require_policy_review`` an API
-    key alone may not publish (``HumanReviewRequired``): a person has to. Whoever wrote the
-    version (person or key, ``permissions.same_actor``) may not publish it (``FourEyesRequired``).
+    Who may is ``permissions.ensure_may_publish_rule_set``'s to say (a team admin or a key with
+    ``policies:publish``; no key on a team that requires review; never whoever wrote the version,
+    ``FourEyesRequired``); ``actor`` None is refused.
     """
-    if actor_user is None and actor_api_key_id is not None:
-        _refuse_api_key_on_reviewed_team(team_id=version.team_id, what=f"publish version {version.number}")
-    ensure_four_eyes_for_publish(
-        version=version, actor=Actor.of(user=actor_user, api_key_id=actor_api_key_id)
-    )
+    actor = ensure_may_publish_rule_set(actor=actor, version=version)
     results = run_fixtures(
         compile_rule_set(version.document), version.document.get("fixtures", []), now=timezone.now()
     )
@@ -131,9 +121,9 @@ def rule_set_version_publish(
             version=locked,
             previous_version=previous,
             kind=RuleSetPublication.Kind.ROLLBACK if is_rollback else RuleSetPublication.Kind.PUBLISH,
-            actor_user=actor_user if actor_user is not None and actor_user.pk else None,
-            actor_api_key_id=actor_api_key_id,
-            actor_name=actor_name if actor_name is not None else _author_name(actor_user, actor_api_key_id),
+            actor_user=actor.user,
+            actor_api_key_id=actor.api_key_id,
+            actor_name=actor.name,
             created_at=now,
         )
         audit_event_append(
@@ -146,7 +136,7 @@ def rule_set_version_publish(
                 "publication": publication.kind,
                 "previous_version": previous.number if previous is not None else None,
             },
-            remote_addr=remote_addr,
+            remote_addr=actor.remote_addr,
             now=now,
         )
         # The trail entry announces it once committed (policy.published): every process drops

@@ -12,8 +12,9 @@ from django.urls import reverse
 from policies.models import RuleSetPublication, RuleSetVersion
 from policies.services import rule_set_version_create, rule_set_version_publish
 from policies.tests.conftest import member_of
+from tenancy.actor import Actor
 from tenancy.models import Membership
-from tests.factories import TeamFactory, UserFactory, record_decision
+from tests.factories import BY_TESTS, TeamFactory, UserFactory, record_decision
 
 pytestmark = pytest.mark.django_db
 
@@ -53,7 +54,9 @@ def client_for(user) -> Client:
 
 
 def create(team, source: str, author=None) -> RuleSetVersion:
-    return rule_set_version_create(team=team, source_text=source, author_user=author)
+    return rule_set_version_create(
+        team=team, source_text=source, author=Actor.person(author) if author is not None else None
+    )
 
 
 def page_url(team) -> str:
@@ -133,10 +136,10 @@ def test_dashboard_home__links_each_team_to_its_policies_page(team, alice):
 def test_page__member__shows_history_authors_active_version_and_rollbacks(team, alice, dana):
     # Given v1 published, v2 published, then a rollback to v1, and a draft v3
     v1 = create(team, V1, author=alice)
-    rule_set_version_publish(version=v1, actor_user=dana)
+    rule_set_version_publish(version=v1, actor=Actor.person(dana))
     v2 = create(team, V2, author=alice)
-    rule_set_version_publish(version=v2, actor_user=dana)
-    rule_set_version_publish(version=v1, actor_user=dana)
+    rule_set_version_publish(version=v2, actor=Actor.person(dana))
+    rule_set_version_publish(version=v1, actor=Actor.person(dana))
     create(team, V2.replace("send_sms", "send_email"), author=dana)
     # When a member opens the page
     response = client_for(alice).get(page_url(team))
@@ -314,8 +317,8 @@ def test_publish__staff_without_membership__may_publish(team, alice):
 
 def test_rollback__older_version__recorded_as_a_rollback(team, alice, dana):
     v1 = create(team, V1, author=alice)
-    rule_set_version_publish(version=v1, actor_user=dana)
-    rule_set_version_publish(version=create(team, V2, author=alice), actor_user=dana)
+    rule_set_version_publish(version=v1, actor=Actor.person(dana))
+    rule_set_version_publish(version=create(team, V2, author=alice), actor=Actor.person(dana))
     page = client_for(dana).get(page_url(team)).content.decode()
     assert "Roll back to v1" in page
     response = client_for(dana).post(publish_url(team, 1), follow=True)
@@ -335,7 +338,7 @@ def test_publish__failing_fixtures__422_names_the_failure_and_nothing_changes(te
 
 
 def test_publish__already_active__409_message(team, alice, dana):
-    rule_set_version_publish(version=create(team, V1, author=alice))
+    rule_set_version_publish(version=create(team, V1, author=alice), actor=BY_TESTS)
     response = client_for(dana).post(publish_url(team, 1))
     assert response.status_code == 409
     assert "version 1 is already active" in text_of(response)
@@ -393,7 +396,7 @@ def test_diff__unknown_or_missing_versions__404(team, alice, query):
 
 
 def test_version_page__shows_fixture_results_and_changes_against_active(team, alice):
-    rule_set_version_publish(version=create(team, V1))
+    rule_set_version_publish(version=create(team, V1), actor=BY_TESTS)
     create(team, V2, author=alice)
     response = client_for(alice).get(reverse("policies:version", args=[team.slug, 2]))
     text = text_of(response)
@@ -404,7 +407,7 @@ def test_version_page__shows_fixture_results_and_changes_against_active(team, al
 
 
 def test_impact__replays_recent_decisions_and_shows_what_would_change(team, alice):
-    rule_set_version_publish(version=create(team, V1))
+    rule_set_version_publish(version=create(team, V1), actor=BY_TESTS)
     create(team, V2, author=alice)
     for bucket in ("s3://a", "s3://b"):
         record_decision(

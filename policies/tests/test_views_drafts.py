@@ -9,7 +9,8 @@ from django.urls import reverse
 from policies.models import PolicyDraft, RuleSetVersion
 from policies.services import policy_draft_create, rule_set_version_create, rule_set_version_publish
 from policies.tests.test_views import V1, client_for, page_url, text_of
-from tests.factories import TeamFactory, UserFactory
+from tenancy.actor import Actor
+from tests.factories import BY_TESTS, TeamFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -19,12 +20,14 @@ PROPOSED = [{"id": "no_sms", "name": "no_sms", "action": "block", "tools": ["sen
 @pytest.fixture
 def team():
     team = TeamFactory(slug="payments", name="Payments")
-    rule_set_version_publish(version=rule_set_version_create(team=team, source_text=V1))
+    rule_set_version_publish(version=rule_set_version_create(team=team, source_text=V1), actor=BY_TESTS)
     return team
 
 
 def propose(team, by=None, rules=PROPOSED, name="Stop SMS") -> PolicyDraft:
-    return policy_draft_create(team_id=team.id, name=name, rules=rules, actor_user=by)
+    return policy_draft_create(
+        team_id=team.id, name=name, rules=rules, actor=Actor.person(by) if by is not None else None
+    )
 
 
 def approve_url(team, draft) -> str:
@@ -108,7 +111,7 @@ def test_reject__member__403_and_the_draft_stays_open(team, alice):
 @pytest.mark.parametrize("action", ["draft-approve", "draft-reject"])
 def test_decide__another_teams_draft_or_non_member__404(team, dana, action):
     other_team = TeamFactory()
-    rule_set_version_publish(version=rule_set_version_create(team=other_team, source_text=V1))
+    rule_set_version_publish(version=rule_set_version_create(team=other_team, source_text=V1), actor=BY_TESTS)
     foreign = propose(other_team)
     # a draft of another team, reached through this team's URL
     assert (

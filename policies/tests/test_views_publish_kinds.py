@@ -13,8 +13,10 @@ from django.urls import reverse
 from audit.models import AuditEvent
 from policies.models import PolicyDraft, RuleSetPublication, RuleSetVersion
 from policies.services import policy_draft_create, rule_set_version_create, rule_set_version_publish
+from tenancy.actor import Actor
 from tenancy.models import ApiKey
 from tenancy.services import api_key_create
+from tests.factories import BY_TESTS, as_key
 
 pytestmark = pytest.mark.django_db
 
@@ -56,11 +58,11 @@ def personal_key(team, person) -> ApiKey:
 def history(team, alice, dana):
     """v1 and v2 published in turn, drafts v3 and v4 saved and never published, v5 published."""
     versions = [
-        rule_set_version_create(team=team, source_text=RULES.format(n=n), author_user=alice)
+        rule_set_version_create(team=team, source_text=RULES.format(n=n), author=Actor.person(alice))
         for n in range(1, 6)
     ]
     for index in (0, 1, 4):
-        rule_set_version_publish(version=versions[index], actor_user=dana)
+        rule_set_version_publish(version=versions[index], actor=Actor.person(dana))
     return versions
 
 
@@ -116,7 +118,7 @@ def test_publish__version_active_before__recorded_as_a_rollback(team, dana, hist
 def test_publish__version_uploaded_with_the_persons_own_key__button_disabled_and_403(team, alice, dana):
     # Given a version uploaded with dana's personal key
     key = personal_key(team, dana)
-    rule_set_version_create(team=team, source_text=RULES.format(n=1), author_api_key_id=key.id)
+    rule_set_version_create(team=team, source_text=RULES.format(n=1), author=as_key(key))
     # When dana opens the page, Then the publish button is disabled with the four-eyes reason
     html = page(client_for(dana), team)
     assert 'action="' + publish_url(team, 1) + '"' not in html
@@ -130,13 +132,15 @@ def test_publish__version_uploaded_with_the_persons_own_key__button_disabled_and
 
 def test_draft_approve__draft_proposed_with_the_persons_own_key__button_disabled_and_403(team, dana):
     # Given an active version and a draft proposed with dana's personal key
-    rule_set_version_publish(version=rule_set_version_create(team=team, source_text=RULES.format(n=1)))
+    rule_set_version_publish(
+        version=rule_set_version_create(team=team, source_text=RULES.format(n=1)), actor=BY_TESTS
+    )
     key = personal_key(team, dana)
     draft = policy_draft_create(
         team_id=team.id,
         name="cap",
         rules=[{"id": "cap", "name": "cap", "action": "block", "tools": ["transfer"]}],
-        actor_api_key_id=key.id,
+        actor=as_key(key),
     )
     approve_url = reverse("policies:draft-approve", args=[team.slug, draft.id])
     # When dana opens the page, Then she is not offered to approve it, and sees why

@@ -12,8 +12,8 @@ from django.views.decorators.http import require_POST
 
 from common.errors import ApplicationError
 from policies import services
-from policies.permissions import ensure_may_decide_policy_draft
 from policies.views.page import draft_or_404, render_page
+from tenancy.actor import Actor
 from tenancy.web import AuthenticatedHttpRequest, team_access_or_404
 
 
@@ -25,10 +25,7 @@ def policies_draft_approve(request: AuthenticatedHttpRequest, slug: str, draft_i
     access = team_access_or_404(request, slug)
     draft = draft_or_404(access, draft_id)
     try:
-        ensure_may_decide_policy_draft(access=access)
-        approved = services.policy_draft_approve(
-            draft=draft, actor_user=request.user, remote_addr=request.META.get("REMOTE_ADDR")
-        )
+        approved = services.policy_draft_approve(draft=draft, actor=Actor.of_request(request))
     except ApplicationError as exc:
         messages.error(request, f"Draft “{draft.name}” not approved: {exc.message}")
         return render_page(request, access, status=exc.status_code)
@@ -48,9 +45,8 @@ def policies_draft_reject(request: AuthenticatedHttpRequest, slug: str, draft_id
     access = team_access_or_404(request, slug)
     draft = draft_or_404(access, draft_id)
     try:
-        ensure_may_decide_policy_draft(access=access)
         services.policy_draft_reject(
-            draft=draft, reason=request.POST.get("reason", "").strip(), actor_user=request.user
+            draft=draft, reason=request.POST.get("reason", "").strip(), actor=Actor.of_request(request)
         )
     except ApplicationError as exc:
         messages.error(request, f"Draft “{draft.name}” not rejected: {exc.message}")

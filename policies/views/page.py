@@ -34,14 +34,8 @@ from policies.engine import (
 from policies.engine.errors import RuleSetTooLarge
 from policies.limits import RuleSetTooLargeError, rule_set_limits
 from policies.models import PolicyDraft, RuleSetVersion, ToolPolicy
-from policies.permissions import (
-    Actor,
-    Identities,
-    actor_identities,
-    four_eyes_refusal,
-    is_same_actor,
-    rule_set_publish_refusal,
-)
+from policies.permissions import policy_draft_approve_refusal, rule_set_publish_refusal
+from tenancy.actor import Actor, Identities, actor_identities
 from tenancy.selectors import TeamAccess, teams_visible_to
 from tenancy.web import AuthenticatedHttpRequest, team_access_or_404
 
@@ -167,7 +161,7 @@ def _tool_policy_body(policy: ToolPolicy) -> str:
 
 
 def _publish_choice(
-    access: TeamAccess, user: Any, version: RuleSetVersion, identities: Identities | None = None
+    access: TeamAccess, actor: Actor, version: RuleSetVersion, identities: Identities | None = None
 ) -> dict[str, Any]:
     """What the publish button of ``version`` says, and why it is disabled (if it is)."""
     return {
@@ -175,7 +169,9 @@ def _publish_choice(
         "is_active": version.is_active,
         # As the service will record it: back to a version that was active before.
         "is_rollback": version.was_active and not version.is_active,
-        "refusal": rule_set_publish_refusal(access=access, user=user, version=version, identities=identities),
+        "refusal": rule_set_publish_refusal(
+            access=access, actor=actor, version=version, identities=identities
+        ),
     }
 
 
@@ -185,12 +181,8 @@ class DraftRow:
     refusal: str | None  # why this person may not approve it (four-eyes), or None
 
 
-def _draft_row(draft: PolicyDraft, user: Any, identities: Identities) -> DraftRow:
-    proposer = Actor(draft.created_by_user_id, draft.created_by_api_key_id)
-    refusal = None
-    if is_same_actor(proposer=proposer, identities=identities):
-        refusal = four_eyes_refusal(actor=Actor.of(user=user), did="proposed this draft", then="approve it")
-    return DraftRow(draft, refusal)
+def _draft_row(draft: PolicyDraft, actor: Actor, identities: Identities) -> DraftRow:
+    return DraftRow(draft, policy_draft_approve_refusal(actor=actor, draft=draft, identities=identities))
 
 
 def render_page(
@@ -216,7 +208,8 @@ def render_page(
     if diff_from is None and len(versions) > 1:
         diff_from = versions[1].number
     # Who this person is for four-eyes (their keys too), once for every button on the page.
-    identities = actor_identities(Actor.of(user=request.user))
+    actor = Actor.of_request(request)
+    identities = actor_identities(actor)
     open_drafts = selectors.policy_drafts_of_team(team_id=team_id).filter(
         status__in=PolicyDraft.OPEN_STATUSES
     )
@@ -224,9 +217,9 @@ def render_page(
         "access": access,
         "team": access.team,
         "active": active,
-        "rows": [_publish_choice(access, request.user, v, identities) for v in versions],
+        "rows": [_publish_choice(access, actor, v, identities) for v in versions],
         "publications": list(selectors.rule_set_publications_of_team(team_id=team_id)[:50]),
-        "drafts": [_draft_row(d, request.user, identities) for d in open_drafts],
+        "drafts": [_draft_row(d, actor, identities) for d in open_drafts],
         "check": check,
         "diff_from": diff_from,
         "diff_to": diff_to,
@@ -260,7 +253,7 @@ def render_version(
         "team": access.team,
         "version": version,
         "active": active,
-        "publish": _publish_choice(access, request.user, version),
+        "publish": _publish_choice(access, Actor.of_request(request), version),
         "fixtures": _fixture_results(version.document),
         "diff": diff,
         "publications": [

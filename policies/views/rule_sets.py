@@ -13,8 +13,8 @@ from django.views.decorators.http import require_POST, require_safe
 from common.errors import ApplicationError, NotFound
 from policies import selectors, services
 from policies.models import RuleSetPublication
-from policies.permissions import ensure_may_publish_rule_set
 from policies.views.page import check_source, fragment_or_page, render_page, render_version, version_or_404
+from tenancy.actor import Actor
 from tenancy.web import AuthenticatedHttpRequest, team_access_or_404
 
 
@@ -40,7 +40,7 @@ def policies_version_create(request: AuthenticatedHttpRequest, slug: str) -> Htt
             team=access.team,
             source_text=check.source,
             content_type="application/yaml",
-            author_user=request.user,
+            author=Actor.of_request(request),
         )
     except ApplicationError as exc:
         messages.error(request, f"Not saved: {exc.message}")
@@ -64,10 +64,7 @@ def policies_version_publish(request: AuthenticatedHttpRequest, slug: str, numbe
     access = team_access_or_404(request, slug)
     version = version_or_404(access, number)
     try:
-        ensure_may_publish_rule_set(access=access, user=request.user, version=version)
-        publication = services.rule_set_version_publish(
-            version=version, actor_user=request.user, remote_addr=request.META.get("REMOTE_ADDR")
-        )
+        publication = services.rule_set_version_publish(version=version, actor=Actor.of_request(request))
     except ApplicationError as exc:
         messages.error(request, exc.message)
         version.refresh_from_db()

@@ -18,8 +18,9 @@ from django.views.decorators.http import require_POST
 from common.edge import refuse_nul
 from common.errors import ApplicationError, InvalidInput
 from policies import services
-from policies.permissions import ensure_may_manage_tool_policies
+from policies.permissions import ensure_may_change_tool_policies
 from policies.views.page import ToolPolicyForm, render_page, tool_policy_or_404
+from tenancy.actor import Actor
 from tenancy.selectors import TeamAccess
 from tenancy.web import AuthenticatedHttpRequest, team_access_or_404
 
@@ -44,6 +45,17 @@ def _json_body(text: str) -> Any:
         ) from exc
 
 
+def _body_of(text: str, *, actor: Actor, team_id: uuid.UUID, tool_name: str | None) -> Any:
+    """The form's body for the service. One that is not JSON is refused only once the sender
+    may change the policy (the service's rule, asked here first), as the API's edge checks the
+    key before it parses: whoever may not change it is told that, not what is wrong with it."""
+    try:
+        return _json_body(text)
+    except InvalidInput:
+        ensure_may_change_tool_policies(actor=actor, team_id=team_id, tool_name=tool_name)
+        raise
+
+
 def _errors_of(exc: ApplicationError) -> list[dict[str, Any]]:
     """Every problem of a refused body with its path (the services list them in ``details``)."""
     if isinstance(exc.details, dict) and isinstance(exc.details.get("errors"), list):
@@ -61,14 +73,10 @@ def policies_tool_policy_create(request: AuthenticatedHttpRequest, slug: str) ->
     """Create a tool policy from a JSON body in the SDK's shape; it is active at once."""
     access = team_access_or_404(request, slug)
     text = request.POST.get("body", "")
+    actor = Actor.of_request(request)
     try:
-        ensure_may_manage_tool_policies(access=access)
-        policy = services.tool_policy_create(
-            team_id=access.team.id,
-            data=_json_body(text),
-            actor_user=request.user,
-            remote_addr=request.META.get("REMOTE_ADDR"),
-        )
+        data = _body_of(text, actor=actor, team_id=access.team.id, tool_name=None)
+        policy = services.tool_policy_create(team_id=access.team.id, data=data, actor=actor)
     except ApplicationError as exc:
         messages.error(request, f"Tool policy not created: {exc.message}")
         form = ToolPolicyForm(None, text, _errors_of(exc))
@@ -86,14 +94,10 @@ def policies_tool_policy_replace(
     access = team_access_or_404(request, slug)
     policy = tool_policy_or_404(access, policy_id)
     text = request.POST.get("body", "")
+    actor = Actor.of_request(request)
     try:
-        ensure_may_manage_tool_policies(access=access)
-        updated = services.tool_policy_update(
-            policy=policy,
-            data=_json_body(text),
-            actor_user=request.user,
-            remote_addr=request.META.get("REMOTE_ADDR"),
-        )
+        data = _body_of(text, actor=actor, team_id=access.team.id, tool_name=policy.tool_name)
+        updated = services.tool_policy_update(policy=policy, data=data, actor=actor)
     except ApplicationError as exc:
         messages.error(request, f"Policy of {policy.tool_name} not changed: {exc.message}")
         form = ToolPolicyForm(policy.id, text, _errors_of(exc))
@@ -110,13 +114,7 @@ def policies_tool_policy_set_active(
     access = team_access_or_404(request, slug)
     policy = tool_policy_or_404(access, policy_id)
     try:
-        ensure_may_manage_tool_policies(access=access)
-        services.tool_policy_set_active(
-            policy=policy,
-            is_active=is_active,
-            actor_user=request.user,
-            remote_addr=request.META.get("REMOTE_ADDR"),
-        )
+        services.tool_policy_set_active(policy=policy, is_active=is_active, actor=Actor.of_request(request))
     except ApplicationError as exc:
         messages.error(request, f"Policy of {policy.tool_name} not changed: {exc.message}")
         return render_page(request, access, status=exc.status_code)
@@ -135,10 +133,7 @@ def policies_tool_policy_delete(
     access = team_access_or_404(request, slug)
     policy = tool_policy_or_404(access, policy_id)
     try:
-        ensure_may_manage_tool_policies(access=access)
-        services.tool_policy_delete(
-            policy=policy, actor_user=request.user, remote_addr=request.META.get("REMOTE_ADDR")
-        )
+        services.tool_policy_delete(policy=policy, actor=Actor.of_request(request))
     except ApplicationError as exc:
         messages.error(request, f"Policy of {policy.tool_name} not deleted: {exc.message}")
         return render_page(request, access, status=exc.status_code)

@@ -18,7 +18,7 @@ from common import events
 from common.cache import Missing
 from policies import selectors, services
 from runtime import validate
-from tests.factories import TeamFactory, ToolPolicyFactory
+from tests.factories import BY_TESTS, TeamFactory, ToolPolicyFactory
 from tests.faults._services import own_redis
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -78,17 +78,18 @@ def test_refusal__write_in_this_process__seen_by_the_next_call(loads):
             "mode": "deterministic",
             "constraints": [{"argumentName": "amount", "enabled": True, "maximum": 100}],
         },
+        actor=BY_TESTS,
     )
     # Then the very next call is decided by version 2
     [refusal] = refusals(policy.team_id, [{"amount": 500}])
     assert refusal is not None and refusal.decision.rule_name == "transfer policy v2"
     assert loads == [policy.team_id, policy.team_id]
     # And deactivating, then deleting, each take effect at once as well
-    services.tool_policy_set_active(policy=policy, is_active=False)
+    services.tool_policy_set_active(policy=policy, is_active=False, actor=BY_TESTS)
     assert refusals(policy.team_id, [{"amount": 500}]) == [None]
-    services.tool_policy_set_active(policy=policy, is_active=True)
+    services.tool_policy_set_active(policy=policy, is_active=True, actor=BY_TESTS)
     assert refusals(policy.team_id, [{"amount": 500}])[0] is not None
-    services.tool_policy_delete(policy=policy)
+    services.tool_policy_delete(policy=policy, actor=BY_TESTS)
     assert refusals(policy.team_id, [{"amount": 500}]) == [None]
 
 
@@ -98,7 +99,7 @@ def test_refusal__rolled_back_write__cache_kept(loads):
     policy = ToolPolicyFactory(tool_name="transfer")
     refusals(policy.team_id, [{"amount": 1}])
     with pytest.raises(RuntimeError), transaction.atomic():
-        services.tool_policy_set_active(policy=policy, is_active=False)
+        services.tool_policy_set_active(policy=policy, is_active=False, actor=BY_TESTS)
         raise RuntimeError("rolled back")
     refusals(policy.team_id, [{"amount": 1}])
     assert loads == [policy.team_id]  # nothing committed, nothing dropped

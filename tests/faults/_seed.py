@@ -38,6 +38,7 @@ def main() -> None:
 
     from policies.services import rule_set_version_create, rule_set_version_publish
     from tenancy import keys, services
+    from tenancy.actor import Actor
     from tenancy.models import ApiKey, Team
 
     call_command("migrate", interactive=False, verbosity=0)
@@ -53,7 +54,10 @@ def main() -> None:
         else:
             services.api_key_create(team=team, name="approver key", scopes=RESOLVE, token=approver_key)
     timeout = int(os.environ.get("VETO_FAULT_APPROVAL_TIMEOUT", "3600"))
-    rule_set_version_publish(version=rule_set_version_create(team=team, source_text=fault_rules(timeout)))
+    rule_set_version_publish(
+        version=rule_set_version_create(team=team, source_text=fault_rules(timeout)),
+        actor=Actor.process("tests"),
+    )
 
 
 if __name__ == "__main__":

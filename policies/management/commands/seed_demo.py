@@ -13,6 +13,7 @@ from common.errors import ApplicationError
 from policies.models import RuleSetVersion
 from policies.services import rule_set_version_create, rule_set_version_publish
 from tenancy import keys
+from tenancy.actor import Actor
 from tenancy.models import ApiKey, Membership, Organization, Team
 from tenancy.services import (
     ALL_SCOPES,
@@ -157,5 +158,5 @@ class Command(BaseCommand):
         )
         version.author_name = "seed_demo"
         version.save(update_fields=["author_name"])
-        rule_set_version_publish(version=version, actor_name="seed_demo")
+        rule_set_version_publish(version=version, actor=Actor.process("seed_demo"))
         return f"published the demo rule set as version {version.number}"

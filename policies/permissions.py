@@ -26,6 +26,7 @@ from policies.engine.loosening import tool_policy_loosened
 from policies.models import PolicyDraft, RuleSetVersion, ToolPolicy
 from tenancy.actor import Actor, ActorRecord, Identities, actor_identities, is_same_actor, same_actor
 from tenancy.models import ApiKey, Team
+from tenancy.scopes import require_scopes
 from tenancy.selectors import TeamAccess, user_is_team_admin
 
 logger = logging.getLogger(__name__)
@@ -75,14 +76,13 @@ def _ensure_admin_or_scoped_key(
     *, actor: Actor, team_id: uuid.UUID, refusal: str, code: str, scope: str
 ) -> None:
     """A person administers the team (``refusal``, ``code`` otherwise); a key is the team's own
-    and holds ``scope`` (refused in the API's words otherwise: ``tenancy.permissions.HasApiKey``)."""
+    and holds ``scope`` (``tenancy.scopes.MissingScope`` otherwise, as the API's edge refuses it)."""
     if actor.user is not None and not user_is_team_admin(user=actor.user, team_id=team_id):
         raise PermissionDenied(refusal, code=code)
     if actor.api_key is not None:
         if actor.api_key.team_id != team_id:
             raise NotFound("team not found")
-        if not actor.api_key.has_scope(scope):
-            raise PermissionDenied(f"This API key lacks the scope(s): {scope}.")
+        require_scopes(actor.api_key, [scope])
 
 
 def refuse_api_key_on_reviewed_team(

@@ -16,6 +16,7 @@ from policies.permissions import FourEyesRequired, HumanReviewRequired, Loosenin
 from policies.tests.conftest import member_of
 from tenancy.actor import Actor
 from tenancy.models import ApiKey, Membership, Team
+from tenancy.scopes import MissingScope
 from tenancy.services import ALL_SCOPES, api_key_create, personal_api_key_create
 from tests.factories import BY_TESTS, TeamFactory, ToolPolicyFactory, as_key, policy_draft_for
 
@@ -85,7 +86,7 @@ def test_publish_service__member_who_is_no_admin__refused(team, alice):
 def test_publish_service__key_without_the_publish_scope__refused(team):
     version = services.rule_set_version_create(team=team, source_text=RULES)
     writer = key_of(team, scopes=(ApiKey.Scope.POLICIES_WRITE,))
-    with pytest.raises(PermissionDenied, match="lacks the scope"):
+    with pytest.raises(MissingScope):
         services.rule_set_version_publish(version=version, actor=as_key(writer))
     assert nothing_published(team)
 
@@ -148,7 +149,7 @@ def test_draft_services__member_who_is_no_admin__refused_and_the_draft_stays_ope
 def test_draft_reject_service__key_without_the_publish_scope__refused(team):
     draft = policy_draft_for(team, PROPOSED)
     writer = key_of(team, scopes=(ApiKey.Scope.POLICIES_WRITE,))
-    with pytest.raises(PermissionDenied, match="lacks the scope"):
+    with pytest.raises(MissingScope):
         services.policy_draft_reject(draft=draft, reason="no", actor=as_key(writer))
     draft.refresh_from_db()
     assert draft.status == PolicyDraft.Status.DRAFT

@@ -367,6 +367,46 @@ def test_sdk_policy_cache__only_a_tool_governed_by_constraints_alone_may_be_deci
     assert found["unknown"] is None
 
 
+RATE_LIMITED_SMS = """\
+rules:
+  - id: sms_burst
+    tool: send_sms
+    action: deny
+    rate_limits: [{scope: agent, window_seconds: 60, max_calls: 5}, {scope: global, window_seconds: 3600, max_calls: 100}]
+"""
+
+
+def test_sdk_policy_cache__tool_under_a_rate_limit__rate_limits_served_and_sdk_asks_the_server(team):
+    # Given a rule set that rate-limits send_sms, and policies for send_sms and transfer_funds
+    publish_rules(Team.objects.get(pk=team.id), RATE_LIMITED_SMS)
+
+    async def scenario() -> dict[str, Any]:
+        async with team.admin() as admin:
+            await admin.create_policy(TRANSFER)
+            await admin.create_policy({"toolName": "send_sms", "mode": "deterministic", "constraints": []})
+        client = team.client()
+        try:
+            cache = PolicyCache(client)
+            sms_policy = await _cached(cache, "send_sms")
+            transfer_policy = await _cached(cache, "transfer_funds")
+            sms_served = await client.fetch_policy("send_sms")
+            transfer_served = await client.fetch_policy("transfer_funds")
+        finally:
+            await client.close()
+        return locals()
+
+    found = run(scenario())
+    # Then send_sms is served with the limits that govern it, and the SDK reads it as "ask the server"
+    assert found["sms_served"]["rateLimits"] == [
+        {"ruleId": "sms_burst", "scope": "agent", "windowSeconds": 60, "maxCalls": 5},
+        {"ruleId": "sms_burst", "scope": "global", "windowSeconds": 3600, "maxCalls": 100},
+    ]
+    assert found["sms_policy"].has_rate_limits is True
+    # And transfer_funds, which no rate limit governs, says so
+    assert found["transfer_served"]["rateLimits"] is None
+    assert found["transfer_policy"].has_rate_limits is False
+
+
 def test_sdk_cloud_mode__constraints_only_tool_decided_locally__ruled_tool_sent_to_the_server(team):
     # Given a rule for send_sms only, and a constraint policy for each tool
     publish_rules(Team.objects.get(pk=team.id), SMS_RULES)

@@ -7,12 +7,14 @@ which names every problem's path; the serializers here cover queries and drafts.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from rest_framework import serializers
 
 from common.api import iso
 from policies.engine.constraints import TOOL_NAME_MAX
+from policies.engine.evaluator import CompiledRule
 from policies.models import PolicyDraft, ToolPolicy
 
 _BOOLEAN_WORDS = {"true": True, "false": False}
@@ -62,9 +64,37 @@ class PolicyDraftRejectInputSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=5000)
 
 
-def policy_output(policy: ToolPolicy, *, session_constraints: dict[str, Any] | None) -> dict[str, Any]:
+def rate_limits_output(rules: Iterable[CompiledRule]) -> list[dict[str, Any]] | None:
+    """``rateLimits`` of a served policy: the rate limits that govern the tool's calls, which are
+    those of the active rule set's rules that can apply to it (``CompiledRuleSet.rules_for``:
+    a tool policy stores none of its own), or None when there are none.
+
+    The SDK only asks whether it is null (``PolicyCache``: ``has_rate_limits``); non-null makes it
+    send the tool's calls to the server rather than decide them locally, which a rate limit
+    needs (the counters are the server's). Such a tool has a rule, so ``sessionConstraints``
+    already says the same; this says which limits, instead of a null that claimed none."""
+    limits = [
+        {
+            "ruleId": rule.id,
+            "scope": limit.scope,
+            "windowSeconds": limit.window_seconds,
+            "maxCalls": limit.max_calls,
+        }
+        for rule in rules
+        for limit in rule.rate_limits
+    ]
+    return limits or None
+
+
+def policy_output(
+    policy: ToolPolicy,
+    *,
+    session_constraints: dict[str, Any] | None,
+    rate_limits: list[dict[str, Any]] | None,
+) -> dict[str, Any]:
     """One policy as ``VetoAdmin`` and the SDK's PolicyCache read it. ``session_constraints``
-    is what the server tells the SDK (see ``selectors.tool_policy_server_marker``)."""
+    is what the server tells the SDK (see ``selectors.tool_policy_server_marker``), ``rate_limits``
+    the rule set's limits on the tool (``rate_limits_output``)."""
     return {
         "_id": str(policy.id),
         "id": str(policy.id),
@@ -77,7 +107,7 @@ def policy_output(policy: ToolPolicy, *, session_constraints: dict[str, Any] | N
         "outputRules": policy.output_rules,
         "llmConfig": policy.llm_config,
         "sessionConstraints": session_constraints,
-        "rateLimits": None,
+        "rateLimits": rate_limits,
         "updatedBy": policy.updated_by_name or None,
         "createdAt": iso(policy.created_at),
         "updatedAt": iso(policy.updated_at),

@@ -59,7 +59,8 @@ def _output(policy: ToolPolicy, rule_set: selectors.ActiveRuleSet | None = None)
     if rule_set is None:
         rule_set = selectors.active_rule_set_for_reading(team_id=policy.team_id)
     marker = selectors.tool_policy_server_marker(policy=policy, rule_set=rule_set)
-    return s.policy_output(policy, session_constraints=marker)
+    rate_limits = s.rate_limits_output(rule_set.rules.rules_for(policy.tool_name))
+    return s.policy_output(policy, session_constraints=marker, rate_limits=rate_limits)
 
 
 class PoliciesView(APIView):

@@ -162,7 +162,9 @@ def test_approval_change_publish__redis_does_not_answer__returns_within_the_time
     assert common_redis.redis_paused()
 
 
-def test_writer_announcement__redis_does_not_answer__the_loop_never_waits_and_the_send_gives_up(silent_redis):
+def test_writer_announcement__redis_does_not_answer__the_loop_never_waits_and_the_send_gives_up(
+    silent_redis,
+):
     # Given a Redis that accepts connections and never answers
     resolved = _event(events.EventType.APPROVAL_RESOLVED, approval_id=str(uuid.uuid4()))
 
@@ -179,5 +181,5 @@ def test_writer_announcement__redis_does_not_answer__the_loop_never_waits_and_th
     returned, gave_up = asyncio.run(scenario())
 
     # Then the writer's call returns at once, and the background send gives up within the timeout
-    assert returned < 0.01, f"dispatch_on_loop took {returned:.3f}s"
+    assert returned < 0.05, f"dispatch_on_loop took {returned:.3f}s"
     assert gave_up < BOUND, f"the send gave up after {gave_up:.2f}s"

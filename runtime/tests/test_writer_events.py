@@ -14,7 +14,7 @@ from audit.models import DecisionRecord
 from common import events
 from common.events import Event, EventType
 from runtime import writer as writer_module
-from runtime.writer import decision_writer
+from runtime.writer import decision_writer, insert_decisions
 from tests.factories import ApprovalFactory, TeamFactory, decision_row
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -96,3 +96,15 @@ def test_writer__a_handler_raises__the_decisions_are_still_recorded_and_answered
         unsubscribe()
     # Then every waiter heard back (no exception above) and every row is stored
     assert DecisionRecord.objects.filter(team=team).count() == 4
+
+
+def test_insert_decisions__numbered__each_row_holds_its_stored_sequence():
+    # Given a team with a decision already (the thread writer's path, on either database)
+    team = TeamFactory()
+    insert_decisions([decision_row(team.id)], [])
+    rows = [decision_row(team.id) for _ in range(3)]
+    # When a batch is inserted numbered (as when somebody listens)
+    insert_decisions(rows, [], numbered=True)
+    # Then every row carries the sequence it was stored at
+    stored = dict(DecisionRecord.objects.values_list("id", "sequence"))
+    assert [r["sequence"] for r in rows] == [stored[r["id"]] for r in rows] == [2, 3, 4]  # type: ignore[index]

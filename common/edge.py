@@ -5,6 +5,9 @@ stacks refuse the same things with the same status, code and words.
 - ``?wait=`` long-poll seconds: ``wait_seconds`` (0 to ``MAX_WAIT_SECONDS``).
 - Request body size: ``body_limit`` (``VETO_MAX_BODY_BYTES``) and its 413, ``body_too_large``.
 - NUL characters, which PostgreSQL text and jsonb cannot store: ``refuse_nul``.
+- A body that is not JSON: ``malformed_json`` (400 ``malformed_json``, the parser's reason
+  after one prefix), ``json_loads`` for the stack that parses with ``json``, and
+  ``refuse_json_constants`` (NaN, Infinity) for the one that parses with pydantic.
 - JSON or YAML by media type (``Accept`` for what is served, ``Content-Type`` for what is
   uploaded): ``source_format`` and ``SOURCE_MEDIA_TYPES``.
 
@@ -14,8 +17,9 @@ Scope checks on API keys are tenancy's (tenancy/scopes.py); the mapping of error
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from django.conf import settings
 
@@ -78,6 +82,37 @@ def refuse_nul(body: bytes, *, text: bool = False) -> None:
     JSON read as JSON is already a parse error: JSON forbids control characters in strings.)"""
     if has_escaped_nul(body) or (text and b"\x00" in body):
         raise InvalidInput(NUL_MESSAGE)
+
+
+def malformed_json(reason: str) -> InvalidInput:
+    return InvalidInput(f"request body is not valid JSON: {reason}", code="malformed_json")
+
+
+def _refuse_constant(name: str) -> Any:
+    # JSON has no NaN or Infinity; json.loads reads them unless told not to.
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def json_loads(body: bytes | str) -> Any:
+    """``body`` read as JSON, as strictly as the gateway's models read it (no NaN or Infinity);
+    ``malformed_json`` naming where it breaks otherwise."""
+    try:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise malformed_json(f"{exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
+    except ValueError as exc:  # a constant refused above, or bytes that are not UTF-8/16/32
+        raise malformed_json(str(exc)) from exc
+    except RecursionError as exc:
+        # json.loads recurses per nesting level; a deeply nested body is the caller's error.
+        raise malformed_json("the document is nested too deeply") from exc
+
+
+def refuse_json_constants(body: bytes) -> None:
+    """400 ``malformed_json`` for NaN or Infinity standing as a value: not JSON, and PostgreSQL's
+    jsonb cannot hold them, but pydantic reads them into ``Any`` fields. Two substring searches
+    when neither word is in the body (the common case); a full strict read only when one is."""
+    if b"NaN" in body or b"Infinity" in body:
+        json_loads(body)
 
 
 SourceFormat = Literal["yaml", "json"]

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from common.edge import refuse_nul
+from common.edge import json_loads, refuse_nul
 from common.errors import InvalidInput
 
 
 class StorableJSONParser(JSONParser):
+    """JSON bodies read as the gateway reads them: the same refusals, in the same words."""
+
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         raw = stream.read() if stream is not None else b""
         refuse_nul(raw)
-        try:
-            return super().parse(io.BytesIO(raw), media_type, parser_context)
-        except RecursionError as exc:
-            # json.loads recurses per nesting level; a deeply nested body is the caller's error.
-            raise ParseError("JSON parse error - the document is nested too deeply") from exc
+        return json_loads(raw)
 
 
 class RuleSetSourceParser(StorableJSONParser):

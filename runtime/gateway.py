@@ -31,7 +31,14 @@ from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ValidationError
 
-from common.edge import body_limit, body_too_large, refuse_nul
+from common.edge import (
+    body_limit,
+    body_too_large,
+    json_loads,
+    malformed_json,
+    refuse_json_constants,
+    refuse_nul,
+)
 from common.errors import InvalidInput, error_body, error_for_exception, retry_after_headers
 
 logger = logging.getLogger(__name__)
@@ -74,16 +81,23 @@ class GatewayRequest:
         # PostgreSQL text and jsonb cannot hold U+0000; refuse it here, by name, rather than
         # fail at write time.
         refuse_nul(self.body)
+        refuse_json_constants(self.body)
         try:
             return model.model_validate_json(self.body)
         except ValidationError as exc:
-            raise _invalid_input(exc) from exc
+            raise _invalid_input(exc, self.body) from exc
 
 
-def _invalid_input(exc: ValidationError) -> InvalidInput:
+def _invalid_input(exc: ValidationError, body: bytes) -> InvalidInput:
     errors = exc.errors(include_url=False, include_input=False)
     if any(error["type"] == "json_invalid" for error in errors):
-        return InvalidInput(f"request body is not valid JSON: {errors[0]['msg']}", code="malformed_json")
+        # Said as Django's API says it (common.edge.json_loads: the reason, with line and column);
+        # read again only on this error path, the common path parses once.
+        try:
+            json_loads(body)
+        except InvalidInput as refusal:
+            return refusal
+        return malformed_json(errors[0]["msg"])
     problems = [
         {"path": ".".join(str(part) for part in error["loc"]) or "(body)", "message": error["msg"]}
         for error in errors

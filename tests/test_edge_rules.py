@@ -119,6 +119,29 @@ def test_nul_escape__gateway_and_drf__the_same_400(app, team):
     assert "NUL character" in gateway.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"tools": ', "Expecting value (line 1, column 11)"),
+        (b'{"tools": [}', "Expecting value (line 1, column 12)"),
+        (b'{"tools": NaN}', "NaN is not a JSON number"),
+        (b'{"tool_name": "ls", "arguments": {"x": Infinity}}', "Infinity is not a JSON number"),
+        (b"[" * 50_000 + b"]" * 50_000, "the document is nested too deeply"),
+    ],
+)
+def test_malformed_json__gateway_and_drf__the_same_400(app, team, body, message):
+    key = api_key_for(team)
+    headers = {"Content-Type": "application/json"}
+    gateway = send(app, "POST", "/v1/tools/validate", key, headers=headers, content=body)
+    drf = send(app, "POST", "/v1/tools/register", key, headers=headers, content=body)
+    assert (gateway.status_code, drf.status_code) == (400, 400)
+    assert (
+        gateway.json()
+        == drf.json()
+        == {"error": {"code": "malformed_json", "message": f"request body is not valid JSON: {message}"}}
+    )
+
+
 def test_key_lacking_a_scope__gateway_and_drf__the_same_403_naming_it(app, team):
     # Given a key that may read decisions but not use the runtime
     key = api_key_for(team, scopes=(ApiKey.Scope.DECISIONS_READ,))

@@ -96,3 +96,43 @@ def test_body_too_large__and_djangos_request_data_too_big__the_same_413():
             }
         },
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"a": 1,}', "Expecting property name enclosed in double quotes (line 1, column 9)"),
+        ('{"a":\n  [1, 2', "Expecting ',' delimiter (line 2, column 8)"),
+        (b'{"a": Infinity}', "Infinity is not a JSON number"),
+        (b"\xff\xfe\xfd", None),  # not UTF-8: the decoder's own words
+        ("[" * 100_000, "the document is nested too deeply"),
+    ],
+)
+def test_json_loads__not_json__malformed_json_naming_where(body, reason):
+    with pytest.raises(InvalidInput) as refused:
+        edge.json_loads(body)
+    assert refused.value.code == "malformed_json"
+    assert refused.value.message.startswith("request body is not valid JSON: ")
+    if reason is not None:
+        assert refused.value.message == f"request body is not valid JSON: {reason}"
+
+
+def test_json_loads__json__its_value():
+    assert edge.json_loads(b'{"a": [1, 2.5, null, "NaN"]}') == {"a": [1, 2.5, None, "NaN"]}
+
+
+@pytest.mark.parametrize(
+    ("body", "refused"),
+    [
+        (b'{"x": NaN}', True),
+        (b'{"x": [1, -Infinity]}', True),
+        (b'{"x": "NaN and Infinity, as text"}', False),
+        (b'{"x": 1.5}', False),
+    ],
+)
+def test_refuse_json_constants__nan_or_infinity_as_a_value__malformed_json(body, refused):
+    if refused:
+        with pytest.raises(InvalidInput, match="is not a JSON number"):
+            edge.refuse_json_constants(body)
+    else:
+        edge.refuse_json_constants(body)

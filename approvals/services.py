@@ -150,7 +150,10 @@ def _resolve_as(
     remote_addr: str | None,
 ) -> ResolveOutcome:
     # Past its deadline: escalated (the new groups decide) or expired first, as at the deadline.
-    approval = approval_settle_due(approval=approval)
+    # One ``now`` for the settling and for the check under the lock below: with two, a deadline
+    # falling between them was refused as "past its deadline" and left pending for the sweep.
+    now = timezone.now()
+    approval = approval_settle_due(approval=approval, now=now)
     if not approval_may_decide(approval=approval, user=actor):
         why = "not a member of this approval's approver groups"
         _record_refusal(approval=approval, actor=actor, why=why, channel=channel, remote_addr=remote_addr)
@@ -160,7 +163,6 @@ def _resolve_as(
         _record_refusal(approval=approval, actor=actor, why=why, channel=channel, remote_addr=remote_addr)
         raise NotAnApprover(f"{actor.get_username()} may not approve it: {why}")
 
-    now = timezone.now()
     name = actor.get_username()
     with transaction.atomic():
         locked = Approval.objects.select_for_update().get(pk=approval.pk)

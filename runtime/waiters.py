@@ -103,24 +103,30 @@ async def _recheck_while_waited_on(loop: asyncio.AbstractEventLoop) -> None:
 
 
 @contextmanager
+def _registered(registry: dict[uuid.UUID, set[asyncio.Event]], key: uuid.UUID) -> Iterator[asyncio.Event]:
+    """A new event in ``registry`` under ``key`` for as long as the block runs."""
+    event = asyncio.Event()
+    registry.setdefault(key, set()).add(event)
+    try:
+        yield event
+    finally:
+        waiting = registry.get(key)
+        if waiting is not None:
+            waiting.discard(event)
+            if not waiting:
+                del registry[key]
+
+
+@contextmanager
 def approval_change_waiter(approval_id: uuid.UUID) -> Iterator[asyncio.Event]:
     """An event set when ``approval_id`` changes (or may have: a waiter re-reads to find out).
     Register before reading the approval, so a change between the read and the wait is not missed."""
     loop = asyncio.get_running_loop()
     state = _state(loop)
-    registry = state.events
-    event = asyncio.Event()
-    registry.setdefault(approval_id, set()).add(event)
-    if state.recheck is None or state.recheck.done():
-        state.recheck = loop.create_task(_recheck_while_waited_on(loop))
-    try:
+    with _registered(state.events, approval_id) as event:
+        if state.recheck is None or state.recheck.done():
+            state.recheck = loop.create_task(_recheck_while_waited_on(loop))
         yield event
-    finally:
-        waiting = registry.get(approval_id)
-        if waiting is not None:
-            waiting.discard(event)
-            if not waiting:
-                del registry[approval_id]
 
 
 def _wake(loop: asyncio.AbstractEventLoop, approval_id: uuid.UUID) -> None:
@@ -139,17 +145,8 @@ def _wake_all(loop: asyncio.AbstractEventLoop) -> None:
 def rule_set_change_waiter(team_id: uuid.UUID) -> Iterator[asyncio.Event]:
     """An event set when ``team_id`` publishes a rule-set version (or may have). Register before
     reading the active version, so a publish between the read and the wait is not missed."""
-    registry = _state(asyncio.get_running_loop()).rule_sets
-    event = asyncio.Event()
-    registry.setdefault(team_id, set()).add(event)
-    try:
+    with _registered(_state(asyncio.get_running_loop()).rule_sets, team_id) as event:
         yield event
-    finally:
-        waiting = registry.get(team_id)
-        if waiting is not None:
-            waiting.discard(event)
-            if not waiting:
-                del registry[team_id]
 
 
 async def woken_within(event: asyncio.Event, timeout: float) -> bool:

@@ -3,8 +3,6 @@ resolve, an expiry), at the entry's sequence, and a failing handler never fails 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -16,19 +14,10 @@ from audit.models import AuditEvent
 from common import events
 from common.events import Event, EventType
 from tenancy.actor import Actor
+from tests.event_recording import recording
 from tests.factories import ApprovalFactory, ApproverGroupFactory, TeamFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@contextlib.contextmanager
-def recording(*types: EventType) -> Iterator[list[Event]]:
-    heard: list[Event] = []
-    unsubscribe = events.subscribe(heard.append, *types)
-    try:
-        yield heard
-    finally:
-        unsubscribe()
 
 
 @pytest.fixture
@@ -51,7 +40,9 @@ def test_resolve__a_handler_raises__the_resolve_commits_and_the_other_handlers_h
     try:
         with recording(EventType.APPROVAL_RESOLVED) as heard:
             # When the approval is resolved
-            outcome = approval_resolve(approval=approval, actor=Actor.person(alice), action="deny", comment="no")
+            outcome = approval_resolve(
+                approval=approval, actor=Actor.person(alice), action="deny", comment="no"
+            )
     finally:
         unsubscribe()
 

@@ -4,9 +4,7 @@ row's place in its team's chain, once per batch, and only when somebody listens.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,19 +13,10 @@ from common import events
 from common.events import Event, EventType
 from runtime import writer as writer_module
 from runtime.writer import decision_writer, insert_decisions
+from tests.event_recording import recording
 from tests.factories import ApprovalFactory, TeamFactory, decision_row
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@contextlib.contextmanager
-def recording(*types: EventType) -> Iterator[list[Event]]:
-    heard: list[Event] = []
-    unsubscribe = events.subscribe(heard.append, *types)
-    try:
-        yield heard
-    finally:
-        unsubscribe()
 
 
 async def _write(rows: list[dict[str, object]], approvals: dict[int, object]) -> None:

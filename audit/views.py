@@ -1,4 +1,5 @@
-"""Dashboard pages (Django sessions). The live, htmx + Channels dashboards build on these."""
+"""The audit page of a team (Django sessions): its chains, checkpoints and verifications, and a
+"verify now" button. Mounted by dashboards/urls.py under /dashboard/teams/<slug>/audit/."""
 
 from __future__ import annotations
 
@@ -9,27 +10,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
 from audit.models import ChainHead, ChainStream, Checkpoint
-from audit.selectors import DecisionFilters, decision_stats, decisions_of_team, verification_latest
+from audit.selectors import verification_latest
 from audit.services import chain_verify
-from tenancy.selectors import teams_visible_to
 from tenancy.web import AuthenticatedHttpRequest, team_access_or_404
-
-
-@login_required
-@require_safe
-def dashboard_home(request: AuthenticatedHttpRequest) -> HttpResponse:
-    """Recent decisions and counts for each team the user belongs to (every team for staff)."""
-    panels = []
-    for team in teams_visible_to(user=request.user):
-        filters = DecisionFilters()
-        panels.append(
-            {
-                "team": team,
-                "stats": decision_stats(team_id=team.id, filters=filters),
-                "recent": list(decisions_of_team(team_id=team.id, filters=filters)[:25]),
-            }
-        )
-    return render(request, "dashboard/home.html", {"panels": panels})
 
 
 @login_required
@@ -50,7 +33,7 @@ def audit_page(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
                 "verification": verification_latest(team_id=access.team.id, stream=stream),
             }
         )
-    return render(request, "dashboard/audit.html", {"team": access.team, "streams": streams})
+    return render(request, "audit/page.html", {"team": access.team, "streams": streams})
 
 
 @login_required

@@ -92,6 +92,9 @@ class EventType(StrEnum):
     APPROVAL_EXPIRED = "approval.expired"
     POLICY_PUBLISHED = "policy.published"  # a rule-set version published or rolled back to
     TOOL_POLICY_CHANGED = "tool_policy.changed"  # in effect at once, so a publish too
+    # A team's members, roles, approver groups or options changed (team_settings); ``data``
+    # names the change and, for one person's membership, their ``user_id``.
+    TEAM_CHANGED = "team.changed"
     # Room for the webhooks issue's ``webhook.failed``: its own stream (the outbox's order).
 
 

@@ -382,7 +382,7 @@ PAGES: dict[str, tuple[str | int, ...]] = {
     "tenancy:my-api-key-revoke POST": (LOGIN, 404, 404, 404, 302, 404),
 }
 # Pages outside a namespace: public, or checked elsewhere (the admin: tests/test_tenant_isolation.py).
-PUBLIC_PAGES = {"", "readyz", "api/schema/", "api/docs/", "accounts/login/", "accounts/logout/"}
+PUBLIC_PAGES = {"", "readyz", "favicon.ico", "api/schema/", "api/docs/", "accounts/login/", "accounts/logout/"}
 
 
 def test_browser_matrix__every_page_of_the_url_configuration__has_a_row():
@@ -403,6 +403,7 @@ def test_browser_matrix__every_page_of_the_url_configuration__has_a_row():
         "v1/",
         "dashboard/",
         "dashboard/teams/",
+        "dashboard/teams/<slug:slug>/settings/",
         "dashboard/approvals/",
         "dashboard/api-keys/",
         "admin/",

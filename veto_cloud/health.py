@@ -41,12 +41,17 @@ async def _check_channel_layer() -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer configured")
-    # A plain channel name, not new_channel(): process-specific channels share one receive loop
-    # with the process's listeners, which may run on another event loop than this view.
-    channel = f"readyz.{uuid.uuid4().hex}"
+    # A channel of this loop's own (the pub/sub layer subscribes before anything is sent to it;
+    # a message sent to a channel nobody listens on yet is gone).
+    channel = await layer.new_channel("readyz.")
     marker = uuid.uuid4().hex
     await layer.send(channel, {"type": "readyz.ping", "marker": marker})
     message = await layer.receive(channel)
+    # The pub/sub layer keeps a channel subscribed until a receive on it is cancelled: cancel one,
+    # or every probe would leave a subscription behind.
+    leftover = asyncio.ensure_future(layer.receive(channel))
+    await asyncio.sleep(0)
+    leftover.cancel()
     if message.get("marker") != marker:
         raise RuntimeError("channel layer returned a different message")
 

@@ -1,6 +1,7 @@
 from csp.decorators import csp_update
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
@@ -17,6 +18,8 @@ api_v1 = [
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="dashboard:home", permanent=False)),
     path("readyz", readyz, name="readyz"),
+    # Browsers ask for /favicon.ico whatever the page's <link rel="icon"> says.
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view loads its start-up script from a URL, not inline (the strict CSP refuses
@@ -29,7 +32,8 @@ urlpatterns = [
     ),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("dashboard/", include(("audit.urls", "dashboard"))),
+    path("dashboard/", include(("dashboards.urls", "dashboard"))),
+    path("dashboard/teams/<slug:slug>/settings/", include(("team_settings.urls", "team_settings"))),
     path("dashboard/teams/", include(("policies.urls", "policies"))),
     path("dashboard/approvals/", include(("approvals.urls", "approvals"))),
     path("dashboard/api-keys/", include(("tenancy.urls", "tenancy"))),

@@ -105,7 +105,9 @@ INSTALLED_APPS = [
     "policies",
     "approvals",
     "audit",
+    "team_settings",
     "runtime",
+    "dashboards",
 ]
 
 MIDDLEWARE = [
@@ -141,6 +143,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "approvals.context_processors.pending_approvals",
+                "dashboards.context_processors.navigation",
             ],
         },
     },
@@ -181,8 +184,13 @@ if REDIS_URL:
         # time: an idle receive then raised TimeoutError about half the time. Give reads slack.
         # Sends share these connections, so common/events.py bounds each send by
         # REDIS_TIMEOUT_SECONDS itself (channels-redis has no per-call timeout).
+        # Pub/sub, not the list-based RedisChannelLayer: a group message is one PUBLISH that each
+        # web process receives once and hands to its own sockets, where the list layer pushes one
+        # copy per socket and pops them one round trip each (the live dashboards' fan-out, 200
+        # pages per process, measured in benchmarks/dashboard_fanout.py). Lossy like all pub/sub:
+        # the live path fills gaps from the database by order number (dashboards/live.py).
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {
@@ -226,6 +234,9 @@ APPROVAL_SWEEP_SECONDS = env_float("VETO_APPROVAL_SWEEP_SECONDS", 5.0, minimum=0
 # How often a web process looks in the database for the approvals its long-polls wait on (one
 # query for all of them), so a poll answers soon after a resolve even when Redis pub/sub is down.
 APPROVAL_WAIT_RECHECK_SECONDS = env_float("VETO_APPROVAL_WAIT_RECHECK_SECONDS", 1.0, minimum=0.05)
+# The live dashboards (dashboards/sink.py): how long committed events gather before they leave
+# as one message per team, each decision's row rendered once (see the module for the arithmetic).
+VETO_LIVE_FLUSH_SECONDS = env_float("VETO_LIVE_FLUSH_SECONDS", 0.1, minimum=0.0)
 # The Ed25519 key that signs chain checkpoints: a file outside the database (created 0600 on
 # first use when missing), so rewriting the database cannot forge a checkpoint.
 AUDIT_SIGNING_KEY_FILE = Path(env_str("VETO_AUDIT_SIGNING_KEY_FILE") or VAR_DIR / "audit-signing.key")

@@ -1,0 +1,103 @@
+"""The dashboard's websocket: authenticated by the session, joined to the groups of the teams its
+person may see, forwarding what ``dashboards.live.LiveView`` renders for the page.
+
+It holds no rules: what a batch means for the page is LiveView's, who may see a team is
+tenancy's (re-read every few seconds, and at once when a batch changes a team's members, so a
+person removed from a team stops receiving it), and the rows come from the database through
+dashboards.selectors when the page missed some.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from dashboards import live, rendering, selectors
+
+# Close codes (4000-4999 are the application's): htmx's websocket extension reconnects only
+# after abnormal closes, so these end the socket for good.
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_BAD_REQUEST = 4400
+
+
+def _fill(view: live.LiveView, gap: live.Gap) -> live.Update:
+    decisions, complete = selectors.decisions_after(
+        team_id=gap.team_id, after=gap.after, upto=gap.upto, limit=live.GAP_FILL_LIMIT
+    )
+    slugs = selectors.team_slugs_of(team_ids={gap.team_id})
+    return view.filled(rendering.live_rows(decisions, team_slugs=slugs), gap=gap, complete=complete)
+
+
+class LiveConsumer(AsyncWebsocketConsumer):
+    view: live.LiveView | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        visible = await database_sync_to_async(selectors.visible_teams_of)(user_id=user.pk)
+        try:
+            subscription = live.subscription_from(
+                user_id=user.pk, visible_teams=visible, params=live.parse_query(self.scope["query_string"])
+            )
+        except live.BadSubscription:
+            await self.close(code=CLOSE_BAD_REQUEST)
+            return
+        self.view = live.LiveView(subscription)
+        for group in subscription.groups():
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+        heads: tuple[int | None, int | None] = (None, None)
+        if subscription.page_team_id is not None:
+            heads = await database_sync_to_async(selectors.chain_heads_of)(team_id=subscription.page_team_id)
+        await self._apply(self.view.on_connect(decisions_head=heads[0], events_head=heads[1]))
+
+    async def disconnect(self, code: int) -> None:
+        if self.view is not None:
+            for group in self.view.subscription.groups():
+                await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Pages send nothing; whatever arrives is ignored."""
+
+    async def live_batch(self, message: dict[str, Any]) -> None:
+        if self.view is None:
+            return
+        batch = live.LiveBatch.decode(message)
+        update = self.view.on_batch(batch, now=time.monotonic())
+        if update.recheck_membership:
+            lost = await self._recheck_membership()
+            if lost is None or batch.team_id in lost:
+                return
+        await self._apply(update)
+
+    async def _apply(self, update: live.Update) -> None:
+        assert self.view is not None
+        if update.gap is not None:
+            filled = await database_sync_to_async(_fill)(self.view, update.gap)
+            update.rows = update.rows + filled.rows
+            update.changed |= filled.changed
+            update.reload_rows = filled.reload_rows
+        message = self.view.render(update)
+        if message is not None:
+            await self.send(text_data=message)
+
+    async def _recheck_membership(self) -> frozenset[Any] | None:
+        """Leave the groups of teams the person may no longer see; None when that ended the socket."""
+        assert self.view is not None
+        visible = await database_sync_to_async(selectors.visible_teams_of)(
+            user_id=self.view.subscription.user_id
+        )
+        page_team = self.view.subscription.page_team_id
+        lost = self.view.membership_checked(frozenset(visible.values()), now=time.monotonic())
+        for team_id in lost:
+            await self.channel_layer.group_discard(live.team_group(team_id), self.channel_name)
+        if page_team is not None and page_team in lost:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return None
+        return lost

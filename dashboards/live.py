@@ -1,0 +1,390 @@
+"""The live path's protocol and each socket's bookkeeping, without the network.
+
+Events reach browsers this way (the one event path, common/events.py):
+
+    common.events  --ONE_PROCESS-->  dashboards.sink  --group_send-->  live.team.<team>  --> LiveConsumer
+                                     (batches, loads and renders         (channel layer)     (forwards what
+                                      each decision row once)                                 LiveView renders)
+
+A batch (``LiveBatch``) is one team's events of one flush, in order, with the rendered row and
+the filter fields of each decision it announces. A socket (``Subscription``) says what its page
+wants: which kinds of change (``Kind``), the explorer's filters when it shows rows, and the last
+order numbers the page holds. ``LiveView`` turns batches into what that page swaps in (htmx's
+websocket extension applies each message's out-of-band elements):
+
+* ``<tbody hx-swap-oob="afterbegin:#decision-rows">``: new matching rows, newest first;
+* ``<div id="live-cursor" ...>``: the order numbers the page now holds and the kinds that
+  changed; static/js/live.js refreshes every element that declares ``data-live-refresh`` for
+  one of them (the element's own hx-get, through the ordinary views and their permission
+  checks), and reconnects with the cursor so the server fills what the page missed.
+
+No missed rows: the channel layer may drop messages (Redis pub/sub, by design), so a socket
+tracks the page team's decision sequence; a jump is filled from the database
+(``LiveView.fill``), and so is everything after the page's cursor when a socket (re)connects.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from audit.models import ChainStream
+from common.events import EventType, decode_event
+from dashboards.filters import ExplorerFilters
+
+MESSAGE_TYPE = "live.batch"  # LiveConsumer.live_batch receives it
+# A socket re-reads which teams its person may see at most this often (and at once when a
+# batch says a team's members changed): removing someone from a team stops their live view.
+MEMBERSHIP_RECHECK_SECONDS = 5.0
+# At most this many missed rows are filled in one go; past it the page is told to reload its list.
+GAP_FILL_LIMIT = 500
+
+
+class Kind(StrEnum):
+    """What changed, as pages subscribe to it (``data-live-refresh`` names these)."""
+
+    DECISIONS = "decisions"
+    APPROVALS = "approvals"
+    POLICIES = "policies"
+    TEAM = "team"
+
+
+KIND_OF: dict[EventType, Kind] = {
+    EventType.DECISION_CREATED: Kind.DECISIONS,
+    EventType.APPROVAL_CREATED: Kind.APPROVALS,
+    EventType.APPROVAL_VOTED: Kind.APPROVALS,
+    EventType.APPROVAL_ESCALATED: Kind.APPROVALS,
+    EventType.APPROVAL_REFUSED: Kind.APPROVALS,
+    EventType.APPROVAL_RESOLVED: Kind.APPROVALS,
+    EventType.APPROVAL_EXPIRED: Kind.APPROVALS,
+    EventType.POLICY_PUBLISHED: Kind.POLICIES,
+    EventType.TOOL_POLICY_CHANGED: Kind.POLICIES,
+    EventType.TEAM_CHANGED: Kind.TEAM,
+}
+# What changed in the governance trail (``events`` stream) when a page cannot tell which entries it missed.
+EVENTS_STREAM_KINDS = frozenset({Kind.APPROVALS, Kind.POLICIES, Kind.TEAM})
+
+
+def team_group(team_id: uuid.UUID) -> str:
+    """The channel-layer group of one team's live events."""
+    return f"live.team.{team_id.hex}"
+
+
+# --- a batch, as the sink sends it ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRow:
+    """One decision, rendered once for every page that shows it."""
+
+    id: str
+    sequence: int
+    fields: Mapping[str, Any]  # dashboards.filters.row_fields
+    html: str
+
+    def encode(self) -> dict[str, Any]:
+        return {"id": self.id, "sequence": self.sequence, "fields": dict(self.fields), "html": self.html}
+
+    @classmethod
+    def decode(cls, raw: Mapping[str, Any]) -> LiveRow:
+        return cls(str(raw["id"]), int(raw["sequence"]), raw["fields"], str(raw["html"]))
+
+
+@dataclass(frozen=True, slots=True)
+class LiveBatch:
+    team_id: uuid.UUID
+    # (type, stream, sequence, data) of each event, in order.
+    events: tuple[tuple[EventType, str, int, Mapping[str, Any]], ...]
+    rows: tuple[LiveRow, ...]
+
+    @classmethod
+    def decode(cls, message: Mapping[str, Any]) -> LiveBatch:
+        events = tuple(decode_event(raw) for raw in message["events"])
+        return cls(
+            uuid.UUID(message["team"]),
+            tuple((e.type, e.stream, e.sequence, e.data) for e in events),
+            tuple(LiveRow.decode(raw) for raw in message["rows"]),
+        )
+
+    def kinds(self) -> set[Kind]:
+        return {KIND_OF[event_type] for event_type, *_ in self.events if event_type in KIND_OF}
+
+    def last_sequence(self, stream: str) -> int | None:
+        sequences = [sequence for _, s, sequence, _ in self.events if s == stream]
+        return max(sequences) if sequences else None
+
+    def first_sequence(self, stream: str) -> int | None:
+        sequences = [sequence for _, s, sequence, _ in self.events if s == stream]
+        return min(sequences) if sequences else None
+
+    def names_member(self, user_id: int) -> bool:
+        """Does the batch change this person's membership (or anyone's: ``user_id`` None)?"""
+        return any(
+            event_type is EventType.TEAM_CHANGED and data.get("user_id") in (None, str(user_id))
+            for event_type, _, _, data in self.events
+        )
+
+
+def batch_message(
+    *, team_id: uuid.UUID, events: Sequence[list[Any]], rows: Iterable[LiveRow]
+) -> dict[str, Any]:
+    """The channel-layer message of one team's batch (``events``: common.events.encode_event)."""
+    return {
+        "type": MESSAGE_TYPE,
+        "team": str(team_id),
+        "events": list(events),
+        "rows": [r.encode() for r in rows],
+    }
+
+
+# --- what a socket asked for ---------------------------------------------------------------------
+
+
+class BadSubscription(ValueError):
+    """The socket's query string does not say something this server understands."""
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    user_id: int
+    team_ids: frozenset[uuid.UUID]  # the teams the person may see: the groups joined
+    kinds: frozenset[Kind]
+    page_team_id: uuid.UUID | None = None
+    # Rows are pushed only to a page that shows the newest rows of one team (the explorer's first page).
+    rows: bool = False
+    filters: ExplorerFilters = ExplorerFilters()
+    after_decisions: int | None = None
+    after_events: int | None = None
+    resumed: bool = False
+
+    def groups(self) -> list[str]:
+        return [team_group(team_id) for team_id in sorted(self.team_ids)]
+
+
+def parse_query(query_string: bytes | str) -> dict[str, str]:
+    text = query_string.decode("latin-1") if isinstance(query_string, bytes) else query_string
+    return {key: values[-1] for key, values in parse_qs(text).items()}
+
+
+def _cursor(params: Mapping[str, str], name: str) -> int | None:
+    raw = params.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise BadSubscription(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 0:
+        raise BadSubscription(f"{name} must not be negative")
+    return value
+
+
+def subscription_from(
+    *, user_id: int, visible_teams: Mapping[str, uuid.UUID], params: Mapping[str, str]
+) -> Subscription:
+    """What a socket's query string asks for, given the teams its person may see (slug -> id).
+
+    ``kinds`` (comma separated, default ``approvals``), ``team`` (a slug the person may see),
+    ``rows=1`` with the explorer's filters, ``after`` / ``events_after`` (the page team's
+    order numbers) and ``resumed=1`` (a reconnect: whatever changed meanwhile is refreshed)."""
+    try:
+        kinds = frozenset(Kind(k) for k in (params.get("kinds") or Kind.APPROVALS.value).split(",") if k)
+    except ValueError as exc:
+        raise BadSubscription(f"kinds: {exc}") from None
+    slug = params.get("team")
+    page_team_id = None
+    if slug:
+        if slug not in visible_teams:
+            raise BadSubscription(f"team {slug!r} is not one of yours")
+        page_team_id = visible_teams[slug]
+    rows = params.get("rows") == "1"
+    if rows and page_team_id is None:
+        raise BadSubscription("rows=1 needs team")
+    return Subscription(
+        user_id=user_id,
+        team_ids=frozenset(visible_teams.values()),
+        kinds=kinds | ({Kind.DECISIONS} if rows else set()),
+        page_team_id=page_team_id,
+        rows=rows,
+        filters=ExplorerFilters.from_params(params) if rows else ExplorerFilters(),
+        after_decisions=_cursor(params, "after"),
+        after_events=_cursor(params, "events_after"),
+        resumed=params.get("resumed") == "1",
+    )
+
+
+def socket_query(
+    *,
+    kinds: Iterable[Kind | str],
+    team_slug: str | None = None,
+    rows: bool = False,
+    filters: ExplorerFilters | None = None,
+    after_decisions: int | None = None,
+    after_events: int | None = None,
+) -> str:
+    """The query string a page puts on its socket (templates/dashboards/_live_socket.html)."""
+    params: dict[str, str] = {"kinds": ",".join(sorted(str(k) for k in kinds))}
+    if team_slug:
+        params["team"] = team_slug
+    if rows:
+        params["rows"] = "1"
+        params.update((filters or ExplorerFilters()).query_params())
+    if after_decisions is not None:
+        params["after"] = str(after_decisions)
+    if after_events is not None:
+        params["events_after"] = str(after_events)
+    return urlencode(params)
+
+
+# --- one socket's state --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Rows of the page team's decisions the socket has not seen: after ``after``, up to ``upto``
+    (None: everything there is)."""
+
+    team_id: uuid.UUID
+    after: int
+    upto: int | None
+
+
+@dataclass(slots=True)
+class Update:
+    """What one batch (or a fill) means for one page."""
+
+    rows: list[LiveRow] = field(default_factory=list)
+    changed: set[Kind] = field(default_factory=set)
+    gap: Gap | None = None
+    recheck_membership: bool = False
+    reload_rows: bool = False
+
+
+class LiveView:
+    """One socket's page: what it holds and what it wants. Pure: the consumer does the I/O."""
+
+    def __init__(self, subscription: Subscription, *, now: float | None = None) -> None:
+        self.subscription = subscription
+        self.last_decisions = subscription.after_decisions
+        self.last_events = subscription.after_events
+        self.checked_at = time.monotonic() if now is None else now
+
+    # -- batches --
+
+    def on_batch(self, batch: LiveBatch, *, now: float) -> Update:
+        sub = self.subscription
+        update = Update()
+        if now - self.checked_at >= MEMBERSHIP_RECHECK_SECONDS or batch.names_member(sub.user_id):
+            update.recheck_membership = True
+        update.changed = batch.kinds() & sub.kinds
+        if batch.team_id != sub.page_team_id:
+            return update
+        decisions = ChainStream.DECISIONS.value
+        first, last = batch.first_sequence(decisions), batch.last_sequence(decisions)
+        if first is not None and last is not None:
+            if self.last_decisions is not None and first > self.last_decisions + 1:
+                update.gap = Gap(batch.team_id, self.last_decisions, first - 1)
+            seen = self.last_decisions if self.last_decisions is not None else -1
+            if sub.rows:
+                update.rows = [r for r in batch.rows if r.sequence > seen and sub.filters.matches(r.fields)]
+            self.last_decisions = max(seen, last)
+        events_last = batch.last_sequence(ChainStream.EVENTS.value)
+        if events_last is not None:
+            events_first = batch.first_sequence(ChainStream.EVENTS.value)
+            if (
+                self.last_events is not None
+                and events_first is not None
+                and events_first > self.last_events + 1
+            ):
+                update.changed |= EVENTS_STREAM_KINDS & sub.kinds  # missed entries: refresh them all
+            self.last_events = max(self.last_events or 0, events_last)
+        return update
+
+    def on_connect(self, *, decisions_head: int | None, events_head: int | None) -> Update:
+        """What the page missed between being drawn (or its last message) and this socket."""
+        sub = self.subscription
+        update = Update()
+        if sub.resumed or (sub.after_decisions is None and sub.after_events is None):
+            update.changed = set(sub.kinds)
+        if sub.page_team_id is not None:
+            if (
+                decisions_head is not None
+                and self.last_decisions is not None
+                and decisions_head > self.last_decisions
+            ):
+                update.changed.add(Kind.DECISIONS)
+                if sub.rows:
+                    update.gap = Gap(sub.page_team_id, self.last_decisions, None)
+            if events_head is not None and self.last_events is not None and events_head > self.last_events:
+                update.changed |= EVENTS_STREAM_KINDS
+            if self.last_decisions is None:
+                self.last_decisions = decisions_head
+            if self.last_events is None:
+                self.last_events = events_head
+        update.changed &= sub.kinds
+        return update
+
+    def filled(self, rows: Sequence[LiveRow], *, gap: Gap, complete: bool) -> Update:
+        """A gap's rows from the database (``complete``: all of them; else the newest only)."""
+        update = Update(changed={Kind.DECISIONS} & self.subscription.kinds)
+        update.rows = [r for r in rows if self.subscription.filters.matches(r.fields)]
+        if rows:
+            self.last_decisions = max(self.last_decisions or 0, max(r.sequence for r in rows))
+        update.reload_rows = not complete
+        return update
+
+    def membership_checked(
+        self, visible_team_ids: frozenset[uuid.UUID], *, now: float
+    ) -> frozenset[uuid.UUID]:
+        """The teams this socket must leave; the page's own among them ends the socket."""
+        self.checked_at = now
+        lost = self.subscription.team_ids - visible_team_ids
+        if lost:
+            sub = self.subscription
+            self.subscription = Subscription(
+                user_id=sub.user_id,
+                team_ids=sub.team_ids & visible_team_ids,
+                kinds=sub.kinds,
+                page_team_id=sub.page_team_id,
+                rows=sub.rows,
+                filters=sub.filters,
+                after_decisions=sub.after_decisions,
+                after_events=sub.after_events,
+                resumed=sub.resumed,
+            )
+        return lost
+
+    # -- what the page receives --
+
+    def render(self, update: Update) -> str | None:
+        """The websocket message for ``update``, or None when there is nothing to say."""
+        if not update.rows and not update.changed and not update.reload_rows:
+            return None
+        parts = []
+        if update.rows:
+            newest_first = sorted(update.rows, key=lambda r: r.sequence, reverse=True)
+            parts.append(
+                '<tbody hx-swap-oob="afterbegin:#decision-rows">'
+                + "".join(r.html for r in newest_first)
+                + "</tbody>"
+            )
+        changed = set(update.changed)
+        if update.reload_rows:
+            changed.add(Kind.DECISIONS)
+        attributes = {
+            "id": "live-cursor",
+            "hx-swap-oob": "true",
+            "data-changed": " ".join(sorted(changed)),
+            "data-decisions": "" if self.last_decisions is None else str(self.last_decisions),
+            "data-events": "" if self.last_events is None else str(self.last_events),
+            "data-reload-rows": "1" if update.reload_rows else "",
+            "hidden": "",
+        }
+        parts.append("<div " + " ".join(f'{k}="{html.escape(v)}"' for k, v in attributes.items()) + "></div>")
+        return "".join(parts)

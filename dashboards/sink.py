@@ -1,0 +1,152 @@
+"""The browsers' sink on the one event path: committed events to the teams' channel-layer groups.
+
+A ``Reach.ONE_PROCESS`` subscriber (common/events.py): it runs once, in the process that
+committed the change, and the channel layer (channels-redis with REDIS_URL, so every web
+process; in memory otherwise) carries each batch to every socket of the team.
+
+Batched on purpose. Events wait up to ``VETO_LIVE_FLUSH_SECONDS`` (0.1 s) and leave as one
+message per team, with each announced decision's row rendered once here rather than once per
+socket: at 100 decisions/s and 200 open pages that is 10 group messages a second instead of
+20,000 renders. Handlers must never block (they run on the decision writer's loop, a request's
+thread after its commit, or a Celery task), so ``handle`` only queues; the flush runs on the
+web server's event loop (``run``, started with the gateway: the in-memory layer only works on
+the loop its consumers run on), or, in a process without one (a Celery worker), on a loop of
+its own thread.
+
+Lossy like the path under it: a batch that cannot be sent is dropped and logged; sockets fill
+the gap from the database by order number (dashboards/live.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from common.database import run_in_db_thread
+from common.events import Event, EventType, Reach, encode_event, subscribe
+from common.redis import redis_configured, redis_timeout
+from dashboards import live, rendering, selectors
+
+logger = logging.getLogger(__name__)
+
+
+class LiveSink:
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[Event] = []
+        self._wake: asyncio.Event | None = None
+        self._lock = threading.Lock()
+
+    # -- from any thread --
+
+    def handle(self, event: Event) -> None:
+        loop = self._loop or self._own_loop()
+        if loop is None:
+            return
+        loop.call_soon_threadsafe(self._add, event)
+
+    def _own_loop(self) -> asyncio.AbstractEventLoop | None:
+        # A process without a web server (a Celery worker, a management command): its events
+        # reach other processes' sockets only through Redis; in memory there is nobody to tell.
+        if not redis_configured():
+            return None
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=self._run_forever, args=(loop,), name="live-sink", daemon=True
+                ).start()
+                self._loop = loop
+        return self._loop
+
+    def _run_forever(self, loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(self._flush_forever())
+
+    # -- on the loop --
+
+    async def run(self) -> None:
+        """Flush on the running loop (the web server's; veto_cloud/asgi.py starts it), unless an
+        event came first and the sink already flushes on a loop of its own (with Redis only)."""
+        with self._lock:
+            if self._loop is not None:
+                return
+            self._loop = asyncio.get_running_loop()
+        await self._flush_forever()
+
+    def _add(self, event: Event) -> None:
+        self._pending.append(event)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _flush_forever(self) -> None:
+        self._wake = asyncio.Event()
+        if self._pending:
+            self._wake.set()
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(settings.VETO_LIVE_FLUSH_SECONDS)
+            self._wake.clear()
+            events, self._pending = self._pending, []
+            try:
+                await self.flush(events)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - one bad batch must not stop the sink
+                logger.exception("live_sink.flush_failed events=%d", len(events))
+
+    async def flush(self, events: Sequence[Event]) -> None:
+        """One message per team: its events in order and the rows of the decisions among them."""
+        by_team: dict[uuid.UUID, list[Event]] = defaultdict(list)
+        for event in events:
+            by_team[event.team_id].append(event)
+        decision_ids = [
+            e.data["decision_id"]
+            for e in events
+            if e.type is EventType.DECISION_CREATED and e.data.get("decision_id")
+        ]
+        rows = await run_in_db_thread(_rows_of, [str(i) for i in decision_ids]) if decision_ids else {}
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        for team_id, team_events in by_team.items():
+            team_rows = [
+                rows[str(e.data["decision_id"])]
+                for e in team_events
+                if e.type is EventType.DECISION_CREATED and str(e.data.get("decision_id")) in rows
+            ]
+            message = live.batch_message(
+                team_id=team_id, events=[encode_event(e) for e in team_events], rows=team_rows
+            )
+            try:
+                async with asyncio.timeout(max(redis_timeout(), 1.0)):
+                    await layer.group_send(live.team_group(team_id), message)
+            except Exception:  # noqa: BLE001 - lossy by design: sockets fill gaps by order number
+                logger.warning(
+                    "live_sink.send_failed team=%s events=%d", team_id, len(team_events), exc_info=True
+                )
+
+
+def _rows_of(decision_ids: list[str]) -> dict[str, live.LiveRow]:
+    decisions = selectors.decisions_by_id(decision_ids=decision_ids)
+    slugs = selectors.team_slugs_of(team_ids={d.team_id for d in decisions})
+    return {row.id: row for row in rendering.live_rows(decisions, team_slugs=slugs)}
+
+
+sink = LiveSink()
+
+
+def register() -> None:
+    """Subscribe the sink to every event (dashboards.apps.DashboardsConfig.ready)."""
+    subscribe(sink.handle, *EventType, reach=Reach.ONE_PROCESS)
+
+
+async def run() -> None:
+    await sink.run()

@@ -1,0 +1,15 @@
+"""The dashboard's pages, mounted under /dashboard/ in the ``dashboard`` namespace (veto_cloud/urls.py).
+
+Per team: ``teams/<slug>/`` the overview, ``teams/<slug>/decisions/`` the explorer and one
+decision's page, ``teams/<slug>/audit/`` the audit page (audit's own views). The live path
+(websocket) is in dashboards/routing.py.
+"""
+
+from django.urls import include, path
+
+from dashboards.views import home
+
+urlpatterns = [
+    path("", home.dashboard_home, name="home"),
+    path("", include("audit.urls")),
+]

@@ -84,6 +84,12 @@ def trail_event(
             "change": details.get("change"),
             "version": details.get("version"),
         }
+    elif kind == AuditEvent.Kind.TEAM_CHANGED:
+        # ``user_id`` (a string, as the live path compares it) names the person whose membership,
+        # role, groups or keys changed; None for a change of the whole team (its options, a group).
+        event_type = EventType.TEAM_CHANGED
+        user_id = details.get("user_id")
+        data = {"change": details.get("change"), "user_id": None if user_id is None else str(user_id)}
     else:
         raise ValueError(f"no event for a trail entry of kind {kind!r}")
     return Event(event_type, team_id, ChainStream.EVENTS.value, sequence, occurred_at, data)

@@ -110,6 +110,8 @@ class AuditEvent(models.Model):
         # A per-tool policy created, updated, deleted, activated or deactivated: it takes effect
         # at once, so for an auditor it is a publish too.
         TOOL_POLICY_CHANGED = "tool_policy.changed", "Tool policy changed"
+        # A team's members, roles, approver groups, options or members' keys changed (team_settings).
+        TEAM_CHANGED = "team.changed", "Team changed"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="+", db_index=False)

@@ -7,9 +7,11 @@ decision's page, ``teams/<slug>/audit/`` the audit page (audit's own views). The
 
 from django.urls import include, path
 
-from dashboards.views import home
+from dashboards.views import home, overview
 
 urlpatterns = [
     path("", home.dashboard_home, name="home"),
+    path("teams/<slug:slug>/", overview.overview_page, name="overview"),
+    path("teams/<slug:slug>/overview/<str:panel>/", overview.overview_panel, name="overview-panel"),
     path("", include("audit.urls")),
 ]

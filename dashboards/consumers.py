@@ -38,7 +38,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await self._refuse(CLOSE_UNAUTHENTICATED)
             return
         visible = await database_sync_to_async(selectors.visible_teams_of)(user_id=user.pk)
         try:
@@ -46,7 +46,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
                 user_id=user.pk, visible_teams=visible, params=live.parse_query(self.scope["query_string"])
             )
         except live.BadSubscription:
-            await self.close(code=CLOSE_BAD_REQUEST)
+            await self._refuse(CLOSE_BAD_REQUEST)
             return
         self.view = live.LiveView(subscription)
         for group in subscription.groups():
@@ -56,6 +56,12 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if subscription.page_team_id is not None:
             heads = await database_sync_to_async(selectors.chain_heads_of)(team_id=subscription.page_team_id)
         await self._apply(self.view.on_connect(decisions_head=heads[0], events_head=heads[1]))
+
+    async def _refuse(self, code: int) -> None:
+        # Accepted, then closed with a code of ours: a refused handshake reaches the page as an
+        # abnormal close (1006), which htmx's extension would retry for ever.
+        await self.accept()
+        await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
         if self.view is not None:

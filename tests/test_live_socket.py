@@ -1,0 +1,226 @@
+"""The live path end to end: the real ASGI server, a websocket opened with a signed-in session,
+decisions made through POST /v1/tools/validate, and what the socket receives.
+
+Covers what the browser tests cannot pin precisely: a matching row arrives (and a non-matching
+one does not), another team's events never arrive, a person removed from a team stops receiving
+it, a reconnect with the page's cursor fills what was missed, and sockets without a session or
+from another site's page are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import websockets
+from django.conf import settings
+
+from conftest import LiveServer, start_asgi_server, stop_processes
+from tenancy.models import Membership
+from tests.factories import TeamFactory, UserFactory, api_key_for, set_live_server_password
+
+pytestmark = [pytest.mark.asgi_server, pytest.mark.django_db(transaction=True)]
+
+PASSWORD = "live-socket-password"
+ROW = re.compile(r'<tr id="decision-([0-9a-f-]{36})"')
+
+
+@pytest.fixture(scope="module")
+def socket_server(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[LiveServer]:
+    # Its own server, so the tests of this module share one process and its channel layer.
+    process, server = start_asgi_server(tmp_path_factory.mktemp("live-socket") / "server.log")
+    yield server
+    stop_processes(process)
+
+
+def session_cookie(server: LiveServer, user) -> str:
+    """Log ``user`` in on the live server as a browser does; the session cookie it sets."""
+    set_live_server_password(user, PASSWORD)
+    with httpx.Client(base_url=server.url, timeout=5) as client:
+        form = client.get("/accounts/login/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
+        response = client.post(
+            "/accounts/login/",
+            data={"username": user.username, "password": PASSWORD, "csrfmiddlewaretoken": token},
+            headers={"Referer": f"{server.url}/accounts/login/"},
+        )
+        assert response.status_code == 302, response.text
+        return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME]}"
+
+
+def socket_url(server: LiveServer, query: str) -> str:
+    return server.url.replace("http://", "ws://") + "/ws/live/?" + query
+
+
+async def connect(server: LiveServer, cookie: str | None, query: str, *, origin: str | None = None):
+    return await websockets.connect(
+        socket_url(server, query),
+        additional_headers={"Cookie": cookie} if cookie is not None else {},
+        origin=origin or server.url,
+        open_timeout=5,
+    )
+
+
+def validate(server: LiveServer, token: str, tool: str, **arguments: object) -> None:
+    response = httpx.post(
+        f"{server.url}/v1/tools/validate",
+        headers={"X-Veto-API-Key": token},
+        json={"tool_name": tool, "arguments": arguments},
+        timeout=5,
+    )
+    assert response.status_code == 200, response.text
+
+
+async def rows_within(socket, seconds: float) -> tuple[list[str], list[str]]:
+    """Row ids and whole messages received within ``seconds``."""
+    rows: list[str] = []
+    messages: list[str] = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            message = await asyncio.wait_for(socket.recv(), timeout=left)
+        except (TimeoutError, websockets.exceptions.ConnectionClosed):
+            break
+        messages.append(str(message))
+        rows.extend(ROW.findall(str(message)))
+    return rows, messages
+
+
+def member(team, role: str = Membership.Role.MEMBER):
+    user = UserFactory()
+    Membership.objects.create(user=user, team=team, role=role)
+    return user
+
+
+def test_socket__explorer_filters__matching_row_arrives_and_other_does_not(socket_server):
+    # Given alice's explorer socket on team payments, filtered to tool export_customers
+    team = TeamFactory()
+    alice = member(team)
+    alice_cookie = session_cookie(socket_server, alice)
+    token = api_key_for(team)
+
+    async def scenario() -> tuple[list[str], list[str], float]:
+        async with await connect(
+            socket_server,
+            alice_cookie,
+            f"kinds=decisions&team={team.slug}&rows=1&tool=export_customers&after=0",
+        ) as socket:
+            await rows_within(socket, 0.5)  # whatever connecting sends
+            # When one matching and one other decision are made
+            started = time.monotonic()
+            await asyncio.to_thread(validate, socket_server, token, "export_customers", rows=10)
+            await asyncio.to_thread(validate, socket_server, token, "send_sms", to="+15550100")
+            first = await asyncio.wait_for(socket.recv(), timeout=3)
+            latency = time.monotonic() - started
+            rest, messages = await rows_within(socket, 1.0)
+            return ROW.findall(str(first)) + rest, [str(first), *messages], latency
+
+    rows, messages, latency = asyncio.run(scenario())
+
+    # Then exactly the matching one arrived, within a second, with its row's tool
+    assert len(rows) == 1, messages
+    assert "export_customers" in messages[0] and "send_sms" not in "".join(messages)
+    assert latency < 1.0
+    assert 'id="live-cursor"' in messages[0]
+
+
+def test_socket__another_teams_events__never_arrive(socket_server):
+    # Given bob watching his own team, and a decision in another team
+    ours, theirs = TeamFactory(), TeamFactory()
+    bob = member(ours)
+    bob_cookie = session_cookie(socket_server, bob)
+    token = api_key_for(theirs)
+
+    async def scenario() -> list[str]:
+        async with await connect(socket_server, bob_cookie, "kinds=decisions,approvals,policies") as socket:
+            await rows_within(socket, 0.5)
+            await asyncio.to_thread(validate, socket_server, token, "export_customers", rows=1)
+            _, messages = await rows_within(socket, 1.5)
+            return messages
+
+    # Then nothing at all reaches bob's socket
+    assert asyncio.run(scenario()) == []
+
+
+def test_socket__member_removed__stops_receiving_the_team(socket_server):
+    # Given carol's explorer socket on her team
+    team = TeamFactory()
+    carol = member(team)
+    carol_cookie = session_cookie(socket_server, carol)
+    token = api_key_for(team)
+
+    async def scenario() -> tuple[list[str], int | None]:
+        async with await connect(
+            socket_server, carol_cookie, f"kinds=decisions&team={team.slug}&rows=1&after=0"
+        ) as socket:
+            await rows_within(socket, 0.5)
+            await asyncio.to_thread(validate, socket_server, token, "before_removal")
+            before, _ = await rows_within(socket, 1.0)
+            # When she is removed from the team (as Django's admin would: no event of its own)
+            await asyncio.to_thread(Membership.objects.filter(user=carol, team=team).delete)
+            # Then within the re-check interval the next batch closes her socket instead of arriving
+            await asyncio.sleep(5.5)
+            await asyncio.to_thread(validate, socket_server, token, "after_removal")
+            after, messages = await rows_within(socket, 1.5)
+            assert not any("after_removal" in m for m in messages)
+            return before + after, socket.close_code
+
+    rows, close_code = asyncio.run(scenario())
+    assert len(rows) == 1
+    assert close_code == 4403
+
+
+def test_socket__reconnect_with_cursor__fills_what_was_missed(socket_server):
+    # Given decisions made while dana's page was away, after the cursor it last held
+    team = TeamFactory()
+    dana = member(team)
+    dana_cookie = session_cookie(socket_server, dana)
+    token = api_key_for(team)
+    validate(socket_server, token, "seen_before")  # sequence 1: on the page already
+    for n in range(3):
+        validate(socket_server, token, f"missed_{n}")
+
+    async def scenario() -> tuple[list[str], str]:
+        async with await connect(
+            socket_server, dana_cookie, f"kinds=decisions&team={team.slug}&rows=1&after=1&resumed=1"
+        ) as socket:
+            rows, messages = await rows_within(socket, 1.0)
+            return rows, "".join(messages)
+
+    # When her socket reconnects with after=1, it receives exactly the three missed rows, newest first
+    rows, received = asyncio.run(scenario())
+    assert len(rows) == 3
+    assert "seen_before" not in received
+    assert received.index("missed_2") < received.index("missed_1") < received.index("missed_0")
+
+
+def test_socket__without_session_or_from_another_site__refused(socket_server):
+    team = TeamFactory()
+    erin = member(team)
+    erin_cookie = session_cookie(socket_server, erin)
+
+    async def closed_by_server() -> int | None:
+        async with await connect(socket_server, None, "kinds=approvals") as socket:
+            await rows_within(socket, 0.5)
+            return socket.close_code
+
+    # Without a session: closed with 4401
+    assert asyncio.run(closed_by_server()) == 4401
+    # From another site's page (a foreign Origin): the handshake is refused
+    with pytest.raises(websockets.exceptions.InvalidStatus):
+        asyncio.run(connect(socket_server, erin_cookie, "kinds=approvals", origin="http://evil.example"))
+    # Another team's slug in the query: closed with 4400
+    other = TeamFactory()
+
+    async def foreign_team() -> int | None:
+        async with await connect(
+            socket_server, erin_cookie, f"kinds=decisions&team={other.slug}&rows=1"
+        ) as socket:
+            await rows_within(socket, 0.5)
+            return socket.close_code
+
+    assert asyncio.run(foreign_team()) == 4400

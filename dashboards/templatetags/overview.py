@@ -5,6 +5,7 @@ to team pages that other parts of the dashboard may not have mounted yet."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -127,6 +128,14 @@ def decision_chart(series: Series, *, chart_id: str, title: str) -> dict[str, An
 def duration(seconds: float | None) -> str:
     """Seconds in words: ``75`` -> ``1 min 15 s`` (approvals.display.duration_words)."""
     return duration_words(seconds)
+
+
+@register.filter
+def age(moment: datetime | None, now: datetime) -> str:
+    """How long ago ``moment`` was, in words ("45 s", "3 h 12 min"), never "0 minutes"."""
+    if moment is None:
+        return duration_words(None)
+    return duration_words((now - moment).total_seconds())
 
 
 @register.simple_tag

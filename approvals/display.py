@@ -120,3 +120,28 @@ def duration_words(seconds: float | None) -> str:
                     words += f" {rest} {next_unit}"
             return words
     raise AssertionError("unreachable: the last unit always matches")
+
+
+# Younger than this, an approval's age reads "just now": the seconds would only flicker.
+JUST_NOW_SECONDS = 10
+
+
+def age_words(seconds: float | None) -> str:
+    """How long something has waited, as a person says it at a glance: ``"just now"``,
+    ``"45 s"``, ``"3 min"``, ``"2 h 5 min"``, ``"3 d 4 h"``. Coarser than ``duration_words``:
+    seconds only in the first minute, minutes alone under an hour (a queue's "0 minutes" told
+    nobody anything, and "3 min 12 s" is noise in a column scanned for what is old)."""
+    if seconds is None:
+        return "—"
+    total = max(0, int(seconds))
+    if total < JUST_NOW_SECONDS:
+        return "just now"
+    if total < 60:
+        return f"{total} s"
+    if total < 3600:
+        return f"{total // 60} min"
+    if total < 86400:
+        hours, minutes = divmod(total // 60, 60)
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(total // 3600, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"

@@ -166,6 +166,53 @@ def approval_trail(*, approval: Approval) -> list[ApprovalEvent]:
     return list(approval.events.order_by("created_at", "id"))
 
 
+# The first line of every trail: the agent's call that raised the approval (it is the approval
+# row itself, not an ApprovalEvent).
+RAISED = "raised"
+
+
+@dataclass(frozen=True, slots=True)
+class TrailEntry:
+    """One line of an approval's trail as the API tells it: ``action`` is ``raised`` or an
+    ``ApprovalEvent.Action`` (approve, deny, approved, expired, escalated, refused)."""
+
+    action: str
+    actor: str
+    comment: str
+    channel: str
+    created_at: datetime
+
+
+def approval_trail_entries(*, approval: Approval) -> list[TrailEntry]:
+    """Everything that happened to ``approval``, in order: raised, then votes, escalations,
+    refusals and the outcome (``GET /v1/approvals/{id}/trail``). Two queries: the key that made
+    the call, and the events. The raise names the key the way the trail names keys
+    (``ApiKeyPrincipal.display_name``); a call whose key is gone reads as the agent's."""
+    key = None
+    if approval.decision_id is not None:
+        from audit.models import DecisionRecord
+
+        key_id = DecisionRecord.objects.filter(pk=approval.decision_id).values("api_key_id")[:1]
+        key = ApiKey.objects.filter(pk=Subquery(key_id)).values("name", "prefix").first()
+    raised = TrailEntry(
+        action=RAISED,
+        actor=f"API key {key['name']} ({key['prefix']}…)" if key else "the agent's call",
+        comment=approval.reason,
+        channel=ApprovalEvent.Channel.API,
+        created_at=approval.created_at,
+    )
+    return [raised] + [
+        TrailEntry(
+            action=event.action,
+            actor=event.actor_name,
+            comment=event.comment,
+            channel=event.channel,
+            created_at=event.created_at,
+        )
+        for event in approval_trail(approval=approval)
+    ]
+
+
 def approval_session_calls(*, approval: Approval, limit: int = 20) -> list[Mapping[str, object]]:
     """The agent's recent calls in the approval's session, from the decision record."""
     from audit.models import DecisionRecord

@@ -9,14 +9,17 @@ errors become messages with their status code, never a 500.
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST, require_safe
@@ -33,6 +36,19 @@ from tenancy.web import AuthenticatedHttpRequest
 def _wants_fragment(request: AuthenticatedHttpRequest) -> bool:
     # A history restore asks for the whole page even though it comes from htmx.
     return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+# A live element also refreshes itself at the next deadline it shows (an expiry swept by a
+# process whose events reach no browser, as in `make run`'s embedded mode, is applied by the
+# first read past it: this one). Browsers fire a timer of more than 2**31 ms at once, so a far
+# deadline is looked at once a day instead; +1 s lands past the deadline, not on it.
+_DEADLINE_REFRESH_MAX_SECONDS = 86_400
+
+
+def _deadline_refresh_seconds(seconds_left: float | None) -> int | None:
+    if seconds_left is None:
+        return None
+    return min(math.ceil(max(0.0, seconds_left)) + 1, _DEADLINE_REFRESH_MAX_SECONDS)
 
 
 def _visible(request: AuthenticatedHttpRequest, approval_id: uuid.UUID) -> Approval:
@@ -90,6 +106,7 @@ def approvals_queue(request: AuthenticatedHttpRequest) -> HttpResponse:
     )
     now = timezone.now()
     chosen = {k: v for k, v in form.cleaned_data.items() if v} if form.is_valid() else {}
+    next_deadline = min((selectors.approval_time_left(a, now) for a in everything), default=None)
     context = {
         "form": form,
         "rows": [
@@ -104,6 +121,9 @@ def approvals_queue(request: AuthenticatedHttpRequest) -> HttpResponse:
         "total": len(everything),
         "choices": QueueChoices.of(everything, chosen),
         "chosen": chosen,
+        # The results refresh themselves (live-refresh) from this, with the filters they show.
+        "refresh_url": reverse("approvals:queue") + (f"?{urlencode(chosen)}" if chosen else ""),
+        "refresh_in": _deadline_refresh_seconds(next_deadline),
     }
     template = "approvals/_queue_results.html" if _wants_fragment(request) else "approvals/queue.html"
     response = render(request, template, context, status=200 if form.is_valid() else 400)
@@ -119,8 +139,15 @@ def _decision_context(
     is_open = approval.status == Approval.Status.PENDING and approval.expires_at > now
     voters = [e.actor_name for e in trail if e.action == ApprovalEvent.Action.APPROVE]
     may_decide = is_open and selectors.approval_may_decide(approval=approval, user=request.user)
+    seconds_left = selectors.approval_time_left(approval, now)
     return {
         "approval": approval,
+        # The panel refreshes itself (live-refresh) from this; an answer for the state it
+        # already shows is a 204, so an unrelated approval's event leaves a comment being typed.
+        "refresh_url": reverse("approvals:detail", args=[approval.id])
+        + "?"
+        + urlencode({_SHOWN: _panel_state(approval, trail)}),
+        "refresh_in": _deadline_refresh_seconds(seconds_left) if is_open else None,
         "trail": trail,
         "voters": voters,
         "has_voted": request.user.get_username() in voters,
@@ -128,10 +155,20 @@ def _decision_context(
         "may_decide": may_decide,
         # The service refuses this person's approve (not their deny): the page says so up front.
         "own_request": may_decide and selectors.approval_is_own_request(approval=approval, user=request.user),
-        "seconds_left": selectors.approval_time_left(approval, now),
+        "seconds_left": seconds_left,
         "seconds_to_decide": selectors.approval_seconds_to_decide(approval),
         "form": form or DecisionForm(),
     }
+
+
+# The query parameter of the panel's refresh: the state the page shows (``_panel_state``).
+_SHOWN = "shown"
+
+
+def _panel_state(approval: Approval, trail: list[ApprovalEvent]) -> str:
+    """What the decision panel and the trail show, in one word: every change to an approval
+    (vote, refusal, escalation, outcome) appends to its trail."""
+    return f"{approval.status}.{trail[-1].pk if trail else 0}"
 
 
 def _render_detail(
@@ -144,6 +181,9 @@ def _render_detail(
     """The whole page, or (htmx) the decision panel and the trail, which are what a decision changes."""
     context = _decision_context(request, approval, form)
     if _wants_fragment(request):
+        shown = request.GET.get(_SHOWN)
+        if request.method == "GET" and shown and shown == _panel_state(approval, context["trail"]):
+            return HttpResponse(status=204)  # the page is current: nothing to swap
         return render(request, "approvals/_decision_response.html", context, status=status)
     arguments: ArgumentNode = argument_tree(approval.arguments)
     context.update(
@@ -196,6 +236,13 @@ def approval_decide(request: AuthenticatedHttpRequest, approval_id: uuid.UUID) -
     if _wants_fragment(request):
         return _render_detail(request, outcome.approval)
     return redirect("approvals:detail", approval_id=approval.id)
+
+
+@login_required
+@require_safe
+def approvals_badge(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """The nav badge alone (the context processor counts it), for its live refresh."""
+    return render(request, "approvals/_nav_link.html")
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,8 @@ from typing import Any
 from rest_framework import serializers
 
 from approvals.forms import MAX_COMMENT_CHARS
-from approvals.models import Approval
+from approvals.models import Approval, ApprovalEvent
+from approvals.selectors import RAISED, TrailEntry
 from common.api import iso
 
 
@@ -34,6 +35,27 @@ def approval_output(approval: Approval) -> dict[str, Any]:
         "resolutionComment": approval.resolution_comment or None,
         "createdAt": iso(approval.created_at),
     }
+
+
+def trail_entry_output(entry: TrailEntry) -> dict[str, Any]:
+    """One line of ``GET /v1/approvals/{id}/trail``: who did what, through which channel, when."""
+    return {
+        "action": entry.action,
+        "actor": entry.actor,
+        "comment": entry.comment or None,
+        "channel": entry.channel,
+        "createdAt": iso(entry.created_at),
+    }
+
+
+class TrailEntryOutput(serializers.Serializer):
+    """The schema of ``trail_entry_output`` (documentation only: the view builds dicts)."""
+
+    action = serializers.ChoiceField(choices=[RAISED, *ApprovalEvent.Action.values])
+    actor = serializers.CharField()
+    comment = serializers.CharField(allow_null=True)
+    channel = serializers.ChoiceField(choices=ApprovalEvent.Channel.values)
+    createdAt = serializers.DateTimeField()
 
 
 # The most approvals one answer lists (GET /v1/approvals?limit=, GET /v1/approvals/pending).

@@ -4,7 +4,7 @@ with ``?wait=``, is a gateway endpoint: runtime/endpoints/approvals.py.)"""
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -59,6 +59,43 @@ class ApprovalDetailView(APIView):
             team_id=request.auth.team_id, approval_id=parse_uuid_or_404(approval_id, what="approval")
         )
         return Response(s.approval_output(approval))
+
+
+class ApprovalTrailView(APIView):
+    """``GET /v1/approvals/{id}/trail``: what the gateway's ``GET /v1/approvals/{id}`` cannot
+    say, how the approval got to its current state. Read like the other approval reads of this
+    API (``decisions:read``: it names people and their comments, which the agent's runtime key
+    has no need for); another team's id is a 404, as an unknown one."""
+
+    required_scopes = READ
+
+    @extend_schema(
+        summary="An approval's trail",
+        description=(
+            "Everything that happened to the approval, oldest first: `raised` (the agent's call), "
+            "then each `approve` (a vote towards the quorum), `refused` (someone not allowed to "
+            "decide tried), `escalated` (the deadline handed it to other groups), and the outcome: "
+            "`approved` (quorum reached), `deny` or `expired`. Past its deadline an approval is "
+            "settled first, so the trail never ends in a pending that nobody may decide."
+        ),
+        parameters=[
+            OpenApiParameter(
+                "approval_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The approval's id"
+            )
+        ],
+        # (inline: a serializer's own ``data`` attribute cannot be a field of it)
+        responses={
+            200: inline_serializer("ApprovalTrail", fields={"data": s.TrailEntryOutput(many=True)}),
+            404: OpenApiTypes.OBJECT,
+        },
+    )
+    def get(self, request: ApiKeyRequest, approval_id: str) -> Response:
+        approval = selectors.approval_get_for_team(
+            team_id=request.auth.team_id, approval_id=parse_uuid_or_404(approval_id, what="approval")
+        )
+        approval = services.approval_settle_due(approval=approval)
+        entries = selectors.approval_trail_entries(approval=approval)
+        return Response({"data": [s.trail_entry_output(e) for e in entries]})
 
 
 def _resolve_one(request: ApiKeyRequest, approval_id: str, data: dict) -> Approval:

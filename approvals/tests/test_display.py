@@ -8,6 +8,7 @@ from approvals.display import (
     MAX_DEPTH,
     MAX_ITEMS,
     PREVIEW_CHARS,
+    age_words,
     argument_tree,
     context_value,
     duration_words,
@@ -108,3 +109,27 @@ def test_context_value__top_level_then_custom(context, expected):
 )
 def test_duration_words__the_two_largest_units(seconds, words):
     assert duration_words(seconds) == words
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [
+        (None, "—"),
+        (-3, "just now"),  # a clock a little ahead of the database's
+        (0, "just now"),
+        (9.9, "just now"),
+        (10, "10 s"),
+        (45, "45 s"),
+        (59, "59 s"),
+        (60, "1 min"),
+        (192, "3 min"),  # no seconds once it is minutes
+        (3599, "59 min"),
+        (3600, "1 h"),
+        (7500, "2 h 5 min"),
+        (86399, "23 h 59 min"),
+        (86400, "1 d"),
+        (3 * 86400 + 4 * 3600 + 59, "3 d 4 h"),
+    ],
+)
+def test_age_words__how_long_it_waited__at_a_glance(seconds, words):
+    assert age_words(seconds) == words

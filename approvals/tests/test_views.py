@@ -3,6 +3,7 @@ nav badge; who sees and does what; htmx fragments; bad input never 500s."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 
@@ -135,9 +136,53 @@ def test_queue__htmx_filter__returns_only_the_results(alice, approval):
 
     html = html_of(response)
     assert response.status_code == 200
-    assert "<html" not in html and html.startswith('<div id="queue-results">')
+    assert "<html" not in html and html.startswith('<div id="queue-results" ')
     assert f"approval-{approval.id}" in html
     assert "HX-Request" in response["Vary"]
+    # and the results refresh themselves live from the same filters, so the element stays one
+    assert 'hx-get="/dashboard/approvals/?tool=run_data_export"' in html.split(">", 1)[0]
+
+
+def test_queue__live_refresh__same_element_with_its_filters_and_a_refresh_past_the_next_deadline(
+    team, alice, approval
+):
+    # Given a second approval whose deadline is the nearer one (90.x s away)
+    ApprovalFactory(
+        team=team, approver_groups=["compliance"], expires_at=timezone.now() + timedelta(seconds=90.5)
+    )
+
+    # When the page is drawn, and when its results element asks for itself
+    page = html_of(client_for(alice).get(reverse("approvals:queue"), {"group": "compliance"}))
+    fragment = html_of(client_for(alice).get(reverse("approvals:queue"), {"group": "compliance"}, **HTMX))
+
+    # Then both declare the same live element, refreshing on approvals and just past 90.5 s
+    opening = fragment.split(">", 1)[0] + ">"
+    assert opening in page
+    for attribute in (
+        'hx-get="/dashboard/approvals/?group=compliance"',
+        'hx-swap="outerHTML"',
+        'data-live-refresh="approvals"',
+    ):
+        assert attribute in opening
+    # (91.5 s or less left when drawn: a second past the deadline, whole seconds)
+    assert re.search(r'hx-trigger="live-refresh, load delay:(91|92)s"', opening)
+
+
+def test_queue__waiting_column__humane_age_not_zero_minutes(team, alice):
+    # Given approvals raised just now, 45 s, 3 minutes and 2 h 5 min ago
+    now = timezone.now()
+    for seconds in (2, 45, 180, 7500):
+        ApprovalFactory(
+            team=team, approver_groups=["compliance"], created_at=now - timedelta(seconds=seconds)
+        )
+
+    html = html_of(client_for(alice).get(reverse("approvals:queue")))
+
+    # Then the Waiting column says so, with the card label for a phone
+    for words in ("just now", "45 s", "3 min", "2 h 5 min"):
+        assert f">{words}</td>" in html, words
+    assert "0 minutes" not in html
+    assert 'data-label="Waiting"' in html and '<table class="data queue">' in html
 
 
 def test_queue__nul_in_a_filter__400_with_the_filters_ignored(alice, approval):
@@ -166,6 +211,31 @@ def test_nav_badge__counts_what_waits_for_the_person(team, alice, carol, approva
 
     assert 'title="waiting for you">2</span>' in alice_page
     assert "waiting for you" not in carol_page
+
+
+def test_nav_badge__badge_view__the_link_alone_counting_live(team, alice, carol, approval):
+    # Given alice's badge, drawn in the nav of a page
+    page = html_of(client_for(alice).get(reverse("approvals:history")))
+    link = page[page.index('<a href="/dashboard/approvals/" id="nav-approvals"') :].split("</a>")[0] + "</a>"
+
+    # When a second approval is raised and the badge asks for itself
+    ApprovalFactory(team=team, approver_groups=["compliance"])
+    response = client_for(alice).get(reverse("approvals:badge"), **HTMX)
+
+    # Then it is the same element (it keeps refreshing), now counting two; carol's counts none
+    html = html_of(response).strip()
+    assert response.status_code == 200 and "<html" not in html
+    assert html.split(">", 1)[0] == link.split(">", 1)[0]
+    assert 'hx-get="/dashboard/approvals/badge/" hx-trigger="live-refresh"' in html
+    assert 'data-live-refresh="approvals"' in html
+    assert 'title="waiting for you">2</span>' in html and 'title="waiting for you">1</span>' in link
+    assert "waiting for you" not in html_of(client_for(carol).get(reverse("approvals:badge")))
+
+
+def test_nav_badge__anonymous__sent_to_log_in():
+    response = Client().get(reverse("approvals:badge"))
+
+    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
 
 
 def test_nav_badge__one_set_of_queries_only_when_drawn(rf, alice, approval, django_assert_num_queries):
@@ -231,6 +301,69 @@ def test_detail__shows_the_call_rule_flags_session_and_trail(team, alice, approv
     # The session's calls and the trail, refusals included
     assert "list_customers" in html
     assert "Refused (not allowed to decide)" in html and "not an approver" in html
+
+
+def test_detail__approver__approve_primary_and_deny_danger_side_by_side(alice, approval):
+    html = html_of(client_for(alice).get(detail_url(approval)))
+
+    actions = html[html.index('<div class="actions decision-actions">') :].split("</div>")[0]
+    assert actions.index('class="button primary">Approve</button>') < actions.index(
+        'class="button danger">Deny</button>'
+    )
+
+
+def _panel_refresh_url(html: str) -> str:
+    panel = html[html.index('<section class="card decision" id="decision"') :].split(">", 1)[0]
+    return panel.split('hx-get="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+
+
+def test_detail__live_refresh__204_while_nothing_changed_then_the_panel_when_it_did(alice, bob, approval):
+    # Given alice's open page of the approval
+    alice_client = client_for(alice)
+    refresh = _panel_refresh_url(html_of(alice_client.get(detail_url(approval))))
+    assert refresh.startswith(detail_url(approval) + "?shown=")
+
+    # When something else in her teams changes, the panel asks: nothing to swap (her comment stays)
+    assert alice_client.get(refresh, **HTMX).status_code == 204
+
+    # When bob approves it, the panel asks again
+    client_for(bob).post(decide_url(approval), {"action": "approve"})
+    response = alice_client.get(refresh, **HTMX)
+
+    # Then it is the panel, buttons retired, saying who decided and when; the trail comes along
+    html = html_of(response)
+    assert response.status_code == 200 and "<html" not in html
+    approval.refresh_from_db()
+    assert f'Approved by bob at <time datetime="{approval.resolved_at.isoformat()}">' in html
+    assert f"{approval.resolved_at:%H:%M} UTC</time>" in html
+    assert 'name="action"' not in html
+    assert '<section class="card" id="trail" hx-swap-oob="true">' in html
+    # and the new panel refreshes from its new state, no longer at a deadline
+    new_refresh = _panel_refresh_url(html)
+    assert new_refresh != refresh and alice_client.get(new_refresh, **HTMX).status_code == 204
+    assert "load delay" not in html.split(">", 1)[0]
+
+
+def test_detail__open_at_its_deadline__refreshes_just_past_it_and_says_expired(alice, approval):
+    # Given an approval 30.2 s from its deadline, open in alice's browser
+    approval.expires_at = timezone.now() + timedelta(seconds=30.2)
+    approval.save()
+    client = client_for(alice)
+    html = html_of(client.get(detail_url(approval)))
+    panel = html[html.index('<section class="card decision" id="decision"') :].split(">", 1)[0]
+    assert re.search(r'hx-trigger="live-refresh, load delay:(31|32)s"', panel)  # just past it
+
+    # When the deadline passes and the scheduled refresh asks (no sweep has run)
+    Approval.objects.filter(pk=approval.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    response = client.get(_panel_refresh_url(html), **HTMX)
+
+    # Then the read settles it: the panel says it expired, without buttons
+    html = html_of(response)
+    assert response.status_code == 200
+    assert "Expired at" in html and "nobody decided before the deadline" in html
+    assert 'name="action"' not in html
+    approval.refresh_from_db()
+    assert approval.status == Approval.Status.EXPIRED
 
 
 def test_detail__not_an_approver__sees_no_buttons(carol, approval):
@@ -314,12 +447,13 @@ def test_decide__htmx__returns_the_panel_and_the_trail_only(alice, approval):
     html = html_of(response)
     assert response.status_code == 200
     assert "<html" not in html
-    assert html.startswith('<section class="card decision" id="decision">')
+    assert html.startswith('<section class="card decision" id="decision" ')
     assert "Approved: the agent&#x27;s call may run." in html  # the message, inside the panel
     assert '<section class="card" id="trail" hx-swap-oob="true">' in html
     assert "Quorum reached: approved" in html
     # and the nav link, whose badge no longer counts it
-    assert '<a href="/dashboard/approvals/" id="nav-approvals" hx-swap-oob="true">Approvals</a>' in html
+    nav = html[html.index('<a href="/dashboard/approvals/" id="nav-approvals"') :]
+    assert nav.split("</a>")[0].endswith('hx-swap-oob="true">Approvals')
 
 
 def test_decide__htmx_deny_without_comment__panel_with_the_error_and_status_400(alice, approval):

@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
 
+from policies.management.commands.seed_demo import DEMO_RULES
 from policies.models import RuleSetVersion
 from tenancy.models import ApiKey, ApproverGroup, Membership, Team
 from tenancy.selectors import principal_for_token
@@ -40,7 +41,7 @@ def test_seed_demo__creates_team_groups_users_key_and_rules(monkeypatch):
         for g in ApproverGroup.objects.filter(team=team)
     }
     assert groups == {
-        "compliance": {"alice"},
+        "compliance": {"alice", "bob"},  # two approvers: the quorum rule can pass
         "privacy-office": {"alice"},
         "engineering-leads": {"bob"},
     }
@@ -60,7 +61,13 @@ def test_seed_demo__creates_team_groups_users_key_and_rules(monkeypatch):
     assert approver.user_id == get_user_model().objects.get(username="alice").id
     assert approver.scopes == frozenset({"decisions:read", "approvals:resolve"})
     active = RuleSetVersion.objects.get(team=team, is_active=True)
-    assert active.number == 1 and len(active.document["rules"]) == 5
+    assert active.number == 1 and len(active.document["rules"]) == 6
+    quorum = active.document["rules"][-1]
+    assert (quorum["id"], quorum["min_approvals"], quorum["approvers"]) == (
+        "large_export_two_approvals",
+        2,
+        ["compliance"],
+    )
     assert "published the demo rule set as version 1" in output
 
 
@@ -104,3 +111,25 @@ def test_seed_demo__seeded_before_dana_existed__adds_her_and_says_whose_password
     assert "for dana" in line and "the others' are unchanged" in line
     assert authenticate(username="dana", password=line.split()[1]) is not None
     assert authenticate(username="alice", password=old_password) is not None
+
+
+def test_seed_demo__demo_an_earlier_version_published__gets_the_quorum_rule_once(monkeypatch):
+    # Given a demo seeded before the quorum rule: its version 1 is the integration pages' rules
+    seed(monkeypatch, VETO_DEMO_PASSWORD="demo-password-1", VETO_DEMO_API_KEY=DEMO_KEY)
+    team = Team.objects.get(slug="demo")
+    RuleSetVersion.objects.filter(team=team).update(source_text=DEMO_RULES.read_text())
+    # When it is seeded again, twice
+    output = seed(monkeypatch, VETO_DEMO_PASSWORD="demo-password-1")
+    again = seed(monkeypatch, VETO_DEMO_PASSWORD="demo-password-1")
+    # Then version 2, with the quorum rule, is published once and then left alone
+    active = RuleSetVersion.objects.get(team=team, is_active=True)
+    assert active.number == 2 and active.document["rules"][-1]["id"] == "large_export_two_approvals"
+    assert "published the demo rule set as version 2" in output and "version 2 is active" in again
+
+
+def test_seed_demo__a_version_someone_else_published__left_alone(monkeypatch):
+    seed(monkeypatch, VETO_DEMO_PASSWORD="demo-password-1", VETO_DEMO_API_KEY=DEMO_KEY)
+    team = Team.objects.get(slug="demo")
+    RuleSetVersion.objects.filter(team=team).update(source_text=DEMO_RULES.read_text(), author_name="dana")
+    assert "version 1 is active" in seed(monkeypatch, VETO_DEMO_PASSWORD="demo-password-1")
+    assert RuleSetVersion.objects.filter(team=team).count() == 1

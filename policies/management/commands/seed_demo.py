@@ -26,9 +26,24 @@ from tenancy.services import (
 )
 
 DEMO_RULES = Path(__file__).resolve().parents[3] / "policies" / "fixtures" / "demo_rules.yaml"
+# The demo shows a quorum: a large export (not PII, to an internal bucket: the rules above it
+# decide those) waits for two people of compliance, alice and bob. Appended to the integration
+# pages' rule set (policies/fixtures/demo_rules.yaml, which the engine's tests read as it is).
+QUORUM_RULE = "large_export_two_approvals"
+QUORUM_RULE_SOURCE = f"""\
+  # seed_demo: two people of compliance must approve a large export (a quorum of two).
+  - name: {QUORUM_RULE}
+    tool: run_data_export
+    when: args.row_count > 100000
+    action: require_approval
+    approvers: [compliance]
+    min_approvals: 2
+    timeout: 24h
+"""
 DEMO_KEY_NAME = "demo key"
 # The demo's approver resolves through the API (VetoAdmin.resolve_approval) with a key of her
-# own: the team's demo key is no person, and approvals are decided by people.
+# own: the team's demo key is no person, and approvals are decided by people. bob is compliance's
+# second approver, so that the quorum rule can be approved by two people.
 DEMO_APPROVER = "alice"
 DEMO_APPROVER_KEY_NAME = "alice's demo key"
 GROUPS = {
@@ -39,7 +54,11 @@ GROUPS = {
 USERS: dict[str, dict[str, Any]] = {
     "admin": {"groups": [], "role": Membership.Role.ADMIN, "superuser": True},
     "alice": {"groups": ["compliance", "privacy-office"], "role": Membership.Role.MEMBER, "superuser": False},
-    "bob": {"groups": ["engineering-leads"], "role": Membership.Role.MEMBER, "superuser": False},
+    "bob": {
+        "groups": ["compliance", "engineering-leads"],
+        "role": Membership.Role.MEMBER,
+        "superuser": False,
+    },
     "carol": {"groups": [], "role": Membership.Role.MEMBER, "superuser": False},
     # A team admin who is not a superuser: reviews and publishes the others' rule-set versions
     # on the policies page (nobody may publish a version they wrote themselves).
@@ -80,7 +99,8 @@ class Command(BaseCommand):
 
         self.stdout.write(f"Team: {team.slug} (organization {team.organization.slug})")
         self.stdout.write(
-            f"Users: {', '.join(USERS)} (admin is a superuser; dana is a team admin who publishes policies)"
+            f"Users: {', '.join(USERS)} (admin is a superuser; dana is a team admin who publishes policies; "
+            f"alice and bob approve for compliance, two of them a large export)"
         )
         self.stdout.write(f"Password: {password_note}")
         self.stdout.write(f"API key: {key_note}")
@@ -150,13 +170,22 @@ class Command(BaseCommand):
         return f"{token}  (generated; shown only now)"
 
     def _rules(self, team: Team) -> str:
+        actor = Actor.process("seed_demo")
+        source = demo_rules_source()
         if RuleSetVersion.objects.filter(team=team).exists():
             active = RuleSetVersion.objects.filter(team=team, is_active=True).first()
-            return f"version {active.number} is active" if active else "versions exist, none active"
+            if active is None:
+                return "versions exist, none active"
+            if active.author_name != "seed_demo" or active.source_text != DEMO_RULES.read_text():
+                return f"version {active.number} is active"
+            # A demo an earlier seed_demo published, untouched since: it gets the quorum rule.
         version = rule_set_version_create(
-            team=team, source_text=DEMO_RULES.read_text(), content_type="application/yaml"
+            team=team, source_text=source, content_type="application/yaml", author=actor
         )
-        version.author_name = "seed_demo"
-        version.save(update_fields=["author_name"])
-        rule_set_version_publish(version=version, actor=Actor.process("seed_demo"))
+        rule_set_version_publish(version=version, actor=actor)
         return f"published the demo rule set as version {version.number}"
+
+
+def demo_rules_source() -> str:
+    """The rule set the demo publishes: the integration pages' rules and the quorum rule."""
+    return DEMO_RULES.read_text().rstrip("\n") + "\n" + QUORUM_RULE_SOURCE

@@ -3,7 +3,7 @@ person may see, forwarding what ``dashboards.live.LiveView`` renders for the pag
 
 It holds no rules: what a batch means for the page is LiveView's, who may see a team is
 tenancy's (re-read every few seconds, and at once when a batch changes a team's members, so a
-person removed from a team stops receiving it), and the rows come from the database through
+person removed from a team, signed out or deactivated stops receiving it), and the rows come from the database through
 dashboards.selectors when the page missed some.
 """
 
@@ -96,14 +96,18 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def _recheck_membership(self) -> frozenset[Any] | None:
         """Leave the groups of teams the person may no longer see; None when that ended the socket."""
         assert self.view is not None
+        session = self.scope.get("session")
         visible = await database_sync_to_async(selectors.visible_teams_of)(
-            user_id=self.view.subscription.user_id
+            user_id=self.view.subscription.user_id, session_key=getattr(session, "session_key", None)
         )
         page_team = self.view.subscription.page_team_id
         lost = self.view.membership_checked(frozenset(visible.values()), now=time.monotonic())
         for team_id in lost:
             await self.channel_layer.group_discard(live.team_group(team_id), self.channel_name)
         if page_team is not None and page_team in lost:
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self.close(code=CLOSE_FORBIDDEN if visible else CLOSE_UNAUTHENTICATED)
+            return None
+        if not visible:  # signed out, deactivated, or in no team any more
+            await self.close(code=CLOSE_UNAUTHENTICATED)
             return None
         return lost

@@ -14,5 +14,5 @@ def navigation(request: HttpRequest) -> dict[str, object]:
         return {}
     match = getattr(request, "resolver_match", None)
     slug = (match.kwargs.get("slug") if match else None) or ""
-    teams = SimpleLazyObject(lambda: list(teams_visible_to(user=user).only("id", "slug", "name")))
+    teams = SimpleLazyObject(lambda: list(teams_visible_to(user=user)))
     return {"nav_teams": teams, "nav_team_slug": slug}

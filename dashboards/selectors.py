@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from importlib import import_module
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from audit.models import ChainHead, ChainStream, DecisionRecord
@@ -16,8 +18,13 @@ from tenancy.selectors import teams_visible_to
 _ROW_DEFERRED = ("record", "prev_hash", "hash")
 
 
-def visible_teams_of(*, user_id: int) -> dict[str, uuid.UUID]:
-    """The teams (slug -> id) the person may watch now: none once they are deactivated."""
+def visible_teams_of(*, user_id: int, session_key: str | None = None) -> dict[str, uuid.UUID]:
+    """The teams (slug -> id) the person may watch now: none once they are deactivated, or, with
+    ``session_key``, once that session ended (logged out elsewhere, expired, flushed)."""
+    if session_key is not None and not import_module(settings.SESSION_ENGINE).SessionStore().exists(
+        session_key
+    ):
+        return {}
     user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
     if user is None:
         return {}

@@ -150,6 +150,9 @@ def test_socket__member_removed__stops_receiving_the_team(socket_server):
     # Given carol's explorer socket on her team
     team = TeamFactory()
     carol = member(team)
+    Membership.objects.create(  # still in another team: this is about the one she left
+        user=carol, team=TeamFactory(), role=Membership.Role.MEMBER
+    )
     carol_cookie = session_cookie(socket_server, carol)
     token = api_key_for(team)
 
@@ -171,7 +174,7 @@ def test_socket__member_removed__stops_receiving_the_team(socket_server):
 
     rows, close_code = asyncio.run(scenario())
     assert len(rows) == 1
-    assert close_code == 4403
+    assert close_code == 4403  # forbidden (4401 would be: signed out)
 
 
 def test_socket__reconnect_with_cursor__fills_what_was_missed(socket_server):
@@ -224,3 +227,42 @@ def test_socket__without_session_or_from_another_site__refused(socket_server):
             return socket.close_code
 
     assert asyncio.run(foreign_team()) == 4400
+
+
+def test_socket__signed_out_elsewhere__socket_ends(socket_server):
+    # Given frank's explorer socket, on the session of a browser that then logs out
+    team = TeamFactory()
+    frank = member(team)
+    cookie = session_cookie(socket_server, frank)
+    token = api_key_for(team)
+
+    def log_out() -> None:
+        with httpx.Client(base_url=socket_server.url, timeout=5, headers={"Cookie": cookie}) as client:
+            page = client.get("/dashboard/api-keys/")
+            csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+            response = client.post(
+                "/accounts/logout/",
+                data={"csrfmiddlewaretoken": csrf},
+                headers={
+                    "Referer": f"{socket_server.url}/dashboard/api-keys/",
+                    "Cookie": f"{cookie}; csrftoken={client.cookies['csrftoken']}",
+                },
+            )
+            assert response.status_code in (200, 302), response.text
+
+    async def scenario() -> tuple[list[str], int | None]:
+        async with await connect(
+            socket_server, cookie, f"kinds=decisions&team={team.slug}&rows=1&after=0"
+        ) as socket:
+            await rows_within(socket, 0.5)
+            # When the session ends, and after the re-check interval a decision is made
+            await asyncio.to_thread(log_out)
+            await asyncio.sleep(5.5)
+            await asyncio.to_thread(validate, socket_server, token, "after_logout")
+            rows, _ = await rows_within(socket, 1.5)
+            return rows, socket.close_code
+
+    # Then the row does not arrive: the socket is closed as unauthenticated
+    rows, close_code = asyncio.run(scenario())
+    assert rows == []
+    assert close_code == 4401

@@ -42,6 +42,7 @@ import math
 import multiprocessing as mp
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -129,6 +130,29 @@ def cpu_between(samples: list[tuple[float, float]], start: float, end: float) ->
         return min(samples, key=lambda sample: abs(sample[0] - moment))[1]
 
     return at(end) - at(start)
+
+
+def py_spy_path() -> str:
+    return os.environ.get("PY_SPY") or shutil.which("py-spy") or str(ROOT / ".venv" / "bin" / "py-spy")
+
+
+def start_profiles(
+    folder: Path | None, servers: list[subprocess.Popen[bytes]], seconds: float
+) -> list[subprocess.Popen[bytes]]:
+    """py-spy on each server's process tree for the measured window (nothing without --profile)."""
+    if folder is None:
+        return []
+    py_spy = py_spy_path()
+    folder.mkdir(parents=True, exist_ok=True)
+    return [
+        subprocess.Popen(
+            [py_spy, "record", "--pid", str(server.pid), "--subprocesses", "--format", "raw", "--rate", "50"]
+            + ["--duration", str(int(seconds)), "--output", str(folder / f"server-{n}.txt"), "--nonblocking"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for n, server in enumerate(servers)
+    ]
 
 
 def load_average() -> list[float]:
@@ -352,6 +376,12 @@ def parse_args() -> argparse.Namespace:
         "--flush-seconds", type=float, default=None, help="VETO_LIVE_FLUSH_SECONDS for the server(s)"
     )
     parser.add_argument(
+        "--profile",
+        type=Path,
+        help="record the server(s) with py-spy over the measured window into this folder "
+        "(collapsed stacks, one file per server; py-spy from PY_SPY, PATH or .venv/bin)",
+    )
+    parser.add_argument(
         "--json", type=Path, help="where to write the results (default benchmarks/results/...)"
     )
     return parser.parse_args()
@@ -364,6 +394,9 @@ def main() -> int:
     if not database_url.startswith("postgres") or not redis_url.startswith("redis"):
         print("the benchmark runs on PostgreSQL and Redis: set DATABASE_URL and REDIS_URL", file=sys.stderr)
         return 2
+    if args.profile is not None and not Path(py_spy_path()).is_file():
+        print(f"--profile needs py-spy (pip install py-spy; or PY_SPY=<path>): not at {py_spy_path()}")
+        return 2
     client_processes = args.client_processes or (1 if args.clients <= 50 else 2)
     started_at = datetime.datetime.now(datetime.UTC)
     load_before = load_average()
@@ -372,21 +405,27 @@ def main() -> int:
     env.setdefault("VETO_VAR_DIR", "/tmp/var-fanout")
     if args.flush_seconds is not None:
         env["VETO_LIVE_FLUSH_SECONDS"] = str(args.flush_seconds)
-    servers = []
-    bases = []
+    servers: list[subprocess.Popen[bytes]] = []
+    bases: list[str] = []
+    logs: list[Path] = []
     try:
         for _ in range(args.servers):
             port = free_port()
             server_env = dict(env, PORT=str(port), WEB_CONCURRENCY=str(args.workers))
             base = f"http://127.0.0.1:{port}"
-            server, _log = start_server([sys.executable, "-m", "veto_cloud.serve"], server_env, base)
+            server, log = start_server([sys.executable, "-m", "veto_cloud.serve"], server_env, base)
             servers.append(server)
+            logs.append(log)
             bases.append(base)
         print(f"{len(servers)} server(s) at {', '.join(bases)}, {args.workers} worker(s) each", flush=True)
         return run(args, env, database_url, bases, servers, client_processes, started_at, load_before)
     finally:
         for server in servers:
             stop_server(server)
+        for log in logs:
+            errors = [line for line in log.read_text().splitlines() if "ERROR" in line or "WARNING" in line]
+            if errors:
+                print(f"{log}: {len(errors)} warning/error lines, the last ones:", *errors[-5:], sep="\n  ")
 
 
 def run(
@@ -449,11 +488,14 @@ def run(
         async def edges() -> None:
             await asyncio.sleep(0.2 + args.warmup)
             window["start"] = time.monotonic()
+            window["profiles"] = start_profiles(args.profile, servers, args.seconds)
             window["server_cpu_start"] = [process_tree_cpu_seconds(s.pid) for s in servers]
             window["machine_start"] = machine_busy_seconds()
             window["own_cpu_start"] = own_cpu_seconds()
             await asyncio.sleep(args.seconds)
             window["end"] = time.monotonic()
+            for profiler in window["profiles"]:
+                await asyncio.to_thread(profiler.wait, 30)
             window["server_cpu_end"] = [process_tree_cpu_seconds(s.pid) for s in servers]
             window["machine_end"] = machine_busy_seconds()
             window["own_cpu_end"] = own_cpu_seconds()
@@ -562,6 +604,7 @@ def report(
             "measured_seconds": args.seconds,
             "socket_query": f"kinds=decisions&team={TEAM}&rows=1&after=<head>",
             "viewer": f"{VIEWER} (one signed-in session shared by every page)",
+            "profiled_with_py_spy": args.profile is not None,
         },
         "decisions": {
             "measured_calls": len(measured),

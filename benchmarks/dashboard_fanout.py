@@ -207,6 +207,9 @@ class Page:
     closed: str | None = None
 
 
+LAST_ROW_AT = [0.0]  # when this process last received a row (monotonic)
+
+
 async def _watch(
     url: str, cookie: str, origin: str, page: Page, ids: dict[int, str], ready: asyncio.Event
 ) -> None:
@@ -228,6 +231,7 @@ async def _watch(
                         page.repeats[sequence] = page.repeats.get(sequence, 0) + 1
                     else:
                         page.first_seen[sequence] = now
+                        LAST_ROW_AT[0] = now
                         ids.setdefault(sequence, match.group(1))
     except Exception as exc:  # noqa: BLE001 - a page that fails is reported, not fatal
         page.closed = f"{type(exc).__name__}: {exc}"
@@ -237,7 +241,7 @@ async def _watch(
 
 
 async def _pages(
-    urls: list[str], cookie: str, origins: list[str], ready_counter: Any, stop_at: Any
+    urls: list[str], cookie: str, origins: list[str], ready_counter: Any, stop_at: Any, last_row: Any
 ) -> dict[str, Any]:
     ids: dict[int, str] = {}
     pages = [Page() for _ in urls]
@@ -251,6 +255,7 @@ async def _pages(
     cpu_samples: list[tuple[float, float]] = []  # (monotonic, own CPU seconds), every 0.1 s
     while stop_at.value == 0 or time.monotonic() < stop_at.value:
         cpu_samples.append((time.monotonic(), own_cpu_seconds()))
+        last_row.value = LAST_ROW_AT[0]
         await asyncio.sleep(0.1)
     for task in tasks:
         task.cancel()
@@ -272,10 +277,16 @@ async def _pages(
 
 
 def pages_process(
-    urls: list[str], cookie: str, origins: list[str], ready_counter: Any, stop_at: Any, results: Any
+    urls: list[str],
+    cookie: str,
+    origins: list[str],
+    ready_counter: Any,
+    stop_at: Any,
+    last_row: Any,
+    results: Any,
 ) -> None:
     """A load process holding some of the pages' sockets until ``stop_at`` (monotonic time)."""
-    results.put(asyncio.run(_pages(urls, cookie, origins, ready_counter, stop_at)))
+    results.put(asyncio.run(_pages(urls, cookie, origins, ready_counter, stop_at, last_row)))
 
 
 # --- the decisions (this process) ------------------------------------------------------------------
@@ -363,7 +374,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=100.0, help="decisions per second, open loop")
     parser.add_argument("--seconds", type=float, default=30.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of decisions before measuring")
-    parser.add_argument("--drain", type=float, default=5.0, help="seconds to wait for late rows")
+    parser.add_argument("--drain", type=float, default=3.0, help="stop once no row has arrived for this long")
+    parser.add_argument(
+        "--drain-max", type=float, default=90.0, help="and wait at most this long for late rows"
+    )
     parser.add_argument("--servers", type=int, default=1, help="web servers on their own ports (1 or 2)")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers per server")
     parser.add_argument(
@@ -449,6 +463,7 @@ def run(
     context = mp.get_context("spawn")
     ready_counter = context.Value("i", 0)
     stop_at = context.Value("d", 0.0)
+    last_rows = [context.Value("d", 0.0) for _ in range(client_processes)]
     results_queue = context.Queue()
     children = []
     for k in range(client_processes):
@@ -461,6 +476,7 @@ def run(
                 [origins[i] for i in share],
                 ready_counter,
                 stop_at,
+                last_rows[k],
                 results_queue,
             ),
             daemon=True,
@@ -507,8 +523,20 @@ def run(
         return calls
 
     calls = asyncio.run(drive())
-    stop_at.value = time.monotonic() + args.drain
-    child_results = [results_queue.get(timeout=args.drain + 120) for _ in children]
+    # Late rows still count (and show in the percentiles): wait until the pages have received
+    # nothing for --drain seconds, at most --drain-max seconds; what has not come by then is missing.
+    calls_done = time.monotonic()
+    while True:
+        time.sleep(0.2)
+        now = time.monotonic()
+        quiet = now - max(v.value for v in last_rows)
+        if (quiet >= args.drain and now - calls_done >= args.drain) or now - calls_done >= args.drain_max:
+            break
+    drained = time.monotonic() - calls_done
+    print(f"drained {drained:.1f} s after the last answer", flush=True)
+    window["drained_seconds"] = round(drained, 1)
+    stop_at.value = time.monotonic()
+    child_results = [results_queue.get(timeout=120) for _ in children]
     for child, _ in children:
         child.join(timeout=10)
     return report(args, env, bases, client_processes, calls, child_results, window, started_at, load_before)
@@ -602,6 +630,7 @@ def report(
             "rate_per_second": args.rate,
             "warmup_seconds": args.warmup,
             "measured_seconds": args.seconds,
+            "waited_for_late_rows_seconds": window["drained_seconds"],
             "socket_query": f"kinds=decisions&team={TEAM}&rows=1&after=<head>",
             "viewer": f"{VIEWER} (one signed-in session shared by every page)",
             "profiled_with_py_spy": args.profile is not None,

@@ -266,3 +266,44 @@ def test_socket__signed_out_elsewhere__socket_ends(socket_server):
     rows, close_code = asyncio.run(scenario())
     assert rows == []
     assert close_code == 4401
+
+
+def test_socket__removed_in_team_settings__socket_ends_at_once(socket_server):
+    # Given gina's explorer socket, and her team's admin on the team settings page
+    team = TeamFactory()
+    gina = member(team)
+    Membership.objects.create(user=gina, team=TeamFactory(), role=Membership.Role.MEMBER)
+    admin = member(team, Membership.Role.ADMIN)
+    gina_cookie = session_cookie(socket_server, gina)
+    admin_cookie = session_cookie(socket_server, admin)
+    settings_url = f"/dashboard/teams/{team.slug}/settings/"
+
+    def remove_gina() -> None:
+        with httpx.Client(base_url=socket_server.url, timeout=5, headers={"Cookie": admin_cookie}) as client:
+            page = client.get(settings_url)
+            csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+            response = client.post(
+                settings_url + "members/remove",
+                data={"csrfmiddlewaretoken": csrf, "username": gina.username},
+                headers={
+                    "Referer": socket_server.url + settings_url,
+                    "Cookie": f"{admin_cookie}; csrftoken={client.cookies['csrftoken']}",
+                },
+            )
+            assert response.status_code == 302, response.text
+
+    async def scenario() -> tuple[float, int | None]:
+        async with await connect(
+            socket_server, gina_cookie, f"kinds=decisions&team={team.slug}&rows=1"
+        ) as socket:
+            await rows_within(socket, 0.5)
+            # When the admin removes her (the service chains a team.changed entry naming her)
+            started = time.monotonic()
+            await asyncio.to_thread(remove_gina)
+            await rows_within(socket, 3.0)
+            return time.monotonic() - started, socket.close_code
+
+    # Then her socket is closed well before the periodic re-check would have come round
+    elapsed, close_code = asyncio.run(scenario())
+    assert close_code == 4403
+    assert elapsed < 3.0

@@ -279,3 +279,57 @@ def test_active_policy__after_a_rollback__active_since_the_rollback():
     assert active.version.number == 1
     assert active.publication is not None and active.publication.kind == "rollback"
     assert active.active_since == rollback.created_at
+
+
+# --- the day's cache -----------------------------------------------------------------------------
+
+
+def test_day_counts__quarter_hours_over_are_cached__the_current_one_is_read_each_time():
+    # Given a day series read once (at NOW, 7.5 min into its quarter-hour: the rest has settled)
+    team = TeamFactory()
+    record_decision(team, decision="deny", created_at=at(hours=3))
+    day = {"span": stats.DAY, "step": stats.DAY_STEP}
+    assert stats.decision_series(team_id=team.id, now=NOW, **day).total == 1
+    assert [r.count for r in stats.top_denied_tools(team_id=team.id, now=NOW)] == [1]
+
+    # When a row lands in a quarter-hour that is over (which the server never writes: it stamps
+    # rows when it decides) and one in the current quarter-hour
+    record_decision(team, decision="deny", created_at=at(hours=2))
+    record_decision(team, decision="allow", created_at=at(seconds=1))
+
+    # Then the day's counts come from the cache for the past and from the table for now
+    series = stats.decision_series(team_id=team.id, now=NOW, **day)
+    assert series.totals == {"allow": 1, "deny": 1, "require_approval": 0}
+    assert [r.count for r in stats.top_denied_tools(team_id=team.id, now=NOW)] == [1]
+    # and once the window moves to the next quarter-hour, everything is counted afresh
+    later = NOW + timedelta(minutes=15)
+    assert stats.decision_series(team_id=team.id, now=later, **day).totals["deny"] == 2
+
+
+def test_day_counts__just_after_a_quarter_hour_ends__not_cached_while_its_writes_may_land():
+    # Given a read 2 s into a quarter-hour (the one before it may still be committing)
+    team = TeamFactory()
+    early = datetime(2026, 12, 2, 12, 0, 2, tzinfo=UTC)
+    day = {"span": stats.DAY, "step": stats.DAY_STEP}
+    assert stats.decision_series(team_id=team.id, now=early, **day).total == 0
+
+    # When a row of the quarter-hour just over commits late
+    record_decision(team, decision="allow", created_at=datetime(2026, 12, 2, 11, 59, 59, tzinfo=UTC))
+
+    # Then the next read counts it
+    assert stats.decision_series(team_id=team.id, now=early + timedelta(seconds=1), **day).total == 1
+
+
+def test_day_counts__cache_unavailable__counted_from_the_table(monkeypatch):
+    # Given a cache that fails (Redis down)
+    def broken(*args, **kwargs):
+        raise ConnectionError("cache down")
+
+    monkeypatch.setattr(stats.cache, "get", broken)
+    monkeypatch.setattr(stats.cache, "set", broken)
+    team = TeamFactory()
+    record_decision(team, decision="deny", tool_name="send_sms", created_at=at(hours=1))
+
+    # When the day's reads run, then they still answer
+    assert [(r.label, r.count) for r in stats.top_denied_tools(team_id=team.id, now=NOW)] == [("send_sms", 1)]
+    assert stats.validate_latency(team_id=team.id, now=NOW, span=stats.DAY).count == 1

@@ -1,6 +1,8 @@
+import logging
 import os
 
 from celery import Celery
+from celery.signals import beat_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "veto_cloud.settings.local")
 
@@ -25,3 +27,26 @@ def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
         sender.signature("audit.tasks.sign_checkpoints"),
         name="audit: sign chain checkpoints",
     )
+
+
+DUE_TASK_LINE = "Scheduler: Sending due task"
+
+
+class QuietDueTasks(logging.Filter):
+    """Beat logs "Scheduler: Sending due task ..." at INFO for every periodic task it sends: with
+    the approval sweep every few seconds that buries the log of `make run`. The line is kept only
+    when beat runs at DEBUG; everything else beat says (its start, warnings, errors, a task it
+    failed to send) passes at the level it was logged, and the worker's log is untouched."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO and str(record.msg).startswith(DUE_TASK_LINE):
+            return logging.getLogger("celery.beat").isEnabledFor(logging.DEBUG)
+        return True
+
+
+@beat_init.connect
+def _quiet_due_task_lines(**_: object) -> None:
+    # After Celery set up logging for --loglevel, before the first task is sent.
+    logger = logging.getLogger("celery.beat")
+    if not any(isinstance(f, QuietDueTasks) for f in logger.filters):
+        logger.addFilter(QuietDueTasks())

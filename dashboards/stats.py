@@ -268,8 +268,10 @@ def percentile(values: Sequence[float], fraction: float) -> float | None:
 
 
 # The day's percentiles (a sort of up to ~140k values; they hardly move with one more call) are
-# recomputed at most this often per team; the hour's every time.
+# recomputed at most this often per team, once the window holds DAY_LATENCY_CACHED_FROM rows
+# (fewer are cheap to sort, and a handful of calls must show at once); the hour's every time.
 DAY_LATENCY_SECONDS = 30
+DAY_LATENCY_CACHED_FROM = 1000
 
 
 def validate_latency(*, team_id: uuid.UUID, now: datetime | None = None, span: timedelta = HOUR) -> Latency:
@@ -278,7 +280,8 @@ def validate_latency(*, team_id: uuid.UUID, now: datetime | None = None, span: t
     PostgreSQL: ``percentile_cont`` over every row of the window, in the database. SQLite (no
     percentile function; development and tests): the newest SQLITE_PERCENTILE_SAMPLE rows of the
     window, sorted in Python; the same interpolation, so on windows under the sample the numbers
-    are the same on both. Spans over an hour are cached for DAY_LATENCY_SECONDS."""
+    are the same on both. Spans over an hour of DAY_LATENCY_CACHED_FROM rows or more are cached
+    for DAY_LATENCY_SECONDS."""
     now = now or timezone.now()
     if span <= HOUR:
         return _latency(team_id, now - span)
@@ -291,6 +294,8 @@ def validate_latency(*, team_id: uuid.UUID, now: datetime | None = None, span: t
     if isinstance(cached, Latency):
         return cached
     latency = _latency(team_id, now - span)
+    if latency.count < DAY_LATENCY_CACHED_FROM:
+        return latency
     try:
         cache.set(key, latency, DAY_LATENCY_SECONDS * 2)
     except Exception:

@@ -33,6 +33,21 @@ class TeamSettings:
     def member_ids(self) -> set[int]:
         return {m.user_id for m in self.memberships}
 
+    @property
+    def group_rows(self) -> list[GroupRow]:
+        """Each group with the team's members who are not in it yet (whom the page offers to add)."""
+        rows = []
+        for group in self.groups:
+            inside = {user.pk for user in group.members.all()}
+            rows.append(GroupRow(group, [m.user for m in self.memberships if m.user_id not in inside]))
+        return rows
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    group: ApproverGroup
+    candidates: list[User]
+
 
 def team_settings_of(*, team: Team, with_keys: bool) -> TeamSettings:
     """Everything the page shows, in four queries (memberships, groups, their members, keys);

@@ -192,3 +192,17 @@ def test_pages__methods__forms_only_post_and_page_only_get(team, people):
     client = signed_in(people["dana"])
     assert client.post(page(team)).status_code == 405
     assert client.get(url("member-add", team)).status_code == 405
+
+
+def test_settings_page__everyone_already_in_a_group__offers_no_one_to_add(team, people):
+    # Given compliance holding every member but dana, and a second group holding both
+    both = ApproverGroupFactory(team=team, slug="ops", name="Ops")
+    both.members.add(people["dana"], people["carol"])
+    # When dana opens the page
+    html = signed_in(people["dana"]).get(page(team)).content.decode()
+    # Then compliance offers dana alone, and ops offers nobody (no empty form)
+    assert '<select name="username" id="add-to-compliance">' in html
+    assert (
+        '<option value="dana">dana</option>' in html.split('id="add-to-compliance"')[1].split("</select>")[0]
+    )
+    assert 'id="add-to-ops"' not in html

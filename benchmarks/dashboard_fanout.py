@@ -533,6 +533,7 @@ def run(
         if (quiet >= args.drain and now - calls_done >= args.drain) or now - calls_done >= args.drain_max:
             break
     drained = time.monotonic() - calls_done
+    window["server_cpu_drained"] = [process_tree_cpu_seconds(s.pid) for s in servers]
     print(f"drained {drained:.1f} s after the last answer", flush=True)
     window["drained_seconds"] = round(drained, 1)
     stop_at.value = time.monotonic()
@@ -590,6 +591,7 @@ def report(
                     "messages": page["messages"],
                     "bytes": page["bytes"],
                     "closed": page["closed"],
+                    "missing_sample": sorted(set(by_sequence) - set(got))[:10],
                 }
             )
     missing_total = sum(p["missing"] for p in per_page)
@@ -664,6 +666,19 @@ def report(
         "latency_row_received_minus_answer_received": summary_ms(from_answer),
         "cpu_over_measured_window": {
             "wall_seconds": round(wall, 2),
+            # From the measured window's start until the last late row: the work those rows cost,
+            # less sensitive than the latencies to what else the machine runs.
+            "server_cpu_ms_per_1000_rows_delivered": round(
+                1e6
+                * sum(
+                    end - start
+                    for start, end in zip(
+                        window["server_cpu_start"], window["server_cpu_drained"], strict=True
+                    )
+                )
+                / max(1, len(from_sent)),
+                1,
+            ),
             "server_cpu_percent_of_one_core": [round(100 * s / wall, 1) for s in server_cpu],
             "generator_process_cpu_percent": round(100 * generator_cpu / wall, 1),
             "page_processes_cpu_percent": [

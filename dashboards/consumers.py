@@ -9,6 +9,7 @@ dashboards.selectors when the page missed some.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -34,6 +35,7 @@ def _fill(view: live.LiveView, gap: live.Gap) -> live.Update:
 
 class LiveConsumer(AsyncWebsocketConsumer):
     view: live.LiveView | None = None
+    _hole_timer: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -64,6 +66,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
         await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
+        if self._hole_timer is not None:
+            self._hole_timer.cancel()
         if self.view is not None:
             for group in self.view.subscription.groups():
                 await self.channel_layer.group_discard(group, self.channel_name)
@@ -92,6 +96,22 @@ class LiveConsumer(AsyncWebsocketConsumer):
         message = self.view.render(update)
         if message is not None:
             await self.send(text_data=message)
+        if self.view.hole_since is not None and self._hole_timer is None:
+            self._hole_timer = asyncio.get_running_loop().create_task(self._hole_check_later())
+
+    async def _hole_check_later(self) -> None:
+        # A hole is otherwise looked at only when the next batch comes, which on a quiet team
+        # may be never. The check goes through this socket's own queue, so it never runs in the
+        # middle of a batch.
+        await asyncio.sleep(live.HOLE_GRACE_SECONDS + 0.05)
+        self._hole_timer = None
+        await self.channel_layer.send(self.channel_name, {"type": "live.hole_check"})
+
+    async def live_hole_check(self, message: dict[str, Any]) -> None:
+        if self.view is None:
+            return
+        gap = self.view.hole_due(now=time.monotonic())
+        await self._apply(live.Update(gap=gap))
 
     async def _recheck_membership(self) -> frozenset[Any] | None:
         """Leave the groups of teams the person may no longer see; None when that ended the socket."""

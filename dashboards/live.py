@@ -18,14 +18,19 @@ websocket extension applies each message's out-of-band elements):
   one of them (the element's own hx-get, through the ordinary views and their permission
   checks), and reconnects with the cursor so the server fills what the page missed.
 
-No missed rows: the channel layer may drop messages (Redis pub/sub, by design), so a socket
-tracks the page team's decision sequence; a jump is filled from the database
-(``LiveView.fill``), and so is everything after the page's cursor when a socket (re)connects.
+No missed rows: the channel layer may drop messages (Redis pub/sub, by design), and with several
+web processes each sends the decisions it committed, so one team's order numbers arrive
+interleaved ([101, 103] from one process, [102] a moment later from another). A socket keeps a
+watermark (every row up to it is on the page) and the numbers it holds above it; a hole that
+stays open for ``HOLE_GRACE_SECONDS`` is lost, not late, and is filled from the database
+(``LiveView.hole_due``, ``filled``), as is everything after the page's cursor when a socket
+(re)connects.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -44,6 +49,13 @@ MESSAGE_TYPE = "live.batch"  # LiveConsumer.live_batch receives it
 MEMBERSHIP_RECHECK_SECONDS = 5.0
 # At most this many missed rows are filled in one go; past it the page is told to reload its list.
 GAP_FILL_LIMIT = 500
+# Each web process's sink sends its own decisions, so the team's order numbers arrive interleaved
+# from several processes: a hole below a number already seen is another process's batch still in
+# flight. Only a hole older than this is filled from the database.
+HOLE_GRACE_SECONDS = 1.0
+# Batches decoded once per process, not once per socket (the sink names each batch).
+_DECODED: dict[str, LiveBatch] = {}
+_DECODED_KEEP = 64
 
 
 class Kind(StrEnum):
@@ -105,6 +117,15 @@ class LiveBatch:
 
     @classmethod
     def decode(cls, message: Mapping[str, Any]) -> LiveBatch:
+        if "payload" in message:  # one JSON blob, decoded once per process for all its sockets
+            key = str(message["id"])
+            batch = _DECODED.get(key)
+            if batch is None:
+                batch = cls.decode(json.loads(message["payload"]))
+                if len(_DECODED) >= _DECODED_KEEP:
+                    _DECODED.pop(next(iter(_DECODED)))
+                _DECODED[key] = batch
+            return batch
         events = tuple(decode_event(raw) for raw in message["events"])
         return cls(
             uuid.UUID(message["team"]),
@@ -135,12 +156,8 @@ def batch_message(
     *, team_id: uuid.UUID, events: Sequence[list[Any]], rows: Iterable[LiveRow]
 ) -> dict[str, Any]:
     """The channel-layer message of one team's batch (``events``: common.events.encode_event)."""
-    return {
-        "type": MESSAGE_TYPE,
-        "team": str(team_id),
-        "events": list(events),
-        "rows": [r.encode() for r in rows],
-    }
+    body = {"team": str(team_id), "events": list(events), "rows": [r.encode() for r in rows]}
+    return {"type": MESSAGE_TYPE, "id": uuid.uuid4().hex, "payload": json.dumps(body).encode()}
 
 
 # --- what a socket asked for ---------------------------------------------------------------------
@@ -271,7 +288,11 @@ class LiveView:
 
     def __init__(self, subscription: Subscription, *, now: float | None = None) -> None:
         self.subscription = subscription
+        # Every decision up to last_decisions is on the page (or was filled); ``ahead`` holds
+        # those received above it, while a lower one is still on its way.
         self.last_decisions = subscription.after_decisions
+        self.ahead: set[int] = set()
+        self.hole_since: float | None = None
         self.last_events = subscription.after_events
         self.checked_at = time.monotonic() if now is None else now
 
@@ -286,14 +307,18 @@ class LiveView:
         if batch.team_id != sub.page_team_id:
             return update
         decisions = ChainStream.DECISIONS.value
-        first, last = batch.first_sequence(decisions), batch.last_sequence(decisions)
-        if first is not None and last is not None:
-            if self.last_decisions is not None and first > self.last_decisions + 1:
-                update.gap = Gap(batch.team_id, self.last_decisions, first - 1)
-            seen = self.last_decisions if self.last_decisions is not None else -1
-            if sub.rows:
-                update.rows = [r for r in batch.rows if r.sequence > seen and sub.filters.matches(r.fields)]
-            self.last_decisions = max(seen, last)
+        sequences = {sequence for _, s, sequence, _ in batch.events if s == decisions}
+        if sequences and not sub.rows:
+            # A page without rows only refreshes on "decisions changed": nothing to fill.
+            self.last_decisions = max(self.last_decisions or 0, max(sequences))
+        elif sequences:
+            if self.last_decisions is None:
+                self.last_decisions = min(sequences) - 1
+            new = {s for s in sequences if s > self.last_decisions and s not in self.ahead}
+            update.rows = [r for r in batch.rows if r.sequence in new and sub.filters.matches(r.fields)]
+            self.ahead |= new
+            self._advance(now)
+        update.gap = self.hole_due(now=now)
         events_last = batch.last_sequence(ChainStream.EVENTS.value)
         if events_last is not None:
             events_first = batch.first_sequence(ChainStream.EVENTS.value)
@@ -330,14 +355,51 @@ class LiveView:
         update.changed &= sub.kinds
         return update
 
-    def filled(self, rows: Sequence[LiveRow], *, gap: Gap, complete: bool) -> Update:
+    def filled(
+        self, rows: Sequence[LiveRow], *, gap: Gap, complete: bool, now: float | None = None
+    ) -> Update:
         """A gap's rows from the database (``complete``: all of them; else the newest only)."""
         update = Update(changed={Kind.DECISIONS} & self.subscription.kinds)
-        update.rows = [r for r in rows if self.subscription.filters.matches(r.fields)]
+        floor = self.last_decisions or 0
+        update.rows = [
+            r
+            for r in rows
+            if r.sequence > floor
+            and r.sequence not in self.ahead
+            and self.subscription.filters.matches(r.fields)
+        ]
         if rows:
-            self.last_decisions = max(self.last_decisions or 0, max(r.sequence for r in rows))
+            self.last_decisions = max(floor, max(r.sequence for r in rows))
+        if gap.upto is not None:
+            self.last_decisions = max(self.last_decisions or 0, gap.upto)
+        self.ahead = {s for s in self.ahead if s > (self.last_decisions or 0)}
+        self.hole_since = None  # a hole left above the fill is a new one: its own grace period
+        self._advance(time.monotonic() if now is None else now)
         update.reload_rows = not complete
         return update
+
+    def hole_due(self, *, now: float) -> Gap | None:
+        """The rows below ones already received that have not come for ``HOLE_GRACE_SECONDS``:
+        then they are not in flight from another process but lost, and are read from the database."""
+        sub = self.subscription
+        if (
+            not sub.rows
+            or self.hole_since is None
+            or sub.page_team_id is None
+            or now - self.hole_since < HOLE_GRACE_SECONDS
+        ):
+            return None
+        return Gap(sub.page_team_id, self.last_decisions or 0, max(self.ahead))
+
+    def _advance(self, now: float) -> None:
+        assert self.last_decisions is not None
+        while self.last_decisions + 1 in self.ahead:
+            self.last_decisions += 1
+            self.ahead.discard(self.last_decisions)
+        if not self.ahead:
+            self.hole_since = None
+        elif self.hole_since is None:
+            self.hole_since = now
 
     def membership_checked(
         self, visible_team_ids: frozenset[uuid.UUID], *, now: float

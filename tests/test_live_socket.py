@@ -307,3 +307,45 @@ def test_socket__removed_in_team_settings__socket_ends_at_once(socket_server):
     elapsed, close_code = asyncio.run(scenario())
     assert close_code == 4403
     assert elapsed < 3.0
+
+
+def test_socket__decisions_through_two_web_processes__every_row_once(socket_server, tmp_path):
+    # Given a second web process on the same database and Redis, and hana's explorer socket on
+    # the first: each process's sink sends the decisions it committed, so the team's order
+    # numbers reach her interleaved
+    if not settings.REDIS_URL:
+        pytest.skip("two web processes share live events through Redis: needs REDIS_URL (and PostgreSQL)")
+    second_process, second = start_asgi_server(tmp_path / "second.log")
+    try:
+        team = TeamFactory()
+        hana = member(team)
+        cookie = session_cookie(socket_server, hana)
+        token = api_key_for(team)
+
+        async def scenario() -> list[str]:
+            async with await connect(
+                socket_server, cookie, f"kinds=decisions&team={team.slug}&rows=1&after=0"
+            ) as socket:
+                await rows_within(socket, 0.5)
+
+                # When 40 decisions are made, alternating between the two processes, 8 at a time
+                async def burst(start: int) -> None:
+                    await asyncio.gather(
+                        *(
+                            asyncio.to_thread(validate, (socket_server, second)[n % 2], token, f"call_{n}")
+                            for n in range(start, start + 8)
+                        )
+                    )
+
+                for start in range(0, 40, 8):
+                    await burst(start)
+                rows, _ = await rows_within(socket, 3.0)
+                return rows
+
+        rows = asyncio.run(scenario())
+    finally:
+        stop_processes(second_process)
+
+    # Then every one of them reached her page, each once
+    assert len(rows) == 40
+    assert len(set(rows)) == 40

@@ -83,13 +83,64 @@ def test_batch__matching_rows__newest_first_with_the_cursor():
     assert 'hx-swap-oob="afterbegin:#decision-rows"' in message
 
 
-def test_batch__sequence_jumps__asks_for_the_gap():
+def test_batch__sequence_jumps__waits_then_asks_for_the_gap():
     view = explorer(after=4)
 
-    update = view.on_batch(batch(decision(8), decision(9)), now=NOW)
+    # A jump may be another web process's batch still on its way: first it is waited for
+    early = view.on_batch(batch(decision(8), decision(9)), now=NOW)
+    late = view.on_batch(batch(decision(10)), now=NOW + live.HOLE_GRACE_SECONDS)
 
-    assert update.gap == live.Gap(TEAM, 4, 7)
-    assert view.last_decisions == 9
+    assert early.gap is None
+    assert late.gap == live.Gap(TEAM, 4, 10)
+    assert view.last_decisions == 4  # the watermark: every row up to it is on the page
+
+
+def test_batch__interleaved_from_two_processes__every_row_once_no_gap():
+    view = explorer(after=0)
+    one, two, three, four, five = (decision(n) for n in range(1, 6))
+
+    first = view.on_batch(batch(one, three, five), now=NOW)
+    second = view.on_batch(batch(two, four), now=NOW + 0.01)
+    again = view.on_batch(batch(three), now=NOW + 0.02)
+
+    assert [r.sequence for r in first.rows] == [1, 3, 5]
+    assert [r.sequence for r in second.rows] == [2, 4]
+    assert again.rows == []
+    assert (first.gap, second.gap, view.hole_due(now=NOW + 5)) == (None, None, None)
+    assert view.last_decisions == 5 and view.ahead == set()
+
+
+def test_hole_due__lost_row__filled_without_rows_already_shown():
+    view = explorer(after=0)
+    view.on_batch(batch(decision(1), decision(3)), now=NOW)
+    gap = view.hole_due(now=NOW + live.HOLE_GRACE_SECONDS)
+    assert gap == live.Gap(TEAM, 1, 3)
+
+    update = view.filled([decision(2)[1], decision(3)[1]], gap=gap, complete=True, now=NOW + 2)
+
+    assert [r.sequence for r in update.rows] == [2]  # 3 is on the page already
+    assert view.last_decisions == 3 and view.hole_due(now=NOW + 10) is None
+
+
+def test_batch__page_without_rows__never_fills():
+    view = live.LiveView(
+        live.Subscription(
+            user_id=7, team_ids=frozenset({TEAM}), kinds=frozenset({live.Kind.DECISIONS}), page_team_id=TEAM
+        ),
+        now=NOW,
+    )
+
+    update = view.on_batch(batch(decision(5)), now=NOW)
+    later = view.on_batch(batch(decision(9)), now=NOW + 10)
+
+    assert update.changed == {live.Kind.DECISIONS} and update.rows == []
+    assert later.gap is None and view.last_decisions == 9
+
+
+def test_decode__the_same_message__decoded_once_for_every_socket():
+    message = live.batch_message(team_id=TEAM, events=[encode_event(decision(1)[0])], rows=[decision(1)[1]])
+
+    assert live.LiveBatch.decode(message) is live.LiveBatch.decode(message)
 
 
 def test_batch__already_seen_rows__not_sent_twice():

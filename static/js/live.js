@@ -10,6 +10,7 @@
 //  * reconnects with the cursor: every socket the extension opens after the first one carries
 //    after=/events_after= from #live-cursor and resumed=1, so the server sends what the page
 //    missed while it was away (the channel layer may drop messages; the database does not);
+//  * keeps #decision-rows in order, each row once, at most data-live-max-rows long;
 //  * shows the socket's state in #live-status.
 (function () {
   "use strict";
@@ -82,7 +83,32 @@
   document.addEventListener("htmx:wsClose", function () {
     status("Reconnecting…", "closed");
   });
-  document.addEventListener("htmx:wsAfterMessage", function () {
+  // Rows arrive newest first per message, but with several web processes a late batch can hold
+  // older rows than the one before it, and a reconnect may resend rows the page has: keep the
+  // list in order (newest first), each row once, and no longer than data-live-max-rows (500).
+  function tidyRows() {
+    var body = document.getElementById("decision-rows");
+    if (!body) { return; }
+    var seen = {};
+    var rows = Array.prototype.filter.call(body.children, function (row) {
+      if (!row.id || seen[row.id]) {
+        if (row.id) { row.remove(); }
+        return false;
+      }
+      seen[row.id] = true;
+      return true;
+    });
+    var sequence = function (row) { return parseInt(row.getAttribute("data-sequence") || "0", 10); };
+    var ordered = rows.slice().sort(function (a, b) { return sequence(b) - sequence(a); });
+    var max = parseInt(body.getAttribute("data-live-max-rows") || "500", 10);
+    ordered.forEach(function (row, index) {
+      if (index >= max) { row.remove(); return; }
+      if (body.children[index] !== row) { body.insertBefore(row, body.children[index] || null); }
+    });
+  }
+
+  document.addEventListener("htmx:wsAfterMessage", function (event) {
+    if (String(event.detail && event.detail.message).indexOf("#decision-rows") !== -1) { tidyRows(); }
     var holder = cursor();
     if (!holder) { return; }
     var kinds = (holder.getAttribute("data-changed") || "").split(" ").filter(Boolean);

@@ -9,8 +9,10 @@ class RuntimeConfig(AppConfig):
 
     def ready(self) -> None:
         from runtime import (
+            event_stream,
             openapi,  # noqa: F401 - registers the OpenAPI authentication extension
             waiters,
         )
 
         waiters.register()
+        event_stream.register()

@@ -15,17 +15,30 @@ It parses its body with ``request.parse(PydanticModel)`` and raises
 ``{"error": {"code", "message", "details"}}`` bodies as the Django API. Blocking
 database work goes through ``run_in_db_thread`` (a worker thread); the decision writer
 does its I/O asynchronously. Nothing blocks the event loop.
+
+An endpoint may instead answer a ``StreamingResponse`` (Server-Sent Events, runtime/endpoints/
+events.py): its body is an async iterator of chunks, sent as they come, with the same security
+headers as every other answer. It ends when the iterator does, when the client goes away
+(``http.disconnect``), and when the process is asked to stop (SIGINT/SIGTERM, ``server_stopping``):
+uvicorn waits for open responses before it exits, so a stream that ignored the signal would hold
+`make run`'s Ctrl-C for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import functools
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+import signal
+import threading
+import weakref
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
@@ -124,7 +137,20 @@ def json_response(body: Any, *, status: int = 200) -> GatewayResponse:
     return GatewayResponse(status, body)
 
 
-Endpoint = Callable[..., Awaitable[GatewayResponse]]
+@dataclass(slots=True)
+class StreamingResponse:
+    """A 200 whose body is sent chunk by chunk as ``body`` yields it (no content-length); see the
+    module docstring for when it ends. ``body`` is closed (``aclose``) however it ends."""
+
+    body: AsyncGenerator[bytes, None]
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    content_type: bytes = b"application/octet-stream"
+    status: int = 200
+    # Called once the response is over, however it ended (also when the body never started).
+    on_close: Callable[[], None] | None = None
+
+
+Endpoint = Callable[..., Awaitable[GatewayResponse | StreamingResponse]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +209,59 @@ def _repeated_names(raw_headers: Sequence[tuple[bytes, bytes]]) -> frozenset[str
         name = raw_name.decode("latin-1").lower()
         (repeated if name in seen else seen).add(name)
     return frozenset(repeated)
+
+
+# --- the process being asked to stop ----------------------------------------------------------
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_stopping: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Event] = weakref.WeakKeyDictionary()
+_stop_requested = False
+_chained = False
+
+
+def _on_stop_signal(previous: Any, signum: int, frame: FrameType | None) -> None:
+    global _stop_requested
+    _stop_requested = True
+    for loop, stopping in list(_stopping.items()):
+        if not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed meanwhile
+                loop.call_soon_threadsafe(stopping.set)
+    # Then whoever handled the signal before (uvicorn's graceful exit; a second Ctrl-C forces it).
+    if callable(previous):
+        previous(signum, frame)
+    elif previous == signal.SIG_DFL:
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+
+def _chain_stop_signals() -> None:
+    """Hear SIGINT/SIGTERM before the server does, once per process (from the main thread only:
+    signal handlers can be set nowhere else). uvicorn sets its handlers with ``signal.signal``
+    and, on the signal, waits for every open response to finish: streams must end first, and
+    no ASGI event tells them (lifespan shutdown comes only after that wait)."""
+    global _chained
+    if _chained or threading.current_thread() is not threading.main_thread():
+        return
+    _chained = True
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, functools.partial(_on_stop_signal, signal.getsignal(signum)))
+
+
+def server_stopping() -> asyncio.Event:
+    """This loop's event set once the process is asked to stop (see ``_chain_stop_signals``)."""
+    loop = asyncio.get_running_loop()
+    stopping = _stopping.get(loop)
+    if stopping is None:
+        stopping = _stopping[loop] = asyncio.Event()
+        if _stop_requested:
+            stopping.set()
+    _chain_stop_signals()
+    return stopping
+
+
+async def _until_disconnected(receive: Any) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 class Gateway:
@@ -307,7 +386,53 @@ class Gateway:
                     for k, v in {**retry_after_headers(mapped[0]), **getattr(exc, "headers", {})}.items()
                 ],
             )
+        if isinstance(response, StreamingResponse):
+            await self._stream(receive, send, response, path=request.path)
+            return
         await self._send(send, response)
+
+    @staticmethod
+    def _headers(response: GatewayResponse | StreamingResponse) -> list[tuple[bytes, bytes]]:
+        headers = [*response.headers, *_NOSNIFF]
+        # As Django's pages have them. An endpoint with its own caching (the rule set's ETag and
+        # no-cache) keeps it; every other answer is for one key's holder and is not stored.
+        if not any(name == b"cache-control" for name, _ in response.headers):
+            headers += _NO_STORE
+        return headers
+
+    @classmethod
+    async def _stream(cls, receive: Any, send: Any, response: StreamingResponse, *, path: str) -> None:
+        """Send ``response.body`` chunk by chunk until it ends, the client disconnects or the
+        process is asked to stop; then close the body (its ``finally`` blocks run)."""
+        headers = [(b"content-type", response.content_type), *cls._headers(response)]
+        body = response.body
+
+        async def pump() -> None:
+            async with contextlib.aclosing(body):
+                async for chunk in body:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+        try:
+            await send({"type": "http.response.start", "status": response.status, "headers": headers})
+            pumping = asyncio.ensure_future(pump())
+            disconnected = asyncio.ensure_future(_until_disconnected(receive))
+            stopping = asyncio.ensure_future(server_stopping().wait())
+            watched = (pumping, disconnected, stopping)
+            try:
+                await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                # Also when this task is cancelled (a server's graceful-shutdown timeout).
+                for task in watched:
+                    task.cancel()
+                await asyncio.gather(*watched, return_exceptions=True)
+        finally:
+            if response.on_close is not None:
+                response.on_close()
+        if pumping.done() and not pumping.cancelled() and pumping.exception() is not None:
+            # Headers are out: nothing left to answer but an end; the client resumes.
+            logger.error("gateway.stream_failed path=%s", path, exc_info=pumping.exception())
+        if not disconnected.done() or disconnected.cancelled():
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     @staticmethod
     async def _read_body(receive: Any, limit: int) -> bytes | int | _Body:
@@ -335,12 +460,10 @@ class Gateway:
             payload = response.body.model_dump_json(by_alias=True).encode("utf-8")
         else:
             payload = json.dumps(response.body, separators=(",", ":"), default=str).encode("utf-8")
-        headers = [(b"content-type", response.content_type), (b"content-length", str(len(payload)).encode())]
-        headers += response.headers
-        # As Django's pages have them. An endpoint with its own caching (the rule set's ETag and
-        # no-cache) keeps it; every other answer is for one key's holder and is not stored.
-        headers += _NOSNIFF
-        if not any(name == b"cache-control" for name, _ in response.headers):
-            headers += _NO_STORE
+        headers = [
+            (b"content-type", response.content_type),
+            (b"content-length", str(len(payload)).encode()),
+            *Gateway._headers(response),
+        ]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})

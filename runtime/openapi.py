@@ -71,8 +71,47 @@ _WAIT = {
     "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
 }
 
+
+def _event_stream_operation() -> dict[str, Any]:
+    from common.events import EventType
+    from runtime.event_stream import CURSOR_FORMAT
+
+    types = [t.value for t in EventType]
+    return {
+        "description": "Server-Sent Events, one per committed event of the key's team, in order: "
+        '`id: <cursor>` then `data: {"type": ..., "data": {...}}` (the event\'s ids, plus team_id, '
+        "stream, sequence and occurred_at). A `: ping` comment at once and every "
+        "VETO_EVENT_STREAM_HEARTBEAT_SECONDS; `retry:` once. Without Last-Event-ID the stream starts "
+        "now; with it, everything after that cursor comes first. Needs the decisions:read scope.",
+        "parameters": [
+            {
+                "name": "types",
+                "in": "query",
+                "required": False,
+                "description": f"Comma-separated event types to send (default: all): {', '.join(types)}.",
+                "schema": {"type": "string"},
+            },
+            {
+                "name": "Last-Event-ID",
+                "in": "header",
+                "required": False,
+                "description": f"Resume after this cursor: {CURSOR_FORMAT}.",
+                "schema": {"type": "string", "pattern": r"^d[0-9]{1,18}p?\.e[0-9]{1,18}$"},
+            },
+        ],
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "responses": {
+            "400": "An unknown event type in ?types=, or a Last-Event-ID that is no cursor of this "
+            "team's stream (both named in the error)",
+            "503": "This server holds its maximum of open streams (VETO_EVENT_STREAM_MAX_CONNECTIONS), "
+            "or the database is unavailable; retry shortly",
+        },
+    }
+
+
 # What a gateway endpoint takes and answers beyond its body models (keyed by the endpoint's name).
 GATEWAY_OPERATIONS: dict[str, dict[str, Any]] = {
+    "event_stream": _event_stream_operation(),
     "approval_get": {
         "parameters": [_WAIT],
         "responses": {"404": "No such approval in the key's team"},
@@ -128,6 +167,8 @@ def add_gateway_routes(result: dict[str, Any], generator: Any, request: Any, pub
             "tags": ["runtime"],
             "responses": responses,
         }
+        if "description" in extra:
+            operation["description"] = extra["description"]
         parameters = _path_parameters(route.pattern) + list(extra.get("parameters", []))
         if parameters:
             operation["parameters"] = parameters

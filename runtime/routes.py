@@ -2,6 +2,7 @@
 
 from runtime.endpoints.approvals import approval_get
 from runtime.endpoints.decisions import client_decision_create
+from runtime.endpoints.events import event_stream
 from runtime.endpoints.health import healthz
 from runtime.endpoints.rule_sets import rule_set_active
 from runtime.endpoints.validate import api_mode_validate, tool_call_validate
@@ -40,6 +41,8 @@ runtime_routes = [
         response_model=ApiModeValidateResponse,
     ),
     Route("GET", "/v1/rule-sets/active", rule_set_active),
+    # Server-Sent Events: held open, so served here, off Django's threads.
+    Route("GET", "/v1/events/stream", event_stream),
     # UUID-shaped ids only: /v1/approvals/pending (and a malformed id's JSON 404) stay Django's.
     Route("GET", r"/v1/approvals/(?P<approval_id>[0-9a-fA-F-]{32,36})", approval_get),
 ]

@@ -321,6 +321,13 @@ SESSION_HISTORY_MAX_SESSIONS = env_int("VETO_SESSION_HISTORY_MAX_SESSIONS", 10_0
 
 DEFAULT_APPROVAL_TIMEOUT_SECONDS = env_int("VETO_DEFAULT_APPROVAL_TIMEOUT_SECONDS", 3600, minimum=1)
 
+# GET /v1/events/stream (runtime/event_stream.py): a ": ping" this often (and the look for lost
+# last notices), at most this many open streams per process (then 503), and at most this many
+# events queued per stream (a client further behind resumes from the database instead).
+EVENT_STREAM_HEARTBEAT_SECONDS = env_float("VETO_EVENT_STREAM_HEARTBEAT_SECONDS", 15.0, minimum=0.05)
+EVENT_STREAM_MAX_CONNECTIONS = env_int("VETO_EVENT_STREAM_MAX_CONNECTIONS", 1000, minimum=1)
+EVENT_STREAM_QUEUE_MAX = env_int("VETO_EVENT_STREAM_QUEUE_MAX", 1000, minimum=1)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

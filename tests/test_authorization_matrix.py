@@ -75,6 +75,7 @@ API_SCOPES: dict[str, frozenset[str]] = {
     "v1_decisions_stats_retrieve": frozenset({READ}),
     "v1_decisions_export": frozenset({READ}),
     "v1_approvals_retrieve": frozenset({READ}),
+    "v1_approvals_trail_retrieve": frozenset({READ}),
     "v1_approvals_pending_retrieve": frozenset({READ}),
     # Deciding approvals (as a person: personal keys only, see tests/test_personal_keys_api.py).
     "v1_approvals_resolve_create": frozenset({RESOLVE}),
@@ -261,6 +262,15 @@ FORMS: dict[str, dict[str, str]] = {
     },
     "approvals:decide": {"action": "approve", "comment": "fine"},
     "tenancy:my-api-keys": {"name": "mine", "team": "matrix-team", "scopes": "decisions:read"},
+    "team_settings:member-add": {"user": "approver", "role": "member"},
+    "team_settings:member-role": {"username": "member", "role": "admin"},
+    "team_settings:member-remove": {"username": "member"},
+    "team_settings:group-create": {"name": "New group"},
+    "team_settings:group-rename": {"group": "compliance", "name": "Compliance office"},
+    "team_settings:group-delete": {"group": "compliance"},
+    "team_settings:group-member-add": {"group": "compliance", "username": "member"},
+    "team_settings:group-member-remove": {"group": "compliance", "username": "approver"},
+    "team_settings:options": {"admins_may_approve": "on"},
 }
 QUERIES: dict[str, dict[str, str]] = {"policies:diff": {"from": "1", "to": "2"}}
 
@@ -297,6 +307,7 @@ def dashboard() -> Dashboard:
         users=users,
         values={
             "slug": team.slug,
+            "panel": "activity",
             "number": str(draft_version.number),
             "draft_id": str(draft.id),
             "policy_id": str(policy.id),
@@ -354,6 +365,8 @@ PAGES: dict[str, tuple[str | int, ...]] = {
     "dashboard:home GET": (LOGIN, 200, 200, 200, 200, 200),
     "dashboard:audit GET": (LOGIN, 404, 200, 404, 200, 200),
     "dashboard:audit-verify POST": (LOGIN, 404, 302, 404, 302, 302),
+    "dashboard:overview GET": (LOGIN, 404, 200, 404, 200, 200),
+    "dashboard:overview-panel GET": (LOGIN, 404, 200, 404, 200, 200),
     "policies:teams GET": (LOGIN, 200, 200, 200, 200, 200),
     "policies:page GET": (LOGIN, 404, 200, 404, 200, 200),
     "policies:validate POST": (LOGIN, 404, 200, 404, 200, 200),
@@ -375,6 +388,20 @@ PAGES: dict[str, tuple[str | int, ...]] = {
     "approvals:detail GET": (LOGIN, 404, 200, 200, 200, 200),
     # The rule names the compliance group: its members decide; admins only when the team lets them.
     "approvals:decide POST": (LOGIN, 404, 403, 302, 403, 403),
+    # The nav badge's live refresh: the link alone, counting what waits for the person.
+    "approvals:badge GET": (LOGIN, 200, 200, 200, 200, 200),
+    # Team settings: members see the page read-only; only admins (and staff) change anything.
+    "team_settings:page GET": (LOGIN, 404, 200, 404, 200, 200),
+    "team_settings:member-add POST": (LOGIN, 404, 403, 404, 302, 302),
+    "team_settings:member-role POST": (LOGIN, 404, 403, 404, 302, 302),
+    "team_settings:member-remove POST": (LOGIN, 404, 403, 404, 302, 302),
+    "team_settings:group-create POST": (LOGIN, 404, 403, 404, 302, 302),
+    "team_settings:group-rename POST": (LOGIN, 404, 403, 404, 302, 302),
+    "team_settings:group-delete POST": (LOGIN, 404, 403, 404, 302, 302),
+    "team_settings:group-member-add POST": (LOGIN, 404, 403, 404, 302, 302),
+    "team_settings:group-member-remove POST": (LOGIN, 404, 403, 404, 302, 302),
+    "team_settings:options POST": (LOGIN, 404, 403, 404, 302, 302),
+    "team_settings:key-revoke POST": (LOGIN, 404, 403, 404, 302, 302),
     "tenancy:my-api-keys GET": (LOGIN, 200, 200, 200, 200, 200),
     # A personal key is for a team one is a member of (the form offers no other).
     "tenancy:my-api-keys POST": (LOGIN, 400, 201, 400, 201, 400),
@@ -382,7 +409,15 @@ PAGES: dict[str, tuple[str | int, ...]] = {
     "tenancy:my-api-key-revoke POST": (LOGIN, 404, 404, 404, 302, 404),
 }
 # Pages outside a namespace: public, or checked elsewhere (the admin: tests/test_tenant_isolation.py).
-PUBLIC_PAGES = {"", "readyz", "favicon.ico", "api/schema/", "api/docs/", "accounts/login/", "accounts/logout/"}
+PUBLIC_PAGES = {
+    "",
+    "readyz",
+    "favicon.ico",
+    "api/schema/",
+    "api/docs/",
+    "accounts/login/",
+    "accounts/logout/",
+}
 
 
 def test_browser_matrix__every_page_of_the_url_configuration__has_a_row():

@@ -21,6 +21,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from approvals.models import Approval
 from audit.models import DecisionRecord
+from dashboards.views.overview import PANELS as OVERVIEW_PANELS
 from policies.models import PolicyDraft, RuleSetVersion, ToolPolicy
 from runtime.routes import runtime_routes
 from tenancy.models import ApiKey, ApproverGroup, Membership, Organization, Team
@@ -116,11 +117,13 @@ class World:
         With a team slug and an object, the object is also tried under alpha's own slug: a page
         must find the object in the team it names, not merely refuse another team's slug."""
         choices: list[list[tuple[str, str]]] = []
+        # Path parts that name no object (the overview's panel) are filled with what they may be.
+        objects = [p for p in route.parameters if p not in NAMING_NO_OBJECT]
         for name in route.parameters:
-            if name == "slug":
-                values = (
-                    [self.bravo.slug, self.alpha.slug] if len(route.parameters) > 1 else [self.bravo.slug]
-                )
+            if name in NAMING_NO_OBJECT:
+                values = NAMING_NO_OBJECT[name]
+            elif name == "slug":
+                values = [self.bravo.slug, self.alpha.slug] if len(objects) > 1 else [self.bravo.slug]
             else:
                 values = self.bravo_objects[PARAMETERS[name]]
             choices.append([(name, value) for value in values])
@@ -143,6 +146,8 @@ PARAMETERS = {
     "after": "version",
     "key_id": "api_key",
 }
+# Parameters that pick a part of a page, not an object: every value is tried, under bravo's slug.
+NAMING_NO_OBJECT: dict[str, list[str]] = {"panel": sorted(OVERVIEW_PANELS)}
 
 
 @pytest.fixture(params=["other organization", "same organization"])
@@ -267,7 +272,7 @@ def test_routes__every_path_parameter__has_a_filler_or_is_public():
         for route in routes
         if route.pattern not in PUBLIC_ROUTES and not route.pattern.startswith(ADMIN_PREFIX)
         for name in route.parameters
-        if name != "slug" and name not in PARAMETERS
+        if name != "slug" and name not in PARAMETERS and name not in NAMING_NO_OBJECT
     )
     # Then each is one this module fills with another team's object (add new ones to PARAMETERS)
     assert len(routes) > 60

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 
 from approvals.models import Approval
-from audit.models import DecisionRecord
+from audit.models import DecisionRecord, context_columns
 from policies.engine import Decision
 from runtime.writer import DecisionRow, decision_writer
 from tenancy.principal import ApiKeyPrincipal
@@ -103,6 +103,7 @@ def _decision_row(
         "api_key_id": principal.key_id,
         "created_at": now,
         "rules_hash": rules_hash,
+        **context_columns(context),
     }
 
 

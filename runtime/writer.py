@@ -61,7 +61,7 @@ from django.db import DataError, close_old_connections, connection, models, tran
 from approvals.models import Approval
 from audit.chain import Head, decision_record_parts, link_rows
 from audit.events import decision_events
-from audit.models import ChainHead, ChainStream, DecisionRecord
+from audit.models import ChainHead, ChainStream, DecisionRecord, context_columns
 from common import events
 from common.database import breaker
 from common.errors import (
@@ -147,12 +147,20 @@ def _insert_statement(with_approvals: bool, returning: bool = False) -> str:
     )
 
 
+def _fill_context_columns(row: DecisionRow) -> None:
+    """The row's model, environment, agent and session columns, read from its context (the
+    explorer's indexed filters), unless the caller set them. ~1 µs a row; not in the record."""
+    for column, value in context_columns(row["context"]).items():
+        row.setdefault(column, value)
+
+
 def _statement_and_parameters(
     rows: list[DecisionRow], approvals: list[Approval], *, returning: bool = False
 ) -> tuple[str, tuple[str, ...]]:
     encode = json.JSONEncoder(default=_json_default, separators=(",", ":")).encode
     linked = []
     for n, row in enumerate(rows, start=1):
+        _fill_context_columns(row)
         parts = decision_record_parts(row)
         linked.append({**row, "ord": n, "record_before": parts.before, "record_after": parts.after})
     decisions = encode(linked)
@@ -207,6 +215,8 @@ def insert_decisions(rows: list[DecisionRow], approvals: list[Approval], *, numb
             if numbered:
                 _number(rows, cursor.fetchall())
         return
+    for row in rows:
+        _fill_context_columns(row)
     with transaction.atomic():
         heads = link_rows(rows, _lock_heads(_team_ids(rows)))
         Approval.objects.bulk_create(approvals)

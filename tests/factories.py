@@ -11,7 +11,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.utils import timezone
 
 from approvals.models import Approval
-from audit.models import DecisionRecord
+from audit.models import DecisionRecord, context_columns
 from policies.models import PolicyDraft, ToolPolicy
 from policies.services import policy_draft_create, rule_set_version_create, rule_set_version_publish
 from runtime.writer import insert_decisions
@@ -163,6 +163,9 @@ def decision_row(team_id: uuid.UUID, **fields: object) -> dict[str, object]:
         "rules_hash": "",
     }
     row.update(fields)
+    # The explorer's columns, read from the context as the runtime does (unless given).
+    for column, value in context_columns(row["context"]).items():
+        row.setdefault(column, value)
     return row
 
 

@@ -10,7 +10,7 @@ from django.db import connection
 from django.utils import timezone
 
 from approvals.models import Approval
-from audit.models import DecisionRecord
+from audit.models import DecisionRecord, context_columns
 from runtime.decisions import _decision_row
 from runtime.writer import PendingWrite, ThreadedWriter, decision_writer, insert_decisions
 from tenancy.principal import ApiKeyPrincipal
@@ -42,6 +42,8 @@ def row(team_id: uuid.UUID, **overrides: object) -> dict[str, object]:
         "rules_hash": "",
     }
     values.update(overrides)
+    for column, value in context_columns(values["context"]).items():
+        values.setdefault(column, value)
     return values
 
 

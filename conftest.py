@@ -45,6 +45,19 @@ def _refuse_outbound_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
 
 
+@pytest.fixture
+def no_event_subscribers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process with nobody subscribed to any event (the apps' sinks unsubscribed for the
+    test, and subscribed again after it): for what a publisher does when nobody listens."""
+    from common import events
+
+    monkeypatch.setattr(events, "_handlers", {})
+    events._reindex()
+    yield
+    monkeypatch.undo()
+    events._reindex()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """With VETO_FORBID_SKIPS=1 (.ci/run's PostgreSQL + Redis run) a skipped test fails the run:
     a test that needs those services must have run where they are."""

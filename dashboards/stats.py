@@ -307,7 +307,7 @@ def _latency(team_id: uuid.UUID, since: datetime) -> Latency:
     rows = DecisionRecord.objects.filter(
         team_id=team_id, created_at__gte=since, source=DecisionRecord.Source.SERVER
     ).order_by()
-    if connection.vendor == "postgresql":
+    if _database_has_percentiles():
         result = rows.aggregate(
             count=Count("*"),
             p50=_PercentileCont(0.5, "latency_ms"),
@@ -318,6 +318,11 @@ def _latency(team_id: uuid.UUID, since: datetime) -> Latency:
         rows.order_by("-created_at").values_list("latency_ms", flat=True)[:SQLITE_PERCENTILE_SAMPLE]
     )
     return Latency(len(sample), percentile(sample, 0.5), percentile(sample, 0.99))
+
+
+def _database_has_percentiles() -> bool:
+    """PostgreSQL computes percentiles itself; elsewhere validate_latency samples."""
+    return connection.vendor == "postgresql"
 
 
 class _PercentileCont(Func):

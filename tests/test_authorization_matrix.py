@@ -73,6 +73,7 @@ API_SCOPES: dict[str, frozenset[str]] = {
     "v1_decisions_list": frozenset({READ}),
     "v1_decisions_retrieve": frozenset({READ}),
     "v1_decisions_stats_retrieve": frozenset({READ}),
+    "event_stream": frozenset({READ}),
     "v1_decisions_export": frozenset({READ}),
     "v1_approvals_retrieve": frozenset({READ}),
     "v1_approvals_trail_retrieve": frozenset({READ}),
@@ -190,7 +191,12 @@ def _call(server_url: str, operation: Operation, token: str, values: dict[str, s
         return httpx.request(
             operation.method, server_url + path, headers=headers, json=body or {}, timeout=30
         )
-    return httpx.request(operation.method, server_url + path, headers=headers, timeout=30)
+    with httpx.stream(operation.method, server_url + path, headers=headers, timeout=30) as response:
+        if response.headers.get("content-type", "").startswith("text/event-stream"):
+            # An accepted event stream never ends: its status and headers are the answer.
+            return httpx.Response(response.status_code, headers=response.headers)
+        response.read()
+        return response
 
 
 def _key_sets(required: frozenset[str]) -> list[frozenset[str]]:

@@ -31,6 +31,9 @@ pytestmark = [pytest.mark.asgi_server, pytest.mark.django_db(transaction=True)]
 RULES = "rules:\n  - {name: big_refunds, tool: refund, when: 'args.amount > 100', action: require_approval}\n"
 
 MAX_EXAMPLES = 30
+# An accepted event stream never ends, so a generated call would wait forever for its body: its
+# refusals, cursors and events are tested in tests/test_event_stream_sdk.py and runtime/tests.
+STREAMED = "/v1/events/stream"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
@@ -85,7 +88,10 @@ def test_api__generated_requests__no_5xx_and_responses_match_the_schema(asgi_ser
         if isinstance(result, Err):
             failures[f"(schema) {result.err()}"] = "the operation cannot be loaded"
             continue
-        operations.append(result.ok())
+        operation = result.ok()
+        if operation.path == STREAMED:
+            continue
+        operations.append(operation)
     reads = 0
     for operation in operations:
         names = [p.name for p in operation.path_parameters]

@@ -48,10 +48,14 @@ def trail_entry_output(entry: TrailEntry) -> dict[str, Any]:
     }
 
 
+# What a trail line can say happened (the raise, then ApprovalEvent's actions).
+TRAIL_ACTIONS = [RAISED, *ApprovalEvent.Action.values]
+
+
 class TrailEntryOutput(serializers.Serializer):
     """The schema of ``trail_entry_output`` (documentation only: the view builds dicts)."""
 
-    action = serializers.ChoiceField(choices=[RAISED, *ApprovalEvent.Action.values])
+    action = serializers.ChoiceField(choices=TRAIL_ACTIONS)
     actor = serializers.CharField()
     comment = serializers.CharField(allow_null=True)
     channel = serializers.ChoiceField(choices=ApprovalEvent.Channel.values)

@@ -72,7 +72,7 @@ def test_publish__transaction_rolled_back__never_heard():
         assert heard == [kept]
 
 
-def test_nobody_subscribes__nothing_is_sent_to_redis(monkeypatch):
+def test_nobody_subscribes__nothing_is_sent_to_redis(monkeypatch, no_event_subscribers):
     # Given Redis configured, and a type nobody subscribes to
     sent: list[bytes] = []
 
@@ -83,7 +83,7 @@ def test_nobody_subscribes__nothing_is_sent_to_redis(monkeypatch):
     monkeypatch.setattr(events, "sync_redis", lambda: Recording())
     assert EventType.DECISION_CREATED not in events.wanted()
     common_redis.reset_clients()
-    with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
+    with override_settings(REDIS_URL="redis://127.0.0.1:1/0"), recording(EventType.POLICY_PUBLISHED):
         # When such an event is dispatched, and then one that every process handles
         events.dispatch([an_event(EventType.DECISION_CREATED)])
         events.dispatch([an_event(EventType.POLICY_PUBLISHED), an_event(EventType.DECISION_CREATED)])

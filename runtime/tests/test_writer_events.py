@@ -58,8 +58,8 @@ def test_writer__decision_raising_an_approval__announces_both_at_the_decisions_s
     assert all(set(e.data) <= {"decision_id", "decision", "approval_id"} for e in decisions)
 
 
-def test_writer__nobody_listens__builds_no_events(monkeypatch):
-    # Given nobody subscribed to what the writer announces (as today)
+def test_writer__nobody_listens__builds_no_events(monkeypatch, no_event_subscribers):
+    # Given nobody subscribed to what the writer announces
     assert not events.wanted() & {EventType.DECISION_CREATED, EventType.APPROVAL_CREATED}
     built: list[object] = []
     monkeypatch.setattr(writer_module, "decision_events", lambda row: built.append(row) or [])

@@ -287,6 +287,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Two "action" choice sets: what a resolve asks for, and what a trail line records.
+    "ENUM_NAME_OVERRIDES": {
+        "ResolveActionEnum": ["approve", "deny"],
+        "TrailActionEnum": "approvals.api.serializers.TRAIL_ACTIONS",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "runtime.openapi.add_gateway_routes",

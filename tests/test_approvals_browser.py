@@ -13,24 +13,12 @@ import pytest
 
 from approvals.models import Approval
 from tenancy.models import Membership
+
+# The machine's Chromium and the live server with static files: browser_server and chromium
+# are fixtures, found by pytest in this module's namespace once imported (a missing Chromium
+# fails, never skips).
+from tests.browser import browser_server, chromium, expect, launch_chromium, log_in, new_page, person  # noqa: F401
 from tests.factories import ApprovalFactory, ApproverGroupFactory, TeamFactory
-
-# The machine's Chromium, its launch flags and the live server with static files: the policies
-# page's browser test's own (a missing Chromium fails, never skips). browser_server and chromium
-# are fixtures, found by pytest in this module's namespace once imported.
-from tests.test_policies_browser import (  # noqa: F401
-    CHROMIUM_ARGS,
-    browser_server,
-    chromium,
-    log_in,
-    person,
-    sync_playwright,
-)
-
-try:
-    from playwright.sync_api import expect
-except ImportError:  # the `chromium` fixture fails the test, with how to install it
-    expect = None
 
 pytestmark = [pytest.mark.asgi_server, pytest.mark.django_db(transaction=True)]
 
@@ -49,53 +37,45 @@ def test_approvals_page__approver_denies_a_flagged_call__comment_required(browse
     )
     errors: list[str] = []
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(base_url=browser_server.url)
-            page.set_default_timeout(10_000)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with launch_chromium(chromium) as browser:
+        page = new_page(browser, browser_server, errors=errors)
 
-            # When she logs in, the nav says one approval waits for her; the queue lists it
-            log_in(page, "alice")
-            expect(page.locator("#nav-approvals .badge")).to_have_text("1")
-            page.click("#nav-approvals")
-            row = page.locator(f"#approval-{approval.id}")
-            expect(row).to_contain_text("run_data_export")
-            expect(row).to_contain_text("gpt-5")
-            expect(row).to_contain_text("production")
+        # When she logs in, the nav says one approval waits for her; the queue lists it
+        log_in(page, "alice")
+        expect(page.locator("#nav-approvals .badge")).to_have_text("1")
+        page.click("#nav-approvals")
+        row = page.locator(f"#approval-{approval.id}")
+        expect(row).to_contain_text("run_data_export")
+        expect(row).to_contain_text("gpt-5")
+        expect(row).to_contain_text("production")
 
-            # and she opens it: the e-mail address in the arguments is flagged
-            row.get_by_role("link", name="Review").click()
-            expect(page).to_have_url(re.compile(rf"/dashboard/approvals/{approval.id}/$"))
-            recipient = page.locator("#arguments li.arg.flagged", has_text="recipient")
-            expect(recipient).to_contain_text("dana@example.com")
-            expect(recipient.locator(".pii-flag")).to_have_text("e-mail address")
-            expect(page.locator("#rule")).to_contain_text("PII exports need a compliance review")
+        # and she opens it: the e-mail address in the arguments is flagged
+        row.get_by_role("link", name="Review").click()
+        expect(page).to_have_url(re.compile(rf"/dashboard/approvals/{approval.id}/$"))
+        recipient = page.locator("#arguments li.arg.flagged", has_text="recipient")
+        expect(recipient).to_contain_text("dana@example.com")
+        expect(recipient.locator(".pii-flag")).to_have_text("e-mail address")
+        expect(page.locator("#rule")).to_contain_text("PII exports need a compliance review")
 
-            # When she denies without a comment, the panel says a comment is needed (htmx: the
-            # message comes inside the swapped panel) and nothing is decided
-            page.get_by_role("button", name="Deny").click()
-            expect(page.locator("#comment-error")).to_contain_text("A comment is required to deny")
-            expect(page.locator("#decision .messages")).to_contain_text("Not decided")
-            expect(page.locator("#decision-status")).to_have_text("Pending")
+        # When she denies without a comment, the panel says a comment is needed (htmx: the
+        # message comes inside the swapped panel) and nothing is decided
+        page.get_by_role("button", name="Deny").click()
+        expect(page.locator("#comment-error")).to_contain_text("A comment is required to deny")
+        expect(page.locator("#decision .messages")).to_contain_text("Not decided")
+        expect(page.locator("#decision-status")).to_have_text("Pending")
 
-            # When she denies with a comment
-            page.fill("#decision textarea[name=comment]", "Exports of customer e-mails are not allowed")
-            page.get_by_role("button", name="Deny").click()
+        # When she denies with a comment
+        page.fill("#decision textarea[name=comment]", "Exports of customer e-mails are not allowed")
+        page.get_by_role("button", name="Deny").click()
 
-            # Then the approval is denied, by her, with her comment; the trail shows it too
-            expect(page.locator("#decision-status")).to_have_text("Denied")
-            expect(page.locator("#decided-by")).to_have_text("alice")
-            expect(page.locator("#decision-comment")).to_have_text(
-                "Exports of customer e-mails are not allowed"
-            )
-            expect(page.locator("#trail")).to_contain_text("Denied")
-            expect(page.locator("#decision button")).to_have_count(0)
-            expect(page.locator("#nav-approvals .badge")).to_have_count(0)  # nothing waits for her now
-            expect(page).to_have_url(re.compile(rf"/dashboard/approvals/{approval.id}/$"))
-        finally:
-            browser.close()
+        # Then the approval is denied, by her, with her comment; the trail shows it too
+        expect(page.locator("#decision-status")).to_have_text("Denied")
+        expect(page.locator("#decided-by")).to_have_text("alice")
+        expect(page.locator("#decision-comment")).to_have_text("Exports of customer e-mails are not allowed")
+        expect(page.locator("#trail")).to_contain_text("Denied")
+        expect(page.locator("#decision button")).to_have_count(0)
+        expect(page.locator("#nav-approvals .badge")).to_have_count(0)  # nothing waits for her now
+        expect(page).to_have_url(re.compile(rf"/dashboard/approvals/{approval.id}/$"))
 
     assert errors == [], f"JavaScript errors in the page: {errors}"
     approval.refresh_from_db()

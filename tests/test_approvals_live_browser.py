@@ -15,30 +15,35 @@ import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pytest
-from django.conf import settings
 from veto.cloud.client import VetoCloudClient, VetoCloudConfig
 from veto.cloud.types import ApprovalData, ApprovalPollOptions, ValidationResponse
 
 from approvals.models import Approval
 from tenancy.models import Membership
-from tests.factories import ApprovalFactory, ApproverGroupFactory, TeamFactory, api_key_for, publish_rules
 
-# The machine's Chromium, its flags, the live server with static files, people who log in.
-from tests.test_policies_browser import (  # noqa: F401
-    CHROMIUM_ARGS,
+# The machine's Chromium and the live server with static files (fixtures), people who log in,
+# pages on the server, screenshots.
+from tests.browser import (  # noqa: F401
+    PHONE,
     browser_server,
     chromium,
+    expect,
+    launch_chromium,
     log_in,
+    logged_in_page,
+    new_context,
+    page_width,
     person,
-    sync_playwright,
+    screenshot,
+    watch_page,
 )
+from tests.factories import ApprovalFactory, ApproverGroupFactory, TeamFactory, api_key_for, publish_rules
 
-try:
-    from playwright.sync_api import Page, expect
-except ImportError:  # the `chromium` fixture fails the test, with how to install it
-    expect = None
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 pytestmark = [pytest.mark.asgi_server, pytest.mark.django_db(transaction=True)]
 
@@ -55,7 +60,6 @@ CALL = {"bucket": "internal-reports", "include_pii": True, "recipient": "dana@ex
 # The issue's bound: a new pending approval appears for every eligible viewer within a second.
 LIVE_SECONDS = 1.0
 QUEUE = "/dashboard/approvals/"
-PHONE = {"width": 390, "height": 844}
 # Records, in the page, when an element first matches and when it is gone (Date.now(), ms).
 WATCH = """([selector, name]) => {
   const seen = () => document.querySelector(selector) !== null;
@@ -107,12 +111,6 @@ class Agent:
             await client.close()
 
 
-def screenshot(page: Page, name: str) -> None:
-    directory = settings.VAR_DIR / "screenshots"
-    directory.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(directory / name), full_page=True)
-
-
 def open_live(page: Page, path: str) -> None:
     """Load ``path`` and wait until its socket is open (the live path's own status line)."""
     page.goto(path)
@@ -134,10 +132,6 @@ def seen_at(page: Page, name: str) -> float | None:
     return None if value is None else value / 1000
 
 
-def overflow(page: Page) -> int:
-    return int(page.evaluate("document.documentElement.scrollWidth"))
-
-
 def test_approvals_live__sdk_raises__both_approvers_see_it__alice_approves_by_keyboard__bob_sees_it_decided(
     browser_server,  # noqa: F811
     chromium,  # noqa: F811
@@ -152,101 +146,91 @@ def test_approvals_live__sdk_raises__both_approvers_see_it__alice_approves_by_ke
     errors: list[str] = []
     latencies: dict[str, float] = {}
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            alice_context = browser.new_context(base_url=browser_server.url)
-            bob_context = browser.new_context(base_url=browser_server.url)
-            alice_page, bob_queue = alice_context.new_page(), bob_context.new_page()
-            for page in (alice_page, bob_queue):
-                page.set_default_timeout(10_000)
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-            log_in(alice_page, "alice")
-            log_in(bob_queue, "bob")
+    with launch_chromium(chromium) as browser:
+        alice_page = logged_in_page(browser, browser_server, "alice", errors=errors)
+        bob_context = new_context(browser, browser_server)
+        bob_queue = watch_page(bob_context.new_page(), errors)
+        log_in(bob_queue, "bob")
 
-            # alice and bob keep their queues open: nothing waits yet
-            for page in (alice_page, bob_queue):
-                open_live(page, QUEUE)
-                expect(page.locator("#queue-results")).to_contain_text("Nothing is waiting for you.")
-                expect(page.locator("#nav-approvals .badge")).to_have_count(0)
-                page.evaluate(WATCH, ["#queue-results tr[id^=approval-]", "row"])
+        # alice and bob keep their queues open: nothing waits yet
+        for page in (alice_page, bob_queue):
+            open_live(page, QUEUE)
+            expect(page.locator("#queue-results")).to_contain_text("Nothing is waiting for you.")
+            expect(page.locator("#nav-approvals .badge")).to_have_count(0)
+            page.evaluate(WATCH, ["#queue-results tr[id^=approval-]", "row"])
 
-            # When the agent's call (the published SDK) is held for approval
-            agent.start()
-            assert agent.validated.wait(30), "the SDK's validate did not answer"
-            assert agent.error is None, agent.error
-            assert agent.validation is not None and agent.validation.decision == "require_approval"
-            approval_id = agent.validation.approval_id
-            row = f"#approval-{approval_id}"
+        # When the agent's call (the published SDK) is held for approval
+        agent.start()
+        assert agent.validated.wait(30), "the SDK's validate did not answer"
+        assert agent.error is None, agent.error
+        assert agent.validation is not None and agent.validation.decision == "require_approval"
+        approval_id = agent.validation.approval_id
+        row = f"#approval-{approval_id}"
 
-            # Then it appears in both queues without a reload, within a second of the answer,
-            # and both badges count it
-            for who, page in (("alice", alice_page), ("bob", bob_queue)):
-                expect(page.locator(row)).to_contain_text("run_data_export", timeout=5_000)
-                expect(page.locator(row)).to_contain_text("just now")
-                appeared = seen_at(page, "row:in")
-                assert appeared is not None
-                latencies[who] = appeared - agent.validated_at
-                expect(page.locator("#nav-approvals .badge")).to_have_text("1")
-                assert page.evaluate("window.__notReloaded") is True
-            assert max(latencies.values()) <= LIVE_SECONDS, f"appeared after {latencies} s"
-            screenshot(alice_page, "approvals-queue.png")
+        # Then it appears in both queues without a reload, within a second of the answer,
+        # and both badges count it
+        for who, page in (("alice", alice_page), ("bob", bob_queue)):
+            expect(page.locator(row)).to_contain_text("run_data_export", timeout=5_000)
+            expect(page.locator(row)).to_contain_text("just now")
+            appeared = seen_at(page, "row:in")
+            assert appeared is not None
+            latencies[who] = appeared - agent.validated_at
+            expect(page.locator("#nav-approvals .badge")).to_have_text("1")
+            assert page.evaluate("window.__notReloaded") is True
+        assert max(latencies.values()) <= LIVE_SECONDS, f"appeared after {latencies} s"
+        screenshot(alice_page, "approvals-queue.png")
 
-            # bob opens it in a second tab and leaves it open
-            bob_detail = bob_context.new_page()
-            bob_detail.set_default_timeout(10_000)
-            bob_detail.on("pageerror", lambda exc: errors.append(str(exc)))
-            open_live(bob_detail, f"{QUEUE}{approval_id}/")
-            expect(bob_detail.locator("#decision button", has_text="Approve")).to_be_visible()
+        # bob opens it in a second tab and leaves it open
+        bob_detail = watch_page(bob_context.new_page(), errors)
+        open_live(bob_detail, f"{QUEUE}{approval_id}/")
+        expect(bob_detail.locator("#decision button", has_text="Approve")).to_be_visible()
 
-            # When alice, by keyboard alone, tabs to the row's link and opens it
-            tab_to(alice_page, f"{row} a.review")
-            alice_page.keyboard.press("Enter")
-            expect(alice_page).to_have_url(f"{browser_server.url}{QUEUE}{approval_id}/")
-            expect(alice_page.locator("#live-status")).to_have_attribute("data-state", "open")
-            approve = alice_page.locator("#decision button", has_text="Approve")
-            deny = alice_page.locator("#decision button", has_text="Deny")
-            # (easy targets: Approve the primary action, both at least 44 px high, side by side)
-            expect(approve).to_have_class("button primary")
-            expect(deny).to_have_class("button danger")
-            approve_box, deny_box = approve.bounding_box(), deny.bounding_box()
-            assert approve_box and deny_box
-            assert approve_box["height"] >= 44 and deny_box["height"] >= 44, (approve_box, deny_box)
-            assert approve_box["x"] + approve_box["width"] <= deny_box["x"]  # Approve first, apart
-            screenshot(alice_page, "approval-detail.png")
-            bob_queue.evaluate(WATCH, [row, "decided"])
-            # and tabs to Approve and presses Enter
-            tab_to(alice_page, "#decision button[value=approve]")
-            pressed = time.time()
-            alice_page.keyboard.press("Enter")
+        # When alice, by keyboard alone, tabs to the row's link and opens it
+        tab_to(alice_page, f"{row} a.review")
+        alice_page.keyboard.press("Enter")
+        expect(alice_page).to_have_url(f"{browser_server.url}{QUEUE}{approval_id}/")
+        expect(alice_page.locator("#live-status")).to_have_attribute("data-state", "open")
+        approve = alice_page.locator("#decision button", has_text="Approve")
+        deny = alice_page.locator("#decision button", has_text="Deny")
+        # (easy targets: Approve the primary action, both at least 44 px high, side by side)
+        expect(approve).to_have_class("button primary")
+        expect(deny).to_have_class("button danger")
+        approve_box, deny_box = approve.bounding_box(), deny.bounding_box()
+        assert approve_box and deny_box
+        assert approve_box["height"] >= 44 and deny_box["height"] >= 44, (approve_box, deny_box)
+        assert approve_box["x"] + approve_box["width"] <= deny_box["x"]  # Approve first, apart
+        screenshot(alice_page, "approval-detail.png")
+        bob_queue.evaluate(WATCH, [row, "decided"])
+        # and tabs to Approve and presses Enter
+        tab_to(alice_page, "#decision button[value=approve]")
+        pressed = time.time()
+        alice_page.keyboard.press("Enter")
 
-            # Then it is approved, on her page
-            expect(alice_page.locator("#decision-status")).to_have_text("Approved")
-            expect(alice_page.locator("#decision-outcome")).to_contain_text("Approved by alice at")
-            # and the agent's call completes, allowed
-            agent.thread.join(30)
-            assert agent.error is None, agent.error
-            assert agent.approval is not None
-            assert (agent.approval.status, agent.approval.resolved_by) == ("approved", "alice")
+        # Then it is approved, on her page
+        expect(alice_page.locator("#decision-status")).to_have_text("Approved")
+        expect(alice_page.locator("#decision-outcome")).to_contain_text("Approved by alice at")
+        # and the agent's call completes, allowed
+        agent.thread.join(30)
+        assert agent.error is None, agent.error
+        assert agent.approval is not None
+        assert (agent.approval.status, agent.approval.resolved_by) == ("approved", "alice")
 
-            # and bob's queue loses it, his open page retires its buttons and says alice decided,
-            # and both badges count nothing: all without a reload
-            expect(bob_queue.locator(row)).to_have_count(0)
-            expect(bob_queue.locator("#queue-results")).to_contain_text("Nothing is waiting for you.")
-            expect(bob_detail.locator("#decision-status")).to_have_text("Approved")
-            expect(bob_detail.locator("#decision-outcome")).to_contain_text("Approved by alice at")
-            expect(bob_detail.locator("#decision button")).to_have_count(0)
-            expect(bob_detail.locator("#decision-outcome")).to_contain_text("UTC")
-            expect(bob_detail.locator("#trail")).to_contain_text("Quorum reached: approved")
-            for page in (alice_page, bob_queue, bob_detail):
-                expect(page.locator("#nav-approvals .badge")).to_have_count(0)
-            for page in (bob_queue, bob_detail):
-                assert page.evaluate("window.__notReloaded") is True
-            gone = seen_at(bob_queue, "decided:out")
-            assert gone is not None
-            screenshot(bob_detail, "approval-decided.png")
-        finally:
-            browser.close()
+        # and bob's queue loses it, his open page retires its buttons and says alice decided,
+        # and both badges count nothing: all without a reload
+        expect(bob_queue.locator(row)).to_have_count(0)
+        expect(bob_queue.locator("#queue-results")).to_contain_text("Nothing is waiting for you.")
+        expect(bob_detail.locator("#decision-status")).to_have_text("Approved")
+        expect(bob_detail.locator("#decision-outcome")).to_contain_text("Approved by alice at")
+        expect(bob_detail.locator("#decision button")).to_have_count(0)
+        expect(bob_detail.locator("#decision-outcome")).to_contain_text("UTC")
+        expect(bob_detail.locator("#trail")).to_contain_text("Quorum reached: approved")
+        for page in (alice_page, bob_queue, bob_detail):
+            expect(page.locator("#nav-approvals .badge")).to_have_count(0)
+        for page in (bob_queue, bob_detail):
+            assert page.evaluate("window.__notReloaded") is True
+        gone = seen_at(bob_queue, "decided:out")
+        assert gone is not None
+        screenshot(bob_detail, "approval-decided.png")
 
     print(  # the measured latencies, for the report (pytest -s)
         f"\nlive: queue appearance after the validate answer (s): {latencies}; "
@@ -262,25 +246,18 @@ def test_approvals_live__sdk_raises__both_approvers_see_it__alice_approves_by_ke
         rule_name="pii_export_review",
     )
     widths = {}
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            phone_page = browser.new_context(base_url=browser_server.url, viewport=PHONE).new_page()
-            phone_page.set_default_timeout(10_000)
-            phone_page.on("pageerror", lambda exc: errors.append(str(exc)))
-            log_in(phone_page, "bob")
-            for path, name in (
-                (QUEUE, "approvals-queue-phone.png"),
-                (f"{QUEUE}{approval_id}/", None),
-                (f"{QUEUE}history/", None),
-            ):
-                phone_page.goto(path)
-                expect(phone_page.locator("main h1")).to_be_visible()
-                widths[path] = overflow(phone_page)
-                if name:
-                    screenshot(phone_page, name)
-        finally:
-            browser.close()
+    with launch_chromium(chromium) as browser:
+        phone_page = logged_in_page(browser, browser_server, "bob", viewport=PHONE, errors=errors)
+        for path, name in (
+            (QUEUE, "approvals-queue-phone.png"),
+            (f"{QUEUE}{approval_id}/", None),
+            (f"{QUEUE}history/", None),
+        ):
+            phone_page.goto(path)
+            expect(phone_page.locator("main h1")).to_be_visible()
+            widths[path] = page_width(phone_page)
+            if name:
+                screenshot(phone_page, name)
     assert all(width <= PHONE["width"] for width in widths.values()), f"page widths at 390 px: {widths}"
 
     assert errors == [], f"JavaScript errors in the page: {errors}"

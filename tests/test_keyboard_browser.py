@@ -9,17 +9,10 @@ import pytest
 
 from approvals.models import Approval
 from tenancy.models import Membership
-from tests.factories import ApprovalFactory, ApproverGroupFactory, TeamFactory, publish_rules
 
-# The machine's Chromium, its flags, the live server with static files, people who log in.
-from tests.test_policies_browser import (  # noqa: F401
-    CHROMIUM_ARGS,
-    browser_server,
-    chromium,
-    log_in,
-    person,
-    sync_playwright,
-)
+# The machine's Chromium and the live server with static files (fixtures), people who log in.
+from tests.browser import DESKTOP, PHONE, browser_server, chromium, launch_chromium, logged_in_page, person  # noqa: F401
+from tests.factories import ApprovalFactory, ApproverGroupFactory, TeamFactory, publish_rules
 
 pytestmark = [pytest.mark.asgi_server, pytest.mark.django_db(transaction=True)]
 
@@ -31,7 +24,6 @@ rules:
     action: require_approval
     approvers: [compliance]
 """
-PHONE = {"width": 390, "height": 844}
 # The focused element: what it is, whether the browser draws a ring around it, and where it is.
 FOCUSED = """() => {
   const element = document.activeElement;
@@ -76,7 +68,7 @@ def _tab_until(page, predicate, *, most: int = 40) -> list[dict]:
     raise AssertionError(f"never reached it by Tab; stops: {stops}")
 
 
-@pytest.mark.parametrize("viewport", [PHONE, {"width": 1280, "height": 800}], ids=["phone", "desktop"])
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
 def test_tab_from_the_top__skip_link_nav_switcher_then_approve__focus_always_visible(
     browser_server,  # noqa: F811
     chromium,  # noqa: F811
@@ -84,30 +76,24 @@ def test_tab_from_the_top__skip_link_nav_switcher_then_approve__focus_always_vis
 ):
     # Given alice, an approver with a pending approval, on its page
     approval = _team_with_an_approval()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(base_url=browser_server.url, viewport=viewport)
-            page.set_default_timeout(10_000)
-            log_in(page, "alice")
-            page.goto(f"/dashboard/approvals/{approval.pk}/")
+    with launch_chromium(chromium) as browser:
+        page = logged_in_page(browser, browser_server, "alice", viewport=viewport)
+        page.goto(f"/dashboard/approvals/{approval.pk}/")
 
-            # When she presses Tab from the top until Approve has the focus
-            stops = _tab_until(page, lambda f: f["tag"] == "button" and f["text"] == "Approve")
+        # When she presses Tab from the top until Approve has the focus
+        stops = _tab_until(page, lambda f: f["tag"] == "button" and f["text"] == "Approve")
 
-            # Then the skip link came first, then the nav and the team switcher, and every stop
-            # was on screen with a focus ring
-            assert stops[0]["text"] == "Skip to content" and stops[0]["visible"], stops[0]
-            assert any(stop["inNav"] for stop in stops), stops
-            assert any(stop["inSwitcher"] and stop["tag"] == "summary" for stop in stops), stops
-            assert [stop for stop in stops if not (stop["ring"] and stop["visible"])] == []
-            assert "primary" in stops[-1]["classes"]
+        # Then the skip link came first, then the nav and the team switcher, and every stop
+        # was on screen with a focus ring
+        assert stops[0]["text"] == "Skip to content" and stops[0]["visible"], stops[0]
+        assert any(stop["inNav"] for stop in stops), stops
+        assert any(stop["inSwitcher"] and stop["tag"] == "summary" for stop in stops), stops
+        assert [stop for stop in stops if not (stop["ring"] and stop["visible"])] == []
+        assert "primary" in stops[-1]["classes"]
 
-            # When she presses Enter on Approve
-            page.keyboard.press("Enter")
-            page.locator("#decision-outcome.outcome-approved").wait_for()
-        finally:
-            browser.close()
+        # When she presses Enter on Approve
+        page.keyboard.press("Enter")
+        page.locator("#decision-outcome.outcome-approved").wait_for()
     # Then the approval is approved, by her
     approval.refresh_from_db()
     assert approval.status == Approval.Status.APPROVED
@@ -116,24 +102,18 @@ def test_tab_from_the_top__skip_link_nav_switcher_then_approve__focus_always_vis
 def test_skip_link__enter__next_tab_lands_in_the_page_not_the_nav(browser_server, chromium):  # noqa: F811
     # Given alice on her approval's page
     approval = _team_with_an_approval()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(base_url=browser_server.url, viewport=PHONE)
-            page.set_default_timeout(10_000)
-            log_in(page, "alice")
-            page.goto(f"/dashboard/approvals/{approval.pk}/")
-            # When she tabs to the skip link and follows it
-            page.keyboard.press("Tab")
-            assert page.evaluate(FOCUSED)["text"] == "Skip to content"
-            page.keyboard.press("Enter")
-            page.keyboard.press("Tab")
-            # Then the next stop is inside the page's content, past the whole nav
-            focused = page.evaluate(FOCUSED)
-            assert focused["inMain"] and not focused["inNav"], focused
-            assert focused["ring"], focused
-        finally:
-            browser.close()
+    with launch_chromium(chromium) as browser:
+        page = logged_in_page(browser, browser_server, "alice", viewport=PHONE)
+        page.goto(f"/dashboard/approvals/{approval.pk}/")
+        # When she tabs to the skip link and follows it
+        page.keyboard.press("Tab")
+        assert page.evaluate(FOCUSED)["text"] == "Skip to content"
+        page.keyboard.press("Enter")
+        page.keyboard.press("Tab")
+        # Then the next stop is inside the page's content, past the whole nav
+        focused = page.evaluate(FOCUSED)
+        assert focused["inMain"] and not focused["inNav"], focused
+        assert focused["ring"], focused
 
 
 def test_team_switcher__by_keyboard__opens_and_switches_to_the_same_page_of_the_other_team(
@@ -142,23 +122,17 @@ def test_team_switcher__by_keyboard__opens_and_switches_to_the_same_page_of_the_
 ):
     # Given alice, in two teams, on the first one's policies page
     _team_with_an_approval()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(base_url=browser_server.url, viewport=PHONE)
-            page.set_default_timeout(10_000)
-            log_in(page, "alice")
-            page.goto("/dashboard/teams/payments/policies/")
-            # When she tabs to the switcher, opens it with Enter, tabs to the other team and
-            # presses Enter
-            _tab_until(page, lambda f: f["tag"] == "summary" and f["inSwitcher"])
-            page.keyboard.press("Enter")
-            _tab_until(page, lambda f: f["inSwitcher"] and f["text"] == "Research", most=5)
-            page.keyboard.press("Enter")
-            # Then she is on the other team's policies page
-            page.wait_for_url("**/dashboard/teams/research/policies/")
-            assert page.locator(".team-switcher summary").inner_text().strip() == "Team: Research" or (
-                page.locator(".team-switcher .team-name").inner_text().strip() == "Research"
-            )
-        finally:
-            browser.close()
+    with launch_chromium(chromium) as browser:
+        page = logged_in_page(browser, browser_server, "alice", viewport=PHONE)
+        page.goto("/dashboard/teams/payments/policies/")
+        # When she tabs to the switcher, opens it with Enter, tabs to the other team and
+        # presses Enter
+        _tab_until(page, lambda f: f["tag"] == "summary" and f["inSwitcher"])
+        page.keyboard.press("Enter")
+        _tab_until(page, lambda f: f["inSwitcher"] and f["text"] == "Research", most=5)
+        page.keyboard.press("Enter")
+        # Then she is on the other team's policies page
+        page.wait_for_url("**/dashboard/teams/research/policies/")
+        assert page.locator(".team-switcher summary").inner_text().strip() == "Team: Research" or (
+            page.locator(".team-switcher .team-name").inner_text().strip() == "Research"
+        )

@@ -9,44 +9,39 @@ page does not scroll sideways. Screenshots go to var/screenshots/.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import httpx
 import pytest
-from django.conf import settings
 
 from tenancy.models import ApiKey, Membership
-from tests.factories import TeamFactory, api_key_for, publish_rules
 
-# The machine's Chromium, its launch flags and the live server with static files: the policies
-# page's browser test's own (a missing Chromium fails, never skips).
-from tests.test_policies_browser import (  # noqa: F401
-    CHROMIUM_ARGS,
+# The machine's Chromium and the live server with static files (fixtures: a missing Chromium
+# fails, never skips), people who log in, screenshots.
+from tests.browser import (  # noqa: F401
+    DESKTOP_TALL,
+    PHONE,
     browser_server,
     chromium,
-    log_in,
+    expect,
+    launch_chromium,
+    logged_in_page,
     person,
-    sync_playwright,
+    screenshot,
 )
+from tests.factories import TeamFactory, api_key_for, publish_rules
 
-try:
-    from playwright.sync_api import Page, expect
-except ImportError:  # the `chromium` fixture fails the test, with how to install it
-    expect = None
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 pytestmark = [pytest.mark.asgi_server, pytest.mark.django_db(transaction=True)]
 
-PHONE = {"width": 390, "height": 844}
 RULES = """\
 rules:
   - name: no_exports
     tool: run_data_export
     action: deny
 """
-
-
-def screenshot(page: Page, name: str) -> None:
-    directory = settings.VAR_DIR / "screenshots"
-    directory.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(directory / name), full_page=True)
 
 
 def validate(url: str, key: str, tool_name: str) -> dict:
@@ -77,64 +72,54 @@ def test_overview__agent_calls_validate__counts_and_chart_move_without_reload(br
     overview = f"/dashboard/teams/{team.slug}/"
     errors: list[str] = []
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(base_url=browser_server.url, viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(10_000)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            log_in(page, "alice")
-            # she reaches the overview from the teams list
-            page.click(f"#team-{team.slug} h2 a")
-            expect(page.locator("main h1")).to_contain_text("Payments")
-            expect(page.locator("#live-status")).to_have_attribute("data-state", "open")
-            page.evaluate("window.__notReloaded = true")
-            expect(hour_count(page, "total")).to_have_text("0")
-            expect(page.locator("#overview-policy")).to_contain_text("Version 1")
+    with launch_chromium(chromium) as browser:
+        page = logged_in_page(browser, browser_server, "alice", viewport=DESKTOP_TALL, errors=errors)
+        # she reaches the overview from the teams list
+        page.click(f"#team-{team.slug} h2 a")
+        expect(page.locator("main h1")).to_contain_text("Payments")
+        expect(page.locator("#live-status")).to_have_attribute("data-state", "open")
+        page.evaluate("window.__notReloaded = true")
+        expect(hour_count(page, "total")).to_have_text("0")
+        expect(page.locator("#overview-policy")).to_contain_text("Version 1")
 
-            # When the agent's calls are decided: two allowed, one denied by the rule
-            assert validate(browser_server.url, key, "send_email")["decision"] == "allow"
-            assert validate(browser_server.url, key, "send_email")["decision"] == "allow"
-            assert validate(browser_server.url, key, "run_data_export")["decision"] == "deny"
+        # When the agent's calls are decided: two allowed, one denied by the rule
+        assert validate(browser_server.url, key, "send_email")["decision"] == "allow"
+        assert validate(browser_server.url, key, "send_email")["decision"] == "allow"
+        assert validate(browser_server.url, key, "run_data_export")["decision"] == "deny"
 
-            # Then, without a reload, the counts, the chart and the lists say so
-            expect(hour_count(page, "total")).to_have_text("3")
-            expect(hour_count(page, "allow")).to_have_text("2")
-            expect(hour_count(page, "deny")).to_have_text("1")
-            expect(page.locator("#counts-day [data-count='total']")).to_have_text("3")
-            expect(page.locator("#chart-hour g.bar").last).to_have_attribute("data-count", "3")
-            expect(page.locator("#chart-hour desc")).to_contain_text("3 decisions")
-            expect(page.locator("#top-denied-tools")).to_contain_text("run_data_export")
-            expect(page.locator("#top-rules")).to_contain_text("no_exports")
-            expect(page.locator("#by-model")).to_contain_text("gpt-5")
-            expect(page.locator("#by-environment")).to_contain_text("production")
-            expect(page.locator("#overview-latency [data-latency='p50']").first).to_contain_text("ms")
-            assert page.evaluate("window.__notReloaded") is True
-            screenshot(page, "overview.png")
+        # Then, without a reload, the counts, the chart and the lists say so
+        expect(hour_count(page, "total")).to_have_text("3")
+        expect(hour_count(page, "allow")).to_have_text("2")
+        expect(hour_count(page, "deny")).to_have_text("1")
+        expect(page.locator("#counts-day [data-count='total']")).to_have_text("3")
+        expect(page.locator("#chart-hour g.bar").last).to_have_attribute("data-count", "3")
+        expect(page.locator("#chart-hour desc")).to_contain_text("3 decisions")
+        expect(page.locator("#top-denied-tools")).to_contain_text("run_data_export")
+        expect(page.locator("#top-rules")).to_contain_text("no_exports")
+        expect(page.locator("#by-model")).to_contain_text("gpt-5")
+        expect(page.locator("#by-environment")).to_contain_text("production")
+        expect(page.locator("#overview-latency [data-latency='p50']").first).to_contain_text("ms")
+        assert page.evaluate("window.__notReloaded") is True
+        screenshot(page, "overview.png")
 
-            # When another call is denied, the numbers move again (the panels keep refreshing)
-            validate(browser_server.url, key, "run_data_export")
-            expect(hour_count(page, "deny")).to_have_text("2")
-            expect(hour_count(page, "total")).to_have_text("4")
-            assert page.evaluate("window.__notReloaded") is True
+        # When another call is denied, the numbers move again (the panels keep refreshing)
+        validate(browser_server.url, key, "run_data_export")
+        expect(hour_count(page, "deny")).to_have_text("2")
+        expect(hour_count(page, "total")).to_have_text("4")
+        assert page.evaluate("window.__notReloaded") is True
 
-            # At 390 px wide (a phone) nothing scrolls sideways, the overview or the teams list
-            phone = browser.new_context(base_url=browser_server.url, viewport=PHONE).new_page()
-            phone.set_default_timeout(10_000)
-            phone.on("pageerror", lambda exc: errors.append(str(exc)))
-            log_in(phone, "alice")
-            widths = {}
-            for path, name in ((overview, "overview-phone.png"), ("/dashboard/", None)):
-                phone.goto(path)
-                expect(phone.locator("main h1")).to_be_visible()
-                # the page as a whole, and its content alone (main: without the shell's top bar)
-                widths[path] = phone.evaluate(
-                    "[document.documentElement.scrollWidth, document.querySelector('main').scrollWidth]"
-                )
-                if name:
-                    screenshot(phone, name)
-        finally:
-            browser.close()
+        # At 390 px wide (a phone) nothing scrolls sideways, the overview or the teams list
+        phone = logged_in_page(browser, browser_server, "alice", viewport=PHONE, errors=errors)
+        widths = {}
+        for path, name in ((overview, "overview-phone.png"), ("/dashboard/", None)):
+            phone.goto(path)
+            expect(phone.locator("main h1")).to_be_visible()
+            # the page as a whole, and its content alone (main: without the shell's top bar)
+            widths[path] = phone.evaluate(
+                "[document.documentElement.scrollWidth, document.querySelector('main').scrollWidth]"
+            )
+            if name:
+                screenshot(phone, name)
 
     assert all(main <= PHONE["width"] for _, main in widths.values()), f"content widths at 390 px: {widths}"
     assert all(page <= PHONE["width"] for page, _ in widths.values()), f"page widths at 390 px: {widths}"

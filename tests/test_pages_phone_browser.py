@@ -21,12 +21,28 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from approvals.models import Approval
 from policies.services import rule_set_version_create
 from tenancy.models import ApiKey, Membership, Team
+
+# The machine's Chromium and the live server with static files (fixtures), people who log in,
+# the viewports, the CSP violation collector, screenshots.
+from tests.browser import (  # noqa: F401
+    COLLECT_CSP_VIOLATIONS,
+    DESKTOP,
+    PHONE,
+    browser_server,
+    chromium,
+    csp_violations,
+    launch_chromium,
+    log_in,
+    logged_in_page,
+    new_page,
+    person,
+    screenshot,
+)
 from tests.factories import (
     ApprovalFactory,
     ApproverGroupFactory,
@@ -38,20 +54,8 @@ from tests.factories import (
     record_decision,
 )
 
-# The machine's Chromium, its flags, the live server with static files, people who log in.
-from tests.test_policies_browser import (  # noqa: F401
-    CHROMIUM_ARGS,
-    browser_server,
-    chromium,
-    log_in,
-    person,
-    sync_playwright,
-)
-
 pytestmark = [pytest.mark.asgi_server, pytest.mark.django_db(transaction=True)]
 
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 800}
 # Long unbroken values, as real traffic has them: they must wrap, not widen the page.
 LONG_URL = "https://exports.example.com/buckets/internal-reports/" + "a1b2c3d4" * 24 + "?token=" + "f" * 64
 LONG_TOOL = "run_data_export_to_the_partner_warehouse_with_a_rather_long_tool_name"
@@ -82,14 +86,6 @@ INLINE_RULES = [{"id": "cap", "name": "cap", "action": "block", "tools": ["trans
 LOOSE_PAGES = {"api/docs/": "api-docs"}
 # Query strings a page needs to be a page (the diff compares two versions).
 QUERIES = {"policies:diff": "?from=1&to=2"}
-# Every violation goes to the page's own list, before any of the page's code runs.
-COLLECT_VIOLATIONS = """
-window.__cspViolations = [];
-document.addEventListener("securitypolicyviolation", (event) => {
-  window.__cspViolations.push(`${event.violatedDirective} blocked ${event.blockedURI || "inline"}`
-    + ` at ${event.sourceFile || "?"}:${event.lineNumber}`);
-});
-"""
 # The elements that stick out past the window's right edge, innermost first: what to fix.
 OVERFLOWING = """() => {
   const width = window.innerWidth;
@@ -262,11 +258,9 @@ def _visit(page: Any, url: str, problems: list[str]) -> str | None:
     return response.text()
 
 
-def _open_browser_session(browser: Any, base_url: str, viewport: dict[str, int], problems: list[str]) -> Any:
-    context = browser.new_context(base_url=base_url, viewport=viewport, has_touch=viewport == PHONE)
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    page.add_init_script(COLLECT_VIOLATIONS)
+def _open_browser_session(browser: Any, server: Any, viewport: dict[str, int], problems: list[str]) -> Any:
+    page = new_page(browser, server, viewport=viewport, timeout_ms=15_000, has_touch=viewport == PHONE)
+    page.add_init_script(COLLECT_CSP_VIOLATIONS)
     page.on(
         "console",
         lambda message: (
@@ -287,12 +281,6 @@ def _open_browser_session(browser: Any, base_url: str, viewport: dict[str, int],
     return page
 
 
-def _screenshot(page: Any, name: str) -> None:
-    directory = settings.VAR_DIR / "screenshots"
-    directory.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(directory / f"{name}.png"), full_page=True)
-
-
 def test_every_page__phone_and_desktop__no_sideways_scroll_no_errors(browser_server, chromium):  # noqa: F811
     # Given one of everything, and a team admin (staff too, so the nav is at its longest)
     values = path_values()
@@ -304,25 +292,21 @@ def test_every_page__phone_and_desktop__no_sideways_scroll_no_errors(browser_ser
     findings: dict[str, dict[str, list[str]]] = {}
     visited: list[str] = []
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            for viewport, suffix in ((PHONE, "-phone"), (DESKTOP, "")):
-                page = _open_browser_session(browser, browser_server.url, viewport, problems)
-                # When they open every page, logged out for the log-in page, then logged in
-                for target in pages:
-                    if target.name == "login":
-                        _visit(page, target.path, problems)
-                        _check(page, target, suffix, findings, viewport)
-                        log_in(page, "root")
-                        continue
-                    if _visit(page, target.path, problems) is None:
-                        continue
-                    visited.append(target.name)
+    with launch_chromium(chromium) as browser:
+        for viewport, suffix in ((PHONE, "-phone"), (DESKTOP, "")):
+            page = _open_browser_session(browser, browser_server, viewport, problems)
+            # When they open every page, logged out for the log-in page, then logged in
+            for target in pages:
+                if target.name == "login":
+                    _visit(page, target.path, problems)
                     _check(page, target, suffix, findings, viewport)
-                page.context.close()
-        finally:
-            browser.close()
+                    log_in(page, "root")
+                    continue
+                if _visit(page, target.path, problems) is None:
+                    continue
+                visited.append(target.name)
+                _check(page, target, suffix, findings, viewport)
+            page.context.close()
 
     # Then every page fits the window, with no error, violation or failed load on the way
     assert "dashboard-home" in visited and "approvals-detail" in visited
@@ -338,7 +322,7 @@ def _check(
     width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     if width[0] > width[1]:
         found["overflow"] = [f"scrollWidth {width[0]} > {width[1]}", *page.evaluate(OVERFLOWING)]
-    if violations := page.evaluate("window.__cspViolations"):
+    if violations := csp_violations(page):
         found["csp"] = violations
     if target.name not in ("api-docs",):
         if scrolling := page.evaluate(INNER_SCROLL):
@@ -349,7 +333,7 @@ def _check(
             found["buttons under 44 px"] = small
     if found:
         findings[f"{target.name}{suffix}"] = found
-    _screenshot(page, f"{target.name}{suffix}")
+    screenshot(page, f"{target.name}{suffix}.png")
 
 
 def test_nav__team_switcher__lists_only_the_viewers_teams(browser_server, chromium):  # noqa: F811
@@ -357,25 +341,19 @@ def test_nav__team_switcher__lists_only_the_viewers_teams(browser_server, chromi
     path_values()
     nina = person("nina", Team.objects.get(slug="payments"), Membership.Role.ADMIN)
     Membership.objects.create(user=nina, team=Team.objects.get(slug="research"), role=Membership.Role.MEMBER)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(base_url=browser_server.url, viewport=PHONE)
-            page.set_default_timeout(10_000)
-            log_in(page, "nina")
-            # When they open a team page and its switcher
-            page.goto("/dashboard/teams/payments/policies/")
-            switcher = page.locator(".team-switcher")
-            switcher.locator("summary").click()
-            links = switcher.locator("a")
-            names = links.all_inner_texts()
-            # Then it names their two teams only, the current one marked, and the other team's
-            # link leads to the same page of that team
-            assert [name.strip() for name in names] == ["Payments and very long team names", "Research"]
-            assert switcher.locator("a[aria-current=true]").inner_text().strip().startswith("Payments")
-            links.nth(1).click()
-            page.wait_for_url("**/dashboard/teams/research/policies/")
-            # And the nav's current page is marked for screen readers
-            assert page.locator("nav.main-nav [aria-current=page]").inner_text().strip() == "Policies"
-        finally:
-            browser.close()
+    with launch_chromium(chromium) as browser:
+        page = logged_in_page(browser, browser_server, "nina", viewport=PHONE)
+        # When they open a team page and its switcher
+        page.goto("/dashboard/teams/payments/policies/")
+        switcher = page.locator(".team-switcher")
+        switcher.locator("summary").click()
+        links = switcher.locator("a")
+        names = links.all_inner_texts()
+        # Then it names their two teams only, the current one marked, and the other team's
+        # link leads to the same page of that team
+        assert [name.strip() for name in names] == ["Payments and very long team names", "Research"]
+        assert switcher.locator("a[aria-current=true]").inner_text().strip().startswith("Payments")
+        links.nth(1).click()
+        page.wait_for_url("**/dashboard/teams/research/policies/")
+        # And the nav's current page is marked for screen readers
+        assert page.locator("nav.main-nav [aria-current=page]").inner_text().strip() == "Policies"

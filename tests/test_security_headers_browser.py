@@ -9,15 +9,17 @@ import pytest
 
 from approvals.models import Approval
 from tenancy.models import Membership
-from tests.factories import ApprovalFactory, TeamFactory, publish_rules
-from tests.test_policies_browser import (  # noqa: F401 - fixtures: the machine's Chromium, the server
-    CHROMIUM_ARGS,
+from tests.browser import (  # noqa: F401 - fixtures: the machine's Chromium, the server
+    COLLECT_CSP_VIOLATIONS,
     browser_server,
     chromium,
+    csp_violations,
+    launch_chromium,
     log_in,
+    new_page,
     person,
-    sync_playwright,
 )
+from tests.factories import ApprovalFactory, TeamFactory, publish_rules
 
 pytestmark = [pytest.mark.asgi_server, pytest.mark.django_db(transaction=True)]
 
@@ -26,15 +28,6 @@ rules:
   - name: exports_need_approval
     tool: run_data_export
     action: require_approval
-"""
-
-# Reports every violation to the page's own list, before any of the page's code runs.
-COLLECT_VIOLATIONS = """
-window.__cspViolations = [];
-document.addEventListener("securitypolicyviolation", (event) => {
-  window.__cspViolations.push(`${event.violatedDirective} blocked ${event.blockedURI || "inline"}`
-    + ` at ${event.sourceFile || "?"}:${event.lineNumber}`);
-});
 """
 
 
@@ -65,44 +58,39 @@ def test_every_page__strict_csp__no_violation_reported(browser_server, chromium)
     console_errors: list[str] = []
     policies: dict[str, str] = {}
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(base_url=browser_server.url)
-            page.set_default_timeout(10_000)
-            page.add_init_script(COLLECT_VIOLATIONS)
-            # A browser asks for /favicon.ico on its own; any other failed load is an error.
-            page.on(
-                "console",
-                lambda message: (
-                    console_errors.append(f"{page.url}: {message.text}")
-                    if message.type == "error" and not message.text.startswith("Failed to load resource")
-                    else None
-                ),
-            )
-            page.on(
-                "response",
-                lambda response: (
-                    console_errors.append(f"{response.status} {response.url}")
-                    if response.status >= 400 and not response.url.endswith("/favicon.ico")
-                    else None
-                ),
-            )
-            page.on("pageerror", lambda exc: console_errors.append(f"{page.url}: {exc}"))
-            # When the admin logs in and opens every page, letting scripts and styles load and run
-            log_in(page, "root")
-            for path in ["/accounts/login/", *pages]:
-                response = page.goto(path)
-                assert response is not None and response.status == 200, path
-                policies[path] = response.headers.get("content-security-policy", "")
-                page.wait_for_load_state("networkidle")
-                if path == "/api/docs/":
-                    # Swagger UI renders the operations from the schema it fetched
-                    page.locator(".opblock").first.wait_for()
-                violations[path] = page.evaluate("window.__cspViolations")
-            page.click("text=Log out")
-        finally:
-            browser.close()
+    with launch_chromium(chromium) as browser:
+        page = new_page(browser, browser_server)
+        page.add_init_script(COLLECT_CSP_VIOLATIONS)
+        # A browser asks for /favicon.ico on its own; any other failed load is an error.
+        page.on(
+            "console",
+            lambda message: (
+                console_errors.append(f"{page.url}: {message.text}")
+                if message.type == "error" and not message.text.startswith("Failed to load resource")
+                else None
+            ),
+        )
+        page.on(
+            "response",
+            lambda response: (
+                console_errors.append(f"{response.status} {response.url}")
+                if response.status >= 400 and not response.url.endswith("/favicon.ico")
+                else None
+            ),
+        )
+        page.on("pageerror", lambda exc: console_errors.append(f"{page.url}: {exc}"))
+        # When the admin logs in and opens every page, letting scripts and styles load and run
+        log_in(page, "root")
+        for path in ["/accounts/login/", *pages]:
+            response = page.goto(path)
+            assert response is not None and response.status == 200, path
+            policies[path] = response.headers.get("content-security-policy", "")
+            page.wait_for_load_state("networkidle")
+            if path == "/api/docs/":
+                # Swagger UI renders the operations from the schema it fetched
+                page.locator(".opblock").first.wait_for()
+            violations[path] = csp_violations(page)
+        page.click("text=Log out")
 
     # Then every page was served under the strict policy, and the browser reported no violation
     for path, policy in policies.items():

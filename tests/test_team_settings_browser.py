@@ -9,39 +9,34 @@ team-settings-phone.png.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
-from django.conf import settings
 
 from audit.models import AuditEvent
 from tenancy.models import ApproverGroup, Membership
-from tests.factories import ApproverGroupFactory, TeamFactory, UserFactory, personal_api_key_for
 
-# The machine's Chromium, its launch flags and the live server with static files: the policies
-# page's browser test's own (a missing Chromium fails, never skips).
-from tests.test_policies_browser import (  # noqa: F401
-    CHROMIUM_ARGS,
+# The machine's Chromium and the live server with static files (fixtures: a missing Chromium
+# fails, never skips), people who log in, screenshots.
+from tests.browser import (  # noqa: F401
+    DESKTOP_TALL,
+    PHONE,
     browser_server,
     chromium,
+    expect,
+    launch_chromium,
     log_in,
+    logged_in_page,
+    page_width,
     person,
-    sync_playwright,
+    screenshot,
 )
+from tests.factories import ApproverGroupFactory, TeamFactory, UserFactory, personal_api_key_for
 
-try:
-    from playwright.sync_api import Page, expect
-except ImportError:  # the `chromium` fixture fails the test, with how to install it
-    expect = None
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 pytestmark = [pytest.mark.asgi_server, pytest.mark.django_db(transaction=True)]
-
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 900}
-
-
-def screenshot(page: Page, name: str) -> None:
-    directory = settings.VAR_DIR / "screenshots"
-    directory.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(directory / name), full_page=True)
 
 
 def sideways_overflow(page: Page) -> int:
@@ -62,55 +57,48 @@ def test_team_settings__admin_adds_a_member_to_team_and_group__member_sees_it_re
     settings_url = f"/dashboard/teams/{team.slug}/settings/"
     errors: list[str] = []
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(base_url=browser_server.url, viewport=DESKTOP)
-            page.set_default_timeout(10_000)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            log_in(page, "dana")
-            page.goto(settings_url)
+    with launch_chromium(chromium) as browser:
+        page = logged_in_page(browser, browser_server, "dana", viewport=DESKTOP_TALL, errors=errors)
+        page.goto(settings_url)
 
-            # When she adds erin by e-mail, with the keyboard
-            page.focus("#id_user")
-            page.keyboard.type("erin@example.com")
-            page.keyboard.press("Enter")
-            # Then the page comes back with a message and erin in the table
-            expect(page.locator(".messages")).to_contain_text("Added erin to payments as member.")
-            expect(page.locator("#member-erin")).to_contain_text("Member")
+        # When she adds erin by e-mail, with the keyboard
+        page.focus("#id_user")
+        page.keyboard.type("erin@example.com")
+        page.keyboard.press("Enter")
+        # Then the page comes back with a message and erin in the table
+        expect(page.locator(".messages")).to_contain_text("Added erin to payments as member.")
+        expect(page.locator("#member-erin")).to_contain_text("Member")
 
-            # When she puts erin into compliance and lets admins approve
-            page.select_option("#add-to-compliance", "erin")
-            page.locator("#group-compliance").get_by_role("button", name="Add", exact=True).click()
-            expect(page.locator("#group-compliance .group-members")).to_contain_text("erin")
-            page.check("#id_admins_may_approve")
-            page.get_by_role("button", name="Save options").click()
-            expect(page.locator(".messages")).to_contain_text("Saved the options of payments.")
-            expect(page.locator("#id_admins_may_approve")).to_be_checked()
-            expect(page.locator("#keys")).to_contain_text("carol's laptop")
-            screenshot(page, "team-settings.png")
+        # When she puts erin into compliance and lets admins approve
+        page.select_option("#add-to-compliance", "erin")
+        page.locator("#group-compliance").get_by_role("button", name="Add", exact=True).click()
+        expect(page.locator("#group-compliance .group-members")).to_contain_text("erin")
+        page.check("#id_admins_may_approve")
+        page.get_by_role("button", name="Save options").click()
+        expect(page.locator(".messages")).to_contain_text("Saved the options of payments.")
+        expect(page.locator("#id_admins_may_approve")).to_be_checked()
+        expect(page.locator("#keys")).to_contain_text("carol's laptop")
+        screenshot(page, "team-settings.png")
 
-            # On a phone the page does not scroll sideways
-            page.set_viewport_size(PHONE)
-            page.reload()
-            assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-            assert sideways_overflow(page) <= 0
-            expect(
-                page.locator("#member-carol").get_by_role("button", name="Remove carol from payments")
-            ).to_be_visible()
-            screenshot(page, "team-settings-phone.png")
+        # On a phone the page does not scroll sideways
+        page.set_viewport_size(PHONE)
+        page.reload()
+        assert page_width(page) <= PHONE["width"]
+        assert sideways_overflow(page) <= 0
+        expect(
+            page.locator("#member-carol").get_by_role("button", name="Remove carol from payments")
+        ).to_be_visible()
+        screenshot(page, "team-settings-phone.png")
 
-            # When carol, a member, opens it, she sees it read-only
-            page.click("text=Log out")
-            page.set_viewport_size(DESKTOP)
-            log_in(page, "carol")
-            page.goto(settings_url)
-            expect(page.locator("#read-only")).to_contain_text("read-only for you")
-            expect(page.locator("#member-erin")).to_be_visible()
-            expect(page.locator("form[action$='/members/add']")).to_have_count(0)
-            expect(page.locator("#keys")).to_have_count(0)
-        finally:
-            browser.close()
+        # When carol, a member, opens it, she sees it read-only
+        page.click("text=Log out")
+        page.set_viewport_size(DESKTOP_TALL)
+        log_in(page, "carol")
+        page.goto(settings_url)
+        expect(page.locator("#read-only")).to_contain_text("read-only for you")
+        expect(page.locator("#member-erin")).to_be_visible()
+        expect(page.locator("form[action$='/members/add']")).to_have_count(0)
+        expect(page.locator("#keys")).to_have_count(0)
 
     assert errors == [], f"JavaScript errors in the page: {errors}"
     assert set(ApproverGroup.objects.get(team=team).members.values_list("username", flat=True)) == {

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
 from audit.chain import ChainLink
@@ -24,14 +25,33 @@ class DecisionFilters:
     decision: str | None = None
     start: datetime | None = None
     end: datetime | None = None
+    # The explorer's (dashboards/filters.py); the API's list and export pass none of them.
+    rule_id: str | None = None
+    model: str | None = None
+    environment: str | None = None
+    agent_id: str | None = None
+    session_id: str | None = None
+    source: str | None = None
+
+
+# DecisionFilters attribute -> column, for the ones compared by equality.
+_EQUALITY_FILTERS = (
+    "tool_name",
+    "decision",
+    "rule_id",
+    "model",
+    "environment",
+    "agent_id",
+    "session_id",
+    "source",
+)
 
 
 def decisions_of_team(*, team_id: uuid.UUID, filters: DecisionFilters) -> QuerySet[DecisionRecord]:
     queryset = DecisionRecord.objects.filter(team_id=team_id)
-    if filters.tool_name:
-        queryset = queryset.filter(tool_name=filters.tool_name)
-    if filters.decision:
-        queryset = queryset.filter(decision=filters.decision)
+    equal = {name: getattr(filters, name) for name in _EQUALITY_FILTERS if getattr(filters, name)}
+    if equal:
+        queryset = queryset.filter(**equal)
     if filters.start:
         queryset = queryset.filter(created_at__gte=filters.start)
     if filters.end:
@@ -51,6 +71,93 @@ def decision_stats(*, team_id: uuid.UUID, filters: DecisionFilters) -> dict[str,
         )
     )
     return {key: int(value or 0) for key, value in counts.items()}
+
+
+# The explorer's page size, and how many of the newest matching rows its counts read at most.
+EXPLORER_PAGE_SIZE = 50
+EXPLORER_COUNT_LIMIT = 100_000
+# A page of rows never carries the chain columns (the record text can be large).
+_EXPLORER_DEFERRED = ("record", "prev_hash", "hash", "arguments")
+
+
+@dataclass(frozen=True, slots=True)
+class ExplorerPage:
+    rows: list[DecisionRecord]
+    # ``?before=`` of the next older page, or None when these are the oldest.
+    older_before: int | None
+
+
+def explorer_page(
+    *, team_id: uuid.UUID, filters: DecisionFilters, before: int | None = None, size: int = EXPLORER_PAGE_SIZE
+) -> ExplorerPage:
+    """The team's matching decisions, newest first, with ``sequence < before`` (keyset on the
+    team's gapless sequence: ``decision_x_*_seq`` indexes end in it, so a page is a backward
+    range scan of ``size + 1`` entries however deep it is)."""
+    queryset = decisions_of_team(team_id=team_id, filters=filters).order_by("-sequence")
+    if before is not None:
+        queryset = queryset.filter(sequence__lt=before)
+    rows = list(queryset.defer(*_EXPLORER_DEFERRED)[: size + 1])
+    older = rows[size - 1].sequence if len(rows) > size else None
+    return ExplorerPage(rows=rows[:size], older_before=older)
+
+
+def explorer_newer_before(
+    *, team_id: uuid.UUID, filters: DecisionFilters, before: int, size: int = EXPLORER_PAGE_SIZE
+) -> int | None:
+    """``?before=`` of the page just newer than the one at ``before`` (None: that is the first page).
+    That page is the ``size`` matching rows at or after ``before`` (oldest first here), so it ends
+    before the one past the last of them; when no more match above them, it is the first page."""
+    newer = list(
+        decisions_of_team(team_id=team_id, filters=filters)
+        .filter(sequence__gte=before)
+        .order_by("sequence")
+        .values_list("sequence", flat=True)[: size + 1]
+    )
+    return newer[size - 1] + 1 if len(newer) > size else None
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeCounts:
+    total: int
+    allow: int
+    deny: int
+    require_approval: int
+    # True: more than EXPLORER_COUNT_LIMIT match, and the counts are of the newest that many.
+    capped: bool
+
+
+def explorer_counts(
+    *, team_id: uuid.UUID, filters: DecisionFilters, limit: int = EXPLORER_COUNT_LIMIT
+) -> OutcomeCounts:
+    """The matching decisions by outcome, reading at most the newest ``limit`` + 1 of them: an
+    index-only scan of a ``decision_x_*_seq`` index (``decision`` is in each), so the cost is
+    bounded by ``limit`` and not by the table (10M rows: see benchmarks/explorer_queries.py)."""
+    newest = (
+        decisions_of_team(team_id=team_id, filters=filters)
+        .order_by("-sequence")
+        .values_list("decision", "sequence")[: limit + 1]
+    )
+    inner, params = newest.query.sql_with_params()
+    # A GROUP BY over a LIMITed subquery: the ORM has no subquery in FROM. The row past the
+    # limit only says there are more: it is the oldest read, uncounted from its outcome.
+    statement = f"SELECT newest.decision, COUNT(*), MIN(newest.sequence) FROM ({inner}) AS newest GROUP BY newest.decision"
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        groups = cursor.fetchall()
+    counts = {decision: int(n) for decision, n, _ in groups}
+    total = sum(counts.values())
+    capped = total > limit
+    if capped:
+        oldest_outcome = min(groups, key=lambda g: g[2])[0]
+        counts[oldest_outcome] -= 1
+        total = limit
+    return OutcomeCounts(
+        total=total,
+        allow=counts.get(DecisionRecord.Outcome.ALLOW, 0),
+        deny=counts.get(DecisionRecord.Outcome.DENY, 0),
+        require_approval=counts.get(DecisionRecord.Outcome.REQUIRE_APPROVAL, 0),
+        capped=capped,
+    )
 
 
 def decision_get_for_team(*, team_id: uuid.UUID, decision_id: uuid.UUID) -> DecisionRecord:

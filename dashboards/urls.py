@@ -7,11 +7,13 @@ decision's page, ``teams/<slug>/audit/`` the audit page (audit's own views). The
 
 from django.urls import include, path
 
-from dashboards.views import home, overview
+from dashboards.views import explorer, home, overview
 
 urlpatterns = [
     path("", home.dashboard_home, name="home"),
     path("teams/<slug:slug>/", overview.overview_page, name="overview"),
     path("teams/<slug:slug>/overview/<str:panel>/", overview.overview_panel, name="overview-panel"),
+    path("teams/<slug:slug>/decisions/", explorer.decisions_page, name="decisions"),
+    path("teams/<slug:slug>/decisions/export/", explorer.decisions_export_file, name="decisions-export"),
     path("", include("audit.urls")),
 ]

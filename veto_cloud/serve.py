@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from veto_cloud.env import env_float, env_int, env_str
+from veto_cloud.env import env_bool, env_float, env_int, env_str
 
 # Our HTTP/1.1 protocol: uvicorn's httptools one plus header and body read timeouts and a
 # graceful close (veto_cloud/http_protocol.py documents VETO_HTTP_*_TIMEOUT_SECONDS).
@@ -21,10 +21,31 @@ def keep_alive_seconds() -> float:
     return env_float("VETO_HTTP_KEEPALIVE_TIMEOUT_SECONDS", 5.0, minimum=1.0)
 
 
-def uvicorn_options(*, host: str, port: int, workers: int, keep_alive: float | None = None) -> list[str]:
+def ws_per_message_deflate() -> bool:
+    """Compress websocket messages (RFC 7692)? Off unless VETO_WS_PER_MESSAGE_DEFLATE=1.
+
+    Off by default: the live path sends the same small HTML fragment (a batch's rows, 1-10 KB)
+    to every page of a team, and deflate compresses it again for each socket, with a
+    compression context per socket kept for the connection's life. Measured with
+    benchmarks/dashboard_fanout.py (200 pages, 100 decisions/s, README "Performance"), that
+    was a tenth of the server's CPU and most of the p95 above the goal; on the links a
+    dashboard is used over the bytes saved do not buy it back. Turn it on behind a slow link."""
+    return env_bool("VETO_WS_PER_MESSAGE_DEFLATE", False)
+
+
+def uvicorn_options(
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    keep_alive: float | None = None,
+    per_message_deflate: bool | None = None,
+) -> list[str]:
     """uvicorn's command-line options, here and for the tests' live server (conftest.py)."""
     if keep_alive is None:
         keep_alive = keep_alive_seconds()
+    if per_message_deflate is None:
+        per_message_deflate = ws_per_message_deflate()
     return [
         "veto_cloud.asgi:application",
         "--host",
@@ -38,6 +59,8 @@ def uvicorn_options(*, host: str, port: int, workers: int, keep_alive: float | N
         # Idle time allowed between requests on a kept-alive connection (whole seconds).
         "--timeout-keep-alive",
         str(max(1, round(keep_alive))),
+        "--ws-per-message-deflate",
+        "true" if per_message_deflate else "false",
         "--no-access-log",
         "--lifespan",
         "off",

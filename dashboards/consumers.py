@@ -5,12 +5,17 @@ It holds no rules: what a batch means for the page is LiveView's, who may see a 
 tenancy's (re-read every few seconds, and at once when a batch changes a team's members, so a
 person removed from a team, signed out or deactivated stops receiving it), and the rows come from the database through
 dashboards.selectors when the page missed some.
+
+Both reads are shared by the process's sockets (``live.SharedReads``): one read of a person's
+teams per session and interval, not one per socket, and one fill per team and gap. Each socket
+still decides for itself from the answer (and closes itself: 4403, 4401).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -25,12 +30,23 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_BAD_REQUEST = 4400
 
 
-def _fill(view: live.LiveView, gap: live.Gap) -> live.Update:
+# (user id, session key) -> the teams (slug -> id) the person may see, read at most once per
+# recheck interval in this process, or again when a batch changes their membership.
+MEMBERSHIP: live.SharedReads[tuple[int, str | None], dict[str, uuid.UUID]] = live.SharedReads(
+    keep_seconds=live.MEMBERSHIP_RECHECK_SECONDS
+)
+# Gap.key() -> (the rows, rendered once, and whether that is all of them).
+FILLS: live.SharedReads[tuple[uuid.UUID, int, int | None], tuple[list[live.LiveRow], bool]] = (
+    live.SharedReads(keep_seconds=live.FILL_KEEP_SECONDS)
+)
+
+
+def _fill_rows(gap: live.Gap) -> tuple[list[live.LiveRow], bool]:
     decisions, complete = selectors.decisions_after(
         team_id=gap.team_id, after=gap.after, upto=gap.upto, limit=live.GAP_FILL_LIMIT
     )
     slugs = selectors.team_slugs_of(team_ids={gap.team_id})
-    return view.filled(rendering.live_rows(decisions, team_slugs=slugs), gap=gap, complete=complete)
+    return rendering.live_rows(decisions, team_slugs=slugs), complete
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
@@ -57,7 +73,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
         heads: tuple[int | None, int | None] = (None, None)
         if subscription.page_team_id is not None:
             heads = await database_sync_to_async(selectors.chain_heads_of)(team_id=subscription.page_team_id)
-        await self._apply(self.view.on_connect(decisions_head=heads[0], events_head=heads[1]))
+        await self._apply(
+            self.view.on_connect(decisions_head=heads[0], events_head=heads[1], now=time.monotonic())
+        )
 
     async def _refuse(self, code: int) -> None:
         # Accepted, then closed with a code of ours: a refused handshake reaches the page as an
@@ -79,9 +97,10 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if self.view is None:
             return
         batch = live.LiveBatch.decode(message)
-        update = self.view.on_batch(batch, now=time.monotonic())
+        # The process's clock of the batch, not this socket's: its sockets' holes come due together.
+        update = self.view.on_batch(batch, now=batch.received)
         if update.recheck_membership:
-            lost = await self._recheck_membership()
+            lost = await self._recheck_membership(not_before=update.membership_not_before)
             if lost is None or batch.team_id in lost:
                 return
         await self._apply(update)
@@ -89,7 +108,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def _apply(self, update: live.Update) -> None:
         assert self.view is not None
         if update.gap is not None:
-            filled = await database_sync_to_async(_fill)(self.view, update.gap)
+            gap = update.gap
+            _, (rows, complete) = await FILLS.get(
+                gap.key(), not_before=gap.not_before, read=lambda: database_sync_to_async(_fill_rows)(gap)
+            )
+            filled = self.view.filled(rows, gap=gap, complete=complete)
             update.rows = update.rows + filled.rows
             update.changed |= filled.changed
             update.reload_rows = filled.reload_rows
@@ -113,15 +136,24 @@ class LiveConsumer(AsyncWebsocketConsumer):
         gap = self.view.hole_due(now=time.monotonic())
         await self._apply(live.Update(gap=gap))
 
-    async def _recheck_membership(self) -> frozenset[Any] | None:
-        """Leave the groups of teams the person may no longer see; None when that ended the socket."""
+    async def _recheck_membership(self, *, not_before: float) -> frozenset[Any] | None:
+        """Leave the groups of teams the person may no longer see; None when that ended the socket.
+
+        From a read of their teams that started at or after ``not_before``, shared with the
+        process's other sockets of the same session; the socket's next recheck is due one
+        interval after that read started, so no socket goes longer than that on older data."""
         assert self.view is not None
-        session = self.scope.get("session")
-        visible = await database_sync_to_async(selectors.visible_teams_of)(
-            user_id=self.view.subscription.user_id, session_key=getattr(session, "session_key", None)
+        user_id = self.view.subscription.user_id
+        session_key = getattr(self.scope.get("session"), "session_key", None)
+        started, visible = await MEMBERSHIP.get(
+            (user_id, session_key),
+            not_before=not_before,
+            read=lambda: database_sync_to_async(selectors.visible_teams_of)(
+                user_id=user_id, session_key=session_key
+            ),
         )
         page_team = self.view.subscription.page_team_id
-        lost = self.view.membership_checked(frozenset(visible.values()), now=time.monotonic())
+        lost = self.view.membership_checked(frozenset(visible.values()), now=started)
         for team_id in lost:
             await self.channel_layer.group_discard(live.team_group(team_id), self.channel_name)
         if page_team is not None and page_team in lost:

@@ -29,14 +29,15 @@ stays open for ``HOLE_GRACE_SECONDS`` is lost, not late, and is filled from the 
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qs, urlencode
 
 from audit.models import ChainStream
@@ -56,6 +57,8 @@ HOLE_GRACE_SECONDS = 1.0
 # Batches decoded once per process, not once per socket (the sink names each batch).
 _DECODED: dict[str, LiveBatch] = {}
 _DECODED_KEEP = 64
+# A finished gap fill serves the process's other sockets with the same gap this long (SharedReads).
+FILL_KEEP_SECONDS = 5.0
 
 
 class Kind(StrEnum):
@@ -88,6 +91,62 @@ def team_group(team_id: uuid.UUID) -> str:
     return f"live.team.{team_id.hex}"
 
 
+# --- reads shared by a process's sockets ----------------------------------------------------------
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class SharedReads(Generic[K, V]):
+    """One read per key at a time in this process, shared by every socket that needs it.
+
+    200 pages of one person on one team ask the same questions at the same moment: who may see
+    which team (every ``MEMBERSHIP_RECHECK_SECONDS``, and at once on a team change), and which
+    rows a hole lost. ``get`` answers from a read that started at or after ``not_before``, in
+    flight or finished within ``keep_seconds``, or starts one. So a socket is never answered from
+    older data than it asked for, and the process makes one query where it made one per socket.
+    A waiter that goes away (its socket closed) does not cancel the read for the others; a read
+    that fails fails its waiters and is not reused."""
+
+    def __init__(
+        self, *, keep_seconds: float, max_entries: int = 1024, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.keep_seconds = keep_seconds
+        self.max_entries = max_entries
+        self.clock = clock
+        self.reads = 0  # reads started: for tests and the benchmark's notes
+        self._entries: dict[K, tuple[float, asyncio.Future[V]]] = {}
+
+    async def get(self, key: K, *, not_before: float, read: Callable[[], Awaitable[V]]) -> tuple[float, V]:
+        """(when the read started, its value)."""
+        now = self.clock()
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < not_before or _failed(entry[1]):
+            self._expire(now)
+            entry = (now, asyncio.ensure_future(read()))
+            entry[1].add_done_callback(_retrieve)
+            self._entries[key] = entry
+            self.reads += 1
+        started, future = entry
+        return started, await asyncio.shield(future)
+
+    def _expire(self, now: float) -> None:
+        for key, (started, future) in list(self._entries.items()):
+            if future.done() and (now - started > self.keep_seconds or _failed(future)):
+                del self._entries[key]
+        while len(self._entries) >= self.max_entries:
+            del self._entries[next(iter(self._entries))]
+
+
+def _failed(future: asyncio.Future[Any]) -> bool:
+    return future.done() and (future.cancelled() or future.exception() is not None)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # every waiter may have gone: no "exception was never retrieved"
+
+
 # --- a batch, as the sink sends it ---------------------------------------------------------------
 
 
@@ -114,6 +173,10 @@ class LiveBatch:
     # (type, stream, sequence, data) of each event, in order.
     events: tuple[tuple[EventType, str, int, Mapping[str, Any]], ...]
     rows: tuple[LiveRow, ...]
+    # When this process first decoded it (monotonic): the same moment for every socket of the
+    # process, so their holes come due together and share one fill (``Gap.not_before``), and a
+    # membership read started after it sees the change the batch announces.
+    received: float = field(default=0.0, compare=False)
 
     @classmethod
     def decode(cls, message: Mapping[str, Any]) -> LiveBatch:
@@ -131,6 +194,7 @@ class LiveBatch:
             uuid.UUID(message["team"]),
             tuple((e.type, e.stream, e.sequence, e.data) for e in events),
             tuple(LiveRow.decode(raw) for raw in message["rows"]),
+            time.monotonic(),
         )
 
     def kinds(self) -> set[Kind]:
@@ -223,13 +287,17 @@ def subscription_from(
     rows = params.get("rows") == "1"
     if rows and page_team_id is None:
         raise BadSubscription("rows=1 needs team")
+    try:
+        filters = ExplorerFilters.from_params(params) if rows else ExplorerFilters()
+    except ValueError as exc:  # dashboards.filters.FilterError: a value the explorer cannot use
+        raise BadSubscription(f"filters: {exc}") from None
     return Subscription(
         user_id=user_id,
         team_ids=frozenset(visible_teams.values()),
         kinds=kinds | ({Kind.DECISIONS} if rows else set()),
         page_team_id=page_team_id,
         rows=rows,
-        filters=ExplorerFilters.from_params(params) if rows else ExplorerFilters(),
+        filters=filters,
         after_decisions=_cursor(params, "after"),
         after_events=_cursor(params, "events_after"),
         resumed=params.get("resumed") == "1",
@@ -270,6 +338,13 @@ class Gap:
     team_id: uuid.UUID
     after: int
     upto: int | None
+    # A read of the database that started at or after this moment (monotonic) will do: a hole's
+    # grace period ended then, or the socket asked then. Not part of what the gap is.
+    not_before: float = field(default=0.0, compare=False)
+
+    def key(self) -> tuple[uuid.UUID, int, int | None]:
+        """What the fill reads: sockets of one process with the same key share one read."""
+        return (self.team_id, self.after, self.upto)
 
 
 @dataclass(slots=True)
@@ -280,6 +355,10 @@ class Update:
     changed: set[Kind] = field(default_factory=set)
     gap: Gap | None = None
     recheck_membership: bool = False
+    # With recheck_membership: a read of the person's teams that started at or after this moment
+    # (monotonic) will do. The batch's arrival when it changes their membership, else the start
+    # of the recheck interval: one read serves every socket of theirs in the process.
+    membership_not_before: float = 0.0
     reload_rows: bool = False
 
 
@@ -301,8 +380,12 @@ class LiveView:
     def on_batch(self, batch: LiveBatch, *, now: float) -> Update:
         sub = self.subscription
         update = Update()
-        if now - self.checked_at >= MEMBERSHIP_RECHECK_SECONDS or batch.names_member(sub.user_id):
+        if batch.names_member(sub.user_id):
             update.recheck_membership = True
+            update.membership_not_before = batch.received or now
+        elif now - self.checked_at >= MEMBERSHIP_RECHECK_SECONDS:
+            update.recheck_membership = True
+            update.membership_not_before = now - MEMBERSHIP_RECHECK_SECONDS
         update.changed = batch.kinds() & sub.kinds
         if batch.team_id != sub.page_team_id:
             return update
@@ -331,7 +414,9 @@ class LiveView:
             self.last_events = max(self.last_events or 0, events_last)
         return update
 
-    def on_connect(self, *, decisions_head: int | None, events_head: int | None) -> Update:
+    def on_connect(
+        self, *, decisions_head: int | None, events_head: int | None, now: float | None = None
+    ) -> Update:
         """What the page missed between being drawn (or its last message) and this socket."""
         sub = self.subscription
         update = Update()
@@ -345,7 +430,12 @@ class LiveView:
             ):
                 update.changed.add(Kind.DECISIONS)
                 if sub.rows:
-                    update.gap = Gap(sub.page_team_id, self.last_decisions, None)
+                    update.gap = Gap(
+                        sub.page_team_id,
+                        self.last_decisions,
+                        None,
+                        time.monotonic() if now is None else now,
+                    )
             if events_head is not None and self.last_events is not None and events_head > self.last_events:
                 update.changed |= EVENTS_STREAM_KINDS
             if self.last_decisions is None:
@@ -389,7 +479,12 @@ class LiveView:
             or now - self.hole_since < HOLE_GRACE_SECONDS
         ):
             return None
-        return Gap(sub.page_team_id, self.last_decisions or 0, max(self.ahead))
+        return Gap(
+            sub.page_team_id,
+            self.last_decisions or 0,
+            max(self.ahead),
+            self.hole_since + HOLE_GRACE_SECONDS,
+        )
 
     def _advance(self, now: float) -> None:
         assert self.last_decisions is not None

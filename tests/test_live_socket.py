@@ -156,25 +156,30 @@ def test_socket__member_removed__stops_receiving_the_team(socket_server):
     carol_cookie = session_cookie(socket_server, carol)
     token = api_key_for(team)
 
-    async def scenario() -> tuple[list[str], int | None]:
-        async with await connect(
-            socket_server, carol_cookie, f"kinds=decisions&team={team.slug}&rows=1&after=0"
-        ) as socket:
-            await rows_within(socket, 0.5)
+    async def scenario() -> list[tuple[list[str], int | None]]:
+        query = f"kinds=decisions&team={team.slug}&rows=1&after=0"
+        # (two tabs of one session: the server reads her teams once for both, and closes both)
+        async with (
+            await connect(socket_server, carol_cookie, query) as socket,
+            await connect(socket_server, carol_cookie, query) as other_tab,
+        ):
+            tabs = [socket, other_tab]
+            await asyncio.gather(*(rows_within(tab, 0.5) for tab in tabs))
             await asyncio.to_thread(validate, socket_server, token, "before_removal")
-            before, _ = await rows_within(socket, 1.0)
+            before = await asyncio.gather(*(rows_within(tab, 1.0) for tab in tabs))
             # When she is removed from the team (as Django's admin would: no event of its own)
             await asyncio.to_thread(Membership.objects.filter(user=carol, team=team).delete)
-            # Then within the re-check interval the next batch closes her socket instead of arriving
+            # Then within the re-check interval the next batch closes her sockets instead of arriving
             await asyncio.sleep(5.5)
             await asyncio.to_thread(validate, socket_server, token, "after_removal")
-            after, messages = await rows_within(socket, 1.5)
-            assert not any("after_removal" in m for m in messages)
-            return before + after, socket.close_code
+            after = await asyncio.gather(*(rows_within(tab, 1.5) for tab in tabs))
+            for _, messages in after:
+                assert not any("after_removal" in m for m in messages)
+            return [(b[0] + a[0], tab.close_code) for b, a, tab in zip(before, after, tabs, strict=True)]
 
-    rows, close_code = asyncio.run(scenario())
-    assert len(rows) == 1
-    assert close_code == 4403  # forbidden (4401 would be: signed out)
+    for rows, close_code in asyncio.run(scenario()):
+        assert len(rows) == 1
+        assert close_code == 4403  # forbidden (4401 would be: signed out)
 
 
 def test_socket__reconnect_with_cursor__fills_what_was_missed(socket_server):
@@ -292,20 +297,23 @@ def test_socket__removed_in_team_settings__socket_ends_at_once(socket_server):
             )
             assert response.status_code == 302, response.text
 
-    async def scenario() -> tuple[float, int | None]:
-        async with await connect(
-            socket_server, gina_cookie, f"kinds=decisions&team={team.slug}&rows=1"
-        ) as socket:
-            await rows_within(socket, 0.5)
+    async def scenario() -> tuple[float, list[int | None]]:
+        query = f"kinds=decisions&team={team.slug}&rows=1"
+        async with (
+            await connect(socket_server, gina_cookie, query) as socket,
+            await connect(socket_server, gina_cookie, query) as other_tab,
+        ):
+            tabs = [socket, other_tab]
+            await asyncio.gather(*(rows_within(tab, 0.5) for tab in tabs))
             # When the admin removes her (the service chains a team.changed entry naming her)
             started = time.monotonic()
             await asyncio.to_thread(remove_gina)
-            await rows_within(socket, 3.0)
-            return time.monotonic() - started, socket.close_code
+            await asyncio.gather(*(rows_within(tab, 3.0) for tab in tabs))
+            return time.monotonic() - started, [tab.close_code for tab in tabs]
 
-    # Then her socket is closed well before the periodic re-check would have come round
-    elapsed, close_code = asyncio.run(scenario())
-    assert close_code == 4403
+    # Then both her tabs are closed well before the periodic re-check would have come round
+    elapsed, close_codes = asyncio.run(scenario())
+    assert close_codes == [4403, 4403]
     assert elapsed < 3.0
 
 

@@ -3,13 +3,17 @@ when it must re-check who may see what."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
+from asgiref.testing import ApplicationCommunicator
+from channels.layers import get_channel_layer
 
 from common.events import Event, EventType, encode_event
-from dashboards import live
+from dashboards import consumers, live
 from dashboards.filters import ExplorerFilters
 
 TEAM = uuid.uuid4()
@@ -257,6 +261,8 @@ def test_filled__more_than_the_limit__tells_the_page_to_reload_its_rows():
         ("kinds=decisions&rows=1", "needs team"),
         ("kinds=decisions&team=mine&after=x", "whole number"),
         ("kinds=decisions&team=mine&after=-1", "negative"),
+        ("kinds=decisions&team=mine&rows=1&decision=maybe", "filters: decision"),
+        ("kinds=decisions&team=mine&rows=1&from=yesterday", "filters: from"),
     ],
 )
 def test_subscription_from__bad_query__refused_saying_what(query, problem):
@@ -283,3 +289,300 @@ def test_socket_query__round_trips_through_subscription_from():
         12,
         3,
     )
+
+
+# --- what a process's sockets share ---------------------------------------------------------------
+
+
+def test_team_change_batch__membership_read_must_start_after_the_batch_came():
+    view, other_tab = explorer(), explorer()
+    change = batch(trail(1, EventType.TEAM_CHANGED, change="member_removed", user_id="7"))
+
+    updates = [v.on_batch(change, now=change.received + 0.2) for v in (view, other_tab)]
+
+    # Both tabs may use one read, but only one that started after the process had the batch
+    assert [(u.recheck_membership, u.membership_not_before) for u in updates] == [
+        (True, change.received),
+        (True, change.received),
+    ]
+
+
+def test_periodic_recheck__a_read_within_the_interval_will_do():
+    view = explorer()
+
+    update = view.on_batch(batch(decision(1)), now=NOW + live.MEMBERSHIP_RECHECK_SECONDS + 2)
+
+    assert update.recheck_membership is True
+    assert update.membership_not_before == NOW + 2
+
+
+def test_hole__the_same_gap_due_at_the_same_moment_for_every_socket_of_the_process():
+    views = [explorer(), explorer()]
+    late = batch(decision(3))
+
+    for view in views:
+        view.on_batch(late, now=late.received)
+    gaps = [view.hole_due(now=late.received + live.HOLE_GRACE_SECONDS) for view in views]
+
+    assert gaps[0] is not None and gaps[1] is not None
+    assert gaps[0].key() == gaps[1].key() == (TEAM, 0, 3)
+    assert gaps[0].not_before == gaps[1].not_before == late.received + live.HOLE_GRACE_SECONDS
+
+
+def test_shared_reads__waiters_at_once__one_read():
+    async def scenario() -> tuple[list[tuple[float, str]], int]:
+        shared: live.SharedReads[str, str] = live.SharedReads(keep_seconds=5, clock=lambda: 10.0)
+        calls = []
+
+        async def read() -> str:
+            calls.append(1)
+            await asyncio.sleep(0.01)
+            return "teams"
+
+        answers = await asyncio.gather(*(shared.get("alice", not_before=10.0, read=read) for _ in range(3)))
+        return list(answers), len(calls)
+
+    answers, reads = asyncio.run(scenario())
+
+    assert answers == [(10.0, "teams")] * 3
+    assert reads == 1
+
+
+def test_shared_reads__older_than_asked_or_failed__read_again():
+    async def scenario() -> list[str]:
+        clock = [10.0]
+        shared: live.SharedReads[str, str] = live.SharedReads(keep_seconds=5, clock=lambda: clock[0])
+        values = iter(["first", "second", "third"])
+
+        async def read() -> str:
+            value = next(values)
+            if value == "second":
+                raise RuntimeError("database away")
+            return value
+
+        got = [(await shared.get("k", not_before=0.0, read=read))[1]]
+        clock[0] = 11.0
+        got.append((await shared.get("k", not_before=10.0, read=read))[1])  # 10.0 will do
+        with pytest.raises(RuntimeError):
+            await shared.get("k", not_before=10.5, read=read)  # started before 10.5: a new read
+        got.append((await shared.get("k", not_before=10.5, read=read))[1])  # a failure is not kept
+        return got
+
+    assert asyncio.run(scenario()) == ["first", "first", "third"]
+
+
+def test_shared_reads__a_waiter_that_goes_away__does_not_cancel_the_others():
+    async def scenario() -> str:
+        shared: live.SharedReads[str, str] = live.SharedReads(keep_seconds=5)
+        release = asyncio.Event()
+
+        async def read() -> str:
+            await release.wait()
+            return "rows"
+
+        gone = asyncio.ensure_future(shared.get("k", not_before=0.0, read=read))
+        staying = asyncio.ensure_future(shared.get("k", not_before=0.0, read=read))
+        await asyncio.sleep(0)
+        gone.cancel()
+        release.set()
+        return (await staying)[1]
+
+    assert asyncio.run(scenario()) == "rows"
+
+
+# --- LiveConsumer's sockets of one process (in-memory layer, the reads counted) --------------------
+
+
+@pytest.fixture
+def process(settings, monkeypatch):
+    """One process's live path: its own shared reads, and the person's teams as the test says."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    monkeypatch.setattr(
+        consumers, "MEMBERSHIP", live.SharedReads(keep_seconds=live.MEMBERSHIP_RECHECK_SECONDS)
+    )
+    monkeypatch.setattr(consumers, "FILLS", live.SharedReads(keep_seconds=live.FILL_KEEP_SECONDS))
+    state = SimpleNamespace(visible={"mine": TEAM, "other": OTHER}, membership_reads=0, fills=0, rows=[])
+
+    def visible_teams_of(*, user_id: int, session_key: str | None = None) -> dict[str, uuid.UUID]:
+        state.membership_reads += 1
+        return dict(state.visible)
+
+    def decisions_after(*, team_id, after, upto, limit):
+        state.fills += 1
+        return [r for r in state.rows if after < r.sequence <= (upto or 10**9)], True
+
+    monkeypatch.setattr(consumers.selectors, "visible_teams_of", visible_teams_of)
+    monkeypatch.setattr(consumers.selectors, "chain_heads_of", lambda *, team_id: (None, None))
+    monkeypatch.setattr(consumers.selectors, "decisions_after", decisions_after)
+    monkeypatch.setattr(consumers.selectors, "team_slugs_of", lambda *, team_ids: {})
+    monkeypatch.setattr(consumers.rendering, "live_rows", lambda decisions, *, team_slugs: list(decisions))
+    return state
+
+
+def tab(query: str) -> ApplicationCommunicator:
+    """A socket of alice's one browser session (channels.testing needs daphne: asgiref's own)."""
+    scope = {
+        "type": "websocket",
+        "path": "/ws/live/",
+        "query_string": query.encode(),
+        "headers": [],
+        "subprotocols": [],
+        "user": SimpleNamespace(pk=7, is_authenticated=True),
+        "session": SimpleNamespace(session_key="alice-session"),
+    }
+    return ApplicationCommunicator(consumers.LiveConsumer.as_asgi(), scope)
+
+
+async def open_tabs(count: int, query: str = "kinds=decisions&team=mine&rows=1&after=0"):
+    """``count`` explorer sockets, connected."""
+    tabs = []
+    for _ in range(count):
+        socket = tab(query)
+        await socket.send_input({"type": "websocket.connect"})
+        assert (await socket.receive_output(timeout=1.0))["type"] == "websocket.accept"
+        tabs.append(socket)
+    return tabs
+
+
+async def text_of(socket: ApplicationCommunicator) -> str:
+    output = await socket.receive_output(timeout=1.0)
+    assert output["type"] == "websocket.send", output
+    return str(output["text"])
+
+
+async def send_batch(*items: Event | tuple[Event, live.LiveRow]) -> None:
+    events = [i[0] if isinstance(i, tuple) else i for i in items]
+    rows = [i[1] for i in items if isinstance(i, tuple)]
+    message = live.batch_message(team_id=TEAM, events=[encode_event(e) for e in events], rows=rows)
+    await get_channel_layer().group_send(live.team_group(TEAM), message)
+
+
+async def closes(socket: ApplicationCommunicator) -> int | None:
+    """The close code the socket ends with (messages before it skipped), None if it stays open."""
+    try:
+        while True:
+            output = await socket.receive_output(timeout=1.0)
+            if output["type"] == "websocket.close":
+                return output.get("code")
+    except TimeoutError:
+        return None
+
+
+def test_consumer__member_removed__one_shared_read_closes_every_tab(process, monkeypatch):
+    monkeypatch.setattr(live, "MEMBERSHIP_RECHECK_SECONDS", 0.2)
+
+    async def scenario() -> list[int | None]:
+        tabs = await open_tabs(3)
+        process.membership_reads = 0
+        # When alice loses the team, and the next batch comes after the recheck interval
+        process.visible = {"other": OTHER}
+        await asyncio.sleep(0.3)
+        await send_batch(decision(1))
+        return await asyncio.gather(*(closes(tab) for tab in tabs))
+
+    # Then each tab is closed as forbidden, after one read of her teams for the three
+    assert asyncio.run(scenario()) == [4403, 4403, 4403]
+    assert process.membership_reads == 1
+
+
+def test_consumer__team_change_naming_her__every_tab_closes_at_once_after_one_read(process):
+    async def scenario() -> list[int | None]:
+        tabs = await open_tabs(2)
+        process.membership_reads = 0
+        process.visible = {}  # signed out / in no team: unauthenticated
+        await send_batch(trail(1, EventType.TEAM_CHANGED, change="member_removed", user_id="7"))
+        return await asyncio.gather(*(closes(tab) for tab in tabs))
+
+    assert asyncio.run(scenario()) == [4401, 4401]
+    assert process.membership_reads == 1
+
+
+def test_consumer__lost_row__one_fill_serves_every_tab(process, monkeypatch):
+    monkeypatch.setattr(live, "HOLE_GRACE_SECONDS", 0.1)
+    lost, later = decision(1), decision(2)
+    process.rows = [lost[1]]
+
+    async def scenario() -> list[str]:
+        tabs = await open_tabs(2)
+        await send_batch(later)  # row 1's batch never comes
+        messages = []
+        for socket in tabs:
+            messages.append(await text_of(socket))  # row 2
+            messages.append(await text_of(socket))  # row 1, filled after the grace
+        for socket in tabs:
+            await socket.send_input({"type": "websocket.disconnect", "code": 1000})
+            await socket.wait(timeout=1.0)
+        return messages
+
+    messages = asyncio.run(scenario())
+
+    assert [lost[1].id in m for m in messages] == [False, True, False, True]
+    assert process.fills == 1
+
+
+def test_consumer__filters_the_explorer_cannot_use__closed_as_a_bad_request(process):
+    async def scenario() -> int | None:
+        socket = tab("kinds=decisions&team=mine&rows=1&decision=maybe")
+        await socket.send_input({"type": "websocket.connect"})
+        return await closes(socket)
+
+    assert asyncio.run(scenario()) == 4400
+
+
+# --- the sink: a batch that cannot be sent goes again ---------------------------------------------
+
+
+def test_sink__send_fails__the_batch_goes_again_with_the_next_flush(monkeypatch):
+    from dashboards import sink as sink_module
+
+    sent: list[dict] = []
+    failures = [RuntimeError("redis timeout")]
+
+    class Layer:
+        async def group_send(self, group: str, message: dict) -> None:
+            if failures:
+                raise failures.pop()
+            sent.append(message)
+
+    event, row = decision(5)  # its data names the row's decision
+    monkeypatch.setattr(sink_module, "get_channel_layer", lambda: Layer())
+    monkeypatch.setattr(sink_module, "_rows_of", lambda ids: {row.id: row})
+
+    async def direct(function, *args):
+        return function(*args)
+
+    monkeypatch.setattr(sink_module, "run_in_db_thread", direct)
+    live_sink = sink_module.LiveSink()
+
+    async def scenario() -> None:
+        live_sink._add(event)
+        await live_sink.flush_once()  # Redis times out
+        assert sent == []
+        await live_sink.flush_once()  # the next flush sends it
+
+    asyncio.run(scenario())
+
+    assert [live.LiveBatch.decode(m).rows for m in sent] == [(row,)]
+
+
+def test_sink__send_keeps_failing__dropped_after_the_attempts(monkeypatch):
+    from dashboards import sink as sink_module
+
+    attempts = []
+
+    class Layer:
+        async def group_send(self, group: str, message: dict) -> None:
+            attempts.append(group)
+            raise RuntimeError("redis away")
+
+    monkeypatch.setattr(sink_module, "get_channel_layer", lambda: Layer())
+    live_sink = sink_module.LiveSink()
+
+    async def scenario() -> None:
+        live_sink._add(trail(1, EventType.TEAM_CHANGED, change="options"))
+        for _ in range(sink_module.SEND_ATTEMPTS + 2):
+            await live_sink.flush_once()
+
+    asyncio.run(scenario())
+
+    assert len(attempts) == sink_module.SEND_ATTEMPTS

@@ -13,8 +13,12 @@ web server's event loop (``run``, started with the gateway: the in-memory layer 
 the loop its consumers run on), or, in a process without one (a Celery worker), on a loop of
 its own thread.
 
-Lossy like the path under it: a batch that cannot be sent is dropped and logged; sockets fill
-the gap from the database by order number (dashboards/live.py).
+Lossy like the path under it, but not at the first hiccup: a team's batch that cannot be sent
+(Redis slow or away) or whose rows cannot be read (the database) goes again with the next flush,
+up to ``SEND_ATTEMPTS`` times, then is dropped and logged; sockets fill a gap from the database
+by order number (dashboards/live.py), but only once a later number shows it, so losing a quiet
+team's last batch would leave its pages short until its next event. A send that timed out may
+still have been delivered: pages drop rows they already hold, so a second copy is harmless.
 """
 
 from __future__ import annotations
@@ -36,11 +40,16 @@ from dashboards import live, rendering, selectors
 
 logger = logging.getLogger(__name__)
 
+# Flushes a team's batch is tried in before it is dropped (about VETO_LIVE_FLUSH_SECONDS apart,
+# plus each failed attempt's own timeout).
+SEND_ATTEMPTS = 3
+
 
 class LiveSink:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[Event] = []
+        self._retry: list[tuple[Event, int]] = []  # (event, failed attempts), oldest first
         self._wake: asyncio.Event | None = None
         self._lock = threading.Lock()
 
@@ -94,16 +103,36 @@ class LiveSink:
             await self._wake.wait()
             await asyncio.sleep(settings.VETO_LIVE_FLUSH_SECONDS)
             self._wake.clear()
-            events, self._pending = self._pending, []
-            try:
-                await self.flush(events)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - one bad batch must not stop the sink
-                logger.exception("live_sink.flush_failed events=%d", len(events))
+            await self.flush_once()
 
-    async def flush(self, events: Sequence[Event]) -> None:
-        """One message per team: its events in order and the rows of the decisions among them."""
+    async def flush_once(self) -> None:
+        """Send what is pending, with what failed before first; keep what fails for a retry."""
+        retry, self._retry = self._retry, []
+        attempts = {id(event): n for event, n in retry}
+        events = [event for event, _ in retry] + self._pending
+        self._pending = []
+        if not events:
+            return
+        try:
+            failed = await self.flush(events)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - one bad batch must not stop the sink
+            logger.exception("live_sink.flush_failed events=%d", len(events))
+            failed = list(events)
+        for event in failed:
+            tried = attempts.get(id(event), 0) + 1
+            if tried < SEND_ATTEMPTS:
+                self._retry.append((event, tried))
+        dropped = len(failed) - len(self._retry)
+        if dropped:
+            logger.warning("live_sink.dropped events=%d attempts=%d", dropped, SEND_ATTEMPTS)
+        if self._retry and self._wake is not None:
+            self._wake.set()
+
+    async def flush(self, events: Sequence[Event]) -> list[Event]:
+        """One message per team: its events in order and the rows of the decisions among them.
+        Returns the events of the teams whose message could not be sent."""
         by_team: dict[uuid.UUID, list[Event]] = defaultdict(list)
         for event in events:
             by_team[event.team_id].append(event)
@@ -115,7 +144,8 @@ class LiveSink:
         rows = await run_in_db_thread(_rows_of, [str(i) for i in decision_ids]) if decision_ids else {}
         layer = get_channel_layer()
         if layer is None:
-            return
+            return []
+        failed: list[Event] = []
         for team_id, team_events in by_team.items():
             team_rows = [
                 rows[str(e.data["decision_id"])]
@@ -128,10 +158,12 @@ class LiveSink:
             try:
                 async with asyncio.timeout(max(redis_timeout(), 1.0)):
                     await layer.group_send(live.team_group(team_id), message)
-            except Exception:  # noqa: BLE001 - lossy by design: sockets fill gaps by order number
+            except Exception:  # noqa: BLE001 - tried again with the next flush (flush_once)
                 logger.warning(
                     "live_sink.send_failed team=%s events=%d", team_id, len(team_events), exc_info=True
                 )
+                failed.extend(team_events)
+        return failed
 
 
 def _rows_of(decision_ids: list[str]) -> dict[str, live.LiveRow]:

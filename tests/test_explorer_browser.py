@@ -128,11 +128,13 @@ def test_explorer__filters_by_keyboard__a_matching_live_row_arrives_and_no_other
         assert page.evaluate("window.__notReloaded") is True
         screenshot(page, "explorer.png")
 
-        # When she downloads the filtered set, as CSV and as JSON
+        # When she downloads the filtered set, as CSV and as JSON, by keyboard
+        page.get_by_role("link", name="Export CSV").focus()
         with page.expect_download() as csv_download:
-            page.get_by_role("link", name="Export CSV").click()
+            page.keyboard.press("Enter")
+        page.keyboard.press("Tab")  # the next link: Export JSON
         with page.expect_download() as json_download:
-            page.get_by_role("link", name="Export JSON").click()
+            page.keyboard.press("Enter")
 
         # Then both files hold the two matching chain entries, and only those
         entries = list(csv.DictReader(io.StringIO(open(csv_download.value.path(), encoding="utf-8").read())))

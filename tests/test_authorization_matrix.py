@@ -372,6 +372,9 @@ PAGES: dict[str, tuple[str | int, ...]] = {
     "dashboard:audit GET": (LOGIN, 404, 200, 404, 200, 200),
     "dashboard:audit-verify POST": (LOGIN, 404, 302, 404, 302, 302),
     "dashboard:overview GET": (LOGIN, 404, 200, 404, 200, 200),
+    "dashboard:decisions GET": (LOGIN, 404, 200, 404, 200, 200),
+    # The explorer's download of the filtered set: whoever may see the explorer.
+    "dashboard:decisions-export GET": (LOGIN, 404, 200, 404, 200, 200),
     "dashboard:overview-panel GET": (LOGIN, 404, 200, 404, 200, 200),
     "policies:teams GET": (LOGIN, 200, 200, 200, 200, 200),
     "policies:page GET": (LOGIN, 404, 200, 404, 200, 200),

@@ -24,6 +24,8 @@ PAGE_METHODS: dict[str, frozenset[str]] = {
     "dashboard:audit": SHOWS,
     "dashboard:audit-verify": ACTS,
     "dashboard:overview": SHOWS,
+    "dashboard:decisions": SHOWS,
+    "dashboard:decisions-export": SHOWS,
     "dashboard:overview-panel": SHOWS,
     "policies:teams": SHOWS,
     "policies:page": SHOWS,

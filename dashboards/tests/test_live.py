@@ -520,6 +520,27 @@ def test_consumer__lost_row__one_fill_serves_every_tab(process, monkeypatch):
     assert process.fills == 1
 
 
+def test_consumer__batches__no_thread_hop_per_socket_and_message(process, monkeypatch):
+    import channels.consumer
+
+    hops = []
+
+    async def close_old_connections() -> None:
+        hops.append(1)
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", close_old_connections)
+
+    async def scenario() -> list[str]:
+        tabs = await open_tabs(3)
+        await send_batch(decision(1))
+        return [await text_of(socket) for socket in tabs]
+
+    messages = asyncio.run(scenario())
+
+    assert len(messages) == 3
+    assert hops == []
+
+
 def test_consumer__filters_the_explorer_cannot_use__closed_as_a_bad_request(process):
     async def scenario() -> int | None:
         socket = tab("kinds=decisions&team=mine&rows=1&decision=maybe")

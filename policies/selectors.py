@@ -26,6 +26,14 @@ from policies.engine import EMPTY_RULE_SET, CompiledRuleSet, compile_rule_set, d
 from policies.engine.constraints import CompiledConstraints, compile_constraints
 from policies.engine.replay import Replayer
 from policies.engine.source import STORED_LIMITS, parse_source
+from policies.explain import (
+    Explanation,
+    explain_constraints,
+    explain_rule,
+    not_explained,
+    rule_in_document,
+    rule_not_found,
+)
 from policies.models import PolicyDraft, RegisteredTool, RuleSetPublication, RuleSetVersion, ToolPolicy
 
 logger = logging.getLogger(__name__)
@@ -348,3 +356,96 @@ def policy_draft_get(*, team_id: uuid.UUID, draft_id: uuid.UUID) -> PolicyDraft:
         return PolicyDraft.objects.select_related("result_version").get(team_id=team_id, pk=draft_id)
     except PolicyDraft.DoesNotExist as exc:
         raise NotFound("policy draft not found") from exc
+
+
+# --- Why a decision was made (the decision page, the approval page) -------------------------------
+
+
+def decision_explanation(*, decision: DecisionRecord) -> Explanation:
+    """The rule that made ``decision``, found where the decision says it was (its rule-set
+    version, or the tool's policy), explained for the call's arguments; or why it cannot be.
+
+    Nothing is trusted to still exist: a version, a rule or a policy that is gone says so."""
+    rule_id, rule_name = decision.rule_id, decision.rule_name
+    if decision.source == DecisionRecord.Source.CLIENT:
+        return not_explained(
+            rule_id=rule_id,
+            rule_name=rule_name,
+            message="Decided by the SDK on the agent's side: the server was told the outcome, not the rule's condition.",
+        )
+    if decision.source == DecisionRecord.Source.INLINE_RULES:
+        return not_explained(
+            rule_id=rule_id,
+            rule_name=rule_name,
+            message=(
+                "Decided by rules sent with the request (API mode), which the server does not keep: "
+                f"only their hash is recorded ({decision.rules_hash or 'none'})."
+            ),
+        )
+    if not rule_id:
+        version = f"version {decision.rule_set_version}" if decision.rule_set_version else "no rule set"
+        return not_explained(
+            rule_id="", rule_name="", message=f"No rule matched ({version}): the rule set's default decided."
+        )
+    if rule_id.startswith(TOOL_POLICY_RULE_PREFIX):
+        return _tool_policy_explanation(decision)
+    where = f"version {decision.rule_set_version}" if decision.rule_set_version else "the team's rule sets"
+    document = (
+        RuleSetVersion.objects.filter(team_id=decision.team_id, number=decision.rule_set_version)
+        .values_list("document", flat=True)
+        .first()
+        if decision.rule_set_version
+        else None
+    )
+    rule = rule_in_document(document, rule_id) if isinstance(document, Mapping) else None
+    if rule is None:
+        if decision.rule_set_version and document is None:
+            where = f"version {decision.rule_set_version} (the version no longer exists)"
+        return rule_not_found(rule_id=rule_id, rule_name=rule_name, where=where)
+    return explain_rule(
+        rule,
+        tool_name=decision.tool_name,
+        arguments=decision.arguments if isinstance(decision.arguments, Mapping) else {},
+        context=decision.context if isinstance(decision.context, Mapping) else {},
+        now=decision.created_at,
+    )
+
+
+def _tool_policy_explanation(decision: DecisionRecord) -> Explanation:
+    tool_name = decision.rule_id[len(TOOL_POLICY_RULE_PREFIX) :]
+    policy = ToolPolicy.objects.filter(team_id=decision.team_id, tool_name=tool_name).first()
+    if policy is None:
+        return rule_not_found(
+            rule_id=decision.rule_id,
+            rule_name=decision.rule_name,
+            where=f"the team's tool policies (the policy for {tool_name!r} was deleted)",
+        )
+    # runtime.validate names the rule "<tool> policy v<version>": the version that decided.
+    decided_version = decision.rule_name.rsplit(" v", 1)[-1] if " policy v" in decision.rule_name else ""
+    note = ""
+    if decided_version and decided_version != str(policy.version):
+        note = (
+            f"The policy decided at version {decided_version} and is at version {policy.version} now: "
+            "the constraints shown are today's."
+        )
+    return explain_constraints(
+        policy.constraints if isinstance(policy.constraints, list) else [],
+        rule_id=decision.rule_id,
+        rule_name=decision.rule_name or f"{tool_name} policy",
+        arguments=decision.arguments if isinstance(decision.arguments, Mapping) else {},
+        note=note,
+    )
+
+
+def approval_explanation(
+    *, team_id: uuid.UUID, decision_id: uuid.UUID | None, rule_id: str, rule_name: str
+) -> Explanation:
+    """The explanation of the decision that raised an approval (the approval keeps its id)."""
+    decision = DecisionRecord.objects.filter(team_id=team_id, pk=decision_id).first() if decision_id else None
+    if decision is None:
+        return not_explained(
+            rule_id=rule_id,
+            rule_name=rule_name,
+            message="The decision that raised this approval is not in the team's records.",
+        )
+    return decision_explanation(decision=decision)

@@ -189,6 +189,11 @@ def _compile_field(path: str) -> Callable[[CallView], Any]:
     return lambda view: _dig(view.fields, segments)
 
 
+def field_value(path: str, call: ToolCall) -> Any:
+    """What an IR condition's ``field`` reads from ``call``, exactly as a rule reads it."""
+    return _compile_field(path)(CallView(call))
+
+
 Check = Callable[[CallView], bool]
 
 

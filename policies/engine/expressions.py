@@ -83,6 +83,18 @@ def compile_expression(source: str) -> Callable[[Env], bool]:
 
     Raises ``ExpressionError`` (with a column where known) for anything that does not compile.
     """
+    node = compile_tree(parse_expression(source)[1])
+
+    def evaluate(env: Env) -> bool:
+        return truthy(node(env))
+
+    return evaluate
+
+
+def parse_expression(source: str) -> tuple[str, lark.Tree]:
+    """The parse tree of ``source`` (positions are in the returned text: ``source`` with its
+    JavaScript-isms rewritten), refused as ``compile_expression`` refuses it. Compiling is
+    ``compile_tree``; policies/explain.py walks the tree to say which parts of a rule held."""
     if not isinstance(source, str) or not source.strip():
         raise ExpressionError("expression is empty")
     if len(source) > MAX_EXPRESSION_LENGTH:
@@ -100,12 +112,12 @@ def compile_expression(source: str) -> Callable[[Env], bool]:
         raise ExpressionError(
             "the expression nests too deeply (parentheses, lists, ! or - in a row) or chains too many operands"
         )
-    node = _Compiler(frozenset()).compile(tree)
+    return rewritten, tree
 
-    def evaluate(env: Env) -> bool:
-        return truthy(node(env))
 
-    return evaluate
+def compile_tree(tree: lark.Tree) -> Node:
+    """``env -> value`` for a (sub)tree of ``parse_expression``'s (no comprehension variables bound)."""
+    return _Compiler(frozenset()).compile(tree)
 
 
 def _compile_frames(tree: lark.Tree) -> int:

@@ -7,7 +7,7 @@ decision's page, ``teams/<slug>/audit/`` the audit page (audit's own views). The
 
 from django.urls import include, path
 
-from dashboards.views import explorer, home, overview
+from dashboards.views import decision, explorer, home, overview
 
 urlpatterns = [
     path("", home.dashboard_home, name="home"),
@@ -15,5 +15,6 @@ urlpatterns = [
     path("teams/<slug:slug>/overview/<str:panel>/", overview.overview_panel, name="overview-panel"),
     path("teams/<slug:slug>/decisions/", explorer.decisions_page, name="decisions"),
     path("teams/<slug:slug>/decisions/export/", explorer.decisions_export_file, name="decisions-export"),
+    path("teams/<slug:slug>/decisions/<uuid:decision_id>/", decision.decision_page, name="decision"),
     path("", include("audit.urls")),
 ]

@@ -367,3 +367,30 @@ def test_explorer__queries__as_many_for_sixty_rows_as_for_one():
     # Then it shows a page of them with the same queries: none per row
     assert len(shown(response)) == 50
     assert len(sixty) == len(one), [q["sql"] for q in sixty.captured_queries]
+
+
+def test_explorer__each_row__links_to_its_decision_page():
+    # Given a team's decision
+    team = TeamFactory()
+    decision = record_decision(team, tool_name="send_email")
+
+    # When a member opens the explorer
+    html = member_client(team).get(page_url(team)).content.decode()
+
+    # Then its time is a link to that decision's page (dashboard:decision), named for a screen reader
+    link = reverse("dashboard:decision", args=[team.slug, decision.id])
+    assert re.search(rf'<a href="{link}" aria-label="Decision at [^"]+: send_email, Allow">', html)
+
+
+def test_explorer__nothing_matches__says_so_and_keeps_the_list_for_live_rows():
+    # Given a team whose only decision is of another tool
+    team = TeamFactory()
+    record_decision(team, tool_name="send_email")
+
+    # When a member filters by a tool nobody called
+    html = member_client(team).get(page_url(team), {"tool": "send_sms"}).content.decode()
+
+    # Then the page says nothing matches yet, and the (empty) list is there for the live rows
+    assert "No decisions match these filters yet." in html
+    assert re.search(r'<tbody id="decision-rows" data-live-max-rows="500">\s*</tbody>', html)
+    assert 'data-count="total">0</strong>' in html and 'rel="next"' not in html

@@ -87,13 +87,16 @@ def test_decision_page__member__shows_record_condition_marked_arguments_approval
     assert 'data-field="enforcement">Strict' in html and 'data-field="mode">deterministic' in html
     assert f'href="{reverse("policies:version", args=[team.slug, 1])}"' in html
     # the rule with its condition, each part and whether it held
-    assert '<pre class="condition" data-condition>args.include_pii == true &amp;&amp; (args.rows &gt; 100000' in html
+    assert (
+        '<pre class="condition" data-condition>args.include_pii == true &amp;&amp; (args.rows &gt; 100000'
+        in html
+    )
     assert re.search(r'class="fired" data-held="true">.*?<code>args.destination.startsWith', html, re.S)
     assert re.search(r'<li class="" data-held="false">.*?<code>args.rows &gt; 100000</code>', html, re.S)
     # the arguments as JSON, the ones that made it fire marked, the others not
     assert '<mark data-path="destination">&quot;s3://public-bucket/x&quot;</mark>' in html
     assert '<mark data-path="include_pii">true</mark>' in html
-    assert '&quot;rows&quot;: 10' in html and 'data-path="rows"' not in html.split('data-json="arguments"')[1]
+    assert "&quot;rows&quot;: 10" in html and 'data-path="rows"' not in html.split('data-json="arguments"')[1]
     # the approval, with who decided and a link to it
     assert 'data-field="approval-status">Approved' in html and 'data-field="approval-by">alice' in html
     assert f'href="{reverse("approvals:detail", args=[approval.id])}"' in html
@@ -125,12 +128,14 @@ def test_decision_page__rule_gone_from_its_version__says_not_found():
 
     # Then the page says where it looked
     client = member_client(team)
-    assert "Rule &#x27;Old rule&#x27; (old_rule) not found in version 1." in client.get(
-        page_url(team, renamed.id)
-    ).content.decode()
-    assert "not found in version 9 (the version no longer exists)." in client.get(
-        page_url(team, lost_version.id)
-    ).content.decode()
+    assert (
+        "Rule &#x27;Old rule&#x27; (old_rule) not found in version 1."
+        in client.get(page_url(team, renamed.id)).content.decode()
+    )
+    assert (
+        "not found in version 9 (the version no longer exists)."
+        in client.get(page_url(team, lost_version.id)).content.decode()
+    )
 
 
 def test_decision_page__tool_policy__constraint_and_value_marked():
@@ -183,7 +188,10 @@ def test_decision_page__hostile_argument_text__escaped_everywhere():
     # Then no markup from the call reaches the page unescaped, and the marked value is still marked
     assert "<script>alert(1)" not in html and "<img src=x" not in html and "<b>k</b>" not in html
     assert "<i>agent</i>" not in html
-    assert '<mark data-path="&lt;b&gt;k&lt;/b&gt;">&quot;&lt;script&gt;alert(1)&lt;/script&gt;&quot;</mark>' in html
+    assert (
+        '<mark data-path="&lt;b&gt;k&lt;/b&gt;">&quot;&lt;script&gt;alert(1)&lt;/script&gt;&quot;</mark>'
+        in html
+    )
 
 
 def test_decision_page__another_teams_decision__404():
@@ -210,7 +218,11 @@ def test_decision_page__deleted_key_and_approval__named_as_gone():
     approval = ApprovalFactory(team=team)
     approval_id = approval.id
     decision = record_decision(
-        team, tool_name="x", api_key_id=key.id, approval_id=approval_id, created_at=timezone.now() - timedelta(1)
+        team,
+        tool_name="x",
+        api_key_id=key.id,
+        approval_id=approval_id,
+        created_at=timezone.now() - timedelta(1),
     )
     ApiKey.objects.filter(pk=key.id).delete()
     approval.delete()

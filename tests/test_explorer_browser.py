@@ -126,6 +126,10 @@ def test_explorer__filters_by_keyboard__a_matching_live_row_arrives_and_no_other
             expect(page.locator(f"#decision-{other['decision_id']}")).to_have_count(0)
         expect(page.locator("#explorer-counts [data-count='total']")).to_have_text("2")
         assert page.evaluate("window.__notReloaded") is True
+        # and the live row, like the others, links to its decision's page
+        expect(rows.first.locator("a").first).to_have_attribute(
+            "href", f"/dashboard/teams/{team.slug}/decisions/{match['decision_id']}/"
+        )
         screenshot(page, "explorer.png")
 
         # When she downloads the filtered set, as CSV and as JSON, by keyboard

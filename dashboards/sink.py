@@ -14,8 +14,8 @@ the loop its consumers run on), or, in a process without one (a Celery worker), 
 its own thread.
 
 Lossy like the path under it, but not at the first hiccup: a team's batch that cannot be sent
-(Redis slow or away) or whose rows cannot be read (the database) goes again with the next flush,
-up to ``SEND_ATTEMPTS`` times, then is dropped and logged; sockets fill a gap from the database
+(Redis slow or away) or whose rows cannot be read (the database) goes again, backing off, for up
+to ``RETRY_SECONDS``, then is dropped and logged; sockets fill a gap from the database
 by order number (dashboards/live.py), but only once a later number shows it, so losing a quiet
 team's last batch would leave its pages short until its next event. A send that timed out may
 still have been delivered: pages drop rows they already hold, so a second copy is harmless.
@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -40,16 +41,18 @@ from dashboards import live, rendering, selectors
 
 logger = logging.getLogger(__name__)
 
-# Flushes a team's batch is tried in before it is dropped (about VETO_LIVE_FLUSH_SECONDS apart,
-# plus each failed attempt's own timeout).
-SEND_ATTEMPTS = 3
+# How long a batch that could not be sent is tried again before it is dropped (the database
+# fails fast for about a second when it stops answering: common.database), and the longest
+# pause between two tries.
+RETRY_SECONDS = 5.0
+RETRY_PAUSE_MAX_SECONDS = 1.0
 
 
 class LiveSink:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[Event] = []
-        self._retry: list[tuple[Event, int]] = []  # (event, failed attempts), oldest first
+        self._retry: list[tuple[Event, float]] = []  # (event, when it first failed), oldest first
         self._wake: asyncio.Event | None = None
         self._lock = threading.Lock()
 
@@ -99,36 +102,48 @@ class LiveSink:
         self._wake = asyncio.Event()
         if self._pending:
             self._wake.set()
+        pause = settings.VETO_LIVE_FLUSH_SECONDS
         while True:
             await self._wake.wait()
-            await asyncio.sleep(settings.VETO_LIVE_FLUSH_SECONDS)
+            await asyncio.sleep(pause)
             self._wake.clear()
-            await self.flush_once()
+            failed = await self.flush_once()
+            # After a failure the next try waits longer (new events wait with it), up to a second.
+            pause = (
+                min(max(pause, 0.05) * 2, RETRY_PAUSE_MAX_SECONDS)
+                if failed
+                else settings.VETO_LIVE_FLUSH_SECONDS
+            )
 
-    async def flush_once(self) -> None:
-        """Send what is pending, with what failed before first; keep what fails for a retry."""
+    async def flush_once(self, *, now: float | None = None) -> bool:
+        """Send what is pending, what failed before first; keep what fails to try again, for up
+        to ``RETRY_SECONDS`` after it first failed. Whether anything failed."""
+        now = time.monotonic() if now is None else now
         retry, self._retry = self._retry, []
-        attempts = {id(event): n for event, n in retry}
+        first_failed = {id(event): at for event, at in retry}
         events = [event for event, _ in retry] + self._pending
         self._pending = []
         if not events:
-            return
+            return False
         try:
             failed = await self.flush(events)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - one bad batch must not stop the sink
-            logger.exception("live_sink.flush_failed events=%d", len(events))
+        except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the sink
+            logger.warning("live_sink.flush_failed events=%d error=%r", len(events), exc, exc_info=not retry)
             failed = list(events)
+        dropped = 0
         for event in failed:
-            tried = attempts.get(id(event), 0) + 1
-            if tried < SEND_ATTEMPTS:
-                self._retry.append((event, tried))
-        dropped = len(failed) - len(self._retry)
+            since = first_failed.get(id(event), now)
+            if now - since < RETRY_SECONDS:
+                self._retry.append((event, since))
+            else:
+                dropped += 1
         if dropped:
-            logger.warning("live_sink.dropped events=%d attempts=%d", dropped, SEND_ATTEMPTS)
+            logger.warning("live_sink.dropped events=%d after_seconds=%.0f", dropped, RETRY_SECONDS)
         if self._retry and self._wake is not None:
             self._wake.set()
+        return bool(failed)
 
     async def flush(self, events: Sequence[Event]) -> list[Event]:
         """One message per team: its events in order and the rows of the decisions among them.

@@ -586,7 +586,7 @@ def test_sink__send_fails__the_batch_goes_again_with_the_next_flush(monkeypatch)
     assert [live.LiveBatch.decode(m).rows for m in sent] == [(row,)]
 
 
-def test_sink__send_keeps_failing__dropped_after_the_attempts(monkeypatch):
+def test_sink__send_keeps_failing__dropped_after_the_retry_window(monkeypatch):
     from dashboards import sink as sink_module
 
     attempts = []
@@ -599,11 +599,13 @@ def test_sink__send_keeps_failing__dropped_after_the_attempts(monkeypatch):
     monkeypatch.setattr(sink_module, "get_channel_layer", lambda: Layer())
     live_sink = sink_module.LiveSink()
 
-    async def scenario() -> None:
+    async def scenario() -> list[bool]:
         live_sink._add(trail(1, EventType.TEAM_CHANGED, change="options"))
-        for _ in range(sink_module.SEND_ATTEMPTS + 2):
-            await live_sink.flush_once()
+        # tried at 0 s, 1 s, ... while the window lasts, then dropped
+        moments = [float(t) for t in range(int(sink_module.RETRY_SECONDS) + 3)]
+        return [await live_sink.flush_once(now=NOW + t) for t in moments]
 
-    asyncio.run(scenario())
+    outcomes = asyncio.run(scenario())
 
-    assert len(attempts) == sink_module.SEND_ATTEMPTS
+    assert len(attempts) == int(sink_module.RETRY_SECONDS) + 1
+    assert outcomes[-1] is False  # nothing left to send

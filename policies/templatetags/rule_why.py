@@ -55,6 +55,9 @@ def _render(value: Any, path: tuple[str, ...], marked: frozenset[tuple[str, ...]
         ]
         return "{\n" + ",\n".join(items) + "\n" + _INDENT * depth + "}"
     if isinstance(value, list) and value:
+        if not any(isinstance(item, (Mapping, list)) for item in value):
+            # A list of plain values on one line (pre-wrap wraps it), not one line per value.
+            return "[" + ", ".join(_scalar(item) for item in value) + "]"
         items = [f"{pad}{_render(item, path, frozenset(), depth + 1)}" for item in value]
         return "[\n" + ",\n".join(items) + "\n" + _INDENT * depth + "]"
     return _scalar(value)
@@ -63,7 +66,8 @@ def _render(value: Any, path: tuple[str, ...], marked: frozenset[tuple[str, ...]
 def highlighted_json(value: Any, marked: frozenset[tuple[str, ...]]) -> SafeString:
     """``value`` as indented JSON, the values at ``marked`` paths wrapped in ``<mark>``. Every key
     and value is escaped here; only the markup this function writes is left unescaped."""
-    return mark_safe(_render(value, (), marked, 0))  # noqa: S308 - every piece of text is escaped above
+    # Safe: _render escapes every key and value; only its own <mark> markup is left as is.
+    return mark_safe(_render(value, (), marked, 0))
 
 
 @register.simple_tag

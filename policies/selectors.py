@@ -389,7 +389,11 @@ def decision_explanation(*, decision: DecisionRecord) -> Explanation:
         )
     if rule_id.startswith(TOOL_POLICY_RULE_PREFIX):
         return _tool_policy_explanation(decision)
-    where = f"version {decision.rule_set_version}" if decision.rule_set_version else "the team's rule sets"
+    where = (
+        f"version {decision.rule_set_version}"
+        if decision.rule_set_version
+        else "any rule-set version (the decision names none)"
+    )
     document = (
         RuleSetVersion.objects.filter(team_id=decision.team_id, number=decision.rule_set_version)
         .values_list("document", flat=True)

@@ -396,6 +396,7 @@ def decision_explanation(*, decision: DecisionRecord) -> Explanation:
     )
     document = (
         RuleSetVersion.objects.filter(team_id=decision.team_id, number=decision.rule_set_version)
+        .order_by()  # the model's ordering (team, -number) would join the team for nothing
         .values_list("document", flat=True)
         .first()
         if decision.rule_set_version

@@ -228,3 +228,27 @@ def test_decision_page__deleted_key_and_approval__named_as_gone():
     approval.delete()
     html = member_client(team).get(page_url(team, decision.id)).content.decode()
     assert "a deleted key" in html and f"Approval <code>{approval_id}</code> is no longer stored." in html
+
+
+def test_decision_page__queries__a_fixed_number_whatever_the_chain_holds(django_assert_num_queries):
+    # Given a decision in the middle of a chain, with its rule's version, key and approval
+    team = TeamFactory()
+    publish_rules(team, RULES)
+    key, _ = api_key_create(team=team, name="agent", scopes=None)
+    for _ in range(5):
+        record_decision(team, tool_name="search")
+    decision = fired_export(team, api_key_id=key.id, approval_id=ApprovalFactory(team=team).id)
+    for _ in range(5):
+        record_decision(team, tool_name="search")
+    client = member_client(team)
+    client.get(page_url(team, decision.id))  # the session's first read
+
+    # Then the page reads each thing once: neighbours by sequence, not by scanning the chain
+    with django_assert_num_queries(PAGE_QUERIES):
+        assert client.get(page_url(team, decision.id)).status_code == 200
+
+
+# The session and the person, the team and the membership, the decision, its version's document,
+# the key's name, the approval, the previous and the next decision; the shell's nav (the person's
+# teams, approver groups and memberships, for the team switcher and the approvals badge).
+PAGE_QUERIES = 13

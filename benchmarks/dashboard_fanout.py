@@ -27,8 +27,12 @@ What it does (issue 12's live-path benchmark; figures for README "Performance"):
    cores with the server, PostgreSQL and Redis.
 
 Usage:  .venv/bin/python benchmarks/dashboard_fanout.py [--clients 200] [--rate 100] [--seconds 30]
-                                                        [--servers 1|2] [--workers 1]
+                                                        [--servers 1|2] [--workers 1] [--ws-deflate on|off]
+                                                        [--label NAME] [--json PATH]
+        (A/B of code: run this file from a copy of the tree; the server runs from the file's tree.)
 Needs:  PostgreSQL and Redis reachable via DATABASE_URL / REDIS_URL (defaults: local veto_fanout, db 10).
+        The machine is shared: run each configuration at least twice, A/B interleaved, and read the
+        load average kept with the figures.
 Writes: benchmarks/results/dashboard-fanout-<date>[-servers2].json (per-page counts, percentiles, machine).
 """
 
@@ -153,6 +157,30 @@ def start_profiles(
         )
         for n, server in enumerate(servers)
     ]
+
+
+def code_version() -> dict[str, Any]:
+    """The commit the server ran from, and whether the live path's files differed from it."""
+
+    def git(*command: str) -> str:
+        result = subprocess.run(["git", *command], cwd=ROOT, capture_output=True, text=True)
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    live_files = ["dashboards", "veto_cloud/serve.py", "common/events.py"]
+    return {
+        "tree": str(ROOT),
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "live_path_changes_not_committed": git("status", "--short", "--", *live_files).splitlines(),
+    }
+
+
+def server_deflate(env: dict[str, str]) -> bool | str:
+    """What the server(s) negotiate: veto_cloud.serve's choice under ``env``."""
+    code = "from veto_cloud import serve; print(int(serve.ws_per_message_deflate()))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    if result.returncode != 0:  # a tree whose serve.py has no such option: uvicorn's default
+        return "uvicorn default (on)"
+    return result.stdout.strip() == "1"
 
 
 def load_average() -> list[float]:
@@ -390,6 +418,14 @@ def parse_args() -> argparse.Namespace:
         "--flush-seconds", type=float, default=None, help="VETO_LIVE_FLUSH_SECONDS for the server(s)"
     )
     parser.add_argument(
+        "--ws-deflate",
+        choices=("on", "off"),
+        default=None,
+        help="websocket per-message deflate on the server(s) (VETO_WS_PER_MESSAGE_DEFLATE; "
+        "default: the server's own default, off)",
+    )
+    parser.add_argument("--label", default="", help="a name for this configuration, kept in the results")
+    parser.add_argument(
         "--profile",
         type=Path,
         help="record the server(s) with py-spy over the measured window into this folder "
@@ -419,6 +455,8 @@ def main() -> int:
     env.setdefault("VETO_VAR_DIR", "/tmp/var-fanout")
     if args.flush_seconds is not None:
         env["VETO_LIVE_FLUSH_SECONDS"] = str(args.flush_seconds)
+    if args.ws_deflate is not None:
+        env["VETO_WS_PER_MESSAGE_DEFLATE"] = "1" if args.ws_deflate == "on" else "0"
     servers: list[subprocess.Popen[bytes]] = []
     bases: list[str] = []
     logs: list[Path] = []
@@ -624,7 +662,10 @@ def report(
             "servers": len(bases),
             "workers_per_server": args.workers,
             "server_command": "python -m veto_cloud.serve (uvicorn, DEBUG off, PostgreSQL, Redis pub/sub layer)",
+            "label": args.label,
+            "code": code_version(),
             "live_flush_seconds": float(env.get("VETO_LIVE_FLUSH_SECONDS", "0.1")),
+            "ws_per_message_deflate": server_deflate(env),
             "clients": args.clients,
             "client_processes": client_processes,
             "pages_split_over_servers": len(bases) > 1,

@@ -252,3 +252,18 @@ def test_decision_page__queries__a_fixed_number_whatever_the_chain_holds(django_
 # the key's name, the approval, the previous and the next decision; the shell's nav (the person's
 # teams, approver groups and memberships, for the team switcher and the approvals badge).
 PAGE_QUERIES = 13
+
+
+def test_decision_page__deeply_nested_arguments__drawn_indented_then_on_one_line():
+    # Given arguments nested 400 levels deep (the edge's JSON reader lets that in)
+    team = TeamFactory()
+    nested: dict = {"leaf": "<end>"}
+    for _ in range(400):
+        nested = {"n": nested}
+    decision = record_decision(team, tool_name="deep", arguments=nested)
+
+    # When opened, the page is drawn, the deep part on one line, still escaped
+    response = member_client(team).get(page_url(team, decision.id))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "{&quot;n&quot;: {&quot;n&quot;:" in html and "&quot;&lt;end&gt;&quot;" in html

@@ -23,6 +23,9 @@ from policies.selectors import approval_explanation
 register = template.Library()
 
 _INDENT = "  "
+# Deeper than this, a value is printed on one line (json.dumps, without marks): arguments may nest
+# as deep as the edge's JSON reader allows, and printing recurses once per level.
+_MAX_INDENTED_DEPTH = 40
 
 
 @register.inclusion_tag("policies/_rule_why.html")
@@ -47,6 +50,8 @@ def _render(value: Any, path: tuple[str, ...], marked: frozenset[tuple[str, ...]
     if path in marked:
         inner = _render(value, path, frozenset(), depth)
         return f'<mark data-path="{escape(".".join(path))}">{inner}</mark>'
+    if depth >= _MAX_INDENTED_DEPTH:
+        return _scalar(value)
     pad = _INDENT * (depth + 1)
     if isinstance(value, Mapping) and value:
         items = [

@@ -27,6 +27,7 @@ from tests.factories import (
     personal_api_key_for,
     policy_draft_for,
     publish_rules,
+    record_decision,
 )
 
 RUNTIME = ApiKey.Scope.RUNTIME.value
@@ -309,6 +310,15 @@ def dashboard() -> Dashboard:
     draft = policy_draft_for(team, INLINE_RULES, name="proposed")
     approval = ApprovalFactory(team=team, approver_groups=["compliance"])
     personal_api_key_for(users["admin"], team, name="admin's key", role="admin")
+    decision = record_decision(
+        team,
+        tool_name="refund",
+        arguments={"amount": 500},
+        decision="require_approval",
+        rule_id="big_refunds",
+        rule_name="big_refunds",
+        rule_set_version=1,
+    )
     return Dashboard(
         users=users,
         values={
@@ -319,6 +329,7 @@ def dashboard() -> Dashboard:
             "policy_id": str(policy.id),
             "approval_id": str(approval.id),
             "key_id": str(ApiKey.objects.get(user=users["admin"]).id),
+            "decision_id": str(decision.id),
         },
     )
 
@@ -375,6 +386,8 @@ PAGES: dict[str, tuple[str | int, ...]] = {
     "dashboard:decisions GET": (LOGIN, 404, 200, 404, 200, 200),
     # The explorer's download of the filtered set: whoever may see the explorer.
     "dashboard:decisions-export GET": (LOGIN, 404, 200, 404, 200, 200),
+    # One decision's page: whoever may see the explorer.
+    "dashboard:decision GET": (LOGIN, 404, 200, 404, 200, 200),
     "dashboard:overview-panel GET": (LOGIN, 404, 200, 404, 200, 200),
     "policies:teams GET": (LOGIN, 200, 200, 200, 200, 200),
     "policies:page GET": (LOGIN, 404, 200, 404, 200, 200),

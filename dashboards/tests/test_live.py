@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 from asgiref.testing import ApplicationCommunicator
 from channels.layers import get_channel_layer
+from django.test import override_settings
 
 from common.events import Event, EventType, encode_event
 from dashboards import consumers, live
@@ -609,3 +610,38 @@ def test_sink__send_keeps_failing__dropped_after_the_retry_window(monkeypatch):
 
     assert len(attempts) == int(sink_module.RETRY_SECONDS) + 1
     assert outcomes[-1] is False  # nothing left to send
+
+
+def test_sink__own_loop_at_process_exit__sends_what_is_pending_and_its_thread_ends(monkeypatch):
+    # Given a process without a web server (a management command) whose sink runs on its own
+    # thread's loop, with an event just handled and its flush interval not yet over
+    from dashboards import sink as sink_module
+
+    sent: list[dict] = []
+
+    class Layer:
+        async def group_send(self, group: str, message: dict) -> None:
+            sent.append(message)
+
+    event, row = decision(7)
+    monkeypatch.setattr(sink_module, "get_channel_layer", lambda: Layer())
+    monkeypatch.setattr(sink_module, "_rows_of", lambda ids: {row.id: row})
+    monkeypatch.setattr(sink_module, "redis_configured", lambda: True)
+    monkeypatch.setattr(sink_module.atexit, "register", lambda function: None)
+
+    async def direct(function, *args):
+        return function(*args)
+
+    monkeypatch.setattr(sink_module, "run_in_db_thread", direct)
+    live_sink = sink_module.LiveSink()
+    with override_settings(VETO_LIVE_FLUSH_SECONDS=30.0):
+        live_sink.handle(event)
+        thread = live_sink._thread
+        assert thread is not None and thread.is_alive()
+
+        # When the process exits (what atexit calls)
+        live_sink.close_own_loop(timeout=5.0)
+
+    # Then the pending batch went out at once and the thread is over (nothing left to kill)
+    assert not thread.is_alive()
+    assert [live.LiveBatch.decode(m).rows for m in sent] == [(row,)]

@@ -108,6 +108,7 @@ INSTALLED_APPS = [
     "team_settings",
     "runtime",
     "dashboards",
+    "webhooks",
 ]
 
 MIDDLEWARE = [

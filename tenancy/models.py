@@ -112,6 +112,9 @@ class ApiKey(models.Model):
         # of the team's, so a runtime key alone may not do it. Such decisions are recorded as
         # source inline_rules with the rules' hash.
         INLINE_RULES = "rules:inline", "Decide with rules sent in the request (API mode)"
+        # The team's webhook endpoints (/v1/webhooks), reads included: their URLs and routing keys
+        # are credentials (a Slack incoming-webhook URL posts to the channel). Not a member's.
+        WEBHOOKS_MANAGE = "webhooks:manage", "Manage webhooks"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="api_keys")

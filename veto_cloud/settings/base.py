@@ -238,6 +238,29 @@ APPROVAL_WAIT_RECHECK_SECONDS = env_float("VETO_APPROVAL_WAIT_RECHECK_SECONDS", 
 # The live dashboards (dashboards/sink.py): how long committed events gather before they leave
 # as one message per team, each decision's row rendered once (see the module for the arithmetic).
 VETO_LIVE_FLUSH_SECONDS = env_float("VETO_LIVE_FLUSH_SECONDS", 0.1, minimum=0.0)
+# Webhooks (webhooks/delivery.py, webhooks/dispatch.py). Links in messages point at
+# VETO_PUBLIC_URL (the dashboard's address as the team's people reach it).
+VETO_PUBLIC_URL = (env_str("VETO_PUBLIC_URL") or "http://localhost:8000").rstrip("/")
+# The waits before each retry, in seconds (the first attempt is at once): Svix's schedule, 5 s,
+# 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; "1,1,1" in tests. Each wait gets up to 10 % of jitter.
+_retry_schedule = env_list("VETO_WEBHOOK_RETRY_SCHEDULE", ["5", "300", "1800", "7200", "18000", "36000", "36000"])
+try:
+    VETO_WEBHOOK_RETRY_SCHEDULE = tuple(float(item) for item in _retry_schedule)
+except ValueError as _exc:
+    raise ImproperlyConfigured(
+        f"VETO_WEBHOOK_RETRY_SCHEDULE={','.join(_retry_schedule)!r} is not a list of seconds (5,300,1800)"
+    ) from _exc
+if any(wait < 0 for wait in VETO_WEBHOOK_RETRY_SCHEDULE):
+    raise ImproperlyConfigured("VETO_WEBHOOK_RETRY_SCHEDULE has a negative wait")
+# A receiver's Retry-After is honoured up to this long (a longer one waits this long).
+VETO_WEBHOOK_RETRY_AFTER_MAX_SECONDS = env_float("VETO_WEBHOOK_RETRY_AFTER_MAX_SECONDS", 36000.0, minimum=0.0)
+VETO_WEBHOOK_TIMEOUT_SECONDS = env_float("VETO_WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+# An endpoint whose every attempt failed for this long is disabled (and webhook.failed sent).
+VETO_WEBHOOK_FAILURE_WINDOW_SECONDS = env_float("VETO_WEBHOOK_FAILURE_WINDOW_SECONDS", 5 * 24 * 3600.0, minimum=1.0)
+# The beat sweep: dispatch every team with endpoints, send what is due that no task took.
+VETO_WEBHOOK_SWEEP_SECONDS = env_float("VETO_WEBHOOK_SWEEP_SECONDS", 5.0, minimum=0.5)
+# Lets endpoints on loopback and private networks through the SSRF guard (tests, local demos).
+VETO_WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("VETO_WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
 # The Ed25519 key that signs chain checkpoints: a file outside the database (created 0600 on
 # first use when missing), so rewriting the database cannot forge a checkpoint.
 AUDIT_SIGNING_KEY_FILE = Path(env_str("VETO_AUDIT_SIGNING_KEY_FILE") or VAR_DIR / "audit-signing.key")

@@ -14,7 +14,7 @@ from django.db.models import Count, Q, QuerySet
 
 from audit.chain import ChainLink
 from audit.events import decision_events, trail_event
-from audit.models import AuditEvent, ChainArchive, ChainStream, DecisionRecord, Verification
+from audit.models import AuditEvent, ChainArchive, ChainHead, ChainStream, DecisionRecord, Verification
 from common.errors import NotFound
 from common.events import Event
 
@@ -237,6 +237,13 @@ def chain_links(*, team_id: uuid.UUID, stream: str, since: int = 1) -> Iterator[
         if len(batch) < CHAIN_READ_BATCH:
             return
         after = batch[-1][0]
+
+
+def chain_heads_of_team(*, team_id: uuid.UUID) -> dict[str, int]:
+    """The newest sequence of each of the team's streams (ChainStream values), 0 for a stream
+    with no entry yet: where a consumer that starts now (a new webhook endpoint) begins."""
+    heads = dict(ChainHead.objects.filter(team_id=team_id).values_list("stream", "sequence"))
+    return {stream: heads.get(stream, 0) for stream in ChainStream.values}
 
 
 def chain_anchor(*, team_id: uuid.UUID, stream: str) -> tuple[int, str]:

@@ -102,6 +102,7 @@ class ApprovalEvent(models.Model):
     class Channel(models.TextChoices):
         WEB = "web", "Browser"
         API = "api", "API"
+        SLACK = "slack", "Slack"  # a button on a Slack message (webhooks/slack)
         SYSTEM = "system", "System"
 
     approval = models.ForeignKey(Approval, on_delete=models.CASCADE, related_name="events")

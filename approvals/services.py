@@ -117,10 +117,12 @@ def approval_resolve(
     action: ResolveAction,
     comment: str = "",
     resolved_by: str | None = None,
+    via_slack: bool = False,
 ) -> ResolveOutcome:
-    """Approve or deny, as ``actor``, exactly once: a person on the page (channel ``web``), or
-    through the API the person whose personal key it is (channel ``api``; ``resolved_by``, when
-    given, must name them: see ``_deciding_person``).
+    """Approve or deny, as ``actor``, exactly once: a person on the page (channel ``web``) or on
+    a Slack button (``via_slack``: channel ``slack``, the person being the member whose e-mail
+    Slack's user has), or through the API the person whose personal key it is (channel ``api``;
+    ``resolved_by``, when given, must name them: see ``_deciding_person``).
 
     Only an eligible person may act (see ``approvals.selectors.approval_may_decide``), and
     nobody may approve a call their own request raised. A deny decides at once; approvals
@@ -128,7 +130,10 @@ def approval_resolve(
     concurrent resolves and the expiry sweep serialize: the first wins, the rest get
     ``AlreadyResolved`` and change nothing.
     """
-    channel = ApprovalEvent.Channel.API if actor.api_key is not None else ApprovalEvent.Channel.WEB
+    if actor.api_key is not None:
+        channel = ApprovalEvent.Channel.API
+    else:
+        channel = ApprovalEvent.Channel.SLACK if via_slack else ApprovalEvent.Channel.WEB
     person = _deciding_person(approval=approval, actor=actor, resolved_by=resolved_by, channel=channel)
     return _resolve_as(
         approval=approval,

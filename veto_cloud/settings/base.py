@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from veto_cloud.env import (
@@ -231,6 +232,17 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Persist the schedule after every sent task: cheap, and it lets a health check see beat is alive.
 CELERY_BEAT_SYNC_EVERY = 1
 CELERY_TIMEZONE = "UTC"
+# Periodic tasks are also added in veto_cloud/celery.py (the intervals read from settings).
+CELERY_BEAT_SCHEDULE = {
+    # A minute after each quarter-hour (its writes settled: dashboards.stats.SETTLED_AFTER), count it
+    # for the overview's day panels, so no page load counts it. A run sent while no worker was up
+    # expires: the next one counts whatever is still missing.
+    "dashboards: count the quarter-hour just over": {
+        "task": "dashboards.tasks.warm_day_counts",
+        "schedule": crontab(minute="1,16,31,46"),
+        "options": {"expires": 600},
+    },
+}
 APPROVAL_SWEEP_SECONDS = env_float("VETO_APPROVAL_SWEEP_SECONDS", 5.0, minimum=0.5)
 # How often a web process looks in the database for the approvals its long-polls wait on (one
 # query for all of them), so a poll answers soon after a resolve even when Redis pub/sub is down.
@@ -241,6 +253,10 @@ VETO_LIVE_FLUSH_SECONDS = env_float("VETO_LIVE_FLUSH_SECONDS", 0.1, minimum=0.0)
 # Webhooks (webhooks/delivery.py, webhooks/dispatch.py). Links in messages point at
 # VETO_PUBLIC_URL (the dashboard's address as the team's people reach it).
 VETO_PUBLIC_URL = (env_str("VETO_PUBLIC_URL") or "http://localhost:8000").rstrip("/")
+# Slack's Web API and the prefix every interaction's response_url must have (webhooks/slack):
+# settings so tests, or a proxy, can stand in for Slack.
+SLACK_API_BASE_URL = (env_str("VETO_SLACK_API_BASE_URL") or "https://slack.com/api").rstrip("/")
+SLACK_RESPONSE_URL_PREFIX = env_str("VETO_SLACK_RESPONSE_URL_PREFIX") or "https://hooks.slack.com/"
 # The waits before each retry, in seconds (the first attempt is at once): Svix's schedule, 5 s,
 # 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; "1,1,1" in tests. Each wait gets up to 10 % of jitter.
 _retry_schedule = env_list("VETO_WEBHOOK_RETRY_SCHEDULE", ["5", "300", "1800", "7200", "18000", "36000", "36000"])

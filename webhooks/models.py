@@ -61,6 +61,14 @@ class WebhookEndpoint(models.Model):
     enabled = models.BooleanField(default=True)
     # PagerDuty's integration key (Events API v2 ``routing_key``); blank for other formats.
     routing_key = models.CharField(max_length=64, blank=True, default="")
+    # Slack (format slack), all optional. The app's signing secret checks the Approve / Deny
+    # presses at /slack/interactivity/<endpoint id>/ (without it the buttons are refused); a bot
+    # token (xoxb-) reads the presser's e-mail (users.info, to find the member) and lets a
+    # message's buttons be replaced by the outcome when the approval is decided anywhere; with a
+    # channel too, messages are posted with chat.postMessage instead of to ``url``.
+    slack_signing_secret = models.CharField(max_length=200, blank=True, default="")
+    slack_bot_token = models.CharField(max_length=200, blank=True, default="")
+    slack_channel = models.CharField(max_length=100, blank=True, default="")
     disabled_reason = models.CharField(max_length=16, choices=DisabledReason.choices, blank=True, default="")
     # The first failed attempt since the last success (None when the last attempt succeeded):
     # an endpoint failing every attempt for the failure window is disabled.
@@ -174,3 +182,29 @@ class WebhookAttempt(models.Model):
 
 
 RESPONSE_SNIPPET_MAX = 1024
+
+
+class SlackMessage(models.Model):
+    """A Slack message that carries an approval's buttons, known by its channel and ``ts``
+    (from chat.postMessage, or from a press on it), so that once the approval is decided
+    anywhere, or expires, its buttons are replaced by the outcome (chat.update with the bot
+    token, else the press's ``response_url`` while Slack still takes it)."""
+
+    id = models.BigAutoField(primary_key=True)
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="slack_messages")
+    approval_id = models.UUIDField()
+    channel = models.CharField(max_length=100)
+    ts = models.CharField(max_length=40)
+    response_url = models.CharField(max_length=2000, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    # When its buttons were replaced by the outcome (None: still showing them, as far as we know).
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "channel", "ts"], name="slack_message_once"),
+        ]
+        indexes = [models.Index(fields=["approval_id"], name="slack_message_approval")]
+
+    def __str__(self) -> str:
+        return f"Slack message {self.channel}/{self.ts} for approval {self.approval_id}"

@@ -110,6 +110,12 @@ def _record_refusal(
     logger.warning("approval.refused id=%s by=%s why=%s", approval.id, name, why)
 
 
+def approval_refusal_record(*, approval: Approval, who: str, why: str, channel: str) -> None:
+    """Keep in the trail that ``who`` (not a known person: a Slack user nobody here has the
+    e-mail of, say) tried to decide ``approval`` and was refused."""
+    _record_refusal(approval=approval, actor=None, actor_name=who, why=why, channel=channel, remote_addr=None)
+
+
 def approval_resolve(
     *,
     approval: Approval,

@@ -9,6 +9,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "veto_cloud.settings.local")
 app = Celery("veto_cloud")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Packages inside apps whose tasks autodiscovery (each app's own tasks.py) does not reach.
+app.autodiscover_tasks(["webhooks.slack"])
 
 
 @app.on_after_finalize.connect

@@ -13,6 +13,9 @@ api_v1 = [
     path("", include("audit.api.urls")),
     path("", include("approvals.api.urls")),
     path("", include("tenancy.api.urls")),
+    # Signed by Slack, not by an API key (webhooks/slack/views.py).
+    path("", include("webhooks.slack.urls")),
+    path("", include("webhooks.api.urls")),
 ]
 
 urlpatterns = [

@@ -1,0 +1,68 @@
+"""Reads of a team's webhook endpoints and their delivery log. Another team's endpoint or
+delivery is not found (a 404), as an unknown one."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import Prefetch, Q, QuerySet
+from django.utils import timezone
+
+from common.errors import NotFound
+from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookSecret
+
+# The most deliveries one answer lists (the API's ?limit=, the page's log).
+DELIVERIES_LISTED_MAX = 200
+DELIVERIES_LISTED_DEFAULT = 50
+
+
+def endpoints_of_team(*, team_id: uuid.UUID) -> QuerySet[WebhookEndpoint]:
+    return WebhookEndpoint.objects.filter(team_id=team_id).select_related("team").order_by("created_at", "id")
+
+
+def endpoint_get_for_team(*, team_id: uuid.UUID, endpoint_id: uuid.UUID) -> WebhookEndpoint:
+    endpoint = endpoints_of_team(team_id=team_id).filter(pk=endpoint_id).first()
+    if endpoint is None:
+        raise NotFound("webhook endpoint not found")
+    return endpoint
+
+
+def delivery_get_for_endpoint(*, endpoint: WebhookEndpoint, delivery_id: uuid.UUID) -> WebhookDelivery:
+    delivery = (
+        WebhookDelivery.objects.filter(endpoint=endpoint, pk=delivery_id)
+        .select_related("endpoint__team")
+        .first()
+    )
+    if delivery is None:
+        raise NotFound("delivery not found")
+    return delivery
+
+
+def deliveries_of_endpoint(
+    *, endpoint: WebhookEndpoint, limit: int = DELIVERIES_LISTED_DEFAULT, before: uuid.UUID | None = None
+) -> list[WebhookDelivery]:
+    """The newest ``limit`` deliveries, each with its attempts (oldest first), in two queries;
+    ``before``: those older than that delivery of the endpoint (the next page)."""
+    queryset = WebhookDelivery.objects.filter(endpoint=endpoint)
+    if before is not None:
+        anchor = queryset.filter(pk=before).values_list("created_at", flat=True).first()
+        if anchor is None:
+            raise NotFound("delivery not found (before)")
+        # The list's own order (-created_at, -id) as a keyset: ties on the time go by id.
+        queryset = queryset.filter(Q(created_at__lt=anchor) | Q(created_at=anchor, id__lt=before))
+    attempts = WebhookAttempt.objects.order_by("number")
+    return list(
+        queryset.order_by("-created_at", "-id").prefetch_related(Prefetch("attempts", queryset=attempts))[
+            :limit
+        ]
+    )
+
+
+def live_secrets_of(*, endpoint: WebhookEndpoint) -> list[WebhookSecret]:
+    """The secrets that sign now: the current one, and any rotated out whose overlap runs."""
+    now = timezone.now()
+    return list(
+        WebhookSecret.objects.filter(endpoint=endpoint)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .order_by("created_at", "id")
+    )

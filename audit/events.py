@@ -90,6 +90,9 @@ def trail_event(
         event_type = EventType.TEAM_CHANGED
         user_id = details.get("user_id")
         data = {"change": details.get("change"), "user_id": None if user_id is None else str(user_id)}
+    elif kind == AuditEvent.Kind.WEBHOOK_FAILED:
+        event_type = EventType.WEBHOOK_FAILED
+        data = {"endpoint_id": details.get("endpoint_id"), "reason": details.get("reason")}
     else:
         raise ValueError(f"no event for a trail entry of kind {kind!r}")
     return Event(event_type, team_id, ChainStream.EVENTS.value, sequence, occurred_at, data)

@@ -174,6 +174,8 @@ class AuditEvent(models.Model):
         TOOL_POLICY_CHANGED = "tool_policy.changed", "Tool policy changed"
         # A team's members, roles, approver groups, options or members' keys changed (team_settings).
         TEAM_CHANGED = "team.changed", "Team changed"
+        # A webhook endpoint disabled after failing (webhooks.delivery.endpoint_disable).
+        WEBHOOK_FAILED = "webhook.failed", "Webhook endpoint disabled"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="+", db_index=False)

@@ -95,7 +95,9 @@ class EventType(StrEnum):
     # A team's members, roles, approver groups or options changed (team_settings); ``data``
     # names the change and, for one person's membership, their ``user_id``.
     TEAM_CHANGED = "team.changed"
-    # Room for the webhooks issue's ``webhook.failed``: its own stream (the outbox's order).
+    # A webhook endpoint disabled after failing (410 Gone, or every attempt for 5 days): an
+    # entry of the governance trail, so the team's other endpoints and its admins hear of it.
+    WEBHOOK_FAILED = "webhook.failed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,13 @@ def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
         sender.signature("audit.tasks.sign_checkpoints"),
         name="audit: sign chain checkpoints",
     )
+    # Webhooks: dispatch every team with enabled endpoints and send due deliveries no task took,
+    # so a lost task or a broker outage only delays a notification.
+    sender.add_periodic_task(
+        settings.VETO_WEBHOOK_SWEEP_SECONDS,
+        sender.signature("webhooks.tasks.sweep"),
+        name="webhooks: dispatch and send what is due",
+    )
 
 
 DUE_TASK_LINE = "Scheduler: Sending due task"

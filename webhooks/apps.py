@@ -12,3 +12,8 @@ class WebhooksConfig(AppConfig):
 
     name = "webhooks"
     verbose_name = "Webhooks"
+
+    def ready(self) -> None:
+        from webhooks import sink
+
+        sink.register()

@@ -36,6 +36,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("dashboard/", include(("dashboards.urls", "dashboard"))),
+    path("dashboard/teams/<slug:slug>/settings/webhooks/", include(("webhooks.urls", "webhooks"))),
     path("dashboard/teams/<slug:slug>/settings/", include(("team_settings.urls", "team_settings"))),
     path("dashboard/teams/", include(("policies.urls", "policies"))),
     path("dashboard/approvals/", include(("approvals.urls", "approvals"))),

@@ -114,6 +114,15 @@ def ensure_webhook_manager(*, team: Team, actor: Actor) -> None:
         raise WebhookManagerRequired(f"only an admin of {team.slug} may manage its webhooks")
 
 
+def may_manage_webhooks(*, team: Team, actor: Actor) -> bool:
+    """``ensure_webhook_manager`` as a question (what a page shows depends on it)."""
+    try:
+        ensure_webhook_manager(team=team, actor=actor)
+    except (PermissionDenied, NotFound):
+        return False
+    return True
+
+
 # --- validation ------------------------------------------------------------------------------
 
 

@@ -121,7 +121,9 @@ def _pairs(message: WebhookMessage, *, webhook_id: str) -> list[tuple[str, str]]
         "policy": policy.published_by if policy else "",
         "webhook": "",
     }.get(kind, decision.agent_id if decision else "")
-    link = message.links.get("approval") or message.links.get("decision") or ""
+    link = next(
+        (message.links[key] for key in ("approval", "decision", "policy") if message.links.get(key)), ""
+    )
     values: list[tuple[str, str]] = [
         ("rt", str((_utc(message.occurred_at) - _EPOCH) // timedelta(milliseconds=1))),
         ("cat", "test" if message.test else kind),

@@ -86,7 +86,11 @@ def event(message: WebhookMessage, *, routing_key: str, webhook_id: str) -> dict
     }
     links = [
         {"href": url, "text": text}
-        for name, text in (("approval", "Approval in Veto Cloud"), ("decision", "Decision in Veto Cloud"))
+        for name, text in (
+            ("approval", "Approval in Veto Cloud"),
+            ("decision", "Decision in Veto Cloud"),
+            ("policy", "Policy in Veto Cloud"),
+        )
         if (url := message.links.get(name))
     ]
     if links:

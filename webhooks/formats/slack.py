@@ -139,7 +139,11 @@ def _title(message: WebhookMessage) -> str:
 
 
 def _link(message: WebhookMessage) -> tuple[str, str]:
-    for key, text in (("approval", "Open approval"), ("decision", "Open decision")):
+    for key, text in (
+        ("approval", "Open approval"),
+        ("decision", "Open decision"),
+        ("policy", "Open policy"),
+    ):
         url = message.links.get(key, "")
         # A clipped URL leads nowhere: too long a link gets no button rather than a broken one.
         if url and len(url) <= BUTTON_URL_MAX:

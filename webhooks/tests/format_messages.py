@@ -78,7 +78,7 @@ def message(event: str, **changes: object) -> WebhookMessage:
         links["approval"] = "https://veto.example.com/dashboard/teams/payments/approvals/a7d2c3b4/"
     if event == "policy.published":
         kwargs["policy"] = PolicyFacts(version=7, published_by="bob")
-        links = {}
+        links = {"policy": "https://veto.example.com/dashboard/teams/payments/policies/7/"}
     if event == "webhook.failed":
         kwargs["webhook"] = WebhookFailureFacts(endpoint_id="e-1", endpoint_name="SIEM", reason="failing")
         links = {}

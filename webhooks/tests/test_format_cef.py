@@ -234,3 +234,13 @@ def test_cef__any_message__strict_parser_reads_back_every_value(msg: WebhookMess
 @pytest.mark.parametrize("event", EVENTS)
 def test_cef__each_event__one_line(event: str) -> None:
     assert "\n" not in _line(message(event, summary="two\nlines"))
+
+
+def test_cef__policy_published__version_and_link() -> None:
+    msg = message("policy.published")
+    parsed = parse(_line(msg)).extension
+    assert (parsed["cn1"], parsed["cn1Label"], parsed["request"]) == (
+        "7",
+        "Policy Version",
+        msg.links["policy"],
+    )

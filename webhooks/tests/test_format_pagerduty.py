@@ -182,3 +182,8 @@ def test_pagerduty__resolve_with_odd_facts__still_only_the_key() -> None:
     msg = replace(message("approval.expired"), summary="<x>" * 1000, team_slug="")
     # Then the resolve still carries only routing_key, event_action and dedup_key
     assert set(_event(msg)) == {"routing_key", "event_action", "dedup_key"}
+
+
+def test_pagerduty__policy_published__links_the_version() -> None:
+    msg = message("policy.published")
+    assert _event(msg)["links"] == [{"href": msg.links["policy"], "text": "Policy in Veto Cloud"}]

@@ -261,3 +261,15 @@ def test_slack__any_message__within_block_kit_limits_and_no_tokens_but_dates(msg
         # And no angle-bracket token reaches Slack except the dates we write
         for text in _mrkdwn_texts(built):
             assert "<" not in DATE_TOKEN.sub("", text) and ">" not in DATE_TOKEN.sub("", text)
+
+
+def test_slack__policy_published__links_the_version() -> None:
+    # Given a publish, whose only link is the policy version's page
+    msg = message("policy.published")
+    # When it is built
+    built = slack.build_message(msg)
+    # Then the header names the version, the fields who published it, and the button opens it
+    assert built["blocks"][0]["text"]["text"] == "Policy published: v7"
+    assert _field(built, "Published by") == "bob"
+    accessory = built["blocks"][1]["accessory"]
+    assert (accessory["url"], accessory["text"]["text"]) == (msg.links["policy"], "Open policy")

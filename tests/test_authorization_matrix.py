@@ -19,6 +19,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from policies.services import rule_set_version_create
 from tenancy.models import ApiKey, Membership
 from tests.factories import (
+    BY_TESTS,
     ApprovalFactory,
     ApproverGroupFactory,
     TeamFactory,
@@ -29,6 +30,7 @@ from tests.factories import (
     publish_rules,
     record_decision,
 )
+from webhooks.services import webhook_endpoint_create, webhook_test_send
 
 RUNTIME = ApiKey.Scope.RUNTIME.value
 READ = ApiKey.Scope.DECISIONS_READ.value
@@ -37,6 +39,7 @@ PUBLISH = ApiKey.Scope.POLICIES_PUBLISH.value
 RESOLVE = ApiKey.Scope.APPROVALS_RESOLVE.value
 ADMIN = ApiKey.Scope.ADMIN.value
 INLINE = ApiKey.Scope.INLINE_RULES.value
+WEBHOOKS = ApiKey.Scope.WEBHOOKS_MANAGE.value
 ALL = frozenset(ApiKey.Scope.values)
 
 # operationId -> every scope the operation takes (a key lacking one of them gets 403).
@@ -90,6 +93,17 @@ API_SCOPES: dict[str, frozenset[str]] = {
     "v1_api_keys_retrieve": frozenset({ADMIN}),
     "v1_api_keys_create": frozenset({ADMIN}),
     "v1_api_keys_destroy": frozenset({ADMIN}),
+    # Webhooks: reads too (an endpoint's URL and routing key are credentials); not the admin scope.
+    "webhooks_list": frozenset({WEBHOOKS}),
+    "webhook_create": frozenset({WEBHOOKS}),
+    "webhook_get": frozenset({WEBHOOKS}),
+    "webhook_update": frozenset({WEBHOOKS}),
+    "webhook_replace": frozenset({WEBHOOKS}),
+    "webhook_delete": frozenset({WEBHOOKS}),
+    "webhook_secret_rotate": frozenset({WEBHOOKS}),
+    "webhook_deliveries_list": frozenset({WEBHOOKS}),
+    "webhook_test_send": frozenset({WEBHOOKS}),
+    "webhook_delivery_resend": frozenset({WEBHOOKS}),
 }
 
 CAPPED = [{"argumentName": "amount", "enabled": True, "maximum": 1000}]
@@ -256,6 +270,8 @@ RULES_V1 = (
 )
 RULES_V2 = RULES_V1.replace("> 100", "> 50")
 
+# A public address as an IP (the SSRF guard passes it without a DNS lookup).
+WEBHOOK_URL = "https://93.184.215.14/hooks/matrix"
 # Form data each action is sent: valid, so that only who sends it decides the answer.
 FORMS: dict[str, dict[str, str]] = {
     "policies:validate": {"source": RULES_V2},
@@ -278,6 +294,10 @@ FORMS: dict[str, dict[str, str]] = {
     "team_settings:group-member-add": {"group": "compliance", "username": "member"},
     "team_settings:group-member-remove": {"group": "compliance", "username": "approver"},
     "team_settings:options": {"admins_may_approve": "on"},
+    "webhooks:create": {"name": "New hook", "format": "generic", "url": WEBHOOK_URL, "events": "deny"},
+    "webhooks:update": {"name": "Renamed", "format": "generic", "url": WEBHOOK_URL, "events": "deny"},
+    "webhooks:delete": {"confirm": "on"},
+    "webhooks:rotate-secret": {"overlap_hours": "1"},
 }
 QUERIES: dict[str, dict[str, str]] = {"policies:diff": {"from": "1", "to": "2"}}
 
@@ -319,6 +339,10 @@ def dashboard() -> Dashboard:
         rule_name="big_refunds",
         rule_set_version=1,
     )
+    webhook = webhook_endpoint_create(
+        team=team, actor=BY_TESTS, values={"name": "SIEM", "url": WEBHOOK_URL, "events": ["deny"]}
+    ).endpoint
+    webhook_delivery = webhook_test_send(endpoint=webhook, actor=BY_TESTS)
     return Dashboard(
         users=users,
         values={
@@ -330,6 +354,8 @@ def dashboard() -> Dashboard:
             "approval_id": str(approval.id),
             "key_id": str(ApiKey.objects.get(user=users["admin"]).id),
             "decision_id": str(decision.id),
+            "webhook_id": str(webhook.id),
+            "delivery_id": str(webhook_delivery.id),
         },
     )
 
@@ -429,6 +455,16 @@ PAGES: dict[str, tuple[str | int, ...]] = {
     "tenancy:my-api-keys POST": (LOGIN, 400, 201, 400, 201, 400),
     # The key is the admin's own: nobody else finds it.
     "tenancy:my-api-key-revoke POST": (LOGIN, 404, 404, 404, 302, 404),
+    # Webhooks: admins (and staff) only, reads too (an endpoint's URL is a credential); a member
+    # is told so (403). Creating and rotating answer with the page showing the new secret.
+    "webhooks:page GET": (LOGIN, 404, 403, 404, 200, 200),
+    "webhooks:create POST": (LOGIN, 404, 403, 404, 201, 201),
+    "webhooks:detail GET": (LOGIN, 404, 403, 404, 200, 200),
+    "webhooks:update POST": (LOGIN, 404, 403, 404, 302, 302),
+    "webhooks:delete POST": (LOGIN, 404, 403, 404, 302, 302),
+    "webhooks:rotate-secret POST": (LOGIN, 404, 403, 404, 200, 200),
+    "webhooks:test POST": (LOGIN, 404, 403, 404, 302, 302),
+    "webhooks:resend POST": (LOGIN, 404, 403, 404, 302, 302),
 }
 # Pages outside a namespace: public, or checked elsewhere (the admin: tests/test_tenant_isolation.py).
 PUBLIC_PAGES = {
@@ -461,6 +497,7 @@ def test_browser_matrix__every_page_of_the_url_configuration__has_a_row():
         "dashboard/",
         "dashboard/teams/",
         "dashboard/teams/<slug:slug>/settings/",
+        "dashboard/teams/<slug:slug>/settings/webhooks/",
         "dashboard/approvals/",
         "dashboard/api-keys/",
         "admin/",

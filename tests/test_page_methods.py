@@ -62,6 +62,14 @@ PAGE_METHODS: dict[str, frozenset[str]] = {
     "team_settings:key-revoke": ACTS,
     "tenancy:my-api-keys": SHOWS_AND_ACTS,
     "tenancy:my-api-key-revoke": ACTS,
+    "webhooks:page": SHOWS,
+    "webhooks:create": ACTS,
+    "webhooks:detail": SHOWS,
+    "webhooks:update": ACTS,
+    "webhooks:delete": ACTS,
+    "webhooks:rotate-secret": ACTS,
+    "webhooks:test": ACTS,
+    "webhooks:resend": ACTS,
 }
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 VALUES = {"slug": "no-such-team", "number": "1"}  # ids: fresh UUIDs (nothing is found)

@@ -22,7 +22,10 @@ EVENT_HELP = {
 
 class EndpointForm(forms.Form):
     name = forms.CharField(max_length=services.NAME_MAX)
-    format = forms.ChoiceField(choices=WebhookEndpoint.Format.choices, initial=WebhookEndpoint.Format.GENERIC)
+    # Not required: left out, the service's defaults (generic, info) apply, as in the API.
+    format = forms.ChoiceField(
+        choices=WebhookEndpoint.Format.choices, initial=WebhookEndpoint.Format.GENERIC, required=False
+    )
     url = forms.CharField(
         label="URL",
         max_length=services.URL_MAX,
@@ -47,6 +50,7 @@ class EndpointForm(forms.Form):
         label="Lowest severity sent",
         choices=WebhookEndpoint.Severity.choices,
         initial=WebhookEndpoint.Severity.INFO,
+        required=False,
     )
     enabled = forms.BooleanField(required=False, initial=True)
 

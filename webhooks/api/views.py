@@ -58,6 +58,7 @@ class WebhooksView(APIView):
     required_scopes = MANAGE
 
     @extend_schema(
+        operation_id="webhooks_list",
         tags=TAGS,
         summary="The team's webhook endpoints",
         responses={200: inline_serializer("WebhookList", fields={"data": s.EndpointOutput(many=True)})},
@@ -67,6 +68,7 @@ class WebhooksView(APIView):
         return Response({"data": [s.endpoint_output(e) for e in endpoints]})
 
     @extend_schema(
+        operation_id="webhook_create",
         tags=TAGS,
         summary="Create a webhook endpoint",
         description="The answer carries the signing secret (`secret`, `whsec_...`): shown this once.",
@@ -83,11 +85,14 @@ class WebhooksView(APIView):
 class WebhookView(APIView):
     required_scopes = MANAGE
 
-    @extend_schema(tags=TAGS, parameters=[WEBHOOK_ID], responses={200: s.EndpointOutput})
+    @extend_schema(
+        operation_id="webhook_get", tags=TAGS, parameters=[WEBHOOK_ID], responses={200: s.EndpointOutput}
+    )
     def get(self, request: ApiKeyRequest, webhook_id: str) -> Response:
         return Response(s.endpoint_output(_endpoint(request, webhook_id)))
 
     @extend_schema(
+        operation_id="webhook_update",
         tags=TAGS,
         summary="Change some of an endpoint's settings",
         parameters=[WEBHOOK_ID],
@@ -103,6 +108,7 @@ class WebhookView(APIView):
         return Response(s.endpoint_output(updated))
 
     @extend_schema(
+        operation_id="webhook_replace",
         tags=TAGS,
         summary="Replace an endpoint's settings",
         description="As creating it: what is left out takes its default. The secret stays.",
@@ -119,7 +125,7 @@ class WebhookView(APIView):
         )
         return Response(s.endpoint_output(updated))
 
-    @extend_schema(tags=TAGS, parameters=[WEBHOOK_ID], responses={204: None})
+    @extend_schema(operation_id="webhook_delete", tags=TAGS, parameters=[WEBHOOK_ID], responses={204: None})
     def delete(self, request: ApiKeyRequest, webhook_id: str) -> Response:
         services.webhook_endpoint_delete(
             endpoint=_endpoint(request, webhook_id), actor=Actor.of_request(request)
@@ -131,6 +137,7 @@ class WebhookRotateSecretView(APIView):
     required_scopes = MANAGE
 
     @extend_schema(
+        operation_id="webhook_secret_rotate",
         tags=TAGS,
         summary="Rotate an endpoint's signing secret",
         description=(
@@ -163,6 +170,7 @@ class WebhookDeliveriesView(APIView):
     required_scopes = MANAGE
 
     @extend_schema(
+        operation_id="webhook_deliveries_list",
         tags=TAGS,
         summary="An endpoint's delivery log",
         description="Newest first, each with its attempts (time, status code, latency, the answer's start, next attempt).",
@@ -193,6 +201,7 @@ class WebhookTestView(APIView):
     required_scopes = MANAGE
 
     @extend_schema(
+        operation_id="webhook_test_send",
         tags=TAGS,
         summary="Send a test message",
         description="A delivery marked `test`, signed, retried and logged like any other.",
@@ -213,6 +222,7 @@ class WebhookResendView(APIView):
     required_scopes = MANAGE
 
     @extend_schema(
+        operation_id="webhook_delivery_resend",
         tags=TAGS,
         summary="Send a delivery again",
         description="The same delivery and `webhook-id` (a receiver that has it can drop it), due now.",

@@ -6,6 +6,13 @@ Every HTTP format carries the Standard Webhooks headers (``webhook-id``, ``webho
 ``webhook-signature``), not only ``generic``: they cost nothing, Slack and PagerDuty ignore
 them, and a receiver behind a proxy of its own can still check who sent the body and drop a
 retry it has already seen (the id is the delivery's, the same on every attempt).
+
+- generic.py: the Standard Webhooks envelope and its signatures.
+- slack.py: Block Kit, with Approve / Deny on a pending approval; ``outcome_message`` retires them.
+- pagerduty.py: Events API v2, trigger and the resolve that closes it.
+- cef.py: one CEF line (the HTTP body); syslog.py frames it for a syslog receiver (RFC 5424,
+  RFC 6587 octet counting for TCP).
+- text.py: the limits' arithmetic (UTF-16 units, clipping with an ellipsis).
 """
 
 from __future__ import annotations

@@ -127,6 +127,11 @@ class DecisionRecord(models.Model):
             # The explorer (audit.selectors.explorer_*): one per filter, see _explorer_index.
             _explorer_index(None, "decision_x_seq_time"),
             _explorer_index("tool_name", "decision_x_tool_seq"),
+            # Tool and outcome together (decision is in the key, so nothing to include): their
+            # counts read only matching entries, not every outcome of the tool (audit 0011).
+            models.Index(
+                fields=["team", "tool_name", "decision", "sequence"], name="decision_x_tool_outcome_seq"
+            ),
             _explorer_index("decision", "decision_x_outcome_seq"),
             _explorer_index("rule_id", "decision_x_rule_seq"),
             _explorer_index("model", "decision_x_model_seq"),

@@ -123,7 +123,9 @@ def _title(message: WebhookMessage) -> str:
         "deny": "Denied",
         "require_approval": "Approval needed",
         "budget_exceeded": "Budget exceeded",
-        "approval.resolved": f"Approval {approval_status or 'resolved'}",
+        "approval.resolved": {"approved": "Approved", "denied": "Approval denied"}.get(
+            approval_status, "Approval resolved"
+        ),
         "approval.expired": "Approval expired",
     }
     if message.event in titles:

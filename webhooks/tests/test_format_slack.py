@@ -273,3 +273,12 @@ def test_slack__policy_published__links_the_version() -> None:
     assert _field(built, "Published by") == "bob"
     accessory = built["blocks"][1]["accessory"]
     assert (accessory["url"], accessory["text"]["text"]) == (msg.links["policy"], "Open policy")
+
+
+@pytest.mark.parametrize(
+    ("status", "header"),
+    [("approved", "Approved: payments.refund"), ("denied", "Approval denied: payments.refund")],
+)
+def test_slack__approval_resolved__header_says_the_outcome(status: str, header: str) -> None:
+    msg = message("approval.resolved", approval=approval(status))
+    assert slack.build_message(msg)["blocks"][0]["text"]["text"] == header

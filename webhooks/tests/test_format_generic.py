@@ -143,3 +143,30 @@ def test_generic__any_message__verifies_and_round_trips(msg: WebhookMessage) -> 
 
 def _unpack(rendered: Rendered) -> tuple[bytes, dict[str, str]]:
     return rendered.body, rendered.headers
+
+
+@pytest.mark.parametrize("fmt", ["slack", "pagerduty", "cef"])
+def test_render__every_format__signed_the_same_way(fmt: str) -> None:
+    # Given an endpoint of another format, in a rotation's overlap
+    old, new = new_secret(), new_secret()
+    # When a delivery is rendered
+    rendered = render(
+        message("require_approval"),
+        format=fmt,
+        webhook_id=WEBHOOK_ID,
+        secrets=[old, new],
+        routing_key="R0123456789abcdef0123456789abcd",
+        timestamp=datetime.now(UTC),
+    )
+    # Then its body verifies with either secret, so a receiver behind a proxy can check it too
+    for secret in (old, new):
+        Webhook(secret).verify(rendered.body, rendered.headers, json_parse=False)
+    assert rendered.headers["webhook-id"] == WEBHOOK_ID
+
+
+def test_render__no_live_secret__no_signature_header() -> None:
+    # Given an endpoint with no live secret (never expected, but not a crash)
+    rendered = _render(message("deny"), [])
+    # Then nothing claims a signature
+    assert "webhook-signature" not in rendered.headers
+    assert rendered.headers["webhook-id"] == WEBHOOK_ID

@@ -28,6 +28,7 @@ from runtime.routes import runtime_routes
 from tenancy.models import ApiKey, ApproverGroup, Membership, Organization, Team
 from tenancy.services import ALL_SCOPES
 from tests.factories import (
+    BY_TESTS,
     ApprovalFactory,
     ApproverGroupFactory,
     OrganizationFactory,
@@ -40,10 +41,13 @@ from tests.factories import (
     publish_rules,
     record_decision,
 )
+from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookSecret
+from webhooks.services import webhook_endpoint_create, webhook_test_send
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BRAVO_TOOL = "bravo_secret_tool"
+BRAVO_WEBHOOK_URL = "https://93.184.215.14/bravo-secret-hook"
 BRAVO_RULES = (
     "rules:\n  - {name: bravo_secret_rule, tool: bravo_secret_tool, when: 'args.amount > 5', action: deny}\n"
 )
@@ -146,6 +150,8 @@ PARAMETERS = {
     "before": "version",
     "after": "version",
     "key_id": "api_key",
+    "webhook_id": "webhook",
+    "delivery_id": "webhook_delivery",
 }
 # Parameters that pick a part of a page, not an object: every value is tried, under bravo's slug.
 NAMING_NO_OBJECT: dict[str, list[str]] = {"panel": sorted(OVERVIEW_PANELS)}
@@ -181,6 +187,10 @@ def world(request: pytest.FixtureRequest) -> World:
     api_key_for(bravo, name="bravo team key")
     personal_api_key_for(bob, bravo, name="bravo personal key")
     keys = list(ApiKey.objects.filter(team=bravo))
+    webhook = webhook_endpoint_create(
+        team=bravo, actor=BY_TESTS, values={"name": "bravo siem", "url": BRAVO_WEBHOOK_URL, "events": ["deny"]}
+    ).endpoint
+    webhook_delivery = webhook_test_send(endpoint=webhook, actor=BY_TESTS)
     objects = {
         "approval": [str(approval.id)],
         "decision": [str(decision.id)],
@@ -189,6 +199,8 @@ def world(request: pytest.FixtureRequest) -> World:
         "tool_policy": [str(policy.id)],
         "version": [str(v.number) for v in RuleSetVersion.objects.filter(team=bravo)],
         "api_key": [str(k.id) for k in keys],
+        "webhook": [str(webhook.id)],
+        "webhook_delivery": [str(webhook_delivery.id)],
     }
     markers = [
         bravo.slug,
@@ -204,8 +216,10 @@ def world(request: pytest.FixtureRequest) -> World:
         *(
             ids[0]
             for kind, ids in objects.items()
-            if kind in ("approval", "decision", "draft", "tool_policy")
+            if kind in ("approval", "decision", "draft", "tool_policy", "webhook", "webhook_delivery")
         ),
+        BRAVO_WEBHOOK_URL,
+        webhook.secrets.get().secret,
     ]
     return World(
         alpha=alpha,
@@ -240,6 +254,9 @@ def bravo_state(world: World) -> list[Any]:
         list(PolicyDraft.objects.filter(team=team).order_by("id").values("id", "status")),
         list(Approval.objects.filter(team=team).order_by("id").values("id", "status")),
         DecisionRecord.objects.filter(team=team).count(),
+        list(WebhookEndpoint.objects.filter(team=team).order_by("id").values()),
+        list(WebhookSecret.objects.filter(endpoint__team=team).order_by("id").values()),
+        list(WebhookDelivery.objects.filter(team=team).order_by("id").values("id", "status", "next_attempt_at")),
     ]
 
 

@@ -17,6 +17,7 @@ from schemathesis.specs.openapi.checks import (
 
 from policies.services import rule_set_version_create
 from tests.factories import (
+    BY_TESTS,
     ApprovalFactory,
     TeamFactory,
     ToolPolicyFactory,
@@ -25,6 +26,7 @@ from tests.factories import (
     publish_rules,
     record_decision,
 )
+from webhooks.services import webhook_endpoint_create, webhook_test_send
 
 pytestmark = [pytest.mark.asgi_server, pytest.mark.django_db(transaction=True)]
 
@@ -64,6 +66,10 @@ def _seeded_team() -> tuple[str, dict[str, str]]:
     draft = policy_draft_for(team, [{"id": "cap", "name": "cap", "action": "block", "tools": ["refund"]}])
     approval = ApprovalFactory(team=team, tool_name="refund")
     decision = record_decision(team, tool_name="refund", approval_id=approval.id)
+    webhook = webhook_endpoint_create(
+        team=team, actor=BY_TESTS, values={"name": "SIEM", "url": "https://93.184.215.14/hook", "events": ["deny"]}
+    ).endpoint
+    delivery = webhook_test_send(endpoint=webhook, actor=BY_TESTS)
     values = {
         "approval_id": str(approval.id),
         "decision_id": str(decision.id),
@@ -72,6 +78,8 @@ def _seeded_team() -> tuple[str, dict[str, str]]:
         "version": "1",
         "before": "1",
         "after": "2",
+        "webhook_id": str(webhook.id),
+        "delivery_id": str(delivery.id),
     }
     return api_key_for(team), values
 

@@ -15,19 +15,29 @@ Why the queries look as they do (measured on PostgreSQL, README/notes "Overview"
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import uuid
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, F, FloatField, Func, IntegerField, QuerySet, TextField, Value
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    FloatField,
+    Func,
+    IntegerField,
+    OuterRef,
+    QuerySet,
+    TextField,
+    Value,
+)
 from django.db.models.expressions import Expression
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Coalesce, NullIf
@@ -38,6 +48,7 @@ from approvals.selectors import approvals_of_team
 from audit.models import DecisionRecord
 from policies.models import RuleSetPublication, RuleSetVersion
 from policies.selectors import rule_set_publications_of_team, rule_set_versions_of_team
+from tenancy.models import Team
 
 OUTCOMES: tuple[str, ...] = tuple(DecisionRecord.Outcome.values)
 HOUR = timedelta(hours=1)
@@ -139,43 +150,113 @@ def _moment(index: int, step: timedelta, tz: Any) -> datetime:
 
 # Counting a window: one query for the hour (a few thousand rows). The day (~300k rows a day for
 # a busy team) is counted per quarter-hour: each quarter-hour already over is counted once and
-# kept in Django's cache (Redis, shared by the web processes) on its own key, and the current one
-# is read every time. So when the window moves on, one new quarter-hour is counted, not the day
-# again (10M benchmark: the day panels' first load after each quarter-hour was 0.5-1.9 s each).
+# kept in Django's cache (Redis, shared by the web processes) on its own key, per team and panel,
+# and the current one is read every time. So when the window moves on, one new quarter-hour is
+# counted, not the day again (10M benchmark: the day panels' first load after each quarter-hour
+# was 0.5-1.9 s each). Beat counts each quarter-hour shortly after it ends (day_counts_warm,
+# dashboards.tasks), so a request normally finds them all and counts only the current one.
 # The record is append-only and stamped by the server when decided, so a quarter-hour that is
-# over does not change once its last writes have committed (SETTLED_AFTER).
+# over does not change once its last writes have committed (SETTLED_AFTER); until then it is
+# counted with the current one.
 SETTLED_AFTER = timedelta(seconds=10)
 # A quarter-hour stays in the day's window for a day: kept a little longer than that.
 CACHE_SECONDS = int((DAY + timedelta(hours=1)).total_seconds())
+# The shape of the cached values (per team, panel and bucket, a Counter of the panel's keys); a
+# new shape takes new keys, so a deploy never reads the old one.
+CACHE_FORMAT = 2
+# Teams whose day buckets one warm query counts (and whose keys one cache read fetches: 95 a team).
+WARM_TEAMS_PER_QUERY = 50
 
-CountPairs = Callable[[datetime, datetime | None], Iterable[tuple[Hashable, int]]]
+# A panel's count: ``count(team_ids, since, until, width)`` yields (team, bucket, key, n) for the
+# rows of those teams stamped in [since, until) (``until`` None: no end), ``bucket`` being the row's
+# ``_EpochBucket`` of ``width`` seconds. One GROUP BY query.
+TeamCount = Callable[
+    [Sequence[uuid.UUID], datetime, datetime | None, int], Iterable[tuple[uuid.UUID, int, Hashable, int]]
+]
+# team -> bucket index -> the panel's key -> n
+PerBucket = dict[uuid.UUID, dict[int, Counter[Hashable]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Panel:
+    """What a panel counts over a window; ``name`` is its part of the cache keys."""
+
+    name: str
+    count: TeamCount
+
+
+def _cache_key(panel: Panel, team_id: uuid.UUID, width: int, index: int) -> str:
+    return f"overview:{CACHE_FORMAT}:{panel.name}:{team_id.hex}:{width}:{index}"
+
+
+def _grouped(rows: Iterable[tuple[uuid.UUID, int, Hashable, int]]) -> PerBucket:
+    out: PerBucket = {}
+    for team, bucket, key, n in rows:
+        out.setdefault(team, {}).setdefault(bucket, Counter())[key] += n
+    return out
+
+
+def _settled_before(*, now: datetime, step: timedelta, last: int, tz: Any) -> int:
+    """The first bucket not settled yet: the current one (``last``), or the one before it for
+    SETTLED_AFTER after it ended, while its last writes may still be committing."""
+    return last if now - _moment(last, step, tz) >= SETTLED_AFTER else last - 1
+
+
+def _closed_counts(
+    panel: Panel, team_ids: Sequence[uuid.UUID], *, first: int, end: int, step: timedelta, tz: Any
+) -> PerBucket:
+    """Buckets ``first`` .. ``end - 1`` of each team: from the cache, and the ones not there
+    counted in one query (from the oldest of them to ``end``) and stored, each on its own key."""
+    width = int(step.total_seconds())
+    keys = {(team, i): _cache_key(panel, team, width, i) for team in team_ids for i in range(first, end)}
+    if not keys:
+        return {}
+    cached = _cache_get_many(list(keys.values()))
+    out: PerBucket = {team: {} for team in team_ids}
+    missing = []
+    for (team, i), key in keys.items():
+        bucket = cached.get(key)
+        if isinstance(bucket, Counter):
+            out[team][i] = bucket
+        else:
+            missing.append((team, i))
+    if missing:
+        teams = sorted({team for team, _ in missing})
+        low = min(i for _, i in missing)
+        counted = _grouped(panel.count(teams, _moment(low, step, tz), _moment(end, step, tz), width))
+        fresh: dict[str, Counter[Hashable]] = {}
+        for team, i in missing:
+            # an empty quarter-hour is cached too (an empty Counter), so it is not asked again
+            bucket = counted.get(team, {}).get(i, Counter())
+            out[team][i] = bucket
+            fresh[keys[(team, i)]] = bucket
+        _cache_set_many(fresh)
+    return out
 
 
 def _counted(
-    *, key: str, now: datetime, span: timedelta, step: timedelta, count: CountPairs
-) -> Counter[Hashable]:
-    """``count(since, until)``'s (key, n) pairs over the last ``span`` (``step`` buckets ending
-    with the current one); for a span longer than an hour, each bucket that is over comes from
-    the cache, counted on its own the first time."""
+    panel: Panel, team_ids: Sequence[uuid.UUID], *, now: datetime, span: timedelta, step: timedelta
+) -> PerBucket:
+    """``panel``'s counts per team and ``step`` bucket over the last ``span`` (ending with the
+    bucket that holds ``now``; rows stamped past it are in the current one's query too). Spans
+    over an hour take their settled buckets from the cache (``_closed_counts``): the query left is
+    the current bucket's."""
     first, last = _window(now=now, span=span, step=step)
     tz = now.tzinfo or timezone.get_current_timezone()
-    since, current = _moment(first, step, tz), _moment(last, step, tz)
-    if span <= HOUR or now - current < SETTLED_AFTER:
-        return Counter(dict(count(since, None)))
     width = int(step.total_seconds())
-    keys = {f"overview:{key}:{width}:{i}": i for i in range(first, last)}
-    cached = _cache_get_many(list(keys))
+    if span <= HOUR:
+        return _grouped(panel.count(team_ids, _moment(first, step, tz), None, width))
+    settled = _settled_before(now=now, step=step, last=last, tz=tz)
+    out = _closed_counts(panel, team_ids, first=first, end=settled, step=step, tz=tz)
+    for team, buckets in _grouped(panel.count(team_ids, _moment(settled, step, tz), None, width)).items():
+        out.setdefault(team, {}).update(buckets)
+    return out
+
+
+def _summed(buckets: dict[int, Counter[Hashable]]) -> Counter[Hashable]:
     total: Counter[Hashable] = Counter()
-    fresh: dict[str, Counter[Hashable]] = {}
-    for cache_key, i in keys.items():
-        bucket = cached.get(cache_key)
-        if not isinstance(bucket, Counter):
-            bucket = Counter(dict(count(_moment(i, step, tz), _moment(i + 1, step, tz))))
-            fresh[cache_key] = bucket
+    for bucket in buckets.values():
         total.update(bucket)
-    if fresh:
-        _cache_set_many(fresh)
-    total.update(Counter(dict(count(current, None))))
     return total
 
 
@@ -194,40 +275,57 @@ def _cache_set_many(values: dict[str, Counter[Hashable]]) -> None:
         logger.warning("overview.cache_unavailable keys=%s..", list(values)[:1], exc_info=True)
 
 
-def _decisions(team_id: uuid.UUID, since: datetime, until: datetime | None) -> QuerySet[DecisionRecord]:
-    rows = DecisionRecord.objects.filter(team_id=team_id, created_at__gte=since)
+def _decisions(
+    team_ids: Sequence[uuid.UUID], since: datetime, until: datetime | None
+) -> QuerySet[DecisionRecord]:
+    # ``team_id IN (one)`` is ``team_id = one`` to PostgreSQL: the same index scans as for a team.
+    rows = DecisionRecord.objects.filter(team_id__in=list(team_ids), created_at__gte=since)
     if until is not None:
         rows = rows.filter(created_at__lt=until)
     return rows.order_by()
+
+
+def _per_bucket(
+    rows: QuerySet[DecisionRecord], width: int, *fields: str
+) -> Iterator[tuple[uuid.UUID, int, Hashable, int]]:
+    """``rows`` counted per team, ``width`` bucket and ``fields`` (the key: one field's value, or
+    a tuple of several), in the database."""
+    grouped = (
+        rows.annotate(bucket=_EpochBucket(F("created_at"), width=width))
+        .values("team_id", "bucket", *fields)
+        .annotate(n=Count("*"))
+        .values_list("team_id", "bucket", *fields, "n")
+    )
+    for team, bucket, *key, n in grouped:
+        yield team, bucket, key[0] if len(key) == 1 else tuple(key), n
+
+
+def _count_outcomes(
+    team_ids: Sequence[uuid.UUID], since: datetime, until: datetime | None, width: int
+) -> Iterable[tuple[uuid.UUID, int, Hashable, int]]:
+    # ``decision IN (...)``: three range scans of decision_team_outcome_time, index-only
+    return _per_bucket(_decisions(team_ids, since, until).filter(decision__in=OUTCOMES), width, "decision")
+
+
+# All sources count: a client decision was a call too.
+OUTCOMES_PANEL = Panel("series", _count_outcomes)
 
 
 def decision_series(
     *, team_id: uuid.UUID, now: datetime | None = None, span: timedelta = HOUR, step: timedelta = HOUR_STEP
 ) -> Series:
     """The team's decisions per ``step`` and outcome over the last ``span`` (empty buckets
-    included, so a chart has every bar). All sources count: a client decision was a call too."""
+    included, so a chart has every bar)."""
     now = now or timezone.now()
-    width = int(step.total_seconds())
-
-    def count(since: datetime, until: datetime | None) -> Iterable[tuple[Hashable, int]]:
-        rows = (
-            _decisions(team_id, since, until)
-            .filter(decision__in=OUTCOMES)
-            .annotate(bucket=_EpochBucket(F("created_at"), width=width))
-            .values("bucket", "decision")
-            .annotate(n=Count("*"))
-            .values_list("bucket", "decision", "n")
-        )
-        return (((bucket, outcome), n) for bucket, outcome, n in rows)
-
-    counted = _counted(key=f"series:{team_id.hex}", now=now, span=span, step=step, count=count)
+    counted = _counted(OUTCOMES_PANEL, [team_id], now=now, span=span, step=step).get(team_id, {})
     first, last = _window(now=now, span=span, step=step)
     tz = now.tzinfo or timezone.get_current_timezone()
+    empty: Counter[Hashable] = Counter()
     return Series(
         step=step,
         # a row stamped past now (clock skew) has no bar
         buckets=tuple(
-            Bucket(_moment(i, step, tz), {outcome: counted[(i, outcome)] for outcome in OUTCOMES})
+            Bucket(_moment(i, step, tz), {outcome: counted.get(i, empty)[outcome] for outcome in OUTCOMES})
             for i in range(first, last + 1)
         ),
     )
@@ -237,19 +335,12 @@ def decision_totals_of_teams(
     *, team_ids: Sequence[uuid.UUID], now: datetime | None = None
 ) -> dict[uuid.UUID, dict[str, int]]:
     """Each team's decisions per outcome over the day (the day chart's window), in one query
-    for all the teams (the home page's small counts: a window, never a count of the table)."""
-    ids = sorted(team_ids)
-
-    def count(since: datetime, until: datetime | None) -> Iterable[tuple[Hashable, int]]:
-        rows = DecisionRecord.objects.filter(team_id__in=ids, decision__in=OUTCOMES, created_at__gte=since)
-        if until is not None:
-            rows = rows.filter(created_at__lt=until)
-        pairs = rows.order_by().values("team_id", "decision").annotate(n=Count("*"))
-        return (((team, outcome), n) for team, outcome, n in pairs.values_list("team_id", "decision", "n"))
-
-    digest = hashlib.sha256(",".join(i.hex for i in ids).encode()).hexdigest()[:32]
-    counted = _counted(key=f"teams:{digest}", now=now or timezone.now(), span=DAY, step=DAY_STEP, count=count)
-    return {team_id: {o: counted[(team_id, o)] for o in OUTCOMES} for team_id in team_ids}
+    for all the teams (the home page's small counts: a window, never a count of the table).
+    The day chart's cached quarter-hours are the same counts: they are shared with it."""
+    ids = sorted(set(team_ids))
+    counted = _counted(OUTCOMES_PANEL, ids, now=now or timezone.now(), span=DAY, step=DAY_STEP)
+    totals = {team_id: _summed(counted.get(team_id, {})) for team_id in ids}
+    return {team_id: {o: totals[team_id][o] for o in OUTCOMES} for team_id in team_ids}
 
 
 # --- latency -------------------------------------------------------------------------------------
@@ -359,36 +450,43 @@ def _ranked(counted: Counter[Hashable], limit: int) -> list[tuple[Any, int]]:
     return sorted(counted.items(), key=lambda item: (-item[1], str(item[0])))[:limit]
 
 
+def _day_counts(panel: Panel, team_id: uuid.UUID, now: datetime | None) -> Counter[Hashable]:
+    counted = _counted(panel, [team_id], now=now or timezone.now(), span=DAY, step=DAY_STEP)
+    return _summed(counted.get(team_id, {}))
+
+
+def _count_denied_tools(
+    team_ids: Sequence[uuid.UUID], since: datetime, until: datetime | None, width: int
+) -> Iterable[tuple[uuid.UUID, int, Hashable, int]]:
+    # index: team, decision, created_at
+    rows = _decisions(team_ids, since, until).filter(decision=DecisionRecord.Outcome.DENY)
+    return _per_bucket(rows, width, "tool_name")
+
+
+def _count_rules(
+    team_ids: Sequence[uuid.UUID], since: datetime, until: datetime | None, width: int
+) -> Iterable[tuple[uuid.UUID, int, Hashable, int]]:
+    return _per_bucket(_decisions(team_ids, since, until).exclude(rule_id=""), width, "rule_id", "rule_name")
+
+
+DENIED_TOOLS_PANEL = Panel("denied", _count_denied_tools)
+RULES_PANEL = Panel("rules", _count_rules)
+
+
 def top_denied_tools(
     *, team_id: uuid.UUID, now: datetime | None = None, limit: int = TOP_LIMIT
 ) -> list[Ranked]:
-    """The tools denied most often over the day (index: team, decision, created_at)."""
-
-    def count(since: datetime, until: datetime | None) -> Iterable[tuple[Hashable, int]]:
-        rows = _decisions(team_id, since, until).filter(decision=DecisionRecord.Outcome.DENY)
-        return rows.values("tool_name").annotate(n=Count("*")).values_list("tool_name", "n")
-
-    counted = _counted(
-        key=f"denied:{team_id.hex}", now=now or timezone.now(), span=DAY, step=DAY_STEP, count=count
-    )
+    """The tools denied most often over the day."""
+    counted = _day_counts(DENIED_TOOLS_PANEL, team_id, now)
     return [Ranked(str(tool), n) for tool, n in _ranked(counted, limit)]
 
 
 def top_rules(*, team_id: uuid.UUID, now: datetime | None = None, limit: int = TOP_LIMIT) -> list[Ranked]:
     """The rules that decided most calls over the day (a decision no rule matched, the default
     action, has no rule id and is not counted)."""
-
-    def count(since: datetime, until: datetime | None) -> Iterable[tuple[Hashable, int]]:
-        rows = _decisions(team_id, since, until).exclude(rule_id="")
-        pairs = rows.values("rule_id", "rule_name").annotate(n=Count("*"))
-        return (((rule_id, name), n) for rule_id, name, n in pairs.values_list("rule_id", "rule_name", "n"))
-
-    counted = _counted(
-        key=f"rules:{team_id.hex}", now=now or timezone.now(), span=DAY, step=DAY_STEP, count=count
-    )
     by_rule: Counter[Hashable] = Counter()
     names: dict[str, str] = {}  # a rule's name (the smallest, should it have changed)
-    for pair, n in counted.items():
+    for pair, n in _day_counts(RULES_PANEL, team_id, now).items():
         rule_id, name = cast(tuple[str, str], pair)
         by_rule[rule_id] += n
         if name and (not names.get(rule_id) or name < names[rule_id]):
@@ -416,6 +514,20 @@ def _dimension(name: str) -> Expression:
     return Coalesce(top, custom, output_field=TextField())
 
 
+def _dimension_panel(name: str) -> Panel:
+    def count(
+        team_ids: Sequence[uuid.UUID], since: datetime, until: datetime | None, width: int
+    ) -> Iterable[tuple[uuid.UUID, int, Hashable, int]]:
+        return _per_bucket(
+            _decisions(team_ids, since, until).annotate(value=_dimension(name)), width, "value"
+        )
+
+    return Panel(name, count)
+
+
+DIMENSION_PANELS = {name: _dimension_panel(name) for name in CONTEXT_DIMENSIONS}
+
+
 def decisions_by_dimension(
     *, team_id: uuid.UUID, name: str, now: datetime | None = None, limit: int = TOP_LIMIT
 ) -> list[Ranked]:
@@ -423,15 +535,40 @@ def decisions_by_dimension(
     calls that do not say are counted as NOT_SET."""
     if name not in CONTEXT_DIMENSIONS:
         raise ValueError(f"unknown dimension {name!r}")
-
-    def count(since: datetime, until: datetime | None) -> Iterable[tuple[Hashable, int]]:
-        rows = _decisions(team_id, since, until).annotate(value=_dimension(name))
-        return rows.values("value").annotate(n=Count("*")).values_list("value", "n")
-
-    counted = _counted(
-        key=f"{name}:{team_id.hex}", now=now or timezone.now(), span=DAY, step=DAY_STEP, count=count
-    )
+    counted = _day_counts(DIMENSION_PANELS[name], team_id, now)
     return [Ranked(NOT_SET if value is None else str(value), n) for value, n in _ranked(counted, limit)]
+
+
+# --- the day's quarter-hours, counted ahead -------------------------------------------------------
+
+# Every panel of the day window that is counted per quarter-hour (the home page's totals are the
+# day chart's counts).
+DAY_PANELS: tuple[Panel, ...] = (OUTCOMES_PANEL, DENIED_TOOLS_PANEL, RULES_PANEL, *DIMENSION_PANELS.values())
+
+
+def day_counts_warm(*, now: datetime | None = None) -> int:
+    """Count and cache each settled quarter-hour of the day window that is not cached yet, for
+    every day panel of every team with a decision in that window, so that a page's day panels
+    count only the current quarter-hour (beat runs it shortly after each quarter-hour ends:
+    dashboards.tasks.warm_day_counts). The read path's own code and keys (``_closed_counts``): one
+    query a panel for up to WARM_TEAMS_PER_QUERY teams, usually for the one quarter-hour just
+    over; after the cache was emptied, for the whole day. A team quiet all day is left to its
+    first read. Returns the number of teams."""
+    now = now or timezone.now()
+    tz = now.tzinfo or timezone.get_current_timezone()
+    first, last = _window(now=now, span=DAY, step=DAY_STEP)
+    since = _moment(first, DAY_STEP, tz)
+    # One probe of decision_team_time per team (no index leads with created_at alone).
+    active = Team.objects.filter(
+        Exists(DecisionRecord.objects.filter(team_id=OuterRef("pk"), created_at__gte=since))
+    )
+    team_ids = sorted(active.values_list("id", flat=True))
+    end = _settled_before(now=now, step=DAY_STEP, last=last, tz=tz)
+    for start in range(0, len(team_ids), WARM_TEAMS_PER_QUERY):
+        batch = team_ids[start : start + WARM_TEAMS_PER_QUERY]
+        for panel in DAY_PANELS:
+            _closed_counts(panel, batch, first=first, end=end, step=DAY_STEP, tz=tz)
+    return len(team_ids)
 
 
 # --- approvals -----------------------------------------------------------------------------------

@@ -90,6 +90,8 @@ DEVICE_VERSION = _device_version()
 def line(message: WebhookMessage, *, webhook_id: str) -> str:
     """The CEF line (no line ending) for ``message``."""
     name = NAMES.get(message.event, message.event)
+    if message.policy and message.policy.kind == "rollback":
+        name = "Policy rolled back"
     header = [
         _header(VENDOR, HEADER_LIMITS["vendor"]),
         _header(PRODUCT, HEADER_LIMITS["product"]),

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 
 from webhooks.formats import cef, render
-from webhooks.messages import WebhookMessage
+from webhooks.messages import PolicyFacts, WebhookMessage
 from webhooks.tests.cef_parser import CEFError, parse
 from webhooks.tests.format_messages import AT, EVENTS, decision, message, messages
 
@@ -243,4 +243,14 @@ def test_cef__policy_published__version_and_link() -> None:
         "7",
         "Policy Version",
         msg.links["policy"],
+    )
+
+
+def test_cef__policy_rollback__named_so() -> None:
+    msg = message("policy.published", policy=PolicyFacts(version=3, published_by="bob", kind="rollback"))
+    parsed = parse(_line(msg))
+    assert (parsed.name, parsed.extension["act"], parsed.extension["cn1"]) == (
+        "Policy rolled back",
+        "rollback",
+        "3",
     )

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -52,7 +53,14 @@ from audit.trail import audit_event_append
 from webhooks import transport
 from webhooks.formats import render
 from webhooks.messages import WebhookMessage
-from webhooks.models import RESPONSE_SNIPPET_MAX, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from webhooks.models import (
+    RESPONSE_SNIPPET_MAX,
+    SlackMessage,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 from webhooks.ssrf import SYSLOG_SCHEMES
 
 logger = logging.getLogger(__name__)
@@ -207,6 +215,8 @@ def _send(delivery: WebhookDelivery, endpoint: WebhookEndpoint, started: datetim
         logger.exception("webhook.render_failed delivery=%s format=%s", delivery.id, endpoint.format)
         return Outcome(False, None, f"could not render: {type(exc).__name__}: {exc}"[:500], 0.0, "", None)
     timeout = settings.VETO_WEBHOOK_TIMEOUT_SECONDS
+    if endpoint.format == WebhookEndpoint.Format.SLACK and endpoint.slack_bot_token and endpoint.slack_channel:
+        return _post_to_slack(endpoint, message)
     if endpoint.url.split(":", 1)[0].lower() in SYSLOG_SCHEMES:
         answer = transport.send_syslog(
             endpoint.url, message=_syslog_message(rendered.body, message), timeout=timeout
@@ -223,6 +233,32 @@ def _send(delivery: WebhookDelivery, endpoint: WebhookEndpoint, started: datetim
         snippet=answer.body[:RESPONSE_SNIPPET_MAX],
         retry_after=parse_retry_after(_header(answer.headers, "retry-after"), now=timezone.now()),
     )
+
+
+def _post_to_slack(endpoint: WebhookEndpoint, message: WebhookMessage) -> Outcome:
+    """chat.postMessage with the endpoint's bot token (the Slack API base is a setting, not a
+    team's URL, so no SSRF check); a message with buttons is remembered so that they can be
+    replaced once its approval is decided anywhere (webhooks.slack.retire)."""
+    from webhooks.formats.slack import build_message
+    from webhooks.slack.client import SlackApiError, slack_post_message
+
+    started = time.perf_counter()
+    try:
+        channel, ts = slack_post_message(
+            bot_token=endpoint.slack_bot_token, channel=endpoint.slack_channel, message=build_message(message)
+        )
+    except SlackApiError as exc:
+        return Outcome(False, None, str(exc)[:500], _ms(started), "", None)
+    approval = message.approval
+    if message.event == WebhookEvent.REQUIRE_APPROVAL and approval is not None and ts:
+        SlackMessage.objects.get_or_create(
+            endpoint=endpoint, channel=channel, ts=ts, defaults={"approval_id": uuid.UUID(approval.approval_id)}
+        )
+    return Outcome(True, None, "", _ms(started), f"chat.postMessage ok: {channel} {ts}", None)
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
 
 
 def _syslog_message(cef_line: bytes, message: WebhookMessage) -> bytes:

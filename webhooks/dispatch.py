@@ -64,6 +64,7 @@ from tenancy.models import ApiKey, Team
 from webhooks.delivery import enqueue
 from webhooks.messages import ApprovalFacts, DecisionFacts, PolicyFacts, WebhookFailureFacts, WebhookMessage
 from webhooks.models import SEVERITY_ORDER, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from webhooks.slack.retire import slack_messages_retire, slack_messages_to_retire
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ def dispatch_team(team_id: uuid.UUID | str) -> int:
 
 def _dispatch_endpoint(endpoint_id: uuid.UUID, team: Team, builder: MessageBuilder) -> tuple[int, bool]:
     """One transaction of one endpoint: (deliveries made, whether entries are left to read)."""
+    to_retire: list[uuid.UUID] = []
     with transaction.atomic():
         endpoint = WebhookEndpoint.objects.select_for_update().filter(id=endpoint_id, enabled=True).first()
         if endpoint is None:
@@ -129,6 +131,9 @@ def _dispatch_endpoint(endpoint_id: uuid.UUID, team: Team, builder: MessageBuild
             events, cursor, left = _read(team.id, stream, cursor)
             more = more or left
             cursors[cursor_name] = cursor
+            # Slack messages whose approval ended get their buttons replaced, whichever events
+            # the endpoint subscribes to: riding the cursor, no ending is missed.
+            to_retire.extend(slack_messages_to_retire(endpoint=endpoint, events=events))
             for event, webhook_event, message in builder.messages(events, subscribed):
                 if not _passes(webhook_event, message.severity, endpoint.min_severity):
                     continue
@@ -151,6 +156,13 @@ def _dispatch_endpoint(endpoint_id: uuid.UUID, team: Team, builder: MessageBuild
             WebhookEndpoint.objects.filter(id=endpoint.id).update(**cursors)
     if deliveries:
         logger.info("webhook.dispatched endpoint=%s team=%s deliveries=%d", endpoint.id, team.id, len(deliveries))
+    # Slack calls (bounded, 5 s each) after the commit, outside the endpoint's lock; one that
+    # fails is logged and a later press on the message replaces its buttons then.
+    for approval_id in dict.fromkeys(to_retire):
+        try:
+            slack_messages_retire(approval_id=approval_id)
+        except Exception:  # noqa: BLE001 - never lose the dispatch over a Slack call
+            logger.exception("webhook.slack_retire_failed approval=%s", approval_id)
     return len(deliveries), more
 
 

@@ -103,7 +103,8 @@ def _refused(request: AuthenticatedHttpRequest, slug: str, exc: ApplicationError
     messages.error(request, f"Nothing changed: {exc.message}")
     access = team_access_or_404(request, slug)
     if not services.may_manage_webhooks(team=access.team, actor=Actor.of_request(request)):
-        return render(request, "webhooks/refused.html", {"team": access.team}, status=exc.status_code)
+        context = {"team": access.team, "access": access}
+        return render(request, "webhooks/refused.html", context, status=exc.status_code)
     return render(request, "webhooks/page.html", _list_context(access), status=exc.status_code)
 
 

@@ -1,4 +1,10 @@
-"""The nav's Webhooks link (templates/base.html): shown to whoever administers the page's team."""
+"""The nav's Webhooks link (templates/base.html): shown to whoever administers the page's team.
+
+Read from the page's own ``access`` (a ``tenancy.selectors.TeamAccess``: the policies, team
+settings and webhook pages have one), never from a query of its own: every page's query count is
+pinned (tests), and the nav must not add to it. Pages without ``access`` show no link; the team
+settings page links to the webhooks too.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +12,12 @@ from typing import Any
 
 from django import template
 
-from tenancy.models import Team
-from tenancy.selectors import user_is_team_admin
+from tenancy.selectors import TeamAccess
 
 register = template.Library()
 
 
 @register.simple_tag(takes_context=True)
 def administers_team(context: Any, slug: str) -> bool:
-    """Whether the signed-in person administers team ``slug`` (one query; none for staff),
-    remembered for the rest of the render."""
-    user = context.get("user")
-    if not slug or user is None or not user.is_authenticated:
-        return False
-    if user.is_staff:
-        return True
-    cache = context.render_context.setdefault("webhooks_nav_admin", {})
-    if slug not in cache:
-        team_id = Team.objects.filter(slug=slug).values_list("id", flat=True).first()
-        cache[slug] = team_id is not None and user_is_team_admin(user=user, team_id=team_id)
-    return bool(cache[slug])
+    access = context.get("access")
+    return isinstance(access, TeamAccess) and access.team.slug == slug and access.is_admin

@@ -212,3 +212,23 @@ def test_dispatch_team__disabled_endpoint__nothing_and_cursor_kept(team):
     assert deliveries(endpoint) == []
     endpoint.refresh_from_db()
     assert endpoint.decisions_cursor == 0
+
+
+def test_sweep__team_not_dispatched_and_a_due_delivery_no_task_took__both_caught_up(team, settings, monkeypatch):
+    # Given a denial nobody dispatched (its notice was lost), and a delivery due for a minute
+    sent: list[list[str]] = []
+    monkeypatch.setattr(dispatch, "enqueue", lambda ids: sent.append([str(i) for i in ids]))
+    endpoint = endpoint_for(team, url=URL, events=("deny",))
+    record_decision(team, decision="deny", severity="high")
+    old = WebhookDelivery.objects.create(
+        endpoint=endpoint, team=team, event="deny", source_key="test:old", next_attempt_at=timezone.now() - timedelta(minutes=1)
+    )
+    WebhookDelivery.objects.create(
+        endpoint=endpoint, team=team, event="deny", source_key="test:later", next_attempt_at=timezone.now() + timedelta(hours=1)
+    )
+    # When the beat sweep runs
+    made, due = dispatch.sweep()
+    # Then the denial has its delivery, and the old due one (only) was handed to a task
+    assert made == 1
+    assert WebhookDelivery.objects.filter(endpoint=endpoint, source_key__startswith="decisions:").count() == 1
+    assert due == 1 and [str(old.id)] in sent

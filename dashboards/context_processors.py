@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AnonymousUser, User
+from django.contrib.auth.models import User
 from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
@@ -26,7 +26,5 @@ def navigation(request: HttpRequest) -> dict[str, object]:
     return {"nav_teams": teams, "nav_team_slug": slug, "nav_admin_team_slugs": admin_slugs}
 
 
-def _role_of(user: User | AnonymousUser) -> Subquery:
-    return Subquery(
-        Membership.objects.filter(team=OuterRef("pk"), user_id=user.pk).values("role")[:1]
-    )
+def _role_of(user: User) -> Subquery:
+    return Subquery(Membership.objects.filter(team=OuterRef("pk"), user=user).values("role")[:1])

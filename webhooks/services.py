@@ -47,7 +47,14 @@ from webhooks.messages import (
     WebhookFailureFacts,
     WebhookMessage,
 )
-from webhooks.models import SEVERITY_ORDER, WebhookDelivery, WebhookEndpoint, WebhookEvent, WebhookSecret
+from webhooks.models import (
+    SEVERITY_ORDER,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+    WebhookSecret,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -267,6 +274,10 @@ class WebhookDisabled(Conflict):
     code = "webhook_disabled"
 
 
+class DeliveryInFlight(Conflict):
+    code = "delivery_in_flight"
+
+
 def _ensure_enabled(endpoint: WebhookEndpoint, *, doing: str) -> None:
     if not endpoint.enabled:
         raise WebhookDisabled(f"the endpoint {endpoint.name} is disabled: enable it to {doing}")
@@ -461,9 +472,15 @@ def webhook_delivery_resend(*, delivery: WebhookDelivery, actor: Actor) -> Webho
         locked = WebhookDelivery.objects.select_for_update().filter(pk=delivery.pk).first()
         if locked is None:
             raise NotFound("delivery not found")
+        now = timezone.now()
+        recorded = WebhookAttempt.objects.filter(delivery=locked).count()
+        if locked.attempt_count > recorded and locked.next_attempt_at and locked.next_attempt_at > now:
+            # Claimed by a worker that has not recorded its answer yet (its lease runs): making it
+            # due now would let a second worker send it alongside.
+            raise DeliveryInFlight("an attempt of this delivery is under way: see the log in a minute")
         previous = locked.status
         locked.status = WebhookDelivery.Status.PENDING
-        locked.next_attempt_at = timezone.now()
+        locked.next_attempt_at = now
         locked.save(update_fields=["status", "next_attempt_at"])
         _trail(
             endpoint=locked_endpoint,

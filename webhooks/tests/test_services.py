@@ -16,7 +16,7 @@ from tenancy.selectors import principal_for_token
 from tenancy.services import ScopeNotAllowed
 from tests.factories import BY_TESTS, TeamFactory, UserFactory, api_key_for, personal_api_key_for
 from webhooks import services
-from webhooks.models import WebhookEndpoint, WebhookSecret
+from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookSecret
 from webhooks.selectors import live_secrets_of
 
 pytestmark = pytest.mark.django_db
@@ -129,3 +129,17 @@ def test_delete__trail_keeps_name_and_host_never_the_url_key_or_secret(team):
     stored = "".join(AuditEvent.objects.filter(team=team).values_list("record", flat=True))
     assert "R0UTE-SECRET" not in stored and created.secret not in stored
     assert "/v2/enqueue" not in stored
+
+
+def test_resend__attempt_under_way__409_and_left_to_its_worker(team):
+    # Given a test delivery a worker has claimed (attempt 1, lease running, no answer recorded)
+    endpoint = services.webhook_endpoint_create(team=team, actor=BY_TESTS, values=VALUES).endpoint
+    delivery = services.webhook_test_send(endpoint=endpoint, actor=BY_TESTS)
+    lease_end = timezone.now() + timedelta(seconds=60)
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(attempt_count=1, next_attempt_at=lease_end)
+    # When it is re-sent by hand
+    with pytest.raises(services.DeliveryInFlight):
+        services.webhook_delivery_resend(delivery=delivery, actor=BY_TESTS)
+    # Then it stays as the worker left it (no second send alongside)
+    delivery.refresh_from_db()
+    assert delivery.next_attempt_at == lease_end

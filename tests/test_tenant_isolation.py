@@ -54,6 +54,10 @@ BRAVO_RULES = (
 
 # Routes anyone may call, or that are no team's: they are checked elsewhere (the admin below).
 PUBLIC_ROUTES = {"", "readyz", "healthz", "api/schema/", "api/docs/", "accounts/login/", "accounts/logout/", "favicon.ico"}
+# Routes that take no API key but a signature of their own (Slack's, with the endpoint's signing
+# secret): a caller holding only alpha's keys is refused (401 unsigned, 404 for an id that is no
+# Slack endpoint, 405 for a method the route does not take) and changes nothing.
+SIGNED_ROUTES = {"v1/slack/interactivity/<uuid:endpoint_id>"}
 ADMIN_PREFIX = "admin/"
 
 
@@ -152,6 +156,7 @@ PARAMETERS = {
     "key_id": "api_key",
     "webhook_id": "webhook",
     "delivery_id": "webhook_delivery",
+    "endpoint_id": "webhook",
 }
 # Parameters that pick a part of a page, not an object: every value is tried, under bravo's slug.
 NAMING_NO_OBJECT: dict[str, list[str]] = {"panel": sorted(OVERVIEW_PANELS)}
@@ -357,6 +362,11 @@ def test_api__alpha_key_on_every_api_route_with_bravo_objects__404_nothing_liste
                             failures.append(f"{where}: {response.status_code} shows {leaked}")
                         if response.status_code >= 500:
                             failures.append(f"{where}: {response.status_code} {response.text[:200]}")
+                        if route.pattern in SIGNED_ROUTES:
+                            found = True
+                            if response.status_code not in (401, 404, 405):
+                                failures.append(f"{where}: {response.status_code}, not 401/404: {response.text[:200]}")
+                            continue
                         found = found or response.status_code == 404
                         if route.parameters and response.status_code not in (404, 403):
                             failures.append(

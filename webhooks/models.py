@@ -31,6 +31,11 @@ class WebhookEvent(models.TextChoices):
     WEBHOOK_FAILED = "webhook.failed"  # an endpoint disabled after failing (to the others)
 
 
+# The values alone, as the API's choice fields take them (named once in the OpenAPI schema:
+# SPECTACULAR_SETTINGS ENUM_NAME_OVERRIDES).
+WEBHOOK_EVENT_VALUES = list(WebhookEvent.values)
+
+
 class WebhookEndpoint(models.Model):
     class Format(models.TextChoices):
         GENERIC = "generic"  # JSON signed per Standard Webhooks

@@ -338,6 +338,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ResolveActionEnum": ["approve", "deny"],
         "TrailActionEnum": "approvals.api.serializers.TRAIL_ACTIONS",
+        # An endpoint's ``events`` and a test send's ``event`` are the same choices.
+        "WebhookEventEnum": "webhooks.models.WEBHOOK_EVENT_VALUES",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

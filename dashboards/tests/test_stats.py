@@ -337,22 +337,3 @@ def test_day_counts__cache_unavailable__counted_from_the_table(monkeypatch):
     assert [(r.label, r.count) for r in stats.top_denied_tools(team_id=team.id, now=NOW)] == [("send_sms", 1)]
     assert stats.validate_latency(team_id=team.id, now=NOW, span=stats.DAY).count == 1
 
-
-def test_validate_latency__day__a_few_calls_show_at_once_many_are_cached(monkeypatch):
-    # Given the day's latency read while the team has no calls yet
-    monkeypatch.setattr(stats, "DAY_LATENCY_CACHED_FROM", 3)
-    team = TeamFactory()
-    assert stats.validate_latency(team_id=team.id, now=NOW, span=stats.DAY).count == 0
-
-    # When a call is decided, then the next read counts it (so few are never cached)
-    record_decision(team, latency_ms=5.0, created_at=at(minutes=1))
-    assert stats.validate_latency(team_id=team.id, now=NOW, span=stats.DAY).count == 1
-
-    # When the window holds enough to be cached, a later call waits for the next recompute
-    for _ in range(2):
-        record_decision(team, latency_ms=5.0, created_at=at(minutes=1))
-    assert stats.validate_latency(team_id=team.id, now=NOW, span=stats.DAY).count == 3
-    record_decision(team, latency_ms=5.0, created_at=at(minutes=1))
-    assert stats.validate_latency(team_id=team.id, now=NOW, span=stats.DAY).count == 3
-    later = NOW + timedelta(seconds=stats.DAY_LATENCY_SECONDS)
-    assert stats.validate_latency(team_id=team.id, now=later, span=stats.DAY).count == 4

@@ -1,5 +1,6 @@
 """The day panels' quarter-hours counted ahead (dashboards.stats.day_counts_warm, run by beat as
-dashboards.tasks.warm_day_counts): after it, a page's day panels read only the current quarter-hour."""
+dashboards.tasks.warm_day_counts): after it, a page's day panels read only the current quarter-hour,
+the day's latency (a histogram per quarter-hour) too."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from dashboards import stats
 from dashboards.tasks import warm_day_counts
+from dashboards.tests.test_stats_latency import assert_within_bound
 from tests.factories import TeamFactory, record_decision
 
 pytestmark = pytest.mark.django_db
@@ -49,6 +51,7 @@ def day_reads(team, now):
         "environment": lambda: ranked(
             stats.decisions_by_dimension(team_id=team.id, name="environment", now=now)
         ),
+        "latency": lambda: stats.validate_latency(team_id=team.id, now=now, span=stats.DAY).count,
     }
 
 
@@ -80,6 +83,7 @@ def test_day_counts_warm__then_each_day_panel__one_query_for_the_current_quarter
         "rules": [("no_sms", 2)],
         "model": [("gpt-4o", 3)],
         "environment": [("production", 3)],
+        "latency": 3,
     }
 
 
@@ -119,6 +123,48 @@ def test_day_counts__just_after_a_quarter_hour_ends__not_recounting_the_day(djan
 
     # Then 11:45 is counted live with 12:00 (one query), the rest of the day from the cache
     assert totals == {"allow": 1, "deny": 1, "require_approval": 0}
+
+
+def test_validate_latency__day_after_the_warm_task__one_query_within_the_bound_of_the_exact(
+    django_assert_num_queries,
+):
+    # Given server decisions over the day (0-400 ms, validate's few ms most of them), slow client
+    # and inline-rules ones that do not count, and one call in the current quarter-hour
+    team = TeamFactory()
+    server = [0.0] + [0.4 + (n % 37) * 0.3 for n in range(150)] + [40.0, 120.0, 400.0]
+    for n, ms in enumerate(server):
+        decide(team, decision="allow", latency_ms=ms, created_at=at(minutes=10 + n * 8))
+    decide(team, decision="allow", latency_ms=9000.0, source="client", created_at=at(hours=2))
+    decide(team, decision="allow", latency_ms=9000.0, source="inline_rules", created_at=at(hours=3))
+    decide(team, decision="allow", latency_ms=250.0, created_at=at(minutes=2))
+    server.append(250.0)
+    stats.day_counts_warm(now=NOW)
+
+    # When the day's latency is read, it costs one query (the current quarter-hour's histogram)
+    with django_assert_num_queries(1):
+        latency = stats.validate_latency(team_id=team.id, now=NOW, span=stats.DAY)
+
+    # Then its percentiles are within the bound of percentile_cont's over the same calls, and say so
+    exact = sorted(server)
+    assert latency.count == len(server) and latency.approximate
+    assert_within_bound(latency.p50, stats.percentile(exact, 0.5))
+    assert_within_bound(latency.p99, stats.percentile(exact, 0.99))
+    # (the hour stays exact)
+    assert not stats.validate_latency(team_id=team.id, now=NOW).approximate
+
+
+def test_validate_latency__day__a_call_in_the_current_quarter_hour_shows_at_once():
+    # Given the day's latency read after the warm task, with one call in the current quarter-hour
+    team = TeamFactory()
+    decide(team, decision="allow", latency_ms=5.0, created_at=at(hours=4))
+    stats.day_counts_warm(now=NOW)
+    assert stats.validate_latency(team_id=team.id, now=NOW, span=stats.DAY).count == 1
+
+    # When a slow call is decided, then the next read counts it (no figure of the day is held back)
+    decide(team, decision="allow", latency_ms=800.0, created_at=at(seconds=5))
+    latency = stats.validate_latency(team_id=team.id, now=NOW, span=stats.DAY)
+    assert latency.count == 2
+    assert_within_bound(latency.p99, stats.percentile([5.0, 800.0], 0.99))
 
 
 def test_day_counts_warm__teams_quiet_all_day__not_counted():

@@ -460,6 +460,7 @@ PAGES: dict[str, tuple[str | int, ...]] = {
     "webhooks:page GET": (LOGIN, 404, 403, 404, 200, 200),
     "webhooks:create POST": (LOGIN, 404, 403, 404, 201, 201),
     "webhooks:detail GET": (LOGIN, 404, 403, 404, 200, 200),
+    "webhooks:deliveries GET": (LOGIN, 404, 403, 404, 200, 200),
     "webhooks:update POST": (LOGIN, 404, 403, 404, 302, 302),
     "webhooks:delete POST": (LOGIN, 404, 403, 404, 302, 302),
     "webhooks:rotate-secret POST": (LOGIN, 404, 403, 404, 200, 200),

@@ -65,6 +65,7 @@ PAGE_METHODS: dict[str, frozenset[str]] = {
     "webhooks:page": SHOWS,
     "webhooks:create": ACTS,
     "webhooks:detail": SHOWS,
+    "webhooks:deliveries": SHOWS,
     "webhooks:update": ACTS,
     "webhooks:delete": ACTS,
     "webhooks:rotate-secret": ACTS,

@@ -9,6 +9,7 @@ urlpatterns = [
     path("", views.page, name="page"),
     path("create", views.create, name="create"),
     path("<uuid:webhook_id>/", views.detail, name="detail"),
+    path("<uuid:webhook_id>/deliveries", views.deliveries, name="deliveries"),
     path("<uuid:webhook_id>/update", views.update, name="update"),
     path("<uuid:webhook_id>/delete", views.delete, name="delete"),
     path("<uuid:webhook_id>/rotate-secret", views.rotate_secret, name="rotate-secret"),

@@ -34,7 +34,7 @@ from tenancy.selectors import TeamAccess
 from tenancy.web import AuthenticatedHttpRequest, team_access_or_404
 from webhooks import selectors, services
 from webhooks.forms import DeleteForm, EndpointForm, NoFields, RotateForm
-from webhooks.models import WebhookEndpoint
+from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 LOG_SIZE = 50
 
@@ -92,9 +92,17 @@ def _detail_context(
         "form": form or EndpointForm.of(endpoint),
         "rotate_form": RotateForm(),
         "delete_form": DeleteForm(),
-        "deliveries": selectors.deliveries_of_endpoint(endpoint=endpoint, limit=LOG_SIZE),
         "live_secrets": len(selectors.live_secrets_of(endpoint=endpoint)),
+        **_log_context(endpoint),
         **extra,
+    }
+
+
+def _log_context(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    deliveries = selectors.deliveries_of_endpoint(endpoint=endpoint, limit=LOG_SIZE)
+    return {
+        "deliveries": deliveries,
+        "any_pending": any(d.status == WebhookDelivery.Status.PENDING for d in deliveries),
     }
 
 
@@ -162,6 +170,19 @@ def detail(request: AuthenticatedHttpRequest, slug: str, webhook_id: uuid.UUID) 
     except ApplicationError as exc:
         return _refused(request, slug, exc)
     return render(request, "webhooks/detail.html", _detail_context(access, endpoint))
+
+
+@login_required
+@require_safe
+def deliveries(request: AuthenticatedHttpRequest, slug: str, webhook_id: uuid.UUID) -> HttpResponse:
+    """The delivery log alone: what the endpoint's page reloads while a delivery is pending."""
+    try:
+        access = _admin_access(request, slug)
+        endpoint = _endpoint_of(access, webhook_id)
+    except ApplicationError as exc:
+        return _refused(request, slug, exc)
+    context = {"team": access.team, "endpoint": endpoint, **_log_context(endpoint)}
+    return render(request, "webhooks/_deliveries.html", context)
 
 
 @login_required

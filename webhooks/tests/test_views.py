@@ -169,3 +169,18 @@ def test_nav__admin_sees_the_webhooks_link__member_does_not(team):
     member_page = client_of(team, Membership.Role.MEMBER).get(f"/dashboard/teams/{team.slug}/settings/")
     assert base(team) in admin_page.content.decode()
     assert base(team) not in member_page.content.decode()
+
+
+def test_log__pending_delivery__reloads_itself_until_none_is_pending(admin, team):
+    # Given an endpoint with a pending test delivery
+    endpoint = an_endpoint(team)
+    delivery = services.webhook_test_send(endpoint=endpoint, actor=BY_TESTS)
+    log = f"{base(team)}{endpoint.id}/deliveries"
+    # Then its page's log asks for itself again, and the log alone answers
+    assert f'hx-get="{log}"' in admin.get(f"{base(team)}{endpoint.id}/").content.decode()
+    fragment = admin.get(log)
+    assert fragment.status_code == 200 and f'id="delivery-{delivery.id}"' in fragment.content.decode()
+    assert "<html" not in fragment.content.decode()
+    # When it is delivered, the log stops asking
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(status="delivered")
+    assert "hx-trigger" not in admin.get(log).content.decode()

@@ -4,6 +4,8 @@ the service's (webhooks.services), so the page and the API refuse the same thing
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 from webhooks import services
@@ -41,6 +43,27 @@ class EndpointForm(forms.Form):
         required=False,
         help_text="The integration key of a PagerDuty service (PagerDuty only).",
     )
+    slack_channel = forms.CharField(
+        label="Slack channel",
+        max_length=services.SLACK_CHANNEL_MAX,
+        required=False,
+        help_text="Slack only: a channel id (C0123…) to post to with the bot token, instead of the URL.",
+    )
+    slack_bot_token = forms.CharField(
+        label="Slack bot token",
+        max_length=services.SLACK_TOKEN_MAX,
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Slack only: xoxb-…; posts to the channel and replaces a message's buttons once decided.",
+    )
+    slack_signing_secret = forms.CharField(
+        label="Slack signing secret",
+        max_length=services.SLACK_SECRET_MAX,
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Slack only: the app's signing secret, which checks the Approve / Deny presses.",
+    )
+    slack_forget = forms.BooleanField(label="Forget the Slack bot token and signing secret", required=False)
     events = forms.MultipleChoiceField(
         choices=[(value, f"{value}: {EVENT_HELP[WebhookEvent(value)]}") for value in WebhookEvent.values],
         widget=forms.CheckboxSelectMultiple,
@@ -56,7 +79,21 @@ class EndpointForm(forms.Form):
 
     @classmethod
     def of(cls, endpoint: WebhookEndpoint) -> EndpointForm:
-        return cls(initial={name: getattr(endpoint, name) for name in services.EDITABLE})
+        # The credentials are never sent back to the browser (they are write-only).
+        editable = [name for name in services.EDITABLE if name not in services.WRITE_ONLY]
+        return cls(initial={name: getattr(endpoint, name) for name in editable})
+
+    def values(self, *, keep_blank_credentials: bool) -> dict[str, Any]:
+        """What to hand the service. Editing, a credential left blank keeps its value (the page
+        never shows it); "Forget" clears both."""
+        data = {name: value for name, value in self.cleaned_data.items() if name in services.EDITABLE}
+        forget = self.cleaned_data.get("slack_forget")
+        for name in services.WRITE_ONLY:
+            if forget:
+                data[name] = ""
+            elif keep_blank_credentials and not data.get(name):
+                data.pop(name, None)
+        return data
 
 
 class RotateForm(forms.Form):

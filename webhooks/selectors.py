@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db.models import Prefetch, Q, QuerySet
+from django.urls import reverse
 from django.utils import timezone
 
 from common.errors import NotFound
@@ -66,3 +68,10 @@ def live_secrets_of(*, endpoint: WebhookEndpoint) -> list[WebhookSecret]:
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
         .order_by("created_at", "id")
     )
+
+
+def slack_interactivity_url(*, endpoint: WebhookEndpoint) -> str | None:
+    """Where a Slack endpoint's app sends button presses (its "Request URL"); None for others."""
+    if endpoint.format != WebhookEndpoint.Format.SLACK:
+        return None
+    return settings.VETO_PUBLIC_URL + reverse("slack-interactivity", args=[endpoint.id])

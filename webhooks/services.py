@@ -71,7 +71,19 @@ ROUTING_KEY_MAX = WebhookEndpoint._meta.get_field("routing_key").max_length or 6
 HTTP_SCHEMES = ("http", "https")
 SYSLOG_SCHEMES = ("syslog+udp", "syslog+tcp")
 # The fields an update may change (the API's PATCH, the page's edit form).
-EDITABLE = ("name", "url", "format", "events", "min_severity", "enabled", "routing_key")
+SLACK_SECRET_MAX = WebhookEndpoint._meta.get_field("slack_signing_secret").max_length or 200
+SLACK_TOKEN_MAX = WebhookEndpoint._meta.get_field("slack_bot_token").max_length or 200
+SLACK_CHANNEL_MAX = WebhookEndpoint._meta.get_field("slack_channel").max_length or 100
+# Fields only one format takes: refused for the others, and cleared when the format changes.
+FORMAT_FIELDS = {
+    "routing_key": WebhookEndpoint.Format.PAGERDUTY,
+    "slack_signing_secret": WebhookEndpoint.Format.SLACK,
+    "slack_bot_token": WebhookEndpoint.Format.SLACK,
+    "slack_channel": WebhookEndpoint.Format.SLACK,
+}
+# Credentials: written, never read back (the API says only whether each is set).
+WRITE_ONLY = ("slack_signing_secret", "slack_bot_token")
+EDITABLE = ("name", "url", "format", "events", "min_severity", "enabled", *FORMAT_FIELDS)
 MANAGE_SCOPE = ApiKey.Scope.WEBHOOKS_MANAGE
 
 
@@ -208,26 +220,47 @@ def _cleaned(values: dict[str, Any]) -> dict[str, Any]:
     severity = values.get("min_severity") or WebhookEndpoint.Severity.INFO
     if severity not in SEVERITY_ORDER:
         raise InvalidWebhook("min_severity", f"one of {', '.join(SEVERITY_ORDER)}")
-    routing_key = str(values.get("routing_key") or "").strip()
-    if format == WebhookEndpoint.Format.PAGERDUTY:
-        if not routing_key:
-            raise InvalidWebhook("routing_key", "required for the pagerduty format (its integration key)")
-        if len(routing_key) > ROUTING_KEY_MAX:
-            raise InvalidWebhook("routing_key", f"at most {ROUTING_KEY_MAX} characters")
-    elif routing_key:
-        raise InvalidWebhook("routing_key", "only the pagerduty format takes a routing key")
+    owned = {field: str(values.get(field) or "").strip() for field in FORMAT_FIELDS}
+    for field, owner in FORMAT_FIELDS.items():
+        if owned[field] and format != owner:
+            raise InvalidWebhook(field, f"only the {owner} format takes {field}")
+    limits = {
+        "routing_key": ROUTING_KEY_MAX,
+        "slack_signing_secret": SLACK_SECRET_MAX,
+        "slack_bot_token": SLACK_TOKEN_MAX,
+        "slack_channel": SLACK_CHANNEL_MAX,
+    }
+    for field, limit in limits.items():
+        if len(owned[field]) > limit:
+            raise InvalidWebhook(field, f"at most {limit} characters")
+        if any(ch.isspace() for ch in owned[field]):
+            raise InvalidWebhook(field, "must not contain spaces")
+    if format == WebhookEndpoint.Format.PAGERDUTY and not owned["routing_key"]:
+        raise InvalidWebhook("routing_key", "required for the pagerduty format (its integration key)")
+    if owned["slack_bot_token"] and not owned["slack_bot_token"].startswith("xox"):
+        raise InvalidWebhook("slack_bot_token", "a Slack bot token starts with xoxb-")
     url = str(values.get("url") or "").strip()
     if not url and format == WebhookEndpoint.Format.PAGERDUTY:
         url = PAGERDUTY_EVENTS_URL
-    _check_url(url, format=format)
+    posts_by_api = bool(owned["slack_bot_token"] and owned["slack_channel"])
+    if url or not (format == WebhookEndpoint.Format.SLACK and posts_by_api):
+        # A Slack endpoint with a bot token and a channel posts with chat.postMessage: no URL.
+        try:
+            _check_url(url, format=format)
+        except InvalidWebhook as exc:
+            if not url and format == WebhookEndpoint.Format.SLACK:
+                raise InvalidWebhook(
+                    "url", "required (an incoming webhook), unless a bot token and a channel are given"
+                ) from exc
+            raise
     return {
+        **owned,
         "name": name,
         "url": url,
         "format": format,
         "events": _check_events(values.get("events")),
         "min_severity": severity,
         "enabled": bool(values.get("enabled", True)),
-        "routing_key": routing_key,
     }
 
 
@@ -319,13 +352,10 @@ def webhook_endpoint_update(
         locked = _locked(endpoint, actor)
         current = {name: getattr(locked, name) for name in EDITABLE}
         merged = {**current, **changes}
-        if (
-            "format" in changes
-            and changes["format"] != current["format"]
-            and "routing_key" not in changes
-            and changes["format"] != WebhookEndpoint.Format.PAGERDUTY
-        ):
-            merged["routing_key"] = ""  # a routing key belongs to PagerDuty alone
+        if "format" in changes and changes["format"] != current["format"]:
+            for name, owner in FORMAT_FIELDS.items():
+                if name not in changes and changes["format"] != owner:
+                    merged[name] = ""  # a routing key is PagerDuty's alone, the Slack fields Slack's
         if "url" in changes and not changes["url"]:
             merged["url"] = ""  # pagerduty: back to the default
         cleaned = _cleaned(merged)

@@ -93,6 +93,7 @@ def _detail_context(
         "rotate_form": RotateForm(),
         "delete_form": DeleteForm(),
         "live_secrets": len(selectors.live_secrets_of(endpoint=endpoint)),
+        "slack_interactivity_url": selectors.slack_interactivity_url(endpoint=endpoint),
         **_log_context(endpoint),
         **extra,
     }
@@ -145,7 +146,9 @@ def create(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
         if not form.is_valid():
             raise InvalidInput(_problem_of(form))
         created = services.webhook_endpoint_create(
-            team=access.team, actor=Actor.of_request(request), values=form.cleaned_data
+            team=access.team,
+            actor=Actor.of_request(request),
+            values=form.values(keep_blank_credentials=False),
         )
     except ApplicationError as exc:
         if exc.status_code != 400:
@@ -195,7 +198,9 @@ def update(request: AuthenticatedHttpRequest, slug: str, webhook_id: uuid.UUID) 
         if not form.is_valid():
             raise InvalidInput(_problem_of(form))
         updated = services.webhook_endpoint_update(
-            endpoint=endpoint, actor=Actor.of_request(request), changes=form.cleaned_data
+            endpoint=endpoint,
+            actor=Actor.of_request(request),
+            changes=form.values(keep_blank_credentials=True),
         )
     except ApplicationError as exc:
         if exc.status_code != 400:

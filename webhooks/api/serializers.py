@@ -11,7 +11,7 @@ from rest_framework import serializers
 from common.api import iso
 from webhooks import services
 from webhooks.models import SEVERITY_ORDER, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
-from webhooks.selectors import DELIVERIES_LISTED_DEFAULT, DELIVERIES_LISTED_MAX
+from webhooks.selectors import DELIVERIES_LISTED_DEFAULT, DELIVERIES_LISTED_MAX, slack_interactivity_url
 
 
 class StrictSerializer(serializers.Serializer):
@@ -50,6 +50,23 @@ class EndpointInput(StrictSerializer):
     routing_key = serializers.CharField(
         max_length=services.ROUTING_KEY_MAX, required=False, allow_blank=True, default=""
     )
+    # Slack only. The two credentials are write-only: left out, they keep their value (a PUT
+    # too); "" clears one.
+    slack_signing_secret = serializers.CharField(
+        max_length=services.SLACK_SECRET_MAX,
+        required=False,
+        allow_blank=True,
+        help_text="The Slack app's signing secret: checks the Approve / Deny presses. Write-only.",
+    )
+    slack_bot_token = serializers.CharField(
+        max_length=services.SLACK_TOKEN_MAX,
+        required=False,
+        allow_blank=True,
+        help_text="xoxb-...: posts with chat.postMessage (with slack_channel) and retires buttons. Write-only.",
+    )
+    slack_channel = serializers.CharField(
+        max_length=services.SLACK_CHANNEL_MAX, required=False, allow_blank=True, default=""
+    )
 
 
 class EndpointPatch(StrictSerializer):
@@ -67,6 +84,15 @@ class EndpointPatch(StrictSerializer):
     min_severity = serializers.ChoiceField(choices=list(SEVERITY_ORDER), required=False)
     enabled = serializers.BooleanField(required=False)
     routing_key = serializers.CharField(max_length=services.ROUTING_KEY_MAX, required=False, allow_blank=True)
+    slack_signing_secret = serializers.CharField(
+        max_length=services.SLACK_SECRET_MAX, required=False, allow_blank=True
+    )
+    slack_bot_token = serializers.CharField(
+        max_length=services.SLACK_TOKEN_MAX, required=False, allow_blank=True
+    )
+    slack_channel = serializers.CharField(
+        max_length=services.SLACK_CHANNEL_MAX, required=False, allow_blank=True
+    )
 
 
 class RotateInput(StrictSerializer):
@@ -105,6 +131,10 @@ def endpoint_output(endpoint: WebhookEndpoint) -> dict[str, Any]:
         "min_severity": endpoint.min_severity,
         "enabled": endpoint.enabled,
         "routing_key": endpoint.routing_key or None,
+        "slack_channel": endpoint.slack_channel or None,
+        "slack_signing_secret_set": bool(endpoint.slack_signing_secret),
+        "slack_bot_token_set": bool(endpoint.slack_bot_token),
+        "slack_interactivity_url": slack_interactivity_url(endpoint=endpoint),
         "disabled_reason": endpoint.disabled_reason or None,
         "failing_since": iso(endpoint.failing_since),
         "created_at": iso(endpoint.created_at),
@@ -152,6 +182,12 @@ class EndpointOutput(serializers.Serializer):
     min_severity = serializers.ChoiceField(choices=list(SEVERITY_ORDER))
     enabled = serializers.BooleanField()
     routing_key = serializers.CharField(allow_null=True)
+    slack_channel = serializers.CharField(allow_null=True)
+    slack_signing_secret_set = serializers.BooleanField()
+    slack_bot_token_set = serializers.BooleanField()
+    slack_interactivity_url = serializers.CharField(
+        allow_null=True, help_text="Slack only: the Request URL to paste into the Slack app's Interactivity."
+    )
     disabled_reason = serializers.ChoiceField(
         choices=[c for c in WebhookEndpoint.DisabledReason.values if c],
         allow_null=True,

@@ -460,3 +460,73 @@ def test_resend__live_receiver__sent_again_with_the_same_webhook_id_as_a_manual_
     assert [h["webhook-id"] for h, _ in receiver.requests] == [delivery["webhook_id"]] * 2
     attempts = WebhookDelivery.objects.get(pk=delivery["id"]).attempts.order_by("number")
     assert [(a.status_code, a.manual) for a in attempts] == [(200, False), (200, True)]
+
+
+SLACK_TOKEN = "xoxb-1111-2222-secret-token"
+SLACK_SIGNING = "8f742231b10e8888abcd99yyyzzz85a5"
+
+
+def test_slack__bot_token_and_channel_without_url__write_only_credentials_and_the_request_url(api, team):
+    # When a Slack endpoint is created with a bot token, a signing secret and a channel, no URL
+    body = {
+        "name": "Approvals channel",
+        "format": "slack",
+        "events": ["require_approval"],
+        "slack_bot_token": SLACK_TOKEN,
+        "slack_signing_secret": SLACK_SIGNING,
+        "slack_channel": "C0123ABCD",
+    }
+    response = api.post("/v1/webhooks", body, format="json")
+    # Then it is stored; the answer says the credentials are set without showing them, and
+    # gives the Request URL for the Slack app
+    assert response.status_code == 201, response.content
+    created = response.json()
+    assert (created["url"], created["slack_channel"]) == ("", "C0123ABCD")
+    assert created["slack_bot_token_set"] is True and created["slack_signing_secret_set"] is True
+    assert created["slack_interactivity_url"].endswith(f"/v1/slack/interactivity/{created['id']}")
+    endpoint = WebhookEndpoint.objects.get(pk=created["id"])
+    assert (endpoint.slack_bot_token, endpoint.slack_signing_secret) == (SLACK_TOKEN, SLACK_SIGNING)
+    # And no read, nor the trail, holds them
+    reads = (
+        response.content + api.get(f"/v1/webhooks/{created['id']}").content + api.get("/v1/webhooks").content
+    )
+    trail = "".join(AuditEvent.objects.filter(team=team).values_list("record", flat=True))
+    for secret in (SLACK_TOKEN, SLACK_SIGNING):
+        assert secret not in reads.decode() and secret not in trail
+
+
+def test_slack__patch_without_the_token__kept_blank_clears_it_and_other_formats_refuse_it(api):
+    # Given a Slack endpoint with a bot token
+    created = create(api, format="slack", slack_bot_token=SLACK_TOKEN, slack_channel="C1").json()
+    # When it is renamed without naming the token, then the token is kept
+    api.patch(f"/v1/webhooks/{created['id']}", {"name": "Renamed"}, format="json")
+    assert WebhookEndpoint.objects.get(pk=created["id"]).slack_bot_token == SLACK_TOKEN
+    # When it is cleared with "", it is gone
+    cleared = api.patch(f"/v1/webhooks/{created['id']}", {"slack_bot_token": ""}, format="json").json()
+    assert cleared["slack_bot_token_set"] is False
+    # And a generic endpoint refuses Slack fields, naming them
+    refused = create(api, slack_channel="C1")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["details"]["field"] == "slack_channel"
+
+
+def test_slack__format_changed_to_generic__slack_fields_cleared(api):
+    created = create(api, format="slack", slack_bot_token=SLACK_TOKEN, slack_channel="C1").json()
+    changed = api.patch(f"/v1/webhooks/{created['id']}", {"format": "generic"}, format="json")
+    assert changed.status_code == 200, changed.content
+    assert changed.json()["slack_bot_token_set"] is False and changed.json()["slack_channel"] is None
+    assert changed.json()["slack_interactivity_url"] is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"url": "", "slack_channel": "C1"}, "url"),  # a channel without a token: nowhere to post
+        ({"slack_bot_token": "not-a-token"}, "slack_bot_token"),
+        ({"slack_channel": "general chat"}, "slack_channel"),
+    ],
+)
+def test_slack__bad_input__400_naming_the_field(api, fields, field):
+    response = create(api, format="slack", **fields)
+    assert response.status_code == 400
+    assert response.json()["error"]["details"]["field"] == field

@@ -184,3 +184,21 @@ def test_log__pending_delivery__reloads_itself_until_none_is_pending(admin, team
     # When it is delivered, the log stops asking
     WebhookDelivery.objects.filter(pk=delivery.pk).update(status="delivered")
     assert "hx-trigger" not in admin.get(log).content.decode()
+
+
+def test_page__slack_credentials__never_shown_kept_when_left_empty_forgotten_on_request(admin, team):
+    # Given a Slack endpoint with a bot token
+    endpoint = an_endpoint(team, format="slack", slack_bot_token="xoxb-secret-1", slack_channel="C1")
+    page = admin.get(f"{base(team)}{endpoint.id}/").content.decode()
+    # Then its page shows that it is set and the Request URL, never the token
+    assert "xoxb-secret-1" not in page and "(set: leave empty to keep it)" in page
+    assert f"/v1/slack/interactivity/{endpoint.id}" in page
+    # When the form is saved with the token left empty, it is kept
+    form = {**FORM, "format": "slack", "slack_channel": "C1", "name": "Renamed"}
+    assert admin.post(f"{base(team)}{endpoint.id}/update", form).status_code == 302
+    endpoint.refresh_from_db()
+    assert (endpoint.name, endpoint.slack_bot_token) == ("Renamed", "xoxb-secret-1")
+    # When "forget" is ticked, it is cleared
+    admin.post(f"{base(team)}{endpoint.id}/update", {**form, "slack_forget": "on"})
+    endpoint.refresh_from_db()
+    assert endpoint.slack_bot_token == ""

@@ -436,7 +436,8 @@ def _latency_bin_sql() -> Expression:
     keeps ln away from zero and negatives (an error on PostgreSQL)."""
     ms = F("latency_ms")
     scaled = Least(
-        Greatest(Ln(ms) / Value(_LN_BASE), Value(float(LATENCY_LOWEST_BIN))), Value(float(LATENCY_HIGHEST_BIN))
+        Greatest(Ln(ms) / Value(_LN_BASE), Value(float(LATENCY_LOWEST_BIN))),
+        Value(float(LATENCY_HIGHEST_BIN)),
     )
     return Case(
         When(latency_ms__lte=0, then=Value(LATENCY_ZERO_BIN)),

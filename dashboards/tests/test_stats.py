@@ -336,4 +336,3 @@ def test_day_counts__cache_unavailable__counted_from_the_table(monkeypatch):
     # When the day's reads run, then they still answer
     assert [(r.label, r.count) for r in stats.top_denied_tools(team_id=team.id, now=NOW)] == [("send_sms", 1)]
     assert stats.validate_latency(team_id=team.id, now=NOW, span=stats.DAY).count == 1
-

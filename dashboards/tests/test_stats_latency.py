@@ -84,7 +84,25 @@ def test_histogram_percentile__nothing_counted__none():
 
 # --- the database's bins ---------------------------------------------------------------------------
 
-EDGES = [0.0, -2.5, 1e-7, 0.001, 0.5, 0.999, 1.0, 1.05, 1.05**2, 1.05**10, 2.0, 3.7, 42.0, 99.99, 1234.5, 5e7, 1e300]
+EDGES = [
+    0.0,
+    -2.5,
+    1e-7,
+    0.001,
+    0.5,
+    0.999,
+    1.0,
+    1.05,
+    1.05**2,
+    1.05**10,
+    2.0,
+    3.7,
+    42.0,
+    99.99,
+    1234.5,
+    5e7,
+    1e300,
+]
 
 
 @pytest.mark.django_db
@@ -104,7 +122,9 @@ def test_latency_panel__sql__the_same_bins_as_latency_bin_on_this_backend():
 
     # When the panel counts them in the database (one GROUP BY)
     got: dict[int, Counter[int]] = {}
-    for team_id, bucket, key, n in stats.LATENCY_PANEL.count([team.id], NOW - timedelta(hours=1), None, QUARTER):
+    for team_id, bucket, key, n in stats.LATENCY_PANEL.count(
+        [team.id], NOW - timedelta(hours=1), None, QUARTER
+    ):
         assert team_id == team.id
         got.setdefault(bucket, Counter())[key] += n
 

@@ -317,7 +317,7 @@ class Processes:
         sample = {name: process_tree_cpu_seconds(p.pid) for name, p in self.named.items()}
         sample["redis-server"] = sum(process_tree_cpu_seconds(pid) for pid in pids_named("redis-server"))
         sample["postgresql (all databases)"] = sum(
-            process_tree_cpu_seconds(pid) for pid in pids_named("postgres", top=True)
+            postmaster_cpu_seconds(pid) for pid in pids_named("postgres", top=True)
         )
         times = os.times()
         sample["this load process"] = times.user + times.system
@@ -349,6 +349,17 @@ def pids_named(name: str, *, top: bool = False) -> list[int]:
         if comm == name:
             found[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
     return [pid for pid, parent in found.items() if not top or parent not in found]
+
+
+def postmaster_cpu_seconds(pid: int) -> float:
+    """The postmaster's tree: its live backends, and (cutime, cstime) the ones it reaped, since a
+    connection that closed meanwhile takes its CPU out of the live tree."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = text[text.rindex(")") + 2 :].split()
+    return process_tree_cpu_seconds(pid) + (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_delta(before: dict[str, float], after: dict[str, float], wall: float) -> dict[str, Any]:

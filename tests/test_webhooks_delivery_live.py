@@ -33,6 +33,12 @@ WORKER_ENV = {
 }
 
 
+def forget_broker_connections() -> None:
+    """The app's connection and producer pools, made again from the (changed) configuration."""
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
 def write_through_the_writer(row: dict[str, object]) -> None:
     """The request path's writer (thread or asyncio), which announces on the event path."""
 
@@ -95,11 +101,10 @@ def test_webhooks__broker_down_when_decided__delivered_once_the_broker_returns(t
     caplog.set_level(logging.WARNING, logger="webhooks.sink")
     team = TeamFactory()
     broker = OwnRedis(port=free_port(), root=Path(tempfile.mkdtemp(prefix="veto-wh-redis-")))
-    saved = (celery_app.conf.broker_url, celery_app.conf.task_always_eager, celery_app.conf.broker_transport_options)
+    saved = (celery_app.conf.broker_url, celery_app.conf.task_always_eager)
     celery_app.conf.broker_url = broker.url(0)
-    celery_app.conf.broker_transport_options = {"socket_connect_timeout": 0.5}
     celery_app.conf.task_always_eager = False
-    celery_app._pool = None
+    forget_broker_connections()
     processes = []
     try:
         with receiver([(200, {})]) as hooks:
@@ -107,9 +112,7 @@ def test_webhooks__broker_down_when_decided__delivered_once_the_broker_returns(t
             sink.sender().loaded_at = 0.0  # the endpoint is new: read the snapshot again
             # When a deny is written by the real writer while the broker is down
             write_through_the_writer(decision_row(team.id, decision="deny", tool_name="wire", severity="critical"))
-            wait_for(
-                lambda: "webhook.sink_enqueue_failed" in caplog.text, seconds=15, logs=[]
-            )
+            wait_for(lambda: "webhook.sink_enqueue_failed" in caplog.text, seconds=15, logs=[])
             # Then nothing was lost but nothing was sent yet
             assert WebhookDelivery.objects.filter(endpoint=endpoint).count() == 0
             assert hooks.requests == []
@@ -127,8 +130,8 @@ def test_webhooks__broker_down_when_decided__delivered_once_the_broker_returns(t
         stop_processes(*processes)
         broker.stop()
         shutil.rmtree(broker.root, ignore_errors=True)
-        celery_app.conf.broker_url, celery_app.conf.task_always_eager, celery_app.conf.broker_transport_options = saved
-        celery_app._pool = None
+        celery_app.conf.broker_url, celery_app.conf.task_always_eager = saved
+        forget_broker_connections()
     # Then the decision was delivered exactly once
     (item,) = WebhookDelivery.objects.filter(endpoint=endpoint)
     assert item.message["decision"]["tool_name"] == "wire"

@@ -39,10 +39,12 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -74,6 +76,9 @@ LEASE_SECONDS = 60.0
 # A retry this soon also gets a task with a countdown, so it is not late by up to one sweep
 # period; later ones are left to the sweep (a long countdown sits in the broker for hours).
 COUNTDOWN_MAX_SECONDS = 60.0
+# Deliveries per task: a burst of a thousand is a hundred broker messages, not a thousand (each
+# costs the sender 1-10 ms), and still spreads over every worker thread.
+TASK_BATCH = 10
 TRAIL_ACTOR = "veto (webhooks)"
 
 
@@ -90,22 +95,34 @@ def enqueue(delivery_ids: Iterable[uuid.UUID | str], *, manual: bool = False) ->
         transaction.on_commit(lambda: _send_tasks(ids, manual=manual))
 
 
-def _send_tasks(ids: list[str], *, manual: bool, countdown: float | None = None) -> None:
-    from webhooks.tasks import deliver
+@contextmanager
+def broker_producer() -> Iterator[Any]:
+    """A pooled Celery producer whose connection is up, or a kombu ``OperationalError`` at once:
+    publishing on a connection that is not up retries connecting (6 s against a Redis port that
+    refuses, measured), which a request's after-commit or the sink's thread must not wait for."""
+    from webhooks.tasks import deliver_many
 
-    for position, delivery_id in enumerate(ids):
-        try:
-            # retry=False: a broker that is away must not hold the caller (a request, a
-            # dispatch) for Celery's publish retries; the sweep is the retry.
-            deliver.apply_async((delivery_id, manual), countdown=countdown, retry=False)
-        except Exception:  # noqa: BLE001 - any broker error: the rows are due, the sweep sends them
-            logger.warning(
-                "webhook.enqueue_failed delivery=%s left=%d: the sweep will send them",
-                delivery_id,
-                len(ids) - position,
-                exc_info=True,
-            )
-            return
+    with deliver_many.app.producer_or_acquire() as producer:
+        producer.connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, interval_max=0.2)
+        yield producer
+
+
+def _send_tasks(ids: list[str], *, manual: bool, countdown: float | None = None) -> None:
+    from webhooks.tasks import deliver_many
+
+    batches = [ids[start : start + TASK_BATCH] for start in range(0, len(ids), TASK_BATCH)]
+    sent = 0
+    try:
+        # One producer (one broker connection) for all of them; retry=False: a broker that is
+        # away must not hold the caller (a request, a dispatch) for Celery's publish retries.
+        with broker_producer() as producer:
+            for batch in batches:
+                deliver_many.apply_async((batch, manual), countdown=countdown, retry=False, producer=producer)
+                sent += len(batch)
+    except Exception:  # noqa: BLE001 - any broker error: the rows are due, the sweep sends them
+        logger.warning(
+            "webhook.enqueue_failed deliveries=%d: the sweep will send them", len(ids) - sent, exc_info=True
+        )
 
 
 # --- the schedule -------------------------------------------------------------------------------
@@ -180,22 +197,23 @@ def attempt_due(delivery_id: str | uuid.UUID, *, manual: bool = False) -> Webhoo
 
 def _claim(delivery_id: str | uuid.UUID) -> tuple[WebhookDelivery, int] | None:
     now = timezone.now()
-    row = (
-        WebhookDelivery.objects.filter(
-            id=delivery_id, status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now
-        )
-        .values_list("attempt_count", flat=True)
+    delivery = (
+        WebhookDelivery.objects.select_related("endpoint")
+        .filter(id=delivery_id, status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
         .first()
     )
-    if row is None:
+    if delivery is None:
         return None
-    number = row + 1
+    number = delivery.attempt_count + 1
     claimed = WebhookDelivery.objects.filter(
-        id=delivery_id, status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now, attempt_count=row
+        id=delivery_id,
+        status=WebhookDelivery.Status.PENDING,
+        next_attempt_at__lte=now,
+        attempt_count=delivery.attempt_count,
     ).update(attempt_count=number, next_attempt_at=now + timedelta(seconds=LEASE_SECONDS))
     if claimed != 1:
         return None  # another worker took this attempt between the read and the update
-    delivery = WebhookDelivery.objects.select_related("endpoint", "team").get(id=delivery_id)
+    delivery.attempt_count = number
     return delivery, number
 
 
@@ -324,9 +342,10 @@ def _record(
             delivered_at=now if outcome.delivered else None,
         )
         if outcome.delivered:
-            WebhookEndpoint.objects.filter(id=endpoint.id, failing_since__isnull=False).update(
-                failing_since=None
-            )
+            # Only when it was failing as loaded at the claim: the common case costs no query (a
+            # failure recorded meanwhile by another worker is cleared by the next success).
+            if endpoint.failing_since is not None:
+                WebhookEndpoint.objects.filter(id=endpoint.id).update(failing_since=None)
         else:
             WebhookEndpoint.objects.filter(id=endpoint.id, failing_since__isnull=True).update(
                 failing_since=started

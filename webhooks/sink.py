@@ -34,6 +34,7 @@ from django.db import close_old_connections
 
 from common.events import Event, EventType, Reach, subscribe
 from webhooks import dispatch
+from webhooks.delivery import broker_producer
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,8 @@ class _Sender:
             except Exception:  # noqa: BLE001 - the cache away: send anyway (a dispatch is idempotent)
                 logger.warning("webhook.sink_flag_failed team=%s", team_id, exc_info=True)
             try:
-                dispatch_team.apply_async((str(team_id),), retry=False)
+                with broker_producer() as producer:
+                    dispatch_team.apply_async((str(team_id),), retry=False, producer=producer)
                 sent += 1
             except Exception:  # noqa: BLE001 - the broker away: the sweep dispatches the team
                 logger.warning("webhook.sink_enqueue_failed team=%s", team_id, exc_info=True)

@@ -16,6 +16,13 @@ def deliver(delivery_id: str, manual: bool = False) -> None:
     delivery.attempt_due(delivery_id, manual=manual)
 
 
+@shared_task(name="webhooks.tasks.deliver_many", acks_late=True, ignore_result=True)
+def deliver_many(delivery_ids: list[str], manual: bool = False) -> None:
+    """One attempt of each delivery that is still due, in turn (what ``enqueue`` sends)."""
+    for delivery_id in delivery_ids:
+        delivery.attempt_due(delivery_id, manual=manual)
+
+
 @shared_task(name="webhooks.tasks.dispatch_team", acks_late=True, ignore_result=True)
 def dispatch_team(team_id: str) -> None:
     """Turn the team's new events into deliveries for its endpoints, and send them."""

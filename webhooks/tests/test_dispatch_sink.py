@@ -3,6 +3,7 @@ enabled endpoint send nothing; a pending dispatch is not sent twice."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ def sender(monkeypatch):
     monkeypatch.setattr(fresh, "add", lambda team_id: fresh._pending.add(team_id))
     sent: list[str] = []
     monkeypatch.setattr(tasks.dispatch_team, "apply_async", lambda args, **kw: sent.append(args[0]))
+    monkeypatch.setattr(sink, "broker_producer", contextlib.nullcontext)
     fresh.sent = sent
     cache.clear()
     yield fresh

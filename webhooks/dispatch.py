@@ -50,7 +50,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -61,7 +63,7 @@ from common.events import Event, EventType
 from policies.engine.document import DEFAULT_SEVERITY
 from policies.models import RuleSetVersion
 from tenancy.models import ApiKey, Team
-from webhooks.delivery import enqueue
+from webhooks.delivery import LEASE_SECONDS, enqueue
 from webhooks.messages import ApprovalFacts, DecisionFacts, PolicyFacts, WebhookFailureFacts, WebhookMessage
 from webhooks.models import SEVERITY_ORDER, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from webhooks.slack.retire import slack_messages_retire, slack_messages_to_retire
@@ -449,14 +451,23 @@ class MessageBuilder:
 
 # --- the sweep ----------------------------------------------------------------------------------
 
-# Due deliveries the sweep hands to tasks per run; those due for less than one sweep period
-# probably have a task on the way already (the claim makes a second one a no-op anyway).
+# Due deliveries the sweep hands to tasks per run.
 SWEEP_BATCH = 1000
+# A delivery the sweep handed to a task is not handed again for this long (the task may sit
+# behind a backlog in the queue; the claim makes a second one harmless, but not free).
+SWEEP_REMEMBER_SECONDS = 120.0
+_SWEPT = "webhooks:swept:{}"
 
 
 def sweep(*, now: datetime | None = None) -> tuple[int, int]:
     """Dispatch every team with enabled endpoints, then enqueue the deliveries that are due and
-    that no task took; returns (deliveries made, deliveries enqueued)."""
+    that no task took; returns (deliveries made, deliveries enqueued).
+
+    "No task took": a delivery never attempted was enqueued when it was made, so it counts only
+    once it is a lease old (webhooks.delivery.LEASE_SECONDS); a retry is due one sweep period
+    after its time (a retry more than a minute away has no task but this). And one the sweep
+    enqueued lately is skipped (remembered in the cache), so a backlog in the queue is not
+    topped up with copies of itself every few seconds."""
     made = 0
     for team_id in teams_with_enabled_endpoints():
         try:
@@ -464,14 +475,29 @@ def sweep(*, now: datetime | None = None) -> tuple[int, int]:
         except Exception:  # noqa: BLE001 - one team's failure must not stop the others' sweep
             logger.exception("webhook.dispatch_failed team=%s", team_id)
     now = now or timezone.now()
-    grace = timedelta(seconds=settings.VETO_WEBHOOK_SWEEP_SECONDS)
-    due = list(
-        WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now - grace)
+    period = timedelta(seconds=settings.VETO_WEBHOOK_SWEEP_SECONDS)
+    lease = timedelta(seconds=max(LEASE_SECONDS, settings.VETO_WEBHOOK_SWEEP_SECONDS))
+    candidates = [
+        str(delivery_id)
+        for delivery_id in WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING)
+        .filter(
+            Q(attempt_count=0, next_attempt_at__lte=now - lease)
+            | Q(attempt_count__gt=0, next_attempt_at__lte=now - period)
+        )
         .order_by("next_attempt_at")
         .values_list("id", flat=True)[:SWEEP_BATCH]
-    )
+    ]
+    if not candidates:
+        return made, 0
+    try:
+        recent = cache.get_many([_SWEPT.format(i) for i in candidates])
+        cache.set_many({_SWEPT.format(i): 1 for i in candidates if _SWEPT.format(i) not in recent}, SWEEP_REMEMBER_SECONDS)
+    except Exception:  # noqa: BLE001 - the cache away: enqueue them all (the claim makes copies harmless)
+        logger.warning("webhook.sweep_cache_failed", exc_info=True)
+        recent = {}
+    due = [i for i in candidates if _SWEPT.format(i) not in recent]
     if due:
-        logger.info("webhook.sweep due=%d", len(due))
+        logger.info("webhook.sweep due=%d skipped=%d", len(due), len(candidates) - len(due))
         enqueue(due)
     return made, len(due)
 

@@ -8,6 +8,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 
 from approvals.services import approvals_expire_due
@@ -214,21 +215,30 @@ def test_dispatch_team__disabled_endpoint__nothing_and_cursor_kept(team):
     assert endpoint.decisions_cursor == 0
 
 
-def test_sweep__team_not_dispatched_and_a_due_delivery_no_task_took__both_caught_up(team, settings, monkeypatch):
-    # Given a denial nobody dispatched (its notice was lost), and a delivery due for a minute
+def test_sweep__team_not_dispatched_and_deliveries_no_task_took__caught_up_once(team, monkeypatch):
+    # Given a denial nobody dispatched (its notice was lost); a delivery never attempted, made two
+    # minutes ago; a retry due a minute ago; and deliveries that probably have a task on the way
     sent: list[list[str]] = []
     monkeypatch.setattr(dispatch, "enqueue", lambda ids: sent.append([str(i) for i in ids]))
+    cache.clear()
     endpoint = endpoint_for(team, url=URL, events=("deny",))
     record_decision(team, decision="deny", severity="high")
-    old = WebhookDelivery.objects.create(
-        endpoint=endpoint, team=team, event="deny", source_key="test:old", next_attempt_at=timezone.now() - timedelta(minutes=1)
-    )
-    WebhookDelivery.objects.create(
-        endpoint=endpoint, team=team, event="deny", source_key="test:later", next_attempt_at=timezone.now() + timedelta(hours=1)
-    )
-    # When the beat sweep runs
+    now = timezone.now()
+
+    def row(key: str, due: timedelta, attempts: int = 0) -> WebhookDelivery:
+        return WebhookDelivery.objects.create(
+            endpoint=endpoint, team=team, event="deny", source_key=key, next_attempt_at=now - due, attempt_count=attempts
+        )
+
+    lost = row("test:lost", timedelta(minutes=2))
+    retry = row("test:retry", timedelta(minutes=1), attempts=2)
+    row("test:fresh", timedelta(seconds=10))  # made 10 s ago: its task is probably in the queue
+    row("test:later", -timedelta(hours=1), attempts=1)  # a retry not due yet
+    # When the beat sweep runs, twice
     made, due = dispatch.sweep()
-    # Then the denial has its delivery, and the old due one (only) was handed to a task
+    _, due_again = dispatch.sweep()
+    # Then the denial has its delivery, and the lost one and the retry (only) went to tasks, once
     assert made == 1
     assert WebhookDelivery.objects.filter(endpoint=endpoint, source_key__startswith="decisions:").count() == 1
-    assert due == 1 and [str(old.id)] in sent
+    assert due == 2 and sorted(sent[-1]) == sorted([str(lost.id), str(retry.id)])
+    assert due_again == 0

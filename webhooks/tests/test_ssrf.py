@@ -133,3 +133,70 @@ def test_post__redirect__not_followed(settings):
         answer = transport.post(hooks.url, body=b"{}", headers={}, timeout=5)
     assert answer.status_code == 307
     assert len(hooks.requests) == 1
+
+
+def _self_signed(tmp_path, name: str):
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_post__https_name__tls_sni_is_the_name_while_connecting_to_the_checked_address(monkeypatch, settings, tmp_path):
+    # Given a TLS server on loopback with a certificate for hooks.example.com that records the SNI
+    # it is asked for, and the name resolving to that loopback address (guard lifted for loopback)
+    import ssl
+    import threading
+
+    settings.VETO_WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    cert, key = _self_signed(tmp_path, "hooks.example.com")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    asked: list[str | None] = []
+    context.sni_callback = lambda sock, name, ctx: asked.append(name)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+
+    def accept() -> None:
+        conn, _ = server.accept()
+        try:
+            context.wrap_socket(conn, server_side=True).close()
+        except (ssl.SSLError, OSError):
+            pass  # the client refuses the self-signed certificate: the SNI was sent before that
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    fake_dns(monkeypatch, {"hooks.example.com": ["127.0.0.1"]})
+    # When a webhook is posted to https://hooks.example.com:<port>/
+    answer = transport.post(f"https://hooks.example.com:{port}/hook", body=b"{}", headers={}, timeout=5)
+    thread.join(5)
+    server.close()
+    # Then the TLS handshake named the host (not the IP), and the certificate was checked (this one
+    # is not trusted, so nothing was sent)
+    assert asked == ["hooks.example.com"]
+    assert answer.status_code is None and "CERTIFICATE_VERIFY_FAILED" in answer.error

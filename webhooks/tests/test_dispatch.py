@@ -242,3 +242,16 @@ def test_sweep__team_not_dispatched_and_deliveries_no_task_took__caught_up_once(
     assert WebhookDelivery.objects.filter(endpoint=endpoint, source_key__startswith="decisions:").count() == 1
     assert due == 2 and sorted(sent[-1]) == sorted([str(lost.id), str(retry.id)])
     assert due_again == 0
+
+
+def test_teams_behind__only_teams_whose_endpoint_cursor_is_behind_a_head(team):
+    # Given a team whose endpoint has read everything, and one with a denial after its cursor
+    idle = TeamFactory(slug="idle")
+    record_decision(idle, decision="deny")
+    endpoint_for(idle, url=URL, events=("deny",))  # cursors at the heads
+    endpoint_for(team, url=URL, events=("deny",))
+    record_decision(team, decision="deny")
+    # Then only the second is behind; once dispatched, neither
+    assert dispatch.teams_behind() == [team.id]
+    dispatch.dispatch_team(team.id)
+    assert dispatch.teams_behind() == []

@@ -11,6 +11,7 @@ from email.utils import format_datetime
 import pytest
 from django.utils import timezone
 from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from audit.models import AuditEvent
 from tests.factories import TeamFactory, record_decision
@@ -293,3 +294,27 @@ def test_attempt_due__nothing_listens__error_recorded_and_retried(team):
     attempt = delivery.attempt_due(item.id)
     assert attempt is not None and attempt.status_code is None and attempt.error
     assert WebhookDelivery.objects.get(id=item.id).status == "pending"
+
+
+def test_attempt_due__rotation_overlap__signed_by_both_live_secrets_not_the_expired_one(team):
+    # Given an endpoint whose old secret is in its overlap, and an older one past it
+    from webhooks.models import WebhookSecret
+    from webhooks.services import secret_generate
+
+    with receiver([(200, {})]) as hooks:
+        item = due_delivery(team, hooks.url)
+        current = item.endpoint.secrets.get().secret
+        overlapping = WebhookSecret.objects.create(
+            endpoint=item.endpoint, secret=secret_generate(), expires_at=timezone.now() + timedelta(hours=1)
+        ).secret
+        expired = WebhookSecret.objects.create(
+            endpoint=item.endpoint, secret=secret_generate(), expires_at=timezone.now() - timedelta(seconds=1)
+        ).secret
+        delivery.attempt_due(item.id)
+    # Then the request verifies with either live secret, carries two signatures, and not the expired one's
+    (request,) = hooks.requests
+    for secret in (current, overlapping):
+        Webhook(secret).verify(request.body, request.headers)
+    assert len(request.headers["webhook-signature"].split()) == 2
+    with pytest.raises(WebhookVerificationError):
+        Webhook(expired).verify(request.body, request.headers)

@@ -11,10 +11,15 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
+# ln() and floor() as Django registers them on a SQLite connection built without math functions
+from django.db.backends.sqlite3._functions import _sqlite_floor, _sqlite_ln
+from django.db.utils import ConnectionHandler
 from django.template.loader import render_to_string
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from audit.models import DecisionRecord
 from dashboards import stats
 from tests.factories import TeamFactory, record_decision
 
@@ -153,3 +158,46 @@ def test_latency_panel_template__day_row__marked_approximate_hour_row_not():
     assert 'data-latency="p50"><span title="approximate (within 2.5 %)">≈</span> 3.0 ms' in html
     assert 'data-latency="p99"><span title="approximate (within 2.5 %)">≈</span> 4.0 ms' in html
     assert 'data-latency="p50">—' in html
+
+
+@pytest.mark.django_db  # pytest-django blocks every connection, this side one too, without it
+def test_latency_bin_sql__sqlite_without_math_functions__django_s_ln_gives_the_same_bins():
+    # Given a SQLite database whose ln() and floor() are the ones Django registers where SQLite was
+    # built without math functions (this SQLite has them: they are overridden on this connection,
+    # counted to show they ran), holding latencies on and around the bins' edges
+    calls: Counter[str] = Counter()
+
+    def counted(name, function):
+        def call(x):
+            calls[name] += 1
+            return function(x)
+
+        return call
+
+    sqlite = ConnectionHandler({"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}})[
+        "default"
+    ]
+    try:
+        sqlite.ensure_connection()
+        sqlite.connection.create_function("LN", 1, counted("ln", _sqlite_ln), deterministic=True)
+        sqlite.connection.create_function("FLOOR", 1, counted("floor", _sqlite_floor), deterministic=True)
+        table = DecisionRecord._meta.db_table
+        with sqlite.cursor() as cursor:
+            cursor.execute(f'CREATE TABLE "{table}" (latency_ms REAL NOT NULL)')
+            cursor.executemany(f'INSERT INTO "{table}" (latency_ms) VALUES (%s)', [(v,) for v in EDGES])
+
+            # When the panel's bin expression, compiled for that SQLite, runs over them
+            query = (
+                DecisionRecord.objects.order_by()
+                .annotate(latency_bin=stats._latency_bin_sql())
+                .values_list("latency_ms", "latency_bin")
+            )
+            sql, params = query.query.get_compiler(connection=sqlite).as_sql()
+            cursor.execute(sql, params)
+            got = sorted(cursor.fetchall())
+    finally:
+        sqlite.close()
+
+    # Then each latency is in latency_bin's bin, through Django's functions
+    assert got == sorted((v, stats.latency_bin(v)) for v in EDGES)
+    assert calls["ln"] > 0 and calls["floor"] > 0

@@ -2,7 +2,7 @@ import logging
 import os
 
 from celery import Celery
-from celery.signals import beat_init
+from celery.signals import beat_init, task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "veto_cloud.settings.local")
 
@@ -36,6 +36,20 @@ def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
         sender.signature("webhooks.tasks.sweep"),
         name="webhooks: dispatch and send what is due",
     )
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _connections_as_after_a_request(sender: object = None, **_: object) -> None:
+    """What Django does around a request, around each task: connections that failed or outlived
+    CONN_MAX_AGE are closed (with a pool: returned to it). Not for an eager task, which runs
+    inside its caller's transaction (the tests')."""
+    request = getattr(sender, "request", None)
+    if getattr(request, "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 DUE_TASK_LINE = "Scheduler: Sending due task"

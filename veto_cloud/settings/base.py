@@ -235,6 +235,13 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = False
+# Celery's Django fixup closes the database around every task, and in a prefork worker with
+# psycopg's pool that is the whole pool: two new PostgreSQL connections (auth, configuration,
+# pool threads) per task, most of a webhook delivery's cost (the deliveries benchmark: 56/s ->
+# 112/s). With a reuse count the fixup closes everything only every 2,000 task signals;
+# veto_cloud/celery.py instead hands connections back after each task as a request does
+# (close_old_connections: returned to the pool, a broken one discarded).
+CELERY_DB_REUSE_MAX = 1000
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Persist the schedule after every sent task: cheap, and it lets a health check see beat is alive.
 CELERY_BEAT_SYNC_EVERY = 1

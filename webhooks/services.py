@@ -364,18 +364,39 @@ def webhook_endpoint_update(
             return locked
         for name in changed:
             setattr(locked, name, cleaned[name])
+        skipped: dict[str, list[int]] = {}
         if "enabled" in changed:
             # By hand: whatever disabled it is over (enabled), or it is a person's choice now.
             locked.disabled_reason = WebhookEndpoint.DisabledReason.NONE
             locked.failing_since = None
+            if locked.enabled:
+                skipped = _restart_at_the_present(locked)
         locked.save()
         if changed == ["enabled"]:
             change = "webhook.enabled" if locked.enabled else "webhook.disabled"
         else:
             change = "webhook.updated"
         # The changed fields' names; for the URL only its host (see the module's docstring).
-        _trail(endpoint=locked, actor=actor, change=change, fields=changed)
+        details: dict[str, Any] = {"fields": changed}
+        if skipped:
+            details["skipped"] = skipped
+        _trail(endpoint=locked, actor=actor, change=change, **details)
     return locked
+
+
+def _restart_at_the_present(endpoint: WebhookEndpoint) -> dict[str, list[int]]:
+    """An endpoint enabled again starts at the team's present, as a new one does: what happened
+    while it was off (days, after the failure window) would otherwise arrive at once, stale
+    denials and approvals long decided, all paging the receiver. The sequences it skips are
+    returned for the trail entry, so nobody is left guessing what was not sent."""
+    heads = chain_heads_of_team(team_id=endpoint.team_id)
+    skipped = {}
+    for stream, field in ((ChainStream.DECISIONS, "decisions_cursor"), (ChainStream.EVENTS, "events_cursor")):
+        cursor = getattr(endpoint, field)
+        if heads[stream] > cursor:
+            skipped[str(stream)] = [cursor + 1, heads[stream]]
+        setattr(endpoint, field, max(cursor, heads[stream]))
+    return skipped
 
 
 def webhook_endpoint_delete(*, endpoint: WebhookEndpoint, actor: Actor) -> None:

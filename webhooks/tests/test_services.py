@@ -143,3 +143,26 @@ def test_resend__attempt_under_way__409_and_left_to_its_worker(team):
     # Then it stays as the worker left it (no second send alongside)
     delivery.refresh_from_db()
     assert delivery.next_attempt_at == lease_end
+
+
+def test_update__enabled_again__starts_at_the_present_and_the_trail_names_what_it_skipped(team):
+    # Given an endpoint disabled (by hand or by the engine) while the team went on deciding
+    from tests.factories import record_decision
+
+    admin = UserFactory()
+    Membership.objects.create(user=admin, team=team, role=Membership.Role.ADMIN)
+    actor = Actor.person(admin)
+    endpoint = services.webhook_endpoint_create(team=team, actor=actor, values=VALUES).endpoint
+    services.webhook_endpoint_update(endpoint=endpoint, actor=actor, changes={"enabled": False})
+    decisions = [record_decision(team, decision="deny") for _ in range(3)]
+
+    # When it is enabled again
+    services.webhook_endpoint_update(endpoint=endpoint, actor=actor, changes={"enabled": True})
+
+    # Then its decisions cursor is at the newest decision (those three are not sent, days late)
+    endpoint.refresh_from_db()
+    assert endpoint.decisions_cursor == decisions[-1].sequence
+    # and the trail says which sequences it skipped
+    entry = team_entries(team)[-1]
+    assert entry["change"] == "webhook.enabled"
+    assert entry["skipped"]["decisions"] == [decisions[0].sequence, decisions[-1].sequence]

@@ -18,10 +18,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 from playwright.sync_api import Error as PlaywrightError
 
 from approvals.models import Approval
@@ -54,6 +56,7 @@ from tests.factories import (
     publish_rules,
     record_decision,
 )
+from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 pytestmark = [pytest.mark.asgi_server, pytest.mark.django_db(transaction=True)]
 
@@ -171,6 +174,7 @@ def path_values() -> dict[str, str]:
         )
     assert decision is not None
     personal_api_key_for(admin, team, name="root's key with a long name for the phone", role="admin")
+    webhook = _webhook_with_a_failed_delivery(team)
     return {
         "slug": team.slug,
         "number": str(draft.number),
@@ -180,7 +184,37 @@ def path_values() -> dict[str, str]:
         "decision_id": str(decision.id),
         "key_id": str(ApiKey.objects.filter(user=admin).values_list("id", flat=True)[0]),
         "panel": "activity",  # the overview's panels are fragments: left out as pages
+        "webhook_id": str(webhook.id),
     }
+
+
+def _webhook_with_a_failed_delivery(team: Any) -> WebhookEndpoint:
+    """A webhook endpoint with a long URL whose delivery failed once with a long answer: the
+    delivery log's widest content."""
+    endpoint = WebhookEndpoint.objects.create(
+        team=team,
+        name="SIEM collector with a long name for the phone",
+        url=LONG_URL,
+        events=["deny", "require_approval", "approval.resolved"],
+        failing_since=timezone.now(),
+    )
+    delivery = WebhookDelivery.objects.create(
+        endpoint=endpoint,
+        team=team,
+        event="deny",
+        source_key="decisions:1:deny",
+        next_attempt_at=timezone.now() + timedelta(minutes=5),
+        attempt_count=1,
+    )
+    WebhookAttempt.objects.create(
+        delivery=delivery,
+        number=1,
+        status_code=503,
+        latency_ms=12.5,
+        response_snippet="upstream unavailable: " + "x" * 300,
+        next_attempt_at=delivery.next_attempt_at,
+    )
+    return endpoint
 
 
 def get_patterns() -> dict[str, str]:
@@ -222,7 +256,9 @@ def _arguments_of(pattern: str) -> set[str]:
     return set(re.findall(r"<(?:\w+:)?(\w+)>", pattern))
 
 
-KNOWN_ARGUMENTS = {"slug", "number", "draft_id", "policy_id", "approval_id", "decision_id", "key_id", "panel"}
+KNOWN_ARGUMENTS = {
+    "slug", "number", "draft_id", "policy_id", "approval_id", "decision_id", "key_id", "panel", "webhook_id"
+}
 
 
 def test_page_enumeration__every_get_pattern__has_values_for_its_path():

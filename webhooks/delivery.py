@@ -1,11 +1,13 @@
-"""Sending deliveries: one attempt at a time, the retry schedule, an endpoint's health, ``enqueue``.
+"""Sending deliveries: a task's attempts at once, the retry schedule, an endpoint's health, ``enqueue``.
 
-A delivery is a row that is due when ``next_attempt_at`` has passed. An attempt is claimed by
-one conditional UPDATE (still pending, still due, still at the attempt count read), which also
-pushes ``next_attempt_at`` a lease ahead: two workers (a task and the sweep, a task run twice)
-never send the same attempt, and a worker that dies mid-send leaves a delivery that is due
-again once the lease is over. The answer is recorded (a ``WebhookAttempt``) together with what
-follows from it, in one transaction.
+A delivery is a row that is due when ``next_attempt_at`` has passed. A batch's attempts are
+claimed by one conditional UPDATE (still pending, still due; on PostgreSQL of the rows it could
+lock, skipping those another worker holds) that counts each attempt and pushes its
+``next_attempt_at`` a lease ahead: two workers (a task and the sweep, a task run twice) never
+send the same attempt, and a worker that dies mid-send leaves a delivery that is due again once
+the lease is over. The batch's requests go out at once; the answers are recorded (one
+``WebhookAttempt`` each) together with what follows from them, in one transaction, each meaning
+what it would mean alone (below).
 
 What an answer means:
 
@@ -36,18 +38,24 @@ event path announces, so the team's other endpoints receive it and admins see it
 from __future__ import annotations
 
 import logging
+import os
 import random
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import reduce
+from operator import or_
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Case, DateTimeField, Q, Value, When
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -79,6 +87,8 @@ COUNTDOWN_MAX_SECONDS = 60.0
 # Deliveries per task: a burst of a thousand is a hundred broker messages, not a thousand (each
 # costs the sender 1-10 ms), and still spreads over every worker thread.
 TASK_BATCH = 10
+# A batch's HTTP and syslog sends go out at once on this many threads (a task is TASK_BATCH).
+SEND_THREADS = 10
 TRAIL_ACTOR = "veto (webhooks)"
 
 
@@ -103,7 +113,9 @@ def broker_producer() -> Iterator[Any]:
     from webhooks.tasks import deliver_many
 
     with deliver_many.app.producer_or_acquire() as producer:
-        producer.connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, interval_max=0.2)
+        producer.connection.ensure_connection(
+            max_retries=1, interval_start=0, interval_step=0.2, interval_max=0.2
+        )
         yield producer
 
 
@@ -176,48 +188,147 @@ class Outcome:
 def attempt_due(delivery_id: str | uuid.UUID, *, manual: bool = False) -> WebhookAttempt | None:
     """One attempt of the delivery, if it is due and this call claims it; None otherwise (sent
     already, not yet due, claimed by another worker, gone)."""
-    claimed = _claim(delivery_id)
-    if claimed is None:
-        return None
-    delivery, number = claimed
-    endpoint = delivery.endpoint
-    if not endpoint.enabled:
+    attempts = attempt_many([delivery_id], manual=manual)
+    return attempts[0] if attempts else None
+
+
+def attempt_many(delivery_ids: Iterable[str | uuid.UUID], *, manual: bool = False) -> list[WebhookAttempt]:
+    """One attempt of each of these deliveries that is due and that this call claims (what a
+    ``deliver_many`` task does), batched: one claim statement for all of them, the endpoints and
+    their secrets read with them, the requests sent at once (up to ``SEND_THREADS``), and every
+    answer recorded in one transaction. Each attempt means what it means one at a time (the
+    module docstring); returns the attempts made, in the order of the ids."""
+    claimed = _claim_many(delivery_ids)
+    live = [(row, number) for row, number in claimed if row.endpoint.enabled]
+    cancelled = [(row, number) for row, number in claimed if not row.endpoint.enabled]
+    if cancelled:
+        # Conditional on the claim, as a record is: a later claim owns the row's state.
         WebhookDelivery.objects.filter(
-            id=delivery.id, status=WebhookDelivery.Status.PENDING, attempt_count=number
+            _claimed_rows(cancelled), status=WebhookDelivery.Status.PENDING
         ).update(status=WebhookDelivery.Status.CANCELLED, next_attempt_at=None)
-        logger.info("webhook.cancelled delivery=%s endpoint=%s: endpoint disabled", delivery.id, endpoint.id)
-        return None
-    started = timezone.now()
-    outcome = _send(delivery, endpoint, started)
-    attempt, follow_up = _record(delivery, endpoint, number, started, outcome, manual=manual)
-    if follow_up is not None:
-        _send_tasks([str(delivery.id)], manual=False, countdown=follow_up)
-    return attempt
+        for row, _ in cancelled:
+            logger.info(
+                "webhook.cancelled delivery=%s endpoint=%s: endpoint disabled", row.id, row.endpoint_id
+            )
+    if not live:
+        return []
+    sent = _send_all(live)
+    attempts, follow_ups = _record_many(live, sent, manual=manual)
+    for delivery_id, countdown in follow_ups:
+        _send_tasks([delivery_id], manual=False, countdown=countdown)
+    return attempts
 
 
 def _claim(delivery_id: str | uuid.UUID) -> tuple[WebhookDelivery, int] | None:
+    claimed = _claim_many([delivery_id])
+    return claimed[0] if claimed else None
+
+
+def _claim_many(delivery_ids: Iterable[str | uuid.UUID]) -> list[tuple[WebhookDelivery, int]]:
+    """Claim the next attempt of each due delivery among the ids: one UPDATE (still pending,
+    still due) that counts the attempt and pushes ``next_attempt_at`` a lease ahead, returning
+    the rows it changed, then one read of those rows with their endpoints and secrets. Two
+    workers never claim the same attempt: on PostgreSQL the rows are locked first, skipping
+    those another worker holds (no deadlock between two batches over the same ids, and a
+    locked row is one being claimed or recorded); SQLite runs one writer at a time."""
+    ids = list(dict.fromkeys(uuid.UUID(str(delivery_id)) for delivery_id in delivery_ids))
+    if not ids:
+        return []
     now = timezone.now()
-    delivery = (
-        WebhookDelivery.objects.select_related("endpoint")
-        .filter(id=delivery_id, status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
-        .first()
+    numbers = _claim_rows(ids, now=now, lease_until=now + timedelta(seconds=LEASE_SECONDS))
+    if not numbers:
+        return []
+    rows = {
+        row.id: row
+        for row in WebhookDelivery.objects.select_related("endpoint")
+        .prefetch_related("endpoint__secrets")
+        .filter(id__in=list(numbers))
+    }
+    claimed = []
+    for delivery_id in ids:
+        row = rows.get(delivery_id)
+        if row is not None and delivery_id in numbers:
+            row.attempt_count = numbers[delivery_id]
+            claimed.append((row, numbers[delivery_id]))
+    return claimed
+
+
+def _claim_rows(ids: list[uuid.UUID], *, now: datetime, lease_until: datetime) -> dict[uuid.UUID, int]:
+    meta = WebhookDelivery._meta
+    quote = connection.ops.quote_name
+    table = quote(meta.db_table)
+    columns = {field.name: str(field.column) for field in meta.concrete_fields}
+    pk, status, due, count = (
+        quote(columns[name]) for name in ("id", "status", "next_attempt_at", "attempt_count")
     )
-    if delivery is None:
-        return None
-    number = delivery.attempt_count + 1
-    claimed = WebhookDelivery.objects.filter(
-        id=delivery_id,
-        status=WebhookDelivery.Status.PENDING,
-        next_attempt_at__lte=now,
-        attempt_count=delivery.attempt_count,
-    ).update(attempt_count=number, next_attempt_at=now + timedelta(seconds=LEASE_SECONDS))
-    if claimed != 1:
-        return None  # another worker took this attempt between the read and the update
-    delivery.attempt_count = number
-    return delivery, number
+    id_params = [WebhookDelivery._meta.get_field("id").get_db_prep_value(delivery_id, connection) for delivery_id in ids]
+    marks = ", ".join(["%s"] * len(ids))
+    adapt = connection.ops.adapt_datetimefield_value
+    pending = WebhookDelivery.Status.PENDING.value
+    if connection.vendor == "postgresql":
+        sql = (
+            f"UPDATE {table} SET {count} = {table}.{count} + 1, {due} = %s"
+            f" FROM (SELECT {pk} FROM {table} WHERE {pk} IN ({marks}) AND {status} = %s AND {due} <= %s"
+            f" ORDER BY {pk} FOR UPDATE SKIP LOCKED) AS claimable"
+            f" WHERE {table}.{pk} = claimable.{pk} RETURNING {table}.{pk}, {table}.{count}"
+        )
+        params = [adapt(lease_until), *id_params, pending, adapt(now)]
+    else:
+        sql = (
+            f"UPDATE {table} SET {count} = {count} + 1, {due} = %s"
+            f" WHERE {pk} IN ({marks}) AND {status} = %s AND {due} <= %s RETURNING {pk}, {count}"
+        )
+        params = [adapt(lease_until), *id_params, pending, adapt(now)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        returned = cursor.fetchall()
+    return {uuid.UUID(str(value)): int(number) for value, number in returned}
 
 
-def _send(delivery: WebhookDelivery, endpoint: WebhookEndpoint, started: datetime) -> Outcome:
+def _claimed_rows(claimed: Iterable[tuple[WebhookDelivery, int]]) -> Q:
+    """The rows still at the attempt each of these claimed (a re-send by hand that claimed a
+    later attempt meanwhile owns the row's state then)."""
+    return reduce(or_, (Q(id=row.id, attempt_count=number) for row, number in claimed))
+
+
+def _send_all(claimed: list[tuple[WebhookDelivery, int]]) -> list[tuple[datetime, Outcome]]:
+    """Send each claimed attempt; the HTTP and syslog sends of a batch at once on the pool's
+    threads (each to its checked address, transport's pooled clients), the Slack API posts here
+    (they write the message's row on this thread's connection). Returns (started, outcome) in
+    the order given."""
+    started_at: list[datetime] = []
+    results: list[Outcome | _SlackPost | Future[Outcome] | Callable[[], Outcome]] = []
+    for row, _ in claimed:
+        started = timezone.now()
+        started_at.append(started)
+        results.append(_prepare(row, row.endpoint, started))
+    calls = [index for index, result in enumerate(results) if callable(result)]
+    if len(calls) > 1:
+        pool = _send_pool()
+        for index in calls:
+            results[index] = pool.submit(_guarded, results[index])  # type: ignore[arg-type]
+    elif calls:
+        results[calls[0]] = _guarded(results[calls[0]])  # type: ignore[arg-type]
+    for index, (row, _) in enumerate(claimed):
+        result = results[index]
+        if isinstance(result, _SlackPost):
+            results[index] = _post_to_slack(row.endpoint, result.message)
+    return [
+        (started, result.result() if isinstance(result, Future) else result)  # type: ignore[misc]
+        for started, result in zip(started_at, results, strict=True)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class _SlackPost:
+    message: WebhookMessage
+
+
+def _prepare(
+    delivery: WebhookDelivery, endpoint: WebhookEndpoint, started: datetime
+) -> Outcome | _SlackPost | Callable[[], Outcome]:
+    """The attempt's send to make (a call for the pool), or its outcome when there is nothing
+    to send (a message that cannot be rendered), or a Slack API post."""
     secrets = [s.secret for s in endpoint.secrets.all() if s.expires_at is None or s.expires_at > started]
     message = WebhookMessage.from_json(delivery.message)
     try:
@@ -233,24 +344,64 @@ def _send(delivery: WebhookDelivery, endpoint: WebhookEndpoint, started: datetim
         logger.exception("webhook.render_failed delivery=%s format=%s", delivery.id, endpoint.format)
         return Outcome(False, None, f"could not render: {type(exc).__name__}: {exc}"[:500], 0.0, "", None)
     timeout = settings.VETO_WEBHOOK_TIMEOUT_SECONDS
-    if endpoint.format == WebhookEndpoint.Format.SLACK and endpoint.slack_bot_token and endpoint.slack_channel:
-        return _post_to_slack(endpoint, message)
-    if endpoint.url.split(":", 1)[0].lower() in SYSLOG_SCHEMES:
-        answer = transport.send_syslog(
-            endpoint.url, message=_syslog_message(rendered.body, message), timeout=timeout
+    if (
+        endpoint.format == WebhookEndpoint.Format.SLACK
+        and endpoint.slack_bot_token
+        and endpoint.slack_channel
+    ):
+        return _SlackPost(message)
+    url = endpoint.url
+    if url.split(":", 1)[0].lower() in SYSLOG_SCHEMES:
+        line = _syslog_message(rendered.body, message)
+
+        def send_syslog() -> Outcome:
+            answer = transport.send_syslog(url, message=line, timeout=timeout)
+            return Outcome(not answer.error, None, answer.error, answer.latency_ms, "", None)
+
+        return send_syslog
+
+    def post() -> Outcome:
+        answer = transport.post(url, body=rendered.body, headers=rendered.headers, timeout=timeout)
+        code = answer.status_code
+        error = answer.error or ("" if code is not None and 200 <= code < 300 else f"HTTP {code}")
+        return Outcome(
+            delivered=code is not None and 200 <= code < 300,
+            status_code=code,
+            error=error,
+            latency_ms=answer.latency_ms,
+            snippet=answer.body[:RESPONSE_SNIPPET_MAX],
+            retry_after=parse_retry_after(_header(answer.headers, "retry-after"), now=timezone.now()),
         )
-        return Outcome(not answer.error, None, answer.error, answer.latency_ms, "", None)
-    answer = transport.post(endpoint.url, body=rendered.body, headers=rendered.headers, timeout=timeout)
-    code = answer.status_code
-    error = answer.error or ("" if code is not None and 200 <= code < 300 else f"HTTP {code}")
-    return Outcome(
-        delivered=code is not None and 200 <= code < 300,
-        status_code=code,
-        error=error,
-        latency_ms=answer.latency_ms,
-        snippet=answer.body[:RESPONSE_SNIPPET_MAX],
-        retry_after=parse_retry_after(_header(answer.headers, "retry-after"), now=timezone.now()),
-    )
+
+    return post
+
+
+def _guarded(send: Callable[[], Outcome]) -> Outcome:
+    """A send whose unexpected error (transport catches the network's) is that attempt's error,
+    not the batch's: the others' answers are still recorded."""
+    started = time.perf_counter()
+    try:
+        return send()
+    except Exception as exc:  # noqa: BLE001 - recorded as the attempt's error and retried
+        logger.exception("webhook.send_failed")
+        return Outcome(False, None, f"{type(exc).__name__}: {exc}"[:500], _ms(started), "", None)
+
+
+_pool_lock = threading.Lock()
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _send_pool() -> ThreadPoolExecutor:
+    """The process's send threads, made on first use (and again in a forked child: a prefork
+    worker must not inherit its parent's threads)."""
+    global _pool  # noqa: PLW0603 - one pool per process
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (
+                os.getpid(),
+                ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="webhook-send"),
+            )
+        return _pool[1]
 
 
 def _post_to_slack(endpoint: WebhookEndpoint, message: WebhookMessage) -> Outcome:
@@ -270,7 +421,10 @@ def _post_to_slack(endpoint: WebhookEndpoint, message: WebhookMessage) -> Outcom
     approval = message.approval
     if message.event == WebhookEvent.REQUIRE_APPROVAL and approval is not None and ts:
         SlackMessage.objects.get_or_create(
-            endpoint=endpoint, channel=channel, ts=ts, defaults={"approval_id": uuid.UUID(approval.approval_id)}
+            endpoint=endpoint,
+            channel=channel,
+            ts=ts,
+            defaults={"approval_id": uuid.UUID(approval.approval_id)},
         )
     return Outcome(True, None, "", _ms(started), f"chat.postMessage ok: {channel} {ts}", None)
 
@@ -292,82 +446,132 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
-def _record(
-    delivery: WebhookDelivery,
-    endpoint: WebhookEndpoint,
-    number: int,
-    started: datetime,
-    outcome: Outcome,
-    *,
-    manual: bool,
-) -> tuple[WebhookAttempt, float | None]:
-    """The attempt's row and what follows from it, in one transaction; returns the attempt and,
-    for a retry due soon, its countdown."""
+def _record_many(
+    claimed: list[tuple[WebhookDelivery, int]], sent: list[tuple[datetime, Outcome]], *, manual: bool
+) -> tuple[list[WebhookAttempt], list[tuple[str, float]]]:
+    """The attempts' rows and what follows from them, in one transaction: one INSERT of the
+    attempts, one UPDATE per kind of outcome (delivered, failed, retried), the endpoints' health
+    as if the answers had come one after another in the batch's order. Returns the attempts and,
+    for each retry due soon, (delivery id, countdown)."""
     now = timezone.now()
-    status = WebhookDelivery.Status.PENDING
-    next_at: datetime | None = None
-    countdown: float | None = None
-    disable: str = ""
-    if outcome.delivered:
-        status = WebhookDelivery.Status.DELIVERED
-    elif outcome.status_code == GONE_STATUS:
-        status = WebhookDelivery.Status.FAILED
-        disable = WebhookEndpoint.DisabledReason.GONE
-    elif outcome.status_code in FINAL_STATUSES or manual:
-        status = WebhookDelivery.Status.FAILED
-    else:
-        wait = retry_wait(number, retry_after=outcome.retry_after)
-        if wait is None:
+    attempts: list[WebhookAttempt] = []
+    follow_ups: list[tuple[str, float]] = []
+    groups: dict[str, list[tuple[WebhookDelivery, int, datetime | None]]] = {}
+    gone: set[uuid.UUID] = set()
+    for (row, number), (started, outcome) in zip(claimed, sent, strict=True):
+        status = WebhookDelivery.Status.PENDING
+        next_at: datetime | None = None
+        if outcome.delivered:
+            status = WebhookDelivery.Status.DELIVERED
+        elif outcome.status_code == GONE_STATUS:
+            status = WebhookDelivery.Status.FAILED
+            gone.add(row.id)
+        elif outcome.status_code in FINAL_STATUSES or manual:
             status = WebhookDelivery.Status.FAILED
         else:
-            next_at = now + timedelta(seconds=wait)
-            countdown = wait if wait <= COUNTDOWN_MAX_SECONDS else None
+            wait = retry_wait(number, retry_after=outcome.retry_after)
+            if wait is None:
+                status = WebhookDelivery.Status.FAILED
+            else:
+                next_at = now + timedelta(seconds=wait)
+                if wait <= COUNTDOWN_MAX_SECONDS:
+                    follow_ups.append((str(row.id), wait))
+        groups.setdefault(status, []).append((row, number, next_at))
+        attempts.append(
+            WebhookAttempt(
+                delivery=row,
+                number=number,
+                started_at=started,
+                latency_ms=outcome.latency_ms,
+                status_code=outcome.status_code,
+                error=outcome.error[:500],
+                response_snippet=outcome.snippet,
+                next_attempt_at=next_at,
+                manual=manual,
+            )
+        )
+        logger.info(
+            "webhook.attempt delivery=%s endpoint=%s number=%d status=%s code=%s next=%s",
+            row.id,
+            row.endpoint_id,
+            number,
+            status,
+            outcome.status_code,
+            next_at.isoformat() if next_at else "-",
+        )
     with transaction.atomic():
-        attempt = WebhookAttempt.objects.create(
-            delivery=delivery,
-            number=number,
-            started_at=started,
-            latency_ms=outcome.latency_ms,
-            status_code=outcome.status_code,
-            error=outcome.error[:500],
-            response_snippet=outcome.snippet,
-            next_attempt_at=next_at,
-            manual=manual,
-        )
-        # Conditional on the claim: a re-send by hand that claimed a later attempt meanwhile
-        # owns the row's state now.
-        WebhookDelivery.objects.filter(id=delivery.id, attempt_count=number).update(
-            status=status,
-            next_attempt_at=next_at,
-            delivered_at=now if outcome.delivered else None,
-        )
-        if outcome.delivered:
-            # Only when it was failing as loaded at the claim: the common case costs no query (a
-            # failure recorded meanwhile by another worker is cleared by the next success).
-            if endpoint.failing_since is not None:
-                WebhookEndpoint.objects.filter(id=endpoint.id).update(failing_since=None)
-        else:
-            WebhookEndpoint.objects.filter(id=endpoint.id, failing_since__isnull=True).update(
-                failing_since=started
+        WebhookAttempt.objects.bulk_create(attempts)
+        for new_status, rows in groups.items():
+            next_attempt_at: Any = None
+            if any(next_at is not None for _, _, next_at in rows):
+                next_attempt_at = Case(
+                    *(When(id=row.id, then=Value(next_at)) for row, _, next_at in rows),
+                    default=Value(None),
+                    output_field=DateTimeField(),
+                )
+            # Conditional on the claim: a re-send by hand that claimed a later attempt
+            # meanwhile owns the row's state now.
+            WebhookDelivery.objects.filter(_claimed_rows((row, number) for row, number, _ in rows)).update(
+                status=new_status,
+                next_attempt_at=next_attempt_at,
+                delivered_at=now if new_status == WebhookDelivery.Status.DELIVERED else None,
             )
-            failing_since = (
-                WebhookEndpoint.objects.filter(id=endpoint.id).values_list("failing_since", flat=True).first()
-            )
-            window = timedelta(seconds=settings.VETO_WEBHOOK_FAILURE_WINDOW_SECONDS)
-            if not disable and failing_since is not None and now - failing_since >= window:
-                disable = WebhookEndpoint.DisabledReason.FAILING
-        if disable:
-            endpoint_disable(endpoint=endpoint, reason=disable)
-    logger.info(
-        "webhook.attempt delivery=%s endpoint=%s number=%d status=%s code=%s next=%s",
-        delivery.id,
-        endpoint.id,
-        number,
-        status,
-        outcome.status_code,
-        next_at.isoformat() if next_at else "-",
+        by_endpoint: dict[uuid.UUID, list[tuple[datetime, bool, bool]]] = {}
+        endpoints: dict[uuid.UUID, WebhookEndpoint] = {}
+        for (row, _), (started, outcome) in zip(claimed, sent, strict=True):
+            endpoints.setdefault(row.endpoint_id, row.endpoint)
+            by_endpoint.setdefault(row.endpoint_id, []).append((started, outcome.delivered, row.id in gone))
+        for endpoint_id, answers in by_endpoint.items():
+            endpoint = endpoints[endpoint_id]
+            disable = _endpoint_health(endpoint, answers, now=now)
+            if disable:
+                endpoint_disable(endpoint=endpoint, reason=disable)
+    return attempts, follow_ups
+
+
+def _endpoint_health(
+    endpoint: WebhookEndpoint, answers: list[tuple[datetime, bool, bool]], *, now: datetime
+) -> str:
+    """Record what the batch's answers (started, delivered, gone), in order, say of the
+    endpoint's health, and return the reason to disable it ('' for none). Its first failure
+    since a success starts ``failing_since``; a success clears it; a failure when it is the
+    window old disables; a success on an endpoint that was not failing costs no query."""
+    window = timedelta(seconds=settings.VETO_WEBHOOK_FAILURE_WINDOW_SECONDS)
+    disable = ""
+    failing_since = endpoint.failing_since  # as loaded with the claim
+    succeeded = False
+    first_failure: datetime | None = None
+    for started, delivered, gone in answers:
+        if delivered:
+            succeeded, failing_since = True, None
+            continue
+        if failing_since is None:
+            failing_since = started
+        if first_failure is None:
+            first_failure = started
+        if gone:
+            disable = disable or WebhookEndpoint.DisabledReason.GONE
+        elif not disable and now - failing_since >= window:
+            disable = WebhookEndpoint.DisabledReason.FAILING
+    if first_failure is None:
+        if endpoint.failing_since is not None:
+            # Only when it was failing as loaded: a failure recorded meanwhile by another worker
+            # is cleared by the next success.
+            WebhookEndpoint.objects.filter(id=endpoint.id).update(failing_since=None)
+        return disable
+    if succeeded:
+        # A success in the batch: the endpoint's clock is what the answers after it say.
+        if failing_since != endpoint.failing_since:
+            WebhookEndpoint.objects.filter(id=endpoint.id).update(failing_since=failing_since)
+        return disable
+    # Failures only: start the clock unless another worker did, and judge by the stored one.
+    WebhookEndpoint.objects.filter(id=endpoint.id, failing_since__isnull=True).update(
+        failing_since=first_failure
     )
-    return attempt, countdown
+    stored = WebhookEndpoint.objects.filter(id=endpoint.id).values_list("failing_since", flat=True).first()
+    if not disable and stored is not None and now - stored >= window:
+        disable = WebhookEndpoint.DisabledReason.FAILING
+    return disable
 
 
 def endpoint_disable(*, endpoint: WebhookEndpoint, reason: str) -> bool:

@@ -18,9 +18,9 @@ def deliver(delivery_id: str, manual: bool = False) -> None:
 
 @shared_task(name="webhooks.tasks.deliver_many", acks_late=True, ignore_result=True)
 def deliver_many(delivery_ids: list[str], manual: bool = False) -> None:
-    """One attempt of each delivery that is still due, in turn (what ``enqueue`` sends)."""
-    for delivery_id in delivery_ids:
-        delivery.attempt_due(delivery_id, manual=manual)
+    """One attempt of each delivery that is still due, as one batch: claimed together, sent at
+    once, recorded together (what ``enqueue`` sends)."""
+    delivery.attempt_many(delivery_ids, manual=manual)
 
 
 @shared_task(name="webhooks.tasks.dispatch_team", acks_late=True, ignore_result=True)

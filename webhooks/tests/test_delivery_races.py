@@ -77,3 +77,27 @@ def test_dispatch_team__four_dispatches_at_once__each_delivery_once():
     for endpoint in endpoints:
         keys = list(WebhookDelivery.objects.filter(endpoint=endpoint).values_list("source_key", flat=True))
         assert len(keys) == 20 == len(set(keys))
+
+
+def test_attempt_many__two_workers_batches_over_the_same_ids__each_attempt_sent_once():
+    # Given ten due deliveries to a receiver, in one batch as enqueue sends them
+    team = TeamFactory()
+    with receiver([(200, {})]) as hooks:
+        endpoint = endpoint_for(team, url=hooks.url, events=("deny",))
+        for _ in range(10):
+            record_decision(team, decision="deny")
+        dispatch.dispatch_team(team.id)
+        ids = [str(i) for i in WebhookDelivery.objects.filter(endpoint=endpoint).values_list("id", flat=True)]
+        assert len(ids) == 10
+        # When two workers run that batch at the same moment (one of them in the other order)
+        batches = iter([ids, ids[::-1]])
+        errors = at_once(2, lambda: delivery.attempt_many(next(batches)))
+    # Then each delivery was sent once, as attempt 1, and delivered
+    assert errors == []
+    sent = [request.headers["webhook-id"] for request in hooks.requests]
+    assert len(sent) == 10 == len(set(sent))
+    attempts = WebhookAttempt.objects.filter(delivery__endpoint=endpoint)
+    assert sorted(attempts.values_list("number", flat=True)) == [1] * 10
+    assert set(WebhookDelivery.objects.filter(endpoint=endpoint).values_list("status", flat=True)) == {
+        "delivered"
+    }

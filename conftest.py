@@ -155,7 +155,17 @@ def start_celery_worker_and_beat(directory: Path, env: dict[str, str]) -> list[s
     """A real Celery worker and beat, as `make run` starts them; logs in ``directory``."""
     celery = [sys.executable, "-m", "celery", "-A", "veto_cloud"]
     commands = {
-        "worker": [*celery, "worker", "--concurrency", "1", "--without-gossip", "--without-mingle"],
+        # The webhook dispatch queue first, as the Procfile's worker.
+        "worker": [
+            *celery,
+            "worker",
+            "-Q",
+            "webhooks-dispatch,celery",
+            "--concurrency",
+            "1",
+            "--without-gossip",
+            "--without-mingle",
+        ],
         "beat": [*celery, "beat", "--schedule", str(directory / "beat-schedule")],
     }
     processes = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 from veto.cloud.client import VetoCloudClient, VetoCloudConfig
@@ -110,6 +111,10 @@ def test_slack_buttons__approved_in_the_browser__the_slack_message_shows_the_out
                 raise AssertionError(f"{exc}\n{logs()}") from None
             assert posted["json"]["channel"] == "C42"
             assert buttons_of(posted["json"]) == ["veto_approve", "veto_deny"]
+            # (the worker keeps the message once Slack has answered the post: wait for the row)
+            deadline = time.monotonic() + 15
+            while not SlackMessage.objects.filter(approval_id=approval_id).exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
             assert SlackMessage.objects.filter(approval_id=approval_id, retired_at__isnull=True).count() == 1
 
             # When alice approves it on the approval page

@@ -137,6 +137,9 @@ class Load:
                         body = None
                         error = f"not JSON: {text[:200]!r}"
             except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+                # Also after the status line: a body cut off by a killed server (ClientPayloadError)
+                # is no answer either, the client never learnt the decision.
+                status, body = None, None
                 error = f"{type(exc).__name__}: {exc}"
             self.answers.append(
                 Answer(tag, expected, sent_at, time.monotonic() - sent_at, status, body, error)

@@ -53,7 +53,6 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
-from django.urls import reverse
 from django.utils import timezone
 
 from approvals.models import Approval
@@ -63,6 +62,7 @@ from common.events import Event, EventType
 from policies.engine.document import DEFAULT_SEVERITY
 from policies.models import RuleSetVersion
 from tenancy.models import ApiKey, Team
+from webhooks.approval_messages import approval_end_message, dashboard_link
 from webhooks.delivery import LEASE_SECONDS, enqueue
 from webhooks.messages import ApprovalFacts, DecisionFacts, PolicyFacts, WebhookFailureFacts, WebhookMessage
 from webhooks.models import SEVERITY_ORDER, WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -424,34 +424,13 @@ class MessageBuilder:
         )
 
     def _approval_message(self, webhook_event: str, event: Event, approval: Approval) -> WebhookMessage:
-        status: str
-        if webhook_event == WebhookEvent.APPROVAL_EXPIRED:
-            status = Approval.Status.EXPIRED
-            summary = f"Approval expired: {approval.tool_name} in {self.team.name}"
-            decided_by = ""
-        else:
-            status = str(event.data.get("status") or approval.status)
-            decided_by = approval.resolved_by
-            by = f" by {decided_by}" if decided_by else ""
-            summary = f"Approval {status}{by}: {approval.tool_name} in {self.team.name}"
-        links = {"approval": self._link("approvals:detail", approval_id=approval.id)}
-        if approval.decision_id:
-            links["decision"] = self._link("dashboard:decision", slug=self.team.slug, decision_id=approval.decision_id)
-        return self._message(
-            webhook_event,
-            approval.severity or DEFAULT_SEVERITY,
-            event.occurred_at,
-            summary,
-            links=links,
-            approval=ApprovalFacts(
-                approval_id=str(approval.id),
-                status=status,
-                tool_name=approval.tool_name,
-                rule_name=approval.rule_name,
-                decided_by=decided_by,
-                decided_at=approval.resolved_at if status != Approval.Status.EXPIRED else event.occurred_at,
-                expires_at=approval.expires_at,
-            ),
+        status = event.data.get("status")
+        return approval_end_message(
+            approval,
+            team=self.team,
+            webhook_event=webhook_event,
+            occurred_at=event.occurred_at,
+            status=str(status) if status else None,
         )
 
     def _message(
@@ -469,7 +448,7 @@ class MessageBuilder:
 
     @staticmethod
     def _link(name: str, **kwargs: Any) -> str:
-        return settings.VETO_PUBLIC_URL + reverse(name, kwargs=kwargs)
+        return dashboard_link(name, **kwargs)
 
 
 # --- the sweep ----------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ from policies.engine.document import DEFAULT_SEVERITY
 from policies.models import RuleSetVersion
 from tenancy.models import ApiKey, Team
 from webhooks.approval_messages import approval_end_message, dashboard_link
-from webhooks.delivery import LEASE_SECONDS, enqueue
+from webhooks.delivery import enqueue, lease_seconds
 from webhooks.messages import ApprovalFacts, DecisionFacts, PolicyFacts, WebhookFailureFacts, WebhookMessage
 from webhooks.models import SEVERITY_ORDER, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from webhooks.slack.retire import slack_messages_retire, slack_messages_to_retire
@@ -466,7 +466,7 @@ def sweep(*, now: datetime | None = None) -> tuple[int, int]:
     that no task took; returns (deliveries made, deliveries enqueued).
 
     "No task took": a delivery never attempted was enqueued when it was made, so it counts only
-    once it is a lease old (webhooks.delivery.LEASE_SECONDS); a retry is due one sweep period
+    once it is a lease old (webhooks.delivery.lease_seconds); a retry is due one sweep period
     after its time (a retry more than a minute away has no task but this). And one the sweep
     enqueued lately is skipped (remembered in the cache), so a backlog in the queue is not
     topped up with copies of itself every few seconds."""
@@ -478,7 +478,7 @@ def sweep(*, now: datetime | None = None) -> tuple[int, int]:
             logger.exception("webhook.dispatch_failed team=%s", team_id)
     now = now or timezone.now()
     period = timedelta(seconds=settings.VETO_WEBHOOK_SWEEP_SECONDS)
-    lease = timedelta(seconds=max(LEASE_SECONDS, settings.VETO_WEBHOOK_SWEEP_SECONDS))
+    lease = timedelta(seconds=max(lease_seconds(), settings.VETO_WEBHOOK_SWEEP_SECONDS))
     candidates = [
         str(delivery_id)
         for delivery_id in WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING)

@@ -268,6 +268,28 @@ def test_attempt_due__lease_over__a_dead_workers_attempt_is_due_again(team):
     assert len(hooks.requests) == 1
 
 
+@pytest.mark.parametrize("timeout", [0.5, 10.0, 45.0])
+def test_lease_seconds__outlasts_a_full_batch_of_timeouts(settings, timeout):
+    # Given the request timeout (a setting without an upper bound)
+    settings.VETO_WEBHOOK_TIMEOUT_SECONDS = timeout
+    # When a task of TASK_BATCH sends, every one timing out, runs on SEND_THREADS threads
+    rounds = -(-delivery.TASK_BATCH // delivery.SEND_THREADS)
+    longest_task = rounds * timeout
+    # Then its claims are still held when the last send gives up, with time to record them
+    assert delivery.lease_seconds() >= longest_task + 30
+    assert delivery.lease_seconds() >= delivery.LEASE_SECONDS_MIN
+
+
+def test_claim__lease__pushes_next_attempt_a_lease_ahead(team, settings):
+    settings.VETO_WEBHOOK_TIMEOUT_SECONDS = 45.0
+    with receiver([(200, {})]) as hooks:
+        item = due_delivery(team, hooks.url)
+        before = timezone.now()
+        delivery._claim(item.id)
+    held_until = WebhookDelivery.objects.get(id=item.id).next_attempt_at
+    assert held_until >= before + timedelta(seconds=delivery.lease_seconds())
+
+
 def test_attempt_due__endpoint_disabled_by_hand__cancelled_not_sent(team):
     with receiver([(200, {})]) as hooks:
         item = due_delivery(team, hooks.url)

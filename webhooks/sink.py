@@ -7,7 +7,11 @@ that cannot become a delivery (an allow decision, a vote) and teams known to hav
 endpoint, and puts the team in a set. One daemon thread per process (``_Sender``) takes the
 set, and per team adds a short-lived flag to the cache (``cache.add``: at most one pending
 dispatch per team across processes, cleared by the task when it starts) and sends one
-``webhooks.tasks.dispatch_team`` task. A burst of a thousand denials is one task.
+``webhooks.tasks.dispatch_team`` task. A burst of a thousand denials is one task. A steady
+stream is one task per team every ``DISPATCH_INTERVAL_SECONDS`` at most: the first event after
+a quiet spell goes at once, and what follows it within the interval waits for the interval's
+end and goes in the same dispatch. Without that, 50 denials a second were 50 dispatches and 50
+one-delivery tasks a second, and most of two workers' CPU (see README "Webhooks").
 
 Which teams have enabled endpoints is a snapshot the sender thread reads from the database
 (one query, at most every ``SNAPSHOT_SECONDS``, and again soon after a ``team.changed`` entry
@@ -43,6 +47,9 @@ SNAPSHOT_SECONDS = 5.0
 # sends another; the sweep meanwhile).
 PENDING_FLAG_SECONDS = 30.0
 _FLAG = "webhooks:dispatch-pending:{}"
+# A team's dispatches from one process are at least this far apart (see the module).
+DISPATCH_INTERVAL_SECONDS = 0.1
+LAST_SENT_MAX = 10_000
 _DECISION_OUTCOMES = frozenset({"deny", "require_approval"})
 
 
@@ -55,6 +62,10 @@ class _Sender:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._pending: set[uuid.UUID] = set()
+        # When this process last sent each team's dispatch (monotonic), for the interval.
+        self._last_sent: dict[uuid.UUID, float] = {}
+        # How long until a team held back by the interval is due (None: nothing held).
+        self.hold_seconds: float | None = None
         self._pid = 0
         self._thread: threading.Thread | None = None
         # Team ids with an enabled endpoint, and when they were read (0: never, or stale).
@@ -74,7 +85,7 @@ class _Sender:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait()
+            self._wake.wait(self.hold_seconds)
             self._wake.clear()
             try:
                 self.flush()
@@ -83,11 +94,27 @@ class _Sender:
             finally:
                 close_old_connections()
 
-    def flush(self) -> int:
-        """Send a dispatch task for each pending team that has enabled endpoints and none
-        pending already; returns how many were sent."""
+    def flush(self, *, now: float | None = None) -> int:
+        """Send a dispatch task for each pending team that has enabled endpoints, none pending
+        already and none sent by this process within the interval (those stay pending, and
+        ``hold_seconds`` says when the first is due); returns how many were sent."""
+        now = time.monotonic() if now is None else now
         with self._lock:
             teams, self._pending = self._pending, set()
+        held = {
+            team_id
+            for team_id in teams
+            if now < self._last_sent.get(team_id, -1e9) + DISPATCH_INTERVAL_SECONDS
+        }
+        if held:
+            with self._lock:
+                self._pending |= held
+            teams -= held
+        self.hold_seconds = (
+            max(0.0, min(self._last_sent[team_id] for team_id in held) + DISPATCH_INTERVAL_SECONDS - now)
+            if held
+            else None
+        )
         if not teams:
             return 0
         if time.monotonic() - self.loaded_at > SNAPSHOT_SECONDS:
@@ -106,9 +133,15 @@ class _Sender:
                 with broker_producer() as producer:
                     dispatch_team.apply_async((str(team_id),), retry=False, producer=producer)
                 sent += 1
+                self._last_sent[team_id] = now
             except Exception:  # noqa: BLE001 - the broker away: the sweep dispatches the team
                 logger.warning("webhook.sink_enqueue_failed team=%s", team_id, exc_info=True)
                 _forget_flag(team_id)
+        if len(self._last_sent) > LAST_SENT_MAX:
+            # Forget teams whose interval is long over (an unbounded dict in a long-lived process).
+            self._last_sent = {
+                team_id: at for team_id, at in self._last_sent.items() if now - at < DISPATCH_INTERVAL_SECONDS
+            }
         return sent
 
 
@@ -128,7 +161,11 @@ def handle(event: Event) -> None:
         return
     if event.type is EventType.DECISION_CREATED and event.data.get("decision") not in _DECISION_OUTCOMES:
         return
-    if _sender.loaded_at and event.team_id not in _sender.teams and time.monotonic() - _sender.loaded_at <= SNAPSHOT_SECONDS:
+    if (
+        _sender.loaded_at
+        and event.team_id not in _sender.teams
+        and time.monotonic() - _sender.loaded_at <= SNAPSHOT_SECONDS
+    ):
         return
     _sender.add(event.team_id)
 

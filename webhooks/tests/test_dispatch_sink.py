@@ -78,15 +78,38 @@ def test_flush__dispatch_pending_in_another_process__not_sent_again_until_it_sta
     team = uuid.uuid4()
     known(sender, team)
     sink.handle(decision(team, "deny"))
-    sender.flush()
-    # When more denials come before that task starts
+    sender.flush(now=100.0)
+    # When more denials come before that task starts (after this process's interval)
     sink.handle(decision(team, "deny", 2))
-    sender.flush()
+    sender.flush(now=101.0)
     # Then nothing more is sent; once the task started (cleared the flag) the next one is
     sink.clear_pending(team)
     sink.handle(decision(team, "deny", 3))
-    sender.flush()
+    sender.flush(now=102.0)
     assert sender.sent == [str(team), str(team)]
+
+
+def test_flush__steady_stream__one_dispatch_per_interval_the_rest_waits_for_it(sender):
+    # Given a team whose dispatch was just sent and started (its flag cleared)
+    team, other = uuid.uuid4(), uuid.uuid4()
+    known(sender, team, other)
+    interval = sink.DISPATCH_INTERVAL_SECONDS
+    sink.handle(decision(team, "deny", 1))
+    assert sender.flush(now=100.0) == 1
+    sink.clear_pending(team)
+    # When more denials come within the interval, and another team's first one
+    sink.handle(decision(team, "deny", 2))
+    sink.handle(decision(other, "deny", 3))
+    sent_within = sender.flush(now=100.0 + interval / 2)
+    # Then the other team's goes at once, this team's waits (pending, due at the interval's end)
+    assert sent_within == 1 and sender.sent == [str(team), str(other)]
+    assert sender._pending == {team}
+    assert sender.hold_seconds == pytest.approx(interval / 2)
+    # and goes, once, when the interval is over, with nothing left held
+    sink.handle(decision(team, "deny", 4))
+    assert sender.flush(now=100.0 + interval) == 1
+    assert sender.sent == [str(team), str(other), str(team)]
+    assert sender._pending == set() and sender.hold_seconds is None
 
 
 @pytest.mark.django_db

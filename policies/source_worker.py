@@ -46,7 +46,7 @@ def _executor() -> tuple[ProcessPoolExecutor, threading.BoundedSemaphore]:
             _pool = ProcessPoolExecutor(
                 max_workers=settings.RULE_SET_PARSE_WORKERS,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=checking.ignore_interrupts,
+                initializer=checking.worker_initializer,
             )
             _slots = threading.BoundedSemaphore(
                 settings.RULE_SET_PARSE_WORKERS + settings.RULE_SET_PARSE_QUEUE
@@ -55,11 +55,17 @@ def _executor() -> tuple[ProcessPoolExecutor, threading.BoundedSemaphore]:
 
 
 def _discard(pool: ProcessPoolExecutor) -> None:
+    """Forget the pool and end its workers: a worker that timed out is still running the
+    document (a shutdown only stops idle ones), and nothing else would ever end it."""
     global _pool
     with _lock:
         if _pool is pool:
             _pool = None
+    workers = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        if worker.is_alive():
+            worker.terminate()
 
 
 def _run(function: Callable[..., T], *args: Any) -> T:

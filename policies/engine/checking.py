@@ -3,7 +3,11 @@ so a spawned worker imports only the engine."""
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.connection
+import os
 import signal
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -13,10 +17,20 @@ from policies.engine.fixtures import FixtureResult, run_fixtures
 from policies.engine.source import Limits
 
 
-def ignore_interrupts() -> None:
-    """A worker's initializer: Ctrl-C stops the server, which stops its workers; a worker does
-    not print a KeyboardInterrupt of its own."""
+def worker_initializer() -> None:
+    """A worker's initializer. Ctrl-C stops the server, which stops its workers, so a worker
+    does not print a KeyboardInterrupt of its own. And a worker ends when its server does,
+    however that ends: a server killed outright (SIGKILL, OOM) never tells its pool to stop,
+    and a spawned worker holds its own end of the call queue, so it would wait on it forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True, name="parent-watch").start()
+
+
+def _exit_with(parent_sentinel: int) -> None:
+    multiprocessing.connection.wait([parent_sentinel])
+    os._exit(0)
 
 
 def load_source(text: str, content_type: str, limits: Limits) -> dict[str, Any]:

@@ -404,6 +404,14 @@ EVENT_STREAM_HEARTBEAT_SECONDS = env_float("VETO_EVENT_STREAM_HEARTBEAT_SECONDS"
 EVENT_STREAM_MAX_CONNECTIONS = env_int("VETO_EVENT_STREAM_MAX_CONNECTIONS", 1000, minimum=1)
 EVENT_STREAM_QUEUE_MAX = env_int("VETO_EVENT_STREAM_QUEUE_MAX", 1000, minimum=1)
 
+# /metrics (veto_cloud/metrics.py, README "Metrics"): off (a JSON 404) until a bearer token is
+# set; Prometheus sends it as `authorization: {credentials: ...}`. Every process of this machine
+# (web workers, Celery workers) counts into METRICS_DIR, which the scrape sums.
+METRICS_TOKEN = env_str("VETO_METRICS_TOKEN") or ""
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("VETO_METRICS_TOKEN must be at least 16 characters (use a random one)")
+METRICS_DIR = Path(env_str("VETO_METRICS_DIR") or VAR_DIR / "metrics")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

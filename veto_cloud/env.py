@@ -8,12 +8,14 @@ strange error under load.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from common.logs import LOG_FORMATS
 
 N = TypeVar("N", int, float)
 
@@ -61,6 +63,21 @@ def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int
 
 def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
     return _env_number(name, default, float, "a number", minimum, None)
+
+
+def env_choice(name: str, default: str, choices: Sequence[str]) -> str:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def log_format() -> str:
+    """``VETO_LOG_FORMAT``: the settings' LOGGING and uvicorn's (veto_cloud/serve.py) read it here."""
+    return env_choice("VETO_LOG_FORMAT", "text", LOG_FORMATS)
 
 
 def env_list(name: str, default: list[str]) -> list[str]:

@@ -13,6 +13,7 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
+from common.logs import logging_config
 from veto_cloud.env import (
     database_config,
     env_bool,
@@ -20,6 +21,7 @@ from veto_cloud.env import (
     env_int,
     env_list,
     env_str,
+    log_format,
     public_key_hex_checked,
 )
 
@@ -412,14 +414,10 @@ if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
     raise ImproperlyConfigured("VETO_METRICS_TOKEN must be at least 16 characters (use a random one)")
 METRICS_DIR = Path(env_str("VETO_METRICS_DIR") or VAR_DIR / "metrics")
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO") or "INFO"},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
-}
+# VETO_LOG_FORMAT=json: one JSON object per line, with the request id, in every process
+# (common/logs.py; Celery's handlers in veto_cloud/celery.py, uvicorn's in veto_cloud/serve.py).
+LOG_FORMAT = log_format()
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env_str("LOG_LEVEL", "INFO") or "INFO")
 
 # Database outages (common/database.py): a Django view that cannot reach the database answers a
 # JSON 503 database_unavailable with Retry-After, like the gateway and the API. Innermost, so its

@@ -29,9 +29,15 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The validate benchmark against PostgreSQL and Redis (see README, "Performance").
+# The benchmarks against PostgreSQL and Redis, one after another (see README, "Performance"):
+# validate's throughput, then validate beside the Cerbos PDP (installs Cerbos from npm on first use).
+# One alone: make bench BENCHMARKS=validate_vs_cerbos
+BENCHMARKS ?= validate_throughput validate_vs_cerbos
 bench: $(STAMP)
-	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/validate_throughput.py
+	@set -e; for name in $(BENCHMARKS); do \
+		echo "== benchmarks/$$name.py"; \
+		PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/$$name.py; \
+	done
 
 clean:
 	rm -rf $(VENV) var

@@ -12,6 +12,7 @@ settings build ``LOGGING`` here, uvicorn's command line gets the same through a 
 from __future__ import annotations
 
 import logging
+import logging.config
 from typing import Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
@@ -28,6 +29,13 @@ _NOT_LOGGED = [*RESERVED_ATTRS, "color_message", "request"]
 
 def json_formatter() -> logging.Formatter:
     return JsonFormatter(_JSON_FIELDS, rename_fields=_RENAMED, reserved_attrs=_NOT_LOGGED, timestamp="time")
+
+
+def configure(config: dict[str, Any]) -> None:
+    """Django's ``LOGGING_CONFIG``: ``dictConfig``, and with JSON, Python's warnings (a missing
+    static directory, a deprecation) as log records too, so standard error holds only JSON lines."""
+    logging.config.dictConfig(config)
+    logging.captureWarnings("json" in config.get("formatters", {}))
 
 
 def logging_config(*, log_format: str, level: str) -> dict[str, Any]:

@@ -418,6 +418,7 @@ METRICS_DIR = Path(env_str("VETO_METRICS_DIR") or VAR_DIR / "metrics")
 # (common/logs.py; Celery's handlers in veto_cloud/celery.py, uvicorn's in veto_cloud/serve.py).
 LOG_FORMAT = log_format()
 LOGGING = logging_config(log_format=LOG_FORMAT, level=env_str("LOG_LEVEL", "INFO") or "INFO")
+LOGGING_CONFIG = "common.logs.configure"
 
 # Database outages (common/database.py): a Django view that cannot reach the database answers a
 # JSON 503 database_unavailable with Retry-After, like the gateway and the API. Innermost, so its

@@ -22,6 +22,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from common import metrics
 from dashboards import live, rendering, selectors
 
 # Close codes (4000-4999 are the application's): htmx's websocket extension reconnects only
@@ -54,6 +55,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
     view: live.LiveView | None = None
     _hole_timer: asyncio.Task[None] | None = None
     _turn: asyncio.Lock | None = None
+    # Counted in /metrics' veto_event_stream_clients from the accept of a subscription to the close.
+    _counted = False
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """channels' own dispatch, less its ``close_old_connections`` before every message: that is
@@ -87,6 +90,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
         for group in subscription.groups():
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        self._counted = True
+        metrics.EVENT_STREAM_CLIENTS["dashboard_websocket"].inc()
         heads: tuple[int | None, int | None] = (None, None)
         if subscription.page_team_id is not None:
             heads = await database_sync_to_async(selectors.chain_heads_of)(team_id=subscription.page_team_id)
@@ -101,6 +106,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
         await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
+        if self._counted:
+            self._counted = False
+            metrics.EVENT_STREAM_CLIENTS["dashboard_websocket"].dec()
         if self._hole_timer is not None:
             self._hole_timer.cancel()
         if self.view is not None:

@@ -46,7 +46,7 @@ from enum import Enum
 
 from django.conf import settings
 
-from common import events
+from common import events, metrics
 from common.database import run_in_db_thread
 from common.errors import ApplicationError, InvalidInput, ServiceUnavailable, is_database_unavailable
 from common.events import Event, EventType
@@ -309,6 +309,7 @@ class EventHub:
                     details={"max_streams": settings.EVENT_STREAM_MAX_CONNECTIONS},
                 )
             self._open += 1
+            metrics.EVENT_STREAM_CLIENTS["sse"].inc()
             streams = self._loops.get(loop)
             if streams is None:
                 streams = _LoopStreams()
@@ -331,6 +332,7 @@ class EventHub:
             del streams.by_team[subscriber.team_id]
         with self._lock:
             self._open -= 1
+            metrics.EVENT_STREAM_CLIENTS["sse"].dec()
             if not streams.by_team:
                 # No stream left on this loop: the handlers stop waking it.
                 self._loops = {k: v for k, v in self._loops.items() if k is not subscriber.loop}

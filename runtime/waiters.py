@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from common import events
+from common import events, metrics
 from common.events import Event, EventType
 
 logger = logging.getLogger(__name__)
@@ -103,13 +103,19 @@ async def _recheck_while_waited_on(loop: asyncio.AbstractEventLoop) -> None:
 
 
 @contextmanager
-def _registered(registry: dict[uuid.UUID, set[asyncio.Event]], key: uuid.UUID) -> Iterator[asyncio.Event]:
-    """A new event in ``registry`` under ``key`` for as long as the block runs."""
+def _registered(
+    registry: dict[uuid.UUID, set[asyncio.Event]], key: uuid.UUID, *, kind: str
+) -> Iterator[asyncio.Event]:
+    """A new event in ``registry`` under ``key`` for as long as the block runs (a long-poll of
+    ``kind`` held, for /metrics)."""
     event = asyncio.Event()
     registry.setdefault(key, set()).add(event)
+    held = metrics.LONG_POLLS[kind]
+    held.inc()
     try:
         yield event
     finally:
+        held.dec()
         waiting = registry.get(key)
         if waiting is not None:
             waiting.discard(event)
@@ -123,7 +129,7 @@ def approval_change_waiter(approval_id: uuid.UUID) -> Iterator[asyncio.Event]:
     Register before reading the approval, so a change between the read and the wait is not missed."""
     loop = asyncio.get_running_loop()
     state = _state(loop)
-    with _registered(state.events, approval_id) as event:
+    with _registered(state.events, approval_id, kind="approval") as event:
         if state.recheck is None or state.recheck.done():
             state.recheck = loop.create_task(_recheck_while_waited_on(loop))
         yield event
@@ -145,7 +151,7 @@ def _wake_all(loop: asyncio.AbstractEventLoop) -> None:
 def rule_set_change_waiter(team_id: uuid.UUID) -> Iterator[asyncio.Event]:
     """An event set when ``team_id`` publishes a rule-set version (or may have). Register before
     reading the active version, so a publish between the read and the wait is not missed."""
-    with _registered(_state(asyncio.get_running_loop()).rule_sets, team_id) as event:
+    with _registered(_state(asyncio.get_running_loop()).rule_sets, team_id, kind="rule_set") as event:
         yield event
 
 

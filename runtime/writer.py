@@ -62,7 +62,7 @@ from approvals.models import Approval
 from audit.chain import Head, decision_record_parts, link_rows
 from audit.events import decision_events
 from audit.models import ChainHead, ChainStream, DecisionRecord, context_columns
-from common import events
+from common import events, metrics
 from common.database import breaker
 from common.errors import (
     DATABASE_UNAVAILABLE_MESSAGE,
@@ -305,14 +305,17 @@ class AsyncPostgresWriter:
     async def _flush_all(self) -> None:
         try:
             while self._pending:
+                metrics.WRITER_QUEUE_ROWS.set(len(self._pending))
                 taken = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
                 # Rows whose waiter was already answered (its deadline passed) are not written.
                 batch = [item for item in taken if not item.done.done()]
                 if batch:
+                    metrics.WRITER_BATCH_ROWS.observe(len(batch))
                     await self._flush_bounded(batch)
         finally:
             self._flusher = None
+            metrics.WRITER_QUEUE_ROWS.set(0)
 
     async def _flush_bounded(self, batch: list[_AsyncPending]) -> None:
         task = asyncio.ensure_future(self._flush(batch))
@@ -463,8 +466,11 @@ class ThreadedWriter:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            metrics.WRITER_QUEUE_ROWS.set(len(batch) + self._queue.qsize())
+            metrics.WRITER_BATCH_ROWS.observe(len(batch))
             self._flush(batch)
             if self._queue.empty():
+                metrics.WRITER_QUEUE_ROWS.set(0)
                 # Idle: hand the connection back (to the pool on PostgreSQL) rather than pin it.
                 connection.close()
 

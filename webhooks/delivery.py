@@ -60,6 +60,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.trail import audit_event_append
+from common import metrics
 from webhooks import transport
 from webhooks.formats import render
 from webhooks.messages import WebhookMessage
@@ -539,6 +540,11 @@ def _record_many(
             disable = _endpoint_health(endpoint, answers, now=now)
             if disable:
                 endpoint_disable(endpoint=endpoint, reason=disable)
+    # Counted once recorded, in this worker's own metrics files (README, "Metrics").
+    delivered = sum(1 for _, outcome in sent if outcome.delivered)
+    metrics.WEBHOOK_ATTEMPTS["delivered"].inc(delivered)
+    metrics.WEBHOOK_ATTEMPTS["failed"].inc(len(sent) - delivered)
+    metrics.WEBHOOK_DELIVERIES_FAILED.inc(len(groups.get(WebhookDelivery.Status.FAILED, ())))
     return attempts, follow_ups
 
 

@@ -7,6 +7,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from veto_cloud.health import readyz
+from veto_cloud.metrics import metrics
 
 api_v1 = [
     path("", include("policies.api.urls")),
@@ -21,6 +22,8 @@ api_v1 = [
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="dashboard:home", permanent=False)),
     path("readyz", readyz, name="readyz"),
+    # Prometheus's text format behind VETO_METRICS_TOKEN (veto_cloud/metrics.py).
+    path("metrics", metrics, name="metrics"),
     # Browsers ask for /favicon.ico whatever the page's <link rel="icon"> says.
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("v1/", include(api_v1)),

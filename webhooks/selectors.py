@@ -4,9 +4,11 @@ delivery is not found (a 404), as an unknown one."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Min, Prefetch, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
@@ -75,3 +77,25 @@ def slack_interactivity_url(*, endpoint: WebhookEndpoint) -> str | None:
     if endpoint.format != WebhookEndpoint.Format.SLACK:
         return None
     return settings.VETO_PUBLIC_URL + reverse("slack-interactivity", args=[endpoint.id])
+
+
+@dataclass(frozen=True)
+class DeliveryBacklog:
+    """What /metrics reports of the outbox, all teams together."""
+
+    due: int  # pending deliveries whose time has come and that no worker holds
+    oldest_due_seconds: float  # how late the most overdue of them is (0 when none is due)
+    endpoints_failing: int  # enabled endpoints whose last attempts failed (failing_since set)
+
+
+def delivery_backlog(*, now: datetime | None = None) -> DeliveryBacklog:
+    """Read on the ``webhook_delivery_due`` index (status, next_attempt_at). A delivery a worker
+    has claimed has its ``next_attempt_at`` pushed a lease ahead, so in-flight sends are not due."""
+    now = now or timezone.now()
+    due = WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
+    oldest = due.aggregate(oldest=Min("next_attempt_at"))["oldest"]
+    return DeliveryBacklog(
+        due=due.count(),
+        oldest_due_seconds=max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0,
+        endpoints_failing=WebhookEndpoint.objects.filter(enabled=True, failing_since__isnull=False).count(),
+    )

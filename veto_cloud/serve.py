@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from veto_cloud.env import env_bool, env_float, env_int, env_str
 
@@ -31,6 +32,19 @@ def ws_per_message_deflate() -> bool:
     was a tenth of the server's CPU and most of the p95 above the goal; on the links a
     dashboard is used over the bytes saved do not buy it back. Turn it on behind a slow link."""
     return env_bool("VETO_WS_PER_MESSAGE_DEFLATE", False)
+
+
+def prune_metrics_files() -> None:
+    """Before the workers start: remove the metrics files of processes that are gone, so /metrics'
+    counters start again (a restart is a counter reset to Prometheus) from what the processes still
+    running hold (a Celery worker's counts stay). The directory is the settings' METRICS_DIR, read
+    as the workers will read it."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "veto_cloud.settings.local")
+    from django.conf import settings
+
+    from common.metrics_files import prune_dead_processes
+
+    prune_dead_processes(Path(settings.METRICS_DIR), counters_too=True)
 
 
 def uvicorn_options(
@@ -75,6 +89,7 @@ def main() -> None:
     workers = env_int("WEB_CONCURRENCY", default_workers, minimum=1)
     if workers > 1 and not env_str("REDIS_URL"):
         sys.exit("WEB_CONCURRENCY > 1 needs REDIS_URL: the in-memory channel layer cannot span processes")
+    prune_metrics_files()
     os.execvp(
         sys.executable,
         [sys.executable, "-m", "uvicorn", *uvicorn_options(host=host, port=port, workers=workers)],

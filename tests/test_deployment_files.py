@@ -131,3 +131,12 @@ def test_compose__migrate__makes_the_signing_key_before_the_others_start():
     assert "migrate --noinput" in command and "signing_public_key_hex" in command
     for name in ("web", "worker", "beat"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_compose__metrics_token__from_the_shell_to_web_and_off_when_unset():
+    # Given the compose file, raw and as Docker Compose resolves it without the variable
+    raw = compose()["services"]["web"]["environment"]
+    rendered = rendered_compose()["services"]["web"]["environment"]
+    # Then web takes VETO_METRICS_TOKEN from the shell, and without it /metrics stays off
+    assert raw["VETO_METRICS_TOKEN"] == "${VETO_METRICS_TOKEN:-}"
+    assert rendered["VETO_METRICS_TOKEN"] == ""

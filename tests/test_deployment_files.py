@@ -133,6 +133,44 @@ def test_compose__migrate__makes_the_signing_key_before_the_others_start():
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
 
+def test_compose__haproxy_in_front__web_publishes_no_port_so_it_can_be_scaled():
+    # Given the compose file as Docker Compose resolves it
+    services = rendered_compose()["services"]
+    # When its entry point and the web nodes are looked at
+    haproxy, web = services["haproxy"], services["web"]
+    # Then clients reach HAProxy on 8000, and web has no host port (`--scale web=3` would clash)
+    assert [
+        str(p.get("published")) if isinstance(p, dict) else p.split(":")[0] for p in haproxy["ports"]
+    ] == ["8000"]
+    assert not web.get("ports"), web.get("ports")
+    # ... HAProxy runs the repository's configuration, which balances over every `web` replica on
+    # the port web listens on, and web believes the client address HAProxy forwards
+    mounts = _mounts(haproxy)
+    assert (
+        Path(mounts["/usr/local/etc/haproxy/haproxy.cfg"]).resolve()
+        == ROOT / "deploy" / "haproxy" / "haproxy.cfg"
+    )
+    config = (ROOT / "deploy" / "haproxy" / "haproxy.cfg").read_text()
+    assert f"web:{web['environment']['PORT']} check resolvers docker" in config
+    assert "http-request del-header X-Forwarded-For" in config and "option forwardfor" in config
+    assert web["environment"]["FORWARDED_ALLOW_IPS"] == "*"
+
+
+def test_haproxy_config__haproxy_accepts_it():
+    # Given deploy/haproxy/haproxy.cfg (the one compose, the multi-node benchmark and its test run)
+    binary = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
+    if binary is None:
+        pytest.fail("haproxy is missing: `apt-get install -y haproxy` (Debian's package) checks this file")
+    # When HAProxy checks it, Then it is valid
+    result = subprocess.run(
+        [binary, "-c", "-f", str(ROOT / "deploy" / "haproxy" / "haproxy.cfg")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_compose__metrics_token__from_the_shell_to_web_and_off_when_unset():
     # Given the compose file, raw and as Docker Compose resolves it without the variable
     raw = compose()["services"]["web"]["environment"]

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from policies.engine import compile_rule_set, load_rule_set, run_fixtures  # noqa: E402
-from policies.engine.expressions import compile_expression, warm_up  # noqa: E402
+from policies.engine.expressions import compile_when, warm_up  # noqa: E402
 from policies.engine.source import DEFAULT_LIMITS, Limits  # noqa: E402
 
 
@@ -104,7 +104,7 @@ def cpu(function: object, repeat: int, *, before: object = None) -> float:
 
 def cold() -> None:
     # Every when: compiled afresh, as for a document this process has not seen.
-    compile_expression.cache_clear()
+    compile_when.cache_clear()
 
 
 def measure(name: str, source: str, limits: Limits, repeat: int) -> dict[str, object]:

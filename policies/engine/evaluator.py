@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from policies.engine.conditions import compile_operator
-from policies.engine.expressions import compile_expression
+from policies.engine.expressions import compile_when
 from policies.engine.sequences import HistoryEntry, compile_sequence_constraints, sequence_tools
 
 DecisionKind = Literal["allow", "deny", "require_approval"]
@@ -234,17 +234,34 @@ def _argument_name(path: str) -> str | None:
     return None
 
 
-def _compile_condition(condition: Mapping[str, Any]) -> Check:
+def _argument_head(path: str) -> str | None:
+    """The argument whose absence makes ``path`` read None (``arguments.x.y`` and ``x.y``: ``x``)."""
+    if path == "context" or path.startswith("context."):
+        return None
+    head, _, tail = path.partition(".")
+    if head == "arguments":
+        return tail.partition(".")[0] or None
+    return None if head in _OVERRIDDEN_FIELDS else head
+
+
+def _compile_condition(condition: Mapping[str, Any]) -> tuple[Check, str | None]:
+    """The check, and the argument without which it is false (its field reads None then, and
+    the operator says no to None), if there is one."""
     test = compile_operator(condition["operator"], condition["value"])
+    head = _argument_head(condition["field"])
+    needs = head if head is not None and not test(None) else None
     name = _argument_name(condition["field"])
     if name is not None:  # the common case, one closure instead of two
-        return lambda view: test(view.arguments.get(name))
+        return (lambda view: test(view.arguments.get(name))), needs
     read = _compile_field(condition["field"])
-    return lambda view: test(read(view))
+    return (lambda view: test(read(view))), needs
 
 
-def _compile_all(conditions: list[Mapping[str, Any]]) -> Check:
-    return _all_of([_compile_condition(c) for c in conditions])
+def _compile_all(conditions: list[Mapping[str, Any]]) -> tuple[Check, str | None]:
+    """An AND of conditions, and an argument it needs (the first condition's that needs one)."""
+    compiled = [_compile_condition(c) for c in conditions]
+    needs = next((name for _, name in compiled if name is not None), None)
+    return _all_of([check for check, _ in compiled]), needs
 
 
 def _compile_agent_scope(agents: Any) -> Check | None:
@@ -272,6 +289,9 @@ class CompiledRule:
     # Agent scope, conditions, `when` and sequence constraints, folded into one closure.
     matches: Check
     rate_limits: tuple[RateLimit, ...] = ()
+    # The rule cannot match a call whose arguments hold none of these names (empty: any call
+    # may match): the index of CompiledRuleSet skips it for those calls.
+    needs_any_of: tuple[str, ...] = ()
 
 
 def _compile_rule(rule: Mapping[str, Any]) -> CompiledRule:
@@ -282,10 +302,17 @@ def _compile_rule(rule: Mapping[str, Any]) -> CompiledRule:
     # The SDK reads ``conditions`` when present and non-empty, else ``condition_groups``.
     conditions = rule.get("conditions") or []
     groups = [g for g in rule.get("condition_groups") or [] if g]
+    needs: tuple[str, ...] = ()
     if conditions:
-        checks.append(_compile_all(conditions))
+        check, needed = _compile_all(conditions)
+        checks.append(check)
+        needs = (needed,) if needed is not None else ()
     elif groups:
-        compiled_groups = tuple(_compile_all(g) for g in groups)
+        compiled = [_compile_all(g) for g in groups]
+        compiled_groups = tuple(check for check, _ in compiled)
+        # An OR of groups needs one of its groups' arguments, if each group needs one.
+        if all(needed is not None for _, needed in compiled):
+            needs = tuple(dict.fromkeys(needed for _, needed in compiled if needed is not None))
 
         def any_group(view: CallView) -> bool:
             for group in compiled_groups:
@@ -296,8 +323,10 @@ def _compile_rule(rule: Mapping[str, Any]) -> CompiledRule:
         checks.append(any_group)
     when = rule.get("when")
     if when is not None:
-        evaluate = compile_expression(when)
+        evaluate, when_needs = compile_when(when)
         checks.append(lambda view: evaluate(view.env))
+        if when_needs is not None and len(needs) != 1:
+            needs = (when_needs,)  # one name filters better than any of several (or none)
     sequence_fires = compile_sequence_constraints(rule)
     if sequence_fires is not None:
         checks.append(lambda view: sequence_fires(view.call.history, view.call.now))
@@ -321,6 +350,7 @@ def _compile_rule(rule: Mapping[str, Any]) -> CompiledRule:
         escalate_to=tuple(rule.get("escalate_to") or ()),
         matches=_all_of(checks),
         rate_limits=tuple(RateLimit(**limit) for limit in rule.get("rate_limits") or ()),
+        needs_any_of=needs,
     )
 
 
@@ -356,13 +386,64 @@ def _never_limited(check: RateLimitCheck) -> RateLimitAnswer:
     return None
 
 
+class _ToolIndex:
+    """The rules that apply to one tool (the global ones, then the tool's own, in document
+    order), indexed by the argument each needs, so that a call visits only the rules it could
+    match: those that need nothing, and those that need an argument it has, still in order.
+    Skipped rules are ones whose ``matches`` is false for the call, and ``matches`` has no side
+    effects, so the decision is the one visiting every rule gives (tests/test_rule_index.py)."""
+
+    __slots__ = ("rules", "_always", "_always_rules", "_by_argument", "_by_argument_rules")
+
+    def __init__(self, rules: tuple[CompiledRule, ...], *, indexed: bool) -> None:
+        self.rules = rules
+        always: list[int] = []
+        by_argument: dict[str, list[int]] = {}
+        for position, rule in enumerate(rules):
+            if not indexed or not rule.needs_any_of:
+                always.append(position)
+            for name in rule.needs_any_of if indexed else ():
+                by_argument.setdefault(name, []).append(position)
+        self._always = tuple(always)
+        self._always_rules = tuple(rules[p] for p in always)
+        self._by_argument = {name: tuple(positions) for name, positions in by_argument.items()}
+        self._by_argument_rules = {
+            name: tuple(rules[p] for p in positions) for name, positions in by_argument.items()
+        }
+
+    def candidates(self, arguments: dict[str, Any]) -> Sequence[CompiledRule]:
+        """The rules, in order, that ``arguments`` leaves possible."""
+        by_argument = self._by_argument
+        if not by_argument:
+            return self.rules
+        hits: list[str]
+        # Walk the shorter of the call's arguments and the indexed names.
+        if len(arguments) <= len(by_argument):
+            hits = [name for name in arguments if name in by_argument]
+        else:
+            hits = [name for name in by_argument if name in arguments]
+        if not hits:
+            return self._always_rules
+        if len(hits) == 1 and not self._always:
+            return self._by_argument_rules[hits[0]]
+        # A set: a rule needing any of several names is listed under each.
+        positions = set(self._always)
+        for name in hits:
+            positions.update(by_argument[name])
+        rules = self.rules
+        return [rules[p] for p in sorted(positions)]
+
+
 class CompiledRuleSet:
-    """Evaluate calls against one rule-set version. Immutable; safe to share across threads."""
+    """Evaluate calls against one rule-set version. Immutable; safe to share across threads.
+
+    ``indexed=False`` visits every rule that applies to a call's tool, as the engine did before
+    the argument index: the reference the index is tested against."""
 
     # Rules are expressions and operators over the call: the same call always gets the same answer.
     evaluation_mode: EvaluationMode = "deterministic"
 
-    def __init__(self, document: Mapping[str, Any]) -> None:
+    def __init__(self, document: Mapping[str, Any], *, indexed: bool = True) -> None:
         global_rules: list[CompiledRule] = []
         by_tool: dict[str, list[CompiledRule]] = {}
         history_tools: set[str] = set()
@@ -381,13 +462,14 @@ class CompiledRuleSet:
                     by_tool.setdefault(tool, []).append(compiled)
             else:
                 global_rules.append(compiled)
-        self._global: tuple[CompiledRule, ...] = tuple(global_rules)
-        self._by_tool: dict[str, tuple[CompiledRule, ...]] = {
-            tool: self._global + tuple(rules) for tool, rules in by_tool.items()
+        self._global = _ToolIndex(tuple(global_rules), indexed=indexed)
+        self._by_tool: dict[str, _ToolIndex] = {
+            tool: _ToolIndex(self._global.rules + tuple(rules), indexed=indexed)
+            for tool, rules in by_tool.items()
         }
-        self._global_needs_history = any(r.id in uses_history for r in self._global)
+        self._global_needs_history = any(r.id in uses_history for r in self._global.rules)
         self._tools_needing_history = frozenset(
-            tool for tool, rules in self._by_tool.items() if any(r.id in uses_history for r in rules)
+            tool for tool, index in self._by_tool.items() if any(r.id in uses_history for r in index.rules)
         )
         # Calls of these tools must be remembered per session for later rules to look back on.
         self.history_tools: frozenset[str] = frozenset(history_tools)
@@ -399,7 +481,13 @@ class CompiledRuleSet:
         self.rule_count = sum(1 for r in document.get("rules", []) if r.get("enabled", True))
 
     def rules_for(self, tool_name: str) -> tuple[CompiledRule, ...]:
-        return self._by_tool.get(tool_name, self._global)
+        """Every rule that can apply to a call of this tool, in the order they are tried."""
+        return self._by_tool.get(tool_name, self._global).rules
+
+    def rules_to_visit(self, call: ToolCall) -> Sequence[CompiledRule]:
+        """The rules deciding ``call`` tries, in order: ``rules_for`` its tool, less those the
+        index shows cannot match it (each needs an argument the call does not have)."""
+        return self._by_tool.get(call.tool_name, self._global).candidates(CallView(call).arguments)
 
     def needs_history(self, tool_name: str) -> bool:
         """Whether deciding a call of this tool reads the session's earlier calls."""
@@ -425,7 +513,7 @@ class CompiledRuleSet:
         view = CallView(call)
         first_allow: CompiledRule | None = None
         noted: list[str] = []
-        for rule in self.rules_for(call.tool_name):
+        for rule in self._by_tool.get(call.tool_name, self._global).candidates(view.arguments):
             if not rule.matches(view):
                 continue
             exceeded: RateLimit | None = None
@@ -490,9 +578,10 @@ class CompiledRuleSet:
         )
 
 
-def compile_rule_set(document: Mapping[str, Any]) -> CompiledRuleSet:
-    """Compile a normalized document (see ``document.normalize_rule_set``)."""
-    return CompiledRuleSet(document)
+def compile_rule_set(document: Mapping[str, Any], *, indexed: bool = True) -> CompiledRuleSet:
+    """Compile a normalized document (see ``document.normalize_rule_set``); ``indexed=False``
+    is the reference evaluation the index is tested against (see ``CompiledRuleSet``)."""
+    return CompiledRuleSet(document, indexed=indexed)
 
 
 EMPTY_RULE_SET = CompiledRuleSet({"rules": []})

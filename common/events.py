@@ -72,6 +72,7 @@ from common.redis import (
     redis_timeout,
     sync_redis,
 )
+from common.request_id import without_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -278,7 +279,8 @@ class _LoopSender:
     def add(self, events: Sequence[Event]) -> None:
         self._pending.extend(events)
         if self._task is None:
-            self._task = self._loop.create_task(self._drain())
+            # Publishes many requests' events: no one request's id on its log lines.
+            self._task = self._loop.create_task(self._drain(), context=without_request_id())
 
     async def _drain(self) -> None:
         try:

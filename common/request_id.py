@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import re
-import uuid
 from typing import Any
 
 HEADER = b"x-request-id"
@@ -34,7 +34,12 @@ def request_id_for(incoming: bytes | None) -> str:
     new uuid4 in hex."""
     if incoming is not None and _WELL_FORMED.fullmatch(incoming):
         return incoming.decode("ascii")
-    return uuid.uuid4().hex
+    # uuid4's bits without its object: ~0.7 us against uuid.uuid4().hex's ~2.2 us
+    # (benchmarks/request_id_overhead.py), on every request that comes without an id.
+    random = bytearray(os.urandom(16))
+    random[6] = (random[6] & 0x0F) | 0x40  # version 4
+    random[8] = (random[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return random.hex()
 
 
 def current_request_id() -> str | None:

@@ -50,6 +50,7 @@ from common import events, metrics
 from common.database import run_in_db_thread
 from common.errors import ApplicationError, InvalidInput, ServiceUnavailable, is_database_unavailable
 from common.events import Event, EventType
+from common.request_id import without_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -316,7 +317,8 @@ class EventHub:
                 self._loops = {**self._loops, loop: streams}
         streams.by_team.setdefault(team_id, set()).add(subscriber)
         if streams.recheck is None or streams.recheck.done():
-            streams.recheck = loop.create_task(self._recheck(loop, streams))
+            # Lives as long as any stream, for every stream: no one request's id.
+            streams.recheck = loop.create_task(self._recheck(loop, streams), context=without_request_id())
         return subscriber
 
     def close(self, subscriber: Subscriber) -> None:

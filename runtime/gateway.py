@@ -53,6 +53,8 @@ from common.edge import (
     refuse_nul,
 )
 from common.errors import InvalidInput, error_body, error_for_exception, retry_after_headers
+from common.request_id import HEADER as REQUEST_ID_HEADER
+from common.request_id import request_id_for, reset_request_id, set_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -202,6 +204,27 @@ async def _drain(receive: Any, already_read: int) -> _Body:
     return _Body.UNREAD
 
 
+def _header(raw_headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The last value of header ``name`` (lower case, as the server hands names over)."""
+    found = None
+    for raw_name, value in raw_headers:
+        if raw_name == name:
+            found = value
+    return found
+
+
+def _echoing_request_id(send: Any, request_id: bytes) -> Callable[[Mapping[str, Any]], Awaitable[None]]:
+    """``send`` with ``X-Request-ID`` added to the response's start, whoever answers (an endpoint
+    here, Django behind)."""
+
+    async def send_with_request_id(message: Mapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), (REQUEST_ID_HEADER, request_id)]}
+        await send(message)
+
+    return send_with_request_id
+
+
 def _repeated_names(raw_headers: Sequence[tuple[bytes, bytes]]) -> frozenset[str]:
     seen: set[str] = set()
     repeated: set[str] = set()
@@ -308,17 +331,25 @@ class Gateway:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if self._background:
+            # Before the request id is set: these tasks keep the context they start in.
             self._start_background()
-        if scope["type"] == "http":
+        if scope["type"] != "http":
+            await self.fallback(scope, receive, send)
+            return
+        request_id = request_id_for(_header(scope["headers"], REQUEST_ID_HEADER))
+        send = _echoing_request_id(send, request_id.encode("ascii"))
+        token = set_request_id(request_id)
+        try:
             matched = self._match(scope["method"], scope["path"])
             if matched is not None:
                 await self._serve(scope, receive, send, *matched)
-                return
-            if scope["path"].startswith("/v1/") and _declared_length(scope["headers"]) > body_limit():
+            elif scope["path"].startswith("/v1/") and _declared_length(scope["headers"]) > body_limit():
                 # Django's handler would first spool the whole body to disk, however large.
                 await self._refuse_too_large(scope, receive, send)
-                return
-        await self.fallback(scope, receive, send)
+            else:
+                await self.fallback(scope, receive, send)
+        finally:
+            reset_request_id(token)
 
     async def _refuse_too_large(
         self, scope: dict[str, Any], receive: Any, send: Any, already_read: int = 0

@@ -30,6 +30,7 @@ from django.conf import settings
 
 from common import events, metrics
 from common.events import Event, EventType
+from common.request_id import without_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +132,8 @@ def approval_change_waiter(approval_id: uuid.UUID) -> Iterator[asyncio.Event]:
     state = _state(loop)
     with _registered(state.events, approval_id, kind="approval") as event:
         if state.recheck is None or state.recheck.done():
-            state.recheck = loop.create_task(_recheck_while_waited_on(loop))
+            # Lives as long as anyone waits, for every waiter: no one request's id.
+            state.recheck = loop.create_task(_recheck_while_waited_on(loop), context=without_request_id())
         yield event
 
 

@@ -71,6 +71,7 @@ from common.errors import (
     ServiceUnavailable,
     is_database_unavailable,
 )
+from common.request_id import without_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -294,7 +295,8 @@ class AsyncPostgresWriter:
         done: asyncio.Future[None] = loop.create_future()
         self._pending.append(_AsyncPending(row, approval, done))
         if self._flusher is None:
-            self._flusher = asyncio.ensure_future(self._flush_all())
+            # Commits many requests' rows: no one request's id on its log lines.
+            self._flusher = loop.create_task(self._flush_all(), context=without_request_id())
         # A timer, not wait_for: one handle per row on the hot path, no extra task or future.
         deadline = loop.call_later(self._timeout, _expire, done)
         try:

@@ -1,8 +1,18 @@
 import logging
 import os
 
-from celery import Celery
-from celery.signals import beat_init, task_postrun, task_prerun
+from celery import Celery, current_task
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    beat_init,
+    before_task_publish,
+    task_postrun,
+    task_prerun,
+)
+
+from common import request_id
+from common.logs import json_formatter
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "veto_cloud.settings.local")
 
@@ -73,3 +83,39 @@ def _quiet_due_task_lines(**_: object) -> None:
     logger = logging.getLogger("celery.beat")
     if not any(isinstance(f, QuietDueTasks) for f in logger.filters):
         logger.addFilter(QuietDueTasks())
+
+
+# The request id (common/request_id.py) from the request that enqueued a task to the worker's log
+# lines for it. weak=False: the receivers are module functions, kept for the process's life anyway.
+before_task_publish.connect(request_id.put_in_task_headers, weak=False)
+task_prerun.connect(request_id.take_from_task, weak=False)
+task_postrun.connect(request_id.forget_after_task, weak=False)
+
+
+class TaskFields(logging.Filter):
+    """``task_id`` and ``task_name`` on a worker's records while a task runs (JSON lines carry
+    them as fields; Celery's text format puts them in its task lines itself)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        task = current_task
+        if task and task.request.id is not None:
+            record.task_id = task.request.id
+            record.task_name = task.name
+        return True
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _json_lines(logger: logging.Logger, **_: object) -> None:
+    """With VETO_LOG_FORMAT=json, the handlers Celery set up for its worker and beat (the root
+    logger's, hijacked, and its task logger's) write JSON lines like every other process; with
+    text, Celery's own formats stay as they are."""
+    from django.conf import settings
+
+    if settings.LOG_FORMAT != "json":
+        return
+    for handler in logger.handlers:
+        handler.setFormatter(json_formatter())
+        if not any(isinstance(f, request_id.RequestIdFilter) for f in handler.filters):
+            handler.addFilter(request_id.RequestIdFilter())
+            handler.addFilter(TaskFields())

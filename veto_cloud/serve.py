@@ -7,11 +7,13 @@ one web process; with Redis the default is one worker per CPU core.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 
-from veto_cloud.env import env_bool, env_float, env_int, env_str
+from common.logs import logging_config
+from veto_cloud.env import env_bool, env_float, env_int, env_str, log_format
 
 # Our HTTP/1.1 protocol: uvicorn's httptools one plus header and body read timeouts and a
 # graceful close (veto_cloud/http_protocol.py documents VETO_HTTP_*_TIMEOUT_SECONDS).
@@ -32,6 +34,23 @@ def ws_per_message_deflate() -> bool:
     was a tenth of the server's CPU and most of the p95 above the goal; on the links a
     dashboard is used over the bytes saved do not buy it back. Turn it on behind a slow link."""
     return env_bool("VETO_WS_PER_MESSAGE_DEFLATE", False)
+
+
+def json_log_config() -> list[str]:
+    """With VETO_LOG_FORMAT=json, ``--log-config`` naming a file of the settings' own logging
+    configuration (common/logs.py), written into the var dir: uvicorn's lines, its parent
+    process's included, are JSON lines like the rest. Nothing with text: uvicorn's own format."""
+    if log_format() != "json":
+        return []
+    var_dir = Path(env_str("VETO_VAR_DIR") or Path(__file__).resolve().parents[1] / "var")
+    var_dir.mkdir(parents=True, exist_ok=True)
+    path = var_dir / "uvicorn-log-config.json"
+    config = logging_config(log_format="json", level=env_str("LOG_LEVEL", "INFO") or "INFO")
+    # Whole or not at all: a second server starting from the same var dir reads one or the other.
+    staged = path.with_name(f"{path.name}.{os.getpid()}.new")
+    staged.write_text(json.dumps(config))
+    os.replace(staged, path)
+    return ["--log-config", str(path)]
 
 
 def prune_metrics_files() -> None:
@@ -61,6 +80,7 @@ def uvicorn_options(
     if per_message_deflate is None:
         per_message_deflate = ws_per_message_deflate()
     return [
+        *json_log_config(),
         "veto_cloud.asgi:application",
         "--host",
         host,

@@ -67,9 +67,11 @@ import psycopg
 import websockets
 
 ROOT = Path(__file__).resolve().parents[1]
+# The repository (tests.faults._load) and this directory (validate_throughput), at the end of the
+# path: imported by tests/test_multi_node.py, nothing of benchmarks/ may shadow another module.
 for _path in (ROOT, ROOT / "benchmarks"):
     if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+        sys.path.append(str(_path))
 
 from validate_throughput import (  # noqa: E402
     API_KEY,

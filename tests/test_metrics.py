@@ -318,3 +318,29 @@ def test_live_gauge_of_another_process__counted_while_it_runs__dropped_once_it_d
         process.wait(timeout=30)
     # Then they are not summed for ever: its live gauges went with it
     assert value(scrape(), "veto_long_polls_held", kind="approval") == before
+
+
+def test_server_start__prunes_files_of_processes_gone__keeps_a_running_workers(settings, tmp_path):
+    # Given a metrics directory with files of an exited process and of a running one
+    from veto_cloud.serve import prune_metrics_files
+
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
+    running = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.readline()"], stdin=subprocess.PIPE
+    )
+    try:
+        for name in (
+            f"counter_{exited.pid}.db",
+            f"gauge_livesum_{exited.pid}.db",
+            f"counter_{running.pid}.db",
+        ):
+            (tmp_path / name).write_bytes(b"")
+        settings.METRICS_DIR = tmp_path
+        # When `python -m veto_cloud.serve` starts, before its workers
+        prune_metrics_files()
+        # Then only the running process's counts are left
+        assert [p.name for p in tmp_path.iterdir()] == [f"counter_{running.pid}.db"]
+    finally:
+        running.kill()
+        running.wait()

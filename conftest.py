@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from django.conf import settings
 
 BASE_DIR = Path(__file__).resolve().parent
 _real_connect = socket.socket.connect
@@ -101,6 +102,10 @@ def subprocess_environment(**extra: str) -> dict[str, str]:
         ALLOWED_HOSTS="127.0.0.1,localhost",
         LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
+        # The pub/sub prefix of this test process, whatever REDIS_URL a test hands the child: a
+        # test that points both at a Redis of its own (override_settings in here, the URL there)
+        # must still share the event channel with its servers and workers.
+        VETO_REDIS_PUBSUB_PREFIX=settings.REDIS_PUBSUB_PREFIX,
     )
     env.update(extra)
     return env

@@ -21,7 +21,7 @@ that every process holds the same ones:
 
 * ``Reach.EVERY_PROCESS`` (the default): state each process keeps for itself, such as caches
   and long-poll waiters. The handler runs in the publishing process at once, and in every other
-  process through one Redis pub/sub channel (``CHANNEL``) and that process's one listener
+  process through one Redis pub/sub channel (``channel()``) and that process's one listener
   (``listen``, started with the gateway in veto_cloud/asgi.py). Without REDIS_URL (embedded
   mode) there is one process, and local dispatch is all there is.
 * ``Reach.ONE_PROCESS``: a sink that is itself shared, such as channel-layer groups for browsers
@@ -76,7 +76,13 @@ from common.request_id import without_request_id
 
 logger = logging.getLogger(__name__)
 
-CHANNEL = "veto:events"
+
+def channel() -> str:
+    """The one pub/sub channel of the event path: ``<REDIS_PUBSUB_PREFIX>:events`` (pub/sub
+    ignores database numbers, so the prefix keeps installations on one Redis server apart)."""
+    return f"{settings.REDIS_PUBSUB_PREFIX}:events"
+
+
 LISTEN_RETRY_MAX_SECONDS = 2.0
 
 
@@ -259,7 +265,7 @@ def _publish_sync(payload: bytes, count: int) -> None:
         logger.warning("event.publish_skipped count=%d: Redis timed out moments ago", count)
         return
     try:
-        sync_redis().publish(CHANNEL, payload)
+        sync_redis().publish(channel(), payload)
     except redis.TimeoutError:
         redis_timed_out()
         logger.warning("event.publish_timed_out count=%d", count)
@@ -299,7 +305,7 @@ async def _publish_async(payload: bytes, count: int) -> None:
         return
     try:
         async with asyncio.timeout(redis_timeout()):
-            await async_redis().publish(CHANNEL, payload)
+            await async_redis().publish(channel(), payload)
     except (TimeoutError, redis.TimeoutError):
         redis_timed_out()
         logger.warning("event.publish_timed_out count=%d", count)
@@ -353,7 +359,7 @@ async def listen() -> None:
             )
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(CHANNEL)
+                await pubsub.subscribe(channel())
                 if failures:
                     logger.info("event_listener.resubscribed after=%d failures", failures)
                 failures = 0

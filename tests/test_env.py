@@ -3,7 +3,14 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from veto_cloud.env import database_config, env_bool, env_int, env_list, public_key_hex_checked
+from veto_cloud.env import (
+    database_config,
+    env_bool,
+    env_int,
+    env_list,
+    public_key_hex_checked,
+    redis_database_number,
+)
 
 
 def test_env_bool__malformed__fails_naming_the_variable(monkeypatch):
@@ -53,3 +60,40 @@ def test_settings__no_secret_key_without_debug__refuses_to_start(monkeypatch):
 def test_retired_public_keys_setting__not_a_key__fails_at_start_naming_it(value):
     with pytest.raises(ImproperlyConfigured, match="VETO_AUDIT_RETIRED_PUBLIC_KEYS"):
         public_key_hex_checked("VETO_AUDIT_RETIRED_PUBLIC_KEYS", value)
+
+
+@pytest.mark.parametrize(
+    ("url", "number"),
+    [
+        ("redis://127.0.0.1:6379/15", 15),
+        ("redis://127.0.0.1:6379/", 0),
+        ("redis://127.0.0.1:6379", 0),
+        ("redis://:secret@redis.internal:6379/3?socket_timeout=1", 3),
+        ("redis://127.0.0.1:6379?db=7", 7),
+        ("", 0),
+    ],
+)
+def test_redis_database_number__path_or_db_query__else_zero(url, number):
+    assert redis_database_number(url) == number
+
+
+def test_events_channel__carries_the_pubsub_prefix(settings):
+    # Given two installations on one Redis server, told apart by their prefixes
+    from common import events
+
+    settings.REDIS_PUBSUB_PREFIX = "veto.db3"
+    first = events.channel()
+    settings.REDIS_PUBSUB_PREFIX = "veto.db4"
+    second = events.channel()
+    # Then their events go on different pub/sub channels
+    assert (first, second) == ("veto.db3:events", "veto.db4:events")
+
+
+def test_channel_layer__prefix_follows_the_pubsub_prefix(settings):
+    # The channel layer (dashboards' pushes) is pub/sub too: its names carry the same prefix.
+    from django.conf import settings as live
+
+    layer = live.CHANNEL_LAYERS["default"]
+    if "RedisPubSubChannelLayer" not in layer["BACKEND"]:
+        pytest.skip("the in-memory channel layer: no Redis without REDIS_URL")
+    assert layer["CONFIG"]["prefix"] == f"{live.REDIS_PUBSUB_PREFIX}.asgi"

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -156,3 +157,12 @@ def database_config(url: str, *, base_dir: Path) -> dj_database_url.DBConfig:
             f"DATABASE_URL engine {engine!r} is not supported (use sqlite or postgres)"
         )
     return config
+
+
+def redis_database_number(url: str) -> int:
+    """The database number of a ``redis://`` URL (its path, or ``?db=``; 0 when it names none)."""
+    if not url:
+        return 0
+    parts = urlsplit(url)
+    named = parts.path.strip("/") or dict(parse_qsl(parts.query)).get("db", "")
+    return int(named) if named.isdigit() else 0

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
@@ -142,6 +143,7 @@ def test_cross_process__event_published_here__heard_by_the_other_process_once_ex
             "REDIS_URL": redis.url(),
             "DJANGO_SETTINGS_MODULE": "veto_cloud.settings.test",
             "PYTHONPATH": str(ROOT),
+            "VETO_REDIS_PUBSUB_PREFIX": settings.REDIS_PUBSUB_PREFIX,
         }
         other = subprocess.Popen(
             [sys.executable, "-c", LISTENER], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True

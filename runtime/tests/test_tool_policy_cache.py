@@ -126,7 +126,7 @@ def test_listener__event_from_another_process__drops_the_teams_cached_policies()
             )
             message = {"origin": "another-process", "events": [events.encode_event(change)]}
             async with redis_asyncio.Redis.from_url(redis_url) as other_process:
-                await other_process.publish(events.CHANNEL, json.dumps(message))
+                await other_process.publish(events.channel(), json.dumps(message))
             deadline = time.monotonic() + 2
             while time.monotonic() < deadline:
                 if isinstance(selectors._tool_policies.get_stale(ours.team_id), Missing):

@@ -23,6 +23,7 @@ from veto_cloud.env import (
     env_str,
     log_format,
     public_key_hex_checked,
+    redis_database_number,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -167,6 +168,11 @@ DATABASE_WRITER_STATEMENT_TIMEOUT = env_float("DATABASE_WRITER_STATEMENT_TIMEOUT
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL") or ""
+# Redis pub/sub is server-wide: database numbers do not separate it. Installations sharing one
+# Redis server on different database numbers (CI beside a developer's `make run`, staging beside
+# production) would hear each other's events and dashboard pushes, so every pub/sub channel
+# name starts with this: by default the database number, or a name of your own.
+REDIS_PUBSUB_PREFIX = env_str("VETO_REDIS_PUBSUB_PREFIX") or f"veto.db{redis_database_number(REDIS_URL)}"
 # How long a request waits on Redis (connecting, and for each answer) before it takes its
 # "Redis unreachable" path: rate limits and session history per the rule set's fail_mode, the
 # key-failure counter in the process, after-commit notifications dropped (common/redis.py). A
@@ -203,7 +209,8 @@ if REDIS_URL:
                         "socket_timeout": 30,
                         "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
                     }
-                ]
+                ],
+                "prefix": f"{REDIS_PUBSUB_PREFIX}.asgi",
             },
         }
     }
@@ -290,7 +297,9 @@ SLACK_API_BASE_URL = (env_str("VETO_SLACK_API_BASE_URL") or "https://slack.com/a
 SLACK_RESPONSE_URL_PREFIX = env_str("VETO_SLACK_RESPONSE_URL_PREFIX") or "https://hooks.slack.com/"
 # The waits before each retry, in seconds (the first attempt is at once): Svix's schedule, 5 s,
 # 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; "1,1,1" in tests. Each wait gets up to 10 % of jitter.
-_retry_schedule = env_list("VETO_WEBHOOK_RETRY_SCHEDULE", ["5", "300", "1800", "7200", "18000", "36000", "36000"])
+_retry_schedule = env_list(
+    "VETO_WEBHOOK_RETRY_SCHEDULE", ["5", "300", "1800", "7200", "18000", "36000", "36000"]
+)
 try:
     VETO_WEBHOOK_RETRY_SCHEDULE = tuple(float(item) for item in _retry_schedule)
 except ValueError as _exc:
@@ -303,7 +312,9 @@ if any(wait < 0 for wait in VETO_WEBHOOK_RETRY_SCHEDULE):
 VETO_WEBHOOK_RETRY_AFTER_MAX_SECONDS = env_float("VETO_WEBHOOK_RETRY_AFTER_MAX_SECONDS", 36000.0, minimum=0.0)
 VETO_WEBHOOK_TIMEOUT_SECONDS = env_float("VETO_WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 # An endpoint whose every attempt failed for this long is disabled (and webhook.failed sent).
-VETO_WEBHOOK_FAILURE_WINDOW_SECONDS = env_float("VETO_WEBHOOK_FAILURE_WINDOW_SECONDS", 5 * 24 * 3600.0, minimum=1.0)
+VETO_WEBHOOK_FAILURE_WINDOW_SECONDS = env_float(
+    "VETO_WEBHOOK_FAILURE_WINDOW_SECONDS", 5 * 24 * 3600.0, minimum=1.0
+)
 # The beat sweep: dispatch every team with endpoints, send what is due that no task took.
 VETO_WEBHOOK_SWEEP_SECONDS = env_float("VETO_WEBHOOK_SWEEP_SECONDS", 5.0, minimum=0.5)
 # Lets endpoints on loopback and private networks through the SSRF guard (tests, local demos).
@@ -461,7 +472,8 @@ AUTHENTICATION_BACKENDS = [
 ]
 # Wraps the views, inside authentication: turns a refused login into the page that says so.
 MIDDLEWARE.insert(
-    MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1, "axes.middleware.AxesMiddleware"
+    MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+    "axes.middleware.AxesMiddleware",
 )
 LOGIN_FAILURE_LIMIT = env_int("VETO_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 LOGIN_FAILURES_PER_ADDRESS = env_int("VETO_LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1)

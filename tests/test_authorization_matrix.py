@@ -476,6 +476,9 @@ PUBLIC_PAGES = {
     "api/docs/",
     "accounts/login/",
     "accounts/logout/",
+    # Not a person's page: the operators' scrape, behind its own bearer token (VETO_METRICS_TOKEN;
+    # tests/test_metrics.py checks the token: none configured, missing, wrong, right).
+    "metrics",
 }
 
 

@@ -53,7 +53,19 @@ BRAVO_RULES = (
 )
 
 # Routes anyone may call, or that are no team's: they are checked elsewhere (the admin below).
-PUBLIC_ROUTES = {"", "readyz", "healthz", "api/schema/", "api/docs/", "accounts/login/", "accounts/logout/", "favicon.ico"}
+# "metrics" is the operators' scrape behind its own bearer token (tests/test_metrics.py): totals of
+# the installation, no team's objects, and not opened with a person's session.
+PUBLIC_ROUTES = {
+    "",
+    "readyz",
+    "healthz",
+    "api/schema/",
+    "api/docs/",
+    "accounts/login/",
+    "accounts/logout/",
+    "favicon.ico",
+    "metrics",
+}
 # Routes that take no API key but a signature of their own (Slack's, with the endpoint's signing
 # secret): a caller holding only alpha's keys is refused (401 unsigned, 404 for an id that is no
 # Slack endpoint, 405 for a method the route does not take) and changes nothing.

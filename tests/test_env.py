@@ -89,11 +89,14 @@ def test_events_channel__carries_the_pubsub_prefix(settings):
     assert (first, second) == ("veto.db3:events", "veto.db4:events")
 
 
-def test_channel_layer__prefix_follows_the_pubsub_prefix(settings):
-    # The channel layer (dashboards' pushes) is pub/sub too: its names carry the same prefix.
+def test_channel_layer__prefix_follows_the_pubsub_prefix():
+    # The channel layer (dashboards' pushes) is pub/sub too: with Redis its names carry the same
+    # prefix; embedded, it is the one process's in-memory layer, with no pub/sub to keep apart.
     from django.conf import settings as live
 
     layer = live.CHANNEL_LAYERS["default"]
-    if "RedisPubSubChannelLayer" not in layer["BACKEND"]:
-        pytest.skip("the in-memory channel layer: no Redis without REDIS_URL")
-    assert layer["CONFIG"]["prefix"] == f"{live.REDIS_PUBSUB_PREFIX}.asgi"
+    if live.REDIS_URL:
+        assert layer["BACKEND"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+        assert layer["CONFIG"]["prefix"] == f"{live.REDIS_PUBSUB_PREFIX}.asgi"
+    else:
+        assert layer["BACKEND"] == "channels.layers.InMemoryChannelLayer"

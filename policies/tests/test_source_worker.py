@@ -58,9 +58,13 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    # A zombie (ended, not yet reaped by its parent) is as good as gone.
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    # A zombie (ended, not yet reaped by its parent) is as good as gone; so is one reaped between
+    # the signal and the read (reading its stat then fails with ESRCH or ENOENT).
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
 
 
 def _gone_within(pid: int, seconds: float) -> bool:

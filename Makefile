@@ -29,15 +29,12 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The benchmarks against PostgreSQL and Redis, one after another (see README, "Performance"):
-# validate's throughput, then validate beside the Cerbos PDP (installs Cerbos from npm on first use).
-# One alone: make bench BENCHMARKS=validate_vs_cerbos
-BENCHMARKS ?= validate_throughput validate_vs_cerbos
+# Every benchmark against PostgreSQL and Redis, one after another, each its own load process, then
+# the table of every goal, met or not (benchmarks/run_all.py; README "Performance"). About an hour.
+# Some alone: make bench BENCHMARKS="validate_vs_cerbos multi_node"
+BENCHMARKS ?=
 bench: $(STAMP)
-	@set -e; for name in $(BENCHMARKS); do \
-		echo "== benchmarks/$$name.py"; \
-		PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/$$name.py; \
-	done
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/run_all.py $(if $(BENCHMARKS),--only "$(BENCHMARKS)")
 
 clean:
 	rm -rf $(VENV) var

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import random
@@ -116,6 +117,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--seed", type=int, default=20261122)
+    parser.add_argument("--json", type=Path, help="also write the figures here (benchmarks/run_all.py does)")
     args = parser.parse_args()
 
     rng = random.Random(args.seed)
@@ -159,6 +161,25 @@ def main() -> int:
     print(f"SDK  Veto.guard():              {sdk * 1e6:8.2f} us per decision")
     print(f"server CompiledRuleSet.evaluate: {ours * 1e6:8.2f} us per decision")
     print(f"speed-up: {sdk / ours:.1f}x (goal: at least 5x)")
+    if args.json:
+        report = {
+            "benchmark": "engine_vs_sdk",
+            "machine": {
+                "cpus": os.cpu_count(),
+                "cpu": platform.processor() or platform.machine(),
+                "python": platform.python_version(),
+                "load_average": list(os.getloadavg()),
+            },
+            "rules": args.rules,
+            "calls": args.calls,
+            "repeat": args.repeat,
+            "decided_by_a_rule": decided,
+            "identical_decisions": True,
+            "sdk_us": round(sdk * 1e6, 2),
+            "server_us": round(ours * 1e6, 2),
+            "speedup": round(sdk / ours, 2),
+        }
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,14 +54,15 @@ Reader = Callable[[dict[str, Any]], list[Goal]]
 
 @dataclass(frozen=True)
 class Benchmark:
-    name: str
-    script: str
-    arguments: tuple[str, ...]
+    name: str  # the script is benchmarks/<name>.py, run with its defaults
     goals: Reader
-    # How the script is told where its raw results go ("--json", "--out").
+    what: str
+    # How the script is told where its raw results go.
     result_flag: str = "--json"
-    what: str = ""
-    extra_results: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def script(self) -> str:
+        return f"{self.name}.py"
 
 
 def _get(data: Any, *path: Any, default: Any = None) -> Any:
@@ -153,13 +154,6 @@ def engine_by_rule_count_goals(data: dict[str, Any]) -> list[Goal]:
                     ratio <= 2,
                 )
             )
-    return goals
-
-
-def validate_by_rule_count_goals(data: dict[str, Any]) -> list[Goal]:
-    goals = []
-    for entry in data.get("goals", []):
-        goals.append(Goal(14, entry["goal"], entry["measured"], entry.get("met")))
     return goals
 
 
@@ -299,12 +293,10 @@ def explorer_queries_goals(data: dict[str, Any]) -> list[Goal]:
                 None,
             )
         )
-    for entry in data.get("goals", []):  # the 100,000 approvals and the 10M reads of issue 14
-        goals.append(Goal(14, entry["goal"], entry["measured"], entry.get("met")))
-    return goals
+    return goals + listed_goals(14)(data)  # the 100,000 approvals and the 10M reads of issue 14
 
 
-def goals_listed_in_results(issue: int) -> Reader:
+def listed_goals(issue: int) -> Reader:
     """For the benchmarks that write their own ``goals`` list ({goal, measured, met})."""
 
     def read(data: dict[str, Any]) -> list[Goal]:
@@ -391,94 +383,22 @@ def rule_set_upload_latency_goals(data: dict[str, Any]) -> list[Goal]:
     ]
 
 
-def web_memory_goals(data: dict[str, Any]) -> list[Goal]:
-    return goals_listed_in_results(14)(data)
-
-
-def profile_goals(data: dict[str, Any]) -> list[Goal]:
-    return goals_listed_in_results(14)(data)
-
-
 BENCHMARKS: tuple[Benchmark, ...] = (
-    Benchmark(
-        "validate_vs_cerbos",
-        "validate_vs_cerbos.py",
-        (),
-        validate_vs_cerbos_goals,
-        what="validate vs /healthz vs Cerbos (audit off / on), wrk 32 connections, interleaved",
-    ),
-    Benchmark(
-        "profile_validate",
-        "profile_validate.py",
-        (),
-        profile_goals,
-        what="where a validate request's CPU goes",
-    ),
-    Benchmark("engine_vs_sdk", "engine_vs_sdk.py", (), engine_vs_sdk_goals, what="rule engine vs the SDK's"),
-    Benchmark(
-        "engine_by_rule_count",
-        "engine_by_rule_count.py",
-        (),
-        engine_by_rule_count_goals,
-        result_flag="--out",
-        what="engine cost at 10-10,000 rules",
-    ),
-    Benchmark(
-        "validate_by_rule_count",
-        "validate_by_rule_count.py",
-        (),
-        validate_by_rule_count_goals,
-        what="validate through the server at 10-10,000 rules",
-    ),
-    Benchmark(
-        "approval_pollers",
-        "approval_pollers.py",
-        (),
-        approval_pollers_goals,
-        what="1,000 pollers, long-polls",
-    ),
-    Benchmark(
-        "dashboard_fanout", "dashboard_fanout.py", (), dashboard_fanout_goals, what="200 live pages, 100/s"
-    ),
-    Benchmark(
-        "webhook_deliveries",
-        "webhook_deliveries.py",
-        (),
-        webhook_deliveries_goals,
-        what="deliveries/s and delay",
-    ),
-    Benchmark("audit_chain", "audit_chain.py", (), audit_chain_goals, what="chained append, verify, export"),
-    Benchmark(
-        "explorer_queries",
-        "explorer_queries.py",
-        (),
-        explorer_queries_goals,
-        what="10M decisions, 100k pending approvals: reads, plans",
-    ),
-    Benchmark(
-        "web_memory", "web_memory.py", (), web_memory_goals, what="RSS after 1M decisions, 5,000 long-polls"
-    ),
-    Benchmark(
-        "rule_set_limits",
-        "rule_set_limits.py",
-        (),
-        rule_set_limits_goals,
-        what="CPU of one document at the upload limits",
-    ),
-    Benchmark(
-        "rule_set_upload_latency",
-        "rule_set_upload_latency.py",
-        (),
-        rule_set_upload_latency_goals,
-        what="others' latency while uploads are parsed",
-    ),
-    Benchmark(
-        "multi_node",
-        "multi_node.py",
-        (),
-        multi_node_goals,
-        what="1-3 nodes behind HAProxy, cross-node checks",
-    ),
+    # name (benchmarks/<name>.py), its goals' reader, what it measures
+    Benchmark("validate_vs_cerbos", validate_vs_cerbos_goals, "validate vs /healthz vs Cerbos, interleaved"),
+    Benchmark("profile_validate", listed_goals(14), "where a validate request's CPU goes"),
+    Benchmark("engine_vs_sdk", engine_vs_sdk_goals, "rule engine vs the SDK's"),
+    Benchmark("engine_by_rule_count", engine_by_rule_count_goals, "engine at 10-10,000 rules", "--out"),
+    Benchmark("validate_by_rule_count", listed_goals(14), "validate through the server at 10-10,000 rules"),
+    Benchmark("approval_pollers", approval_pollers_goals, "1,000 pollers, long-polls"),
+    Benchmark("dashboard_fanout", dashboard_fanout_goals, "200 live pages at 100 decisions/s"),
+    Benchmark("webhook_deliveries", webhook_deliveries_goals, "webhook deliveries/s and delay"),
+    Benchmark("audit_chain", audit_chain_goals, "chained append, verify, export"),
+    Benchmark("explorer_queries", explorer_queries_goals, "10M decisions, 100k pending approvals"),
+    Benchmark("web_memory", listed_goals(14), "RSS after 1M decisions, 5,000 long-polls"),
+    Benchmark("rule_set_limits", rule_set_limits_goals, "CPU of one document at the upload limits"),
+    Benchmark("rule_set_upload_latency", rule_set_upload_latency_goals, "latency while uploads are parsed"),
+    Benchmark("multi_node", multi_node_goals, "1-3 nodes behind HAProxy, cross-node checks"),
 )
 
 
@@ -548,7 +468,6 @@ def run_one(benchmark: Benchmark, date: str, log_dir: Path) -> dict[str, Any]:
     command = [
         sys.executable,
         str(ROOT / "benchmarks" / benchmark.script),
-        *benchmark.arguments,
         benchmark.result_flag,
         str(path),
     ]
@@ -602,8 +521,8 @@ def markdown(date: str, info: dict[str, Any], runs: list[dict[str, Any]], chosen
     for benchmark in chosen:
         goals, problem = read_goals(benchmark, date)
         run = by_name.get(benchmark.name)
-        failed = run is not None and run["exit_code"] != 0
-        where = f"`{benchmark.name}`" + (f" (exit {run['exit_code']})" if failed else "")
+        exit_code = None if run is None else run["exit_code"]
+        where = f"`{benchmark.name}`" + (f" (exit {exit_code})" if exit_code else "")
         if problem:
             lines.append(f"| | {benchmark.what} | {problem} | not measured | {where} |")
         for goal in goals:

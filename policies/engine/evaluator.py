@@ -22,6 +22,16 @@ from typing import Any, Literal
 
 from policies.engine.conditions import compile_operator
 from policies.engine.expressions import compile_when
+from policies.engine.rule_index import (
+    NO_GUARDS,
+    Guard,
+    GuardOptions,
+    Guards,
+    RuleIndex,
+    arguments_read,
+    best_guards,
+    literal_key,
+)
 from policies.engine.sequences import HistoryEntry, compile_sequence_constraints, sequence_tools
 
 DecisionKind = Literal["allow", "deny", "require_approval"]
@@ -244,24 +254,33 @@ def _argument_head(path: str) -> str | None:
     return None if head in _OVERRIDDEN_FIELDS else head
 
 
-def _compile_condition(condition: Mapping[str, Any]) -> tuple[Check, str | None]:
-    """The check, and the argument without which it is false (its field reads None then, and
-    the operator says no to None), if there is one."""
-    test = compile_operator(condition["operator"], condition["value"])
+def _compile_condition(condition: Mapping[str, Any]) -> tuple[Check, Guards]:
+    """The check, and its guard (see rule_index): the argument without which it is false (its
+    field reads None then, and the operator says no to None), and for ``equals``/``in`` on the
+    argument itself the values it can hold."""
+    operator, expected = condition["operator"], condition["value"]
+    test = compile_operator(operator, expected)
     head = _argument_head(condition["field"])
-    needs = head if head is not None and not test(None) else None
+    guards = NO_GUARDS
+    if head is not None and not test(None):
+        guards = (Guard(head),)
     name = _argument_name(condition["field"])
+    if guards and name is not None and operator in ("equals", "in"):
+        # equals compares strings case-insensitively and the rest with ==, in is membership by
+        # the same equality: the keys of rule_index describe exactly that (or more).
+        keys = [literal_key(item) for item in (expected if operator == "in" else [expected])]
+        if all(key is not None for key in keys):
+            guards = (Guard(name, frozenset(keys)),)
     if name is not None:  # the common case, one closure instead of two
-        return (lambda view: test(view.arguments.get(name))), needs
+        return (lambda view: test(view.arguments.get(name))), guards
     read = _compile_field(condition["field"])
-    return (lambda view: test(read(view))), needs
+    return (lambda view: test(read(view))), guards
 
 
-def _compile_all(conditions: list[Mapping[str, Any]]) -> tuple[Check, str | None]:
-    """An AND of conditions, and an argument it needs (the first condition's that needs one)."""
+def _compile_all(conditions: list[Mapping[str, Any]]) -> tuple[Check, GuardOptions]:
+    """An AND of conditions, and the guards of those that have one."""
     compiled = [_compile_condition(c) for c in conditions]
-    needs = next((name for _, name in compiled if name is not None), None)
-    return _all_of([check for check, _ in compiled]), needs
+    return _all_of([check for check, _ in compiled]), tuple(guards for _, guards in compiled if guards)
 
 
 def _compile_agent_scope(agents: Any) -> Check | None:
@@ -289,9 +308,10 @@ class CompiledRule:
     # Agent scope, conditions, `when` and sequence constraints, folded into one closure.
     matches: Check
     rate_limits: tuple[RateLimit, ...] = ()
-    # The rule cannot match a call whose arguments hold none of these names (empty: any call
-    # may match): the index of CompiledRuleSet skips it for those calls.
-    needs_any_of: tuple[str, ...] = ()
+    # Each is a guard of the rule: it cannot match a call that meets none of that option's
+    # guards (no options: any call may match). The index (rule_index.RuleIndex) files the rule
+    # under one and skips it for calls that do not meet it.
+    guard_options: GuardOptions = ()
 
 
 def _compile_rule(rule: Mapping[str, Any]) -> CompiledRule:
@@ -302,17 +322,20 @@ def _compile_rule(rule: Mapping[str, Any]) -> CompiledRule:
     # The SDK reads ``conditions`` when present and non-empty, else ``condition_groups``.
     conditions = rule.get("conditions") or []
     groups = [g for g in rule.get("condition_groups") or [] if g]
-    needs: tuple[str, ...] = ()
+    # Guards of the parts of the rule's AND (conditions or groups, when): each is an option.
+    options: list[Guards] = []
     if conditions:
-        check, needed = _compile_all(conditions)
+        check, condition_options = _compile_all(conditions)
         checks.append(check)
-        needs = (needed,) if needed is not None else ()
+        options.extend(condition_options)
     elif groups:
         compiled = [_compile_all(g) for g in groups]
         compiled_groups = tuple(check for check, _ in compiled)
-        # An OR of groups needs one of its groups' arguments, if each group needs one.
-        if all(needed is not None for _, needed in compiled):
-            needs = tuple(dict.fromkeys(needed for _, needed in compiled if needed is not None))
+        # An OR of groups holds only where one group does: it is guarded by the union of one
+        # guard per group (each group's best), if every group has one.
+        if all(group_options for _, group_options in compiled):
+            chosen = (best_guards(group_options) for _, group_options in compiled)
+            options.append(tuple(dict.fromkeys(guard for guards in chosen for guard in guards)))
 
         def any_group(view: CallView) -> bool:
             for group in compiled_groups:
@@ -323,10 +346,9 @@ def _compile_rule(rule: Mapping[str, Any]) -> CompiledRule:
         checks.append(any_group)
     when = rule.get("when")
     if when is not None:
-        evaluate, when_needs = compile_when(when)
+        evaluate, when_options = compile_when(when)
         checks.append(lambda view: evaluate(view.env))
-        if when_needs is not None and len(needs) != 1:
-            needs = (when_needs,)  # one name filters better than any of several (or none)
+        options.extend(when_options)
     sequence_fires = compile_sequence_constraints(rule)
     if sequence_fires is not None:
         checks.append(lambda view: sequence_fires(view.call.history, view.call.now))
@@ -350,7 +372,7 @@ def _compile_rule(rule: Mapping[str, Any]) -> CompiledRule:
         escalate_to=tuple(rule.get("escalate_to") or ()),
         matches=_all_of(checks),
         rate_limits=tuple(RateLimit(**limit) for limit in rule.get("rate_limits") or ()),
-        needs_any_of=needs,
+        guard_options=tuple(options),
     )
 
 
@@ -386,54 +408,6 @@ def _never_limited(check: RateLimitCheck) -> RateLimitAnswer:
     return None
 
 
-class _ToolIndex:
-    """The rules that apply to one tool (the global ones, then the tool's own, in document
-    order), indexed by the argument each needs, so that a call visits only the rules it could
-    match: those that need nothing, and those that need an argument it has, still in order.
-    Skipped rules are ones whose ``matches`` is false for the call, and ``matches`` has no side
-    effects, so the decision is the one visiting every rule gives (tests/test_rule_index.py)."""
-
-    __slots__ = ("rules", "_always", "_always_rules", "_by_argument", "_by_argument_rules")
-
-    def __init__(self, rules: tuple[CompiledRule, ...], *, indexed: bool) -> None:
-        self.rules = rules
-        always: list[int] = []
-        by_argument: dict[str, list[int]] = {}
-        for position, rule in enumerate(rules):
-            if not indexed or not rule.needs_any_of:
-                always.append(position)
-            for name in rule.needs_any_of if indexed else ():
-                by_argument.setdefault(name, []).append(position)
-        self._always = tuple(always)
-        self._always_rules = tuple(rules[p] for p in always)
-        self._by_argument = {name: tuple(positions) for name, positions in by_argument.items()}
-        self._by_argument_rules = {
-            name: tuple(rules[p] for p in positions) for name, positions in by_argument.items()
-        }
-
-    def candidates(self, arguments: dict[str, Any]) -> Sequence[CompiledRule]:
-        """The rules, in order, that ``arguments`` leaves possible."""
-        by_argument = self._by_argument
-        if not by_argument:
-            return self.rules
-        hits: list[str]
-        # Walk the shorter of the call's arguments and the indexed names.
-        if len(arguments) <= len(by_argument):
-            hits = [name for name in arguments if name in by_argument]
-        else:
-            hits = [name for name in by_argument if name in arguments]
-        if not hits:
-            return self._always_rules
-        if len(hits) == 1 and not self._always:
-            return self._by_argument_rules[hits[0]]
-        # A set: a rule needing any of several names is listed under each.
-        positions = set(self._always)
-        for name in hits:
-            positions.update(by_argument[name])
-        rules = self.rules
-        return [rules[p] for p in sorted(positions)]
-
-
 class CompiledRuleSet:
     """Evaluate calls against one rule-set version. Immutable; safe to share across threads.
 
@@ -462,9 +436,13 @@ class CompiledRuleSet:
                     by_tool.setdefault(tool, []).append(compiled)
             else:
                 global_rules.append(compiled)
-        self._global = _ToolIndex(tuple(global_rules), indexed=indexed)
-        self._by_tool: dict[str, _ToolIndex] = {
-            tool: _ToolIndex(self._global.rules + tuple(rules), indexed=indexed)
+        # Each tool's rules are the global ones, then its own, in document order (see the module's
+        # docstring); the index skips those a call's arguments show cannot match, and ``matches``
+        # has no side effects, so the decision is the one visiting every rule gives
+        # (policies/tests/test_rule_index.py).
+        self._global = self._index(tuple(global_rules), (), indexed)
+        self._by_tool: dict[str, RuleIndex[CompiledRule]] = {
+            tool: self._index(self._global.rules + tuple(rules), rules, indexed)
             for tool, rules in by_tool.items()
         }
         self._global_needs_history = any(r.id in uses_history for r in self._global.rules)
@@ -480,13 +458,24 @@ class CompiledRuleSet:
         self.fail_mode: str = settings.get("fail_mode", "closed")
         self.rule_count = sum(1 for r in document.get("rules", []) if r.get("enabled", True))
 
+    @staticmethod
+    def _index(
+        rules: tuple[CompiledRule, ...], own: Sequence[CompiledRule], indexed: bool
+    ) -> RuleIndex[CompiledRule]:
+        """The index of a tool's rules; ``own`` are the tool's own (not global) rules, whose
+        arguments hint at which arguments the tool's calls carry (rule_index.guard_weight)."""
+        tool_reads = arguments_read([rule.guard_options for rule in own])
+        return RuleIndex(
+            rules, [rule.guard_options for rule in rules], tool_reads=tool_reads, indexed=indexed
+        )
+
     def rules_for(self, tool_name: str) -> tuple[CompiledRule, ...]:
         """Every rule that can apply to a call of this tool, in the order they are tried."""
         return self._by_tool.get(tool_name, self._global).rules
 
     def rules_to_visit(self, call: ToolCall) -> Sequence[CompiledRule]:
         """The rules deciding ``call`` tries, in order: ``rules_for`` its tool, less those the
-        index shows cannot match it (each needs an argument the call does not have)."""
+        index shows cannot match it (by the arguments it has and their values)."""
         return self._by_tool.get(call.tool_name, self._global).candidates(CallView(call).arguments)
 
     def needs_history(self, tool_name: str) -> bool:

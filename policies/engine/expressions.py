@@ -38,6 +38,7 @@ from celpy.evaluation import celstr
 
 from policies.engine.errors import ExpressionError
 from policies.engine.regexes import compile_search
+from policies.engine.rule_index import GuardOptions
 
 Env = Mapping[str, Any]
 Node = Callable[[Env], Any]
@@ -79,23 +80,27 @@ def warm_up() -> None:
 # limits went from 0.81 to 0.41 s of CPU (benchmarks/rule_set_limits.py).
 class CompiledWhen(NamedTuple):
     test: Callable[[Env], bool]
-    # An argument the call must hold (as a key) for ``test`` to be true, if the expression
-    # says so: the rule engine visits the rule only for calls that have it.
-    needs_argument: str | None
+    # Conditions on the call's arguments without which ``test`` is false, one per operand of
+    # its top-level && that has one (see when_guards): the rule engine files the rule under
+    # one of them and visits it only for calls that meet it.
+    guard_options: GuardOptions
 
 
 @lru_cache(maxsize=4096)
 def compile_when(source: str) -> CompiledWhen:
-    """Compile ``source`` (one parse, which is most of the cost) into its test and the argument
-    it needs; raises ``ExpressionError`` (with a column where known) for anything that does not
-    compile."""
+    """Compile ``source`` (one parse, which is most of the cost) into its test and its guards;
+    raises ``ExpressionError`` (with a column where known) for anything that does not compile."""
+    # when_guards reads this module's parse-tree helpers: imported here, not at the top, so
+    # that importing either module first works.
+    from policies.engine.when_guards import when_guards
+
     tree = parse_expression(source)[1]
     node = compile_tree(tree)
 
     def evaluate(env: Env) -> bool:
         return truthy(node(env))
 
-    return CompiledWhen(evaluate, _needed_argument(tree))
+    return CompiledWhen(evaluate, when_guards(tree))
 
 
 def compile_expression(source: str) -> Callable[[Env], bool]:
@@ -104,59 +109,6 @@ def compile_expression(source: str) -> Callable[[Env], bool]:
     Raises ``ExpressionError`` (with a column where known) for anything that does not compile.
     """
     return compile_when(source).test
-
-
-_ARGS_ROOTS = frozenset(name for name, root in ROOT_NAMES.items() if root == "args")
-_NO_ARGUMENTS: Env = {"args": {}, "context": {}, "tool_name": None}
-
-
-def _needed_argument(tree: lark.Tree) -> str | None:
-    """An argument ``x`` without which the expression is false, found as an operand of its
-    top-level ``&&`` chain that reads nothing but ``args.x`` (so with ``x`` absent it is a
-    constant) and is falsy when ``x`` is absent, which evaluating it then shows. Any operand
-    falsy makes the whole chain falsy, whatever the others are. None when no operand says so."""
-    operands, stack = [], [tree]
-    while stack:
-        node = _unwrap(stack.pop())
-        if isinstance(node, lark.Tree) and node.data == "conditionaland" and len(node.children) == 2:
-            stack.extend(reversed(node.children))
-        else:
-            operands.append(node)
-    for operand in operands:
-        name = _only_argument_read(operand)
-        if name is None:
-            continue
-        try:
-            absent = compile_tree(operand)(_NO_ARGUMENTS)
-        except Exception:  # noqa: BLE001 - an operand that does not compile alone is just not used
-            continue
-        if not truthy(absent):
-            return name
-    return None
-
-
-def _only_argument_read(operand: Any) -> str | None:
-    """``x`` when every name ``operand`` reads is ``args.x`` (no comprehension variables)."""
-    if not isinstance(operand, lark.Tree):
-        return None
-    idents, reads, names = 0, 0, set()
-    for node in operand.iter_subtrees():
-        if node.data == "ident":
-            idents += 1
-        elif node.data == "member_dot":
-            receiver = _unwrap(node.children[0])
-            if (
-                isinstance(receiver, lark.Tree)
-                and receiver.data == "ident"
-                and str(receiver.children[0]) in _ARGS_ROOTS
-            ):
-                reads += 1
-                names.add(str(node.children[1]))
-        elif node.data == "member_dot_arg" and str(node.children[1]) in ("exists", "all"):
-            return None
-    if idents == 0 or idents != reads or len(names) != 1:
-        return None
-    return names.pop()
 
 
 def parse_expression(source: str) -> tuple[str, lark.Tree]:

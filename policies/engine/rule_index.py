@@ -1,0 +1,187 @@
+"""Which of a tool's rules a call could match, found without testing each one (issue 14).
+
+Each rule carries ``Guards``: conditions on the call's arguments without which it cannot match,
+derived when the rule is compiled (``evaluator`` for IR conditions, ``when_guards`` for ``when:``).
+A ``Guard`` names an argument the call must hold and, optionally, the values it may hold. The
+index files each rule under its guards, so a call looks up its own arguments (and their values)
+and gets back the rules that remain possible, in document order. It may return rules that do
+not match (the rule's own test decides); it must never leave out one that does: that is what
+the value keys below are careful about.
+
+Value keys follow the operators that produce value guards: IR ``equals``/``in`` compare strings
+case-insensitively (``str.lower`` on both sides) and anything else with ``==``; CEL ``==``/``in``
+compare strictly (same type, strings exactly). A string is filed under its lower-case form: two
+strings equal in either sense have the same lower-case form. Numbers and booleans are filed as
+they are: Python's ``==`` and ``hash`` agree across ``int``, ``float`` and ``bool`` (``1 == 1.0 ==
+True`` is one dict key), so a value ``==`` to a literal finds the literal's key. What CEL's
+stricter comparison rejects among those (``true`` against ``1``) the rule's own test rejects.
+
+Rule positions are bits of an ``int``: a call ORs the masks it hits and reads the set bits from
+the lowest, which is document order, without building and sorting a set.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Generic, NamedTuple, TypeVar
+
+R = TypeVar("R")
+
+
+class Guard(NamedTuple):
+    """A rule cannot match unless the call's arguments hold ``argument`` as a key and, when
+    ``values`` is set, that argument's ``value_key`` is one of ``values``."""
+
+    argument: str
+    values: frozenset[Any] | None = None
+
+
+# A rule cannot match unless at least one of its guards holds; empty: any call may match.
+Guards = tuple[Guard, ...]
+NO_GUARDS: Guards = ()
+# Each of these holds for the rule (one per part of its AND): the index picks one to file it by.
+GuardOptions = tuple[Guards, ...]
+
+
+def literal_key(value: Any) -> Any | None:
+    """The key a literal of a value guard is filed under, or None when it cannot be one: only
+    JSON's strings, numbers and booleans (NaN equals nothing, not even itself)."""
+    cls = value.__class__
+    if cls is str:
+        return value.lower()
+    if cls is bool or cls is int:
+        return value
+    if cls is float and not math.isnan(value):
+        return value
+    return None
+
+
+def guard_weight(guards: Guards, tool_reads: frozenset[str] = frozenset()) -> float:
+    """How many calls a rule with these guards is still visited for, roughly, to compare
+    choices: an argument's presence counts 1, a few of its values far less. No call statistics
+    exist at compile time; the one hint is ``tool_reads``, the arguments the tool's own rules
+    read: an argument none of them reads is likely one the tool's calls do not carry (a global
+    rule on ``path`` and ``amount``, for a tool whose rules read ``amount`` only, is better filed
+    under ``path``), so it counts a quarter."""
+    if not guards:
+        return math.inf
+    weight = 0.0
+    for guard in guards:
+        part = 1.0 if guard.values is None else min(1.0, 0.1 * len(guard.values))
+        if tool_reads and guard.argument not in tool_reads:
+            part *= 0.25
+        weight += part
+    return weight
+
+
+def best_guards(options: Sequence[Guards], tool_reads: frozenset[str] = frozenset()) -> Guards:
+    """Of several guards that all hold for a rule (parts of an AND), the one that filters best;
+    the first of equals, so that choices follow the rule's text."""
+    best, best_weight = NO_GUARDS, math.inf
+    for option in options:
+        weight = guard_weight(option, tool_reads)
+        if weight < best_weight:
+            best, best_weight = option, weight
+    return best
+
+
+def arguments_read(options: Sequence[GuardOptions]) -> frozenset[str]:
+    """Every argument any of these rules' guards names."""
+    return frozenset(guard.argument for rule in options for guards in rule for guard in guards)
+
+
+class _ArgumentEntry:
+    __slots__ = ("present", "by_value", "any_value")
+
+    def __init__(self) -> None:
+        self.present = 0  # rules that need the argument, whatever its value
+        self.by_value: dict[Any, int] = {}  # value key -> rules that need that value
+        self.any_value = 0  # every rule in by_value, for a value no key can describe
+
+    def matching(self, value: Any) -> int:
+        """The rules filed under the argument that a call holding ``value`` could match."""
+        if not self.by_value:
+            return self.present
+        cls = value.__class__
+        if cls is str:
+            return self.present | self.by_value.get(value.lower(), 0)
+        if cls is int or cls is float or cls is bool:
+            return self.present | self.by_value.get(value, 0)
+        if value is None or cls is list or cls is dict:
+            # Equal to no string, number or boolean under either language's equality.
+            return self.present
+        # Anything else (a str or int subclass, a tuple, an object with its own __eq__): no
+        # claim about what it equals, so every rule filed under the argument stays possible.
+        return self.present | self.any_value
+
+
+class RuleIndex(Generic[R]):
+    """One tool's rules (the global ones, then its own, in document order), each filed under
+    one of its guard options (``best_guards`` with ``tool_reads``, see ``guard_weight``). Which
+    option is chosen changes only how many rules a call visits, never which can match.
+
+    ``indexed=False`` files every rule as possible for every call: the reference the index is
+    tested against (policies/tests/test_rule_index.py)."""
+
+    __slots__ = ("rules", "guards", "_always", "_always_rules", "_by_argument")
+
+    def __init__(
+        self,
+        rules: tuple[R, ...],
+        options: Sequence[GuardOptions],
+        *,
+        tool_reads: frozenset[str] = frozenset(),
+        indexed: bool = True,
+    ) -> None:
+        self.rules = rules
+        # The guards each rule is filed under, by position.
+        self.guards: tuple[Guards, ...] = tuple(best_guards(o, tool_reads) for o in options)
+        always = 0
+        by_argument: dict[str, _ArgumentEntry] = {}
+        for position, rule_guards in enumerate(self.guards):
+            bit = 1 << position
+            if not indexed or not rule_guards:
+                always |= bit
+                continue
+            for guard in rule_guards:
+                entry = by_argument.get(guard.argument)
+                if entry is None:
+                    entry = by_argument[guard.argument] = _ArgumentEntry()
+                if guard.values is None:
+                    entry.present |= bit
+                    continue
+                entry.any_value |= bit
+                for key in guard.values:
+                    entry.by_value[key] = entry.by_value.get(key, 0) | bit
+        self._always = always
+        self._always_rules = tuple(self._rules_of(always))
+        self._by_argument = by_argument
+
+    def _rules_of(self, mask: int) -> list[R]:
+        rules, out = self.rules, []
+        while mask:
+            lowest = mask & -mask
+            out.append(rules[lowest.bit_length() - 1])
+            mask ^= lowest
+        return out
+
+    def candidates(self, arguments: Mapping[str, Any]) -> Sequence[R]:
+        """The rules, in document order, that a call with ``arguments`` could match."""
+        by_argument = self._by_argument
+        if not by_argument:
+            return self.rules
+        mask = self._always
+        # Walk the shorter of the call's arguments and the indexed names.
+        if len(arguments) <= len(by_argument):
+            for name, value in arguments.items():
+                entry = by_argument.get(name)
+                if entry is not None:
+                    mask |= entry.matching(value)
+        else:
+            for name, entry in by_argument.items():
+                if name in arguments:
+                    mask |= entry.matching(arguments[name])
+        if mask == self._always:
+            return self._always_rules
+        return self._rules_of(mask)

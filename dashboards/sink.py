@@ -31,8 +31,10 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels_redis.pubsub import RedisPubSubChannelLayer  # type: ignore[import-untyped]
 from django.conf import settings
 
 from common.database import run_in_db_thread
@@ -173,18 +175,24 @@ class LiveSink:
     async def flush(self, events: Sequence[Event]) -> list[Event]:
         """One message per team: its events in order and the rows of the decisions among them.
         Returns the events of the teams whose message could not be sent."""
-        by_team: dict[uuid.UUID, list[Event]] = defaultdict(list)
-        for event in events:
-            by_team[event.team_id].append(event)
-        decision_ids = [
-            e.data["decision_id"]
-            for e in events
-            if e.type is EventType.DECISION_CREATED and e.data.get("decision_id")
-        ]
-        rows = await run_in_db_thread(_rows_of, [str(i) for i in decision_ids]) if decision_ids else {}
         layer = get_channel_layer()
         if layer is None:
             return []
+        by_team: dict[uuid.UUID, list[Event]] = defaultdict(list)
+        for event in events:
+            by_team[event.team_id].append(event)
+        # Nobody listening to a team (no page open on any process): its rows are neither read nor
+        # rendered, and nothing is sent. A page that opens after this check reads the chain heads
+        # after it joined (consumers.connect), so the rows skipped here are behind its start.
+        watched = await _teams_listened_to(layer, list(by_team))
+        by_team = {team_id: team_events for team_id, team_events in by_team.items() if team_id in watched}
+        decision_ids = [
+            e.data["decision_id"]
+            for team_events in by_team.values()
+            for e in team_events
+            if e.type is EventType.DECISION_CREATED and e.data.get("decision_id")
+        ]
+        rows = await run_in_db_thread(_rows_of, [str(i) for i in decision_ids]) if decision_ids else {}
         failed: list[Event] = []
         for team_id, team_events in by_team.items():
             team_rows = [
@@ -204,6 +212,43 @@ class LiveSink:
                 )
                 failed.extend(team_events)
         return failed
+
+
+async def _teams_listened_to(layer: object, team_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """The teams whose group has a listener in some process: Redis's ``PUBSUB NUMSUB`` of the
+    groups' channels (pub/sub layer), the groups' members (in-memory layer). Every team when the
+    layer cannot say or Redis does not answer: then the batch is sent as before, and a send that
+    fails goes again (``flush_once``)."""
+    groups = {team_id: live.team_group(team_id) for team_id in team_ids}
+    try:
+        listeners = await _listeners(layer, list(groups.values()))
+    except Exception as exc:  # noqa: BLE001 - asking is an optimisation; the send decides
+        logger.debug("live_sink.listeners_unknown error=%r", exc)
+        listeners = None
+    if listeners is None:
+        return set(team_ids)
+    return {team_id for team_id, group in groups.items() if listeners.get(group, 1) > 0}
+
+
+async def _listeners(layer: object, groups: list[str]) -> dict[str, int] | None:
+    if isinstance(layer, InMemoryChannelLayer):
+        return {group: len(layer.groups.get(group, ())) for group in groups}
+    if not isinstance(layer, RedisPubSubChannelLayer):
+        return None
+    loop_layer = layer._get_layer()
+    by_shard: dict[int, tuple[Any, dict[str, str]]] = {}
+    for group in groups:
+        channel = loop_layer._get_group_channel_name(group)
+        shard = loop_layer._get_shard(channel)
+        by_shard.setdefault(id(shard), (shard, {}))[1][channel] = group
+    counts: dict[str, int] = {}
+    async with asyncio.timeout(max(redis_timeout(), 1.0)):
+        for shard, channels in by_shard.values():
+            shard._ensure_redis()
+            for channel, count in await shard._redis.pubsub_numsub(*channels):
+                name = channel.decode() if isinstance(channel, bytes) else channel
+                counts[channels[name]] = int(count)
+    return counts
 
 
 def _rows_of(decision_ids: list[str]) -> dict[str, live.LiveRow]:

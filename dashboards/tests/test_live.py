@@ -4,6 +4,7 @@ when it must re-check who may see what."""
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -645,3 +646,132 @@ def test_sink__own_loop_at_process_exit__sends_what_is_pending_and_its_thread_en
     # Then the pending batch went out at once and the thread is over (nothing left to kill)
     assert not thread.is_alive()
     assert [live.LiveBatch.decode(m).rows for m in sent] == [(row,)]
+
+
+# --- the sink: teams nobody listens to cost nothing -------------------------------------------------
+
+
+def _sink_reading_rows(monkeypatch, rows: dict[str, live.LiveRow]) -> list[list[str]]:
+    """Point the sink's row reads at ``rows``; returns the ids of every read, as they happen."""
+    from dashboards import sink as sink_module
+
+    reads: list[list[str]] = []
+
+    def rows_of(ids: list[str]) -> dict[str, live.LiveRow]:
+        reads.append(sorted(ids))
+        return {i: rows[i] for i in ids}
+
+    async def direct(function, *args):
+        return function(*args)
+
+    monkeypatch.setattr(sink_module, "_rows_of", rows_of)
+    monkeypatch.setattr(sink_module, "run_in_db_thread", direct)
+    return reads
+
+
+def test_sink__in_memory__only_teams_with_a_listener_read_render_and_send(settings, monkeypatch):
+    # Given two teams' decisions, and a socket listening to one team's group only
+    from dashboards import sink as sink_module
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    watched_event, watched_row = decision(1, team=TEAM)
+    quiet_event, quiet_row = decision(1, team=OTHER)
+    reads = _sink_reading_rows(monkeypatch, {watched_row.id: watched_row, quiet_row.id: quiet_row})
+
+    async def scenario() -> list[dict]:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(live.team_group(TEAM), channel)
+        live_sink = sink_module.LiveSink()
+        live_sink._add(watched_event)
+        live_sink._add(quiet_event)
+        assert await live_sink.flush_once() is False
+        received = [await layer.receive(channel)]
+        assert layer.groups.get(live.team_group(OTHER)) is None
+        return received
+
+    received = asyncio.run(scenario())
+
+    # Then only the listened-to team's row was read and sent; the other's was never read
+    assert reads == [[watched_row.id]]
+    assert [live.LiveBatch.decode(m).rows for m in received] == [(watched_row,)]
+
+
+def test_sink__in_memory__nobody_listening__no_read_at_all(settings, monkeypatch):
+    from dashboards import sink as sink_module
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    event, row = decision(3)
+    reads = _sink_reading_rows(monkeypatch, {row.id: row})
+
+    async def scenario() -> bool:
+        live_sink = sink_module.LiveSink()
+        live_sink._add(event)
+        return await live_sink.flush_once()
+
+    assert asyncio.run(scenario()) is False  # nothing failed, nothing to try again
+    assert reads == []
+
+
+def test_sink__layer_cannot_say__every_team_sent_as_before(monkeypatch):
+    # A layer the sink cannot ask (neither in-memory nor Redis pub/sub): nothing is skipped.
+    from dashboards import sink as sink_module
+
+    sent: list[str] = []
+
+    class Layer:
+        async def group_send(self, group: str, message: dict) -> None:
+            sent.append(group)
+
+    event, row = decision(4, team=OTHER)
+    reads = _sink_reading_rows(monkeypatch, {row.id: row})
+    monkeypatch.setattr(sink_module, "get_channel_layer", lambda: Layer())
+
+    async def scenario() -> None:
+        live_sink = sink_module.LiveSink()
+        live_sink._add(event)
+        await live_sink.flush_once()
+
+    asyncio.run(scenario())
+
+    assert reads == [[row.id]]
+    assert sent == [live.team_group(OTHER)]
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="the pub/sub layer needs REDIS_URL")
+def test_sink__redis_pubsub__listeners_counted_across_processes_by_numsub(settings, monkeypatch):
+    # Given the production layer (Redis pub/sub) and a listener to one team's group, subscribed
+    # through its own layer instance, as another web process would be
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    from dashboards import sink as sink_module
+
+    config = settings.CHANNEL_LAYERS["default"]
+    assert config["BACKEND"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    prefix = f"{config['CONFIG'].get('prefix', 'asgi')}-sink-test-{uuid.uuid4().hex[:8]}"
+    sink_layer = RedisPubSubChannelLayer(**{**config["CONFIG"], "prefix": prefix})
+    other_process = RedisPubSubChannelLayer(**{**config["CONFIG"], "prefix": prefix})
+    watched_event, watched_row = decision(1, team=TEAM)
+    quiet_event, quiet_row = decision(1, team=OTHER)
+    reads = _sink_reading_rows(monkeypatch, {watched_row.id: watched_row, quiet_row.id: quiet_row})
+    monkeypatch.setattr(sink_module, "get_channel_layer", lambda: sink_layer)
+
+    async def scenario() -> dict:
+        channel = await other_process.new_channel()
+        await other_process.group_add(live.team_group(TEAM), channel)
+        try:
+            live_sink = sink_module.LiveSink()
+            live_sink._add(watched_event)
+            live_sink._add(quiet_event)
+            assert await live_sink.flush_once() is False
+            async with asyncio.timeout(5):
+                return await other_process.receive(channel)
+        finally:
+            await other_process.group_discard(live.team_group(TEAM), channel)
+            await other_process.flush()
+            await sink_layer.flush()
+
+    received = asyncio.run(scenario())
+
+    assert reads == [[watched_row.id]]
+    assert live.LiveBatch.decode(received).rows == (watched_row,)

@@ -133,3 +133,30 @@ def test_seed_demo__a_version_someone_else_published__left_alone(monkeypatch):
     RuleSetVersion.objects.filter(team=team).update(source_text=DEMO_RULES.read_text(), author_name="dana")
     assert "version 1 is active" in seed(monkeypatch, VETO_DEMO_PASSWORD="demo-password-1")
     assert RuleSetVersion.objects.filter(team=team).count() == 1
+
+
+def test_seed_demo__team_option_seeds_an_existing_team_and_creates_no_demo_team(monkeypatch):
+    from tenancy.models import Organization
+
+    org = Organization.objects.create(slug="bench", name="Benchmark")
+    big = Team.objects.create(organization=org, slug="bench-big", name="bench-big")
+    monkeypatch.setenv("VETO_DEMO_API_KEY", DEMO_KEY)
+    monkeypatch.setenv("VETO_DEMO_APPROVER_API_KEY", APPROVER_KEY)
+
+    call_command("seed_demo", "--team", "bench-big", stdout=io.StringIO())
+
+    assert not Team.objects.filter(slug="demo").exists()
+    assert principal_for_token(DEMO_KEY).team_id == big.id
+    assert set(ApproverGroup.objects.filter(team=big).values_list("slug", flat=True)) == {
+        "compliance",
+        "privacy-office",
+        "engineering-leads",
+    }
+    assert RuleSetVersion.objects.get(team=big, is_active=True).number == 1
+
+
+def test_seed_demo__team_option_names_a_missing_team():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="no team 'nowhere'"):
+        call_command("seed_demo", "--team", "nowhere", stdout=io.StringIO())

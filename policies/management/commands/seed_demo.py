@@ -73,6 +73,14 @@ class Command(BaseCommand):
         "passwords when VETO_DEMO_PASSWORD is set."
     )
 
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--team",
+            metavar="SLUG",
+            help="seed into this existing team instead of creating the team 'demo' (a benchmark's "
+            "loaded team, benchmarks/scale_10m.py)",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         password_from_env = os.environ.get("VETO_DEMO_PASSWORD") or None
         key_from_env = os.environ.get("VETO_DEMO_API_KEY") or None
@@ -85,7 +93,7 @@ class Command(BaseCommand):
                 raise CommandError(f"{variable} must be at least {keys.MIN_TOKEN_LENGTH} characters")
         try:
             with transaction.atomic():
-                team = self._team()
+                team = self._team(options.get("team"))
                 groups = {
                     slug: approver_group_ensure(team=team, slug=slug, name=name)
                     for slug, name in GROUPS.items()
@@ -107,7 +115,12 @@ class Command(BaseCommand):
         self.stdout.write(f"Approver key ({DEMO_APPROVER}): {approver_key_note}")
         self.stdout.write(f"Rule set: {rules_note}")
 
-    def _team(self) -> Team:
+    def _team(self, slug: str | None = None) -> Team:
+        if slug:
+            found = Team.objects.select_related("organization").filter(slug=slug).first()
+            if found is None:
+                raise CommandError(f"no team {slug!r}")
+            return found
         team = Team.objects.select_related("organization").filter(slug="demo").first()
         if team is not None:
             return team

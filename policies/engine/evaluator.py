@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from policies.engine.conditions import compile_operator
+from policies.engine.conditions import _to_float, compile_operator
 from policies.engine.expressions import compile_when
+from policies.engine.rule_bounds import Bound, Measure, usable_threshold
 from policies.engine.rule_index import (
     NO_GUARDS,
     Guard,
@@ -254,6 +255,14 @@ def _argument_head(path: str) -> str | None:
     return None if head in _OVERRIDDEN_FIELDS else head
 
 
+# Operators true only for a measure above or below their value: (measure, at least).
+_BOUNDS: dict[str, tuple[Measure, bool]] = {
+    "greater_than": ("number", True),
+    "less_than": ("number", False),
+    "length_greater_than": ("size", True),
+}
+
+
 def _compile_condition(condition: Mapping[str, Any]) -> tuple[Check, Guards]:
     """The check, and its guard (see rule_index): the argument without which it is false (its
     field reads None then, and the operator says no to None), and for ``equals``/``in`` on the
@@ -271,6 +280,12 @@ def _compile_condition(condition: Mapping[str, Any]) -> tuple[Check, Guards]:
         keys = [literal_key(item) for item in (expected if operator == "in" else [expected])]
         if all(key is not None for key in keys):
             guards = (Guard(name, frozenset(keys)),)
+    bound = _BOUNDS.get(operator)
+    if guards and name is not None and bound is not None:
+        # The threshold as the operator reads it (compile_operator refused any other).
+        threshold = _to_float(expected)
+        if threshold is not None and usable_threshold(threshold):
+            guards = (Guard(name, bound=Bound(bound[0], bound[1], threshold)),)
     if name is not None:  # the common case, one closure instead of two
         return (lambda view: test(view.arguments.get(name))), guards
     read = _compile_field(condition["field"])

@@ -8,6 +8,8 @@ and gets back the rules that remain possible, in document order. It may return r
 not match (the rule's own test decides); it must never leave out one that does: that is what
 the value keys below are careful about.
 
+Range guards (a number or size at least or at most a threshold) are in ``rule_bounds``.
+
 Value keys follow the operators that produce value guards: IR ``equals``/``in`` compare strings
 case-insensitively (``str.lower`` on both sides) and anything else with ``==``; CEL ``==``/``in``
 compare strictly (same type, strings exactly). A string is filed under its lower-case form: two
@@ -26,15 +28,19 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar
 
+from policies.engine.rule_bounds import UNKNOWN, Bound, Measure, Thresholds, value_number, value_size
+
 R = TypeVar("R")
 
 
 class Guard(NamedTuple):
     """A rule cannot match unless the call's arguments hold ``argument`` as a key and, when
-    ``values`` is set, that argument's ``value_key`` is one of ``values``."""
+    ``values`` is set, that argument's ``value_key`` is one of ``values``, or when ``bound`` is
+    set, its number or size is within the bound (``rule_bounds``)."""
 
     argument: str
     values: frozenset[Any] | None = None
+    bound: Bound | None = None
 
 
 # A rule cannot match unless at least one of its guards holds; empty: any call may match.
@@ -68,7 +74,10 @@ def guard_weight(guards: Guards, tool_reads: frozenset[str] = frozenset()) -> fl
         return math.inf
     weight = 0.0
     for guard in guards:
-        part = 1.0 if guard.values is None else min(1.0, 0.1 * len(guard.values))
+        if guard.values is not None:
+            part = min(1.0, 0.1 * len(guard.values))
+        else:
+            part = 1.0 if guard.bound is None else 0.5
         if tool_reads and guard.argument not in tool_reads:
             part *= 0.25
         weight += part
@@ -91,29 +100,65 @@ def arguments_read(options: Sequence[GuardOptions]) -> frozenset[str]:
     return frozenset(guard.argument for rule in options for guards in rule for guard in guards)
 
 
+def _bounded(bounds: list[Thresholds], measured: Any) -> int:
+    """The rules of ``bounds`` that a value measuring ``measured`` meets."""
+    if measured is None:  # no number (or size): no bound is met
+        return 0
+    mask = 0
+    for thresholds in bounds:
+        mask |= thresholds.every if measured is UNKNOWN else thresholds.matching(measured)
+    return mask
+
+
 class _ArgumentEntry:
-    __slots__ = ("present", "by_value", "any_value")
+    __slots__ = ("present", "by_value", "any_value", "bounds", "number_bounds", "size_bounds")
 
     def __init__(self) -> None:
         self.present = 0  # rules that need the argument, whatever its value
         self.by_value: dict[Any, int] = {}  # value key -> rules that need that value
         self.any_value = 0  # every rule in by_value, for a value no key can describe
+        self.bounds: dict[tuple[Measure, bool], Thresholds] = {}  # (measure, at_least) -> rules
+        self.number_bounds: list[Thresholds] = []  # self.bounds, split by measure (freeze)
+        self.size_bounds: list[Thresholds] = []
+
+    def add(self, guard: Guard, bit: int) -> None:
+        if guard.values is not None:
+            self.any_value |= bit
+            for key in guard.values:
+                self.by_value[key] = self.by_value.get(key, 0) | bit
+        elif guard.bound is not None:
+            measure, at_least, threshold = guard.bound
+            thresholds = self.bounds.get((measure, at_least))
+            if thresholds is None:
+                thresholds = self.bounds[measure, at_least] = Thresholds(at_least)
+            thresholds.add(threshold, bit)
+        else:
+            self.present |= bit
+
+    def freeze(self) -> None:
+        for (measure, _), thresholds in self.bounds.items():
+            thresholds.freeze()
+            (self.number_bounds if measure == "number" else self.size_bounds).append(thresholds)
 
     def matching(self, value: Any) -> int:
         """The rules filed under the argument that a call holding ``value`` could match."""
-        if not self.by_value:
-            return self.present
-        cls = value.__class__
-        if cls is str:
-            return self.present | self.by_value.get(value.lower(), 0)
-        if cls is int or cls is float or cls is bool:
-            return self.present | self.by_value.get(value, 0)
-        if value is None or cls is list or cls is dict:
-            # Equal to no string, number or boolean under either language's equality.
-            return self.present
-        # Anything else (a str or int subclass, a tuple, an object with its own __eq__): no
-        # claim about what it equals, so every rule filed under the argument stays possible.
-        return self.present | self.any_value
+        mask = self.present
+        if self.by_value:
+            cls = value.__class__
+            if cls is str:
+                mask |= self.by_value.get(value.lower(), 0)
+            elif cls is int or cls is float or cls is bool:
+                mask |= self.by_value.get(value, 0)
+            elif not (value is None or cls is list or cls is dict):
+                # None, lists and dicts equal no string, number or boolean under either
+                # language's equality. Anything else (a str or int subclass, a tuple, an object
+                # with its own __eq__): no claim about what it equals, every such rule stays.
+                mask |= self.any_value
+        if self.number_bounds:
+            mask |= _bounded(self.number_bounds, value_number(value))
+        if self.size_bounds:
+            mask |= _bounded(self.size_bounds, value_size(value))
+        return mask
 
 
 class RuleIndex(Generic[R]):
@@ -148,12 +193,9 @@ class RuleIndex(Generic[R]):
                 entry = by_argument.get(guard.argument)
                 if entry is None:
                     entry = by_argument[guard.argument] = _ArgumentEntry()
-                if guard.values is None:
-                    entry.present |= bit
-                    continue
-                entry.any_value |= bit
-                for key in guard.values:
-                    entry.by_value[key] = entry.by_value.get(key, 0) | bit
+                entry.add(guard, bit)
+        for entry in by_argument.values():
+            entry.freeze()
         self._always = always
         self._always_rules = tuple(self._rules_of(always))
         self._by_argument = by_argument

@@ -7,6 +7,8 @@ whole. Two kinds of operand give a guard (see ``rule_index.Guard``):
 * a value guard, from ``args.x == <literal>`` (either side), ``args.x in [<literals>]`` and
   ``||`` chains of those on the same ``x``: true only when ``args.x`` equals one of the literals
   (CEL's strict equality; the index compares more loosely, which only keeps extra rules);
+* a range guard, from ``args.x > <number>`` (and ``>=``, ``<``, ``<=``, either side): true only
+  for a number in range (``rule_bounds``);
 * a presence guard, from an operand that reads nothing but ``args.x`` (so with ``x`` absent it
   is a constant) and is falsy when ``x`` is absent, which evaluating it once without arguments
   shows (``has(args.x)``, ``args.x > 3``, ``size(args.x) > 1``; not ``!has(args.x)``).
@@ -21,6 +23,7 @@ from typing import Any
 import lark
 
 from policies.engine.expressions import ROOT_NAMES, Env, _literal_value, _unwrap, compile_tree, truthy
+from policies.engine.rule_bounds import Bound, usable_threshold
 from policies.engine.rule_index import Guard, GuardOptions, literal_key
 
 _ARGS_ROOTS = frozenset(name for name, root in ROOT_NAMES.items() if root == "args")
@@ -31,7 +34,7 @@ def when_guards(tree: lark.Tree) -> GuardOptions:
     """The guards of the operands of ``tree``'s top-level ``&&`` chain that have one."""
     options: list[tuple[Guard]] = []
     for operand in _conjuncts(tree):
-        guard = _value_guard(operand) or _presence_guard(operand)
+        guard = _value_guard(operand) or _range_guard(operand) or _presence_guard(operand)
         if guard is not None:
             options.append((guard,))
     return tuple(options)
@@ -111,6 +114,33 @@ def _value_guard(operand: Any) -> Guard | None:
                 return None
             keys.append(key)
         return Guard(name, frozenset(keys))
+    return None
+
+
+# CEL's order comparisons, as "argument at least" when the argument is on the left.
+_ORDERS = {"relation_gt": True, "relation_ge": True, "relation_lt": False, "relation_le": False}
+
+
+def _range_guard(operand: Any) -> Guard | None:
+    node = _unwrap(operand)
+    if not (isinstance(node, lark.Tree) and node.data == "relation" and len(node.children) == 2):
+        return None
+    operator, right = node.children
+    if not isinstance(operator, lark.Tree) or operator.data not in _ORDERS or len(operator.children) != 1:
+        return None
+    at_least = _ORDERS[operator.data]
+    for side, other, flipped in ((operator.children[0], right, False), (right, operator.children[0], True)):
+        name = _argument_read(side)
+        literal = _unwrap(other)
+        if name is None or not (isinstance(literal, lark.Tree) and literal.data == "literal"):
+            continue
+        try:
+            threshold = _literal_value(literal)
+        except Exception:  # noqa: BLE001 - a literal kind the compiler refuses is just not a bound
+            return None
+        # Only a number literal: CEL orders a number only against numbers (and bool is none).
+        if usable_threshold(threshold):
+            return Guard(name, bound=Bound("number", at_least != flipped, threshold))
     return None
 
 

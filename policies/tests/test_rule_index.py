@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from policies.engine import (
     normalize_rule_set,
 )
 from policies.engine.expressions import compile_when
+from policies.engine.rule_bounds import Bound
 from policies.engine.rule_index import Guard, best_guards
 
 TOOLS = ["export", "deploy", "send"]
@@ -232,7 +234,20 @@ def test_index__rule_needing_an_absent_argument__is_not_visited():
     [
         ({"field": "arguments.x", "operator": "equals", "value": "V"}, (Guard("x", frozenset({"v"})),)),
         ({"field": "x", "operator": "in", "value": ["a", 1, True]}, (Guard("x", frozenset({"a", 1})),)),
-        ({"field": "x", "operator": "greater_than", "value": 1}, (Guard("x"),)),
+        (
+            {"field": "x", "operator": "greater_than", "value": 1},
+            (Guard("x", bound=Bound("number", True, 1.0)),),
+        ),
+        (
+            {"field": "x", "operator": "less_than", "value": "7"},
+            (Guard("x", bound=Bound("number", False, 7.0)),),
+        ),
+        (
+            {"field": "x", "operator": "length_greater_than", "value": 2},
+            (Guard("x", bound=Bound("size", True, 2.0)),),
+        ),
+        ({"field": "x", "operator": "greater_than", "value": "nan"}, (Guard("x"),)),
+        ({"field": "x.y", "operator": "greater_than", "value": 1}, (Guard("x"),)),
         ({"field": "arguments.x.y", "operator": "contains", "value": "v"}, (Guard("x"),)),
         # A nested field's value is not the argument's: only its presence is needed
         ({"field": "x.y", "operator": "in", "value": ["v"]}, (Guard("x"),)),
@@ -384,8 +399,14 @@ def test_index__unknown_tool__uses_the_global_rules_index():
 
 # Values that equal each other across case and type, and ones that equal nothing indexable.
 EQUAL_ACROSS: list[Any] = ["x", "X", "Secret", "secret", 1, 1.0, True, 0, 0.0, False, "1", 5, 5.0]
-OTHER_VALUES: list[Any] = [None, [1], ["x"], {"x": 1}, ("x",), Text("y"), float("nan"), ""]
+OTHER_VALUES: list[Any] = [
+    *[None, [1], ["x"], {"x": 1}, ("x",), ("x", "y", "z"), Text("y"), Decimal("7"), float("nan"), ""],
+    # Numbers and sizes around the thresholds below (2**53 + 1 is no float: compared exactly)
+    *[-2, 2, 3, "3", " 4 ", 5.5, 2**53 + 1, float("inf"), "inf", "nan", "a,b;c", [1, 2, 3], {"a": 1, "b": 2}],
+]
 literals = st.sampled_from(EQUAL_ACROSS)
+# Thresholds on both sides of the values above, equal to some, and ones IR reads from strings.
+THRESHOLDS: list[Any] = [-1, 0, 0.5, 1, 1.0, 2, 5, 5.5, 2**53, 2**53 + 1, "3", "1e3", "inf"]
 values = st.sampled_from(EQUAL_ACROSS + OTHER_VALUES)
 
 
@@ -407,7 +428,11 @@ def value_rules(draw: st.DrawFn, index: int) -> dict[str, Any]:
         rule["tools"] = [draw(st.sampled_from(TOOLS[:2]))]
     if draw(st.integers(0, 9)) == 0:
         rule["enabled"] = False
-    kind = draw(st.sampled_from(["equals", "in", "when_eq", "when_in", "when_or", "when_ne", "other"]))
+    kind = draw(
+        st.sampled_from(
+            ["equals", "in", "when_eq", "when_in", "when_or", "when_ne", "range", "when_range", "other"]
+        )
+    )
     if kind == "equals":
         rule["conditions"] = [{"field": key, "operator": "equals", "value": draw(literals)}]
     elif kind == "in":
@@ -422,6 +447,16 @@ def value_rules(draw: st.DrawFn, index: int) -> dict[str, Any]:
         rule["when"] = (
             f"(args.{key} == {cel_literal(draw(literals))} || args.{key} == {cel_literal(draw(literals))})"
         )
+    elif kind == "range":
+        operator = draw(st.sampled_from(["greater_than", "less_than", "length_greater_than"]))
+        threshold = draw(st.sampled_from(THRESHOLDS))
+        rule["conditions"] = [{"field": key, "operator": operator, "value": threshold}]
+    elif kind == "when_range":
+        order = draw(st.sampled_from([">", ">=", "<", "<="]))
+        threshold = cel_literal(draw(st.sampled_from([t for t in THRESHOLDS if not isinstance(t, str)])))
+        sides = (f"args.{key}", threshold)
+        left, right = sides if draw(st.booleans()) else sides[::-1]
+        rule["when"] = f"{left} {order} {right}"
     elif kind == "when_ne":
         rule["when"] = f"args.{key} != {cel_literal(draw(literals))} && has(args.{key})"
     else:
@@ -507,6 +542,13 @@ def test_index__value_guard__visits_a_rule_only_for_values_that_can_equal(condit
         ("args.x != 'a'", None),
         ("args.x.y == 'a'", Guard("x")),
         ("args.x == -1", Guard("x", frozenset({-1}))),
+        # Order comparisons with a number: a range
+        ("args.x > 3", Guard("x", bound=Bound("number", True, 3))),
+        ("args.x <= 2.5", Guard("x", bound=Bound("number", False, 2.5))),
+        ("3 > args.x", Guard("x", bound=Bound("number", False, 3))),
+        ("-1 <= args.x", Guard("x", bound=Bound("number", True, -1))),
+        ("args.x > 'm'", Guard("x")),
+        ("args.x > args.y", None),
     ],
 )
 def test_index__when_expression__value_guard_from_equality_and_membership(expression, guard):
@@ -538,3 +580,38 @@ def test_index__global_rule__filed_per_tool_under_an_argument_the_tool_reads_lea
         ToolCall("other", {"a": 2, "b": 2}),
     ):
         assert indexed.evaluate(call) == reference.evaluate(call)
+
+
+def guarded_rules() -> list[dict[str, Any]]:
+    """One rule per kind of guard and literal: IR equals, in, greater_than, less_than and
+    length_greater_than, CEL ==, in and the four orders, either side."""
+    rules: list[dict[str, Any]] = []
+
+    def add(**test: Any) -> None:
+        rules.append({"id": f"r{len(rules)}", "name": f"rule {len(rules)}", "action": "block", **test})
+
+    for literal in EQUAL_ACROSS:
+        add(conditions=[{"field": "a", "operator": "equals", "value": literal}])
+        add(conditions=[{"field": "a", "operator": "in", "value": [literal, "other"]}])
+        add(when=f"args.a == {cel_literal(literal)}")
+        add(when=f"{cel_literal(literal)} == args.a")
+        add(when=f"args.a in [{cel_literal(literal)}]")
+    for threshold in THRESHOLDS:
+        for operator in ("greater_than", "less_than", "length_greater_than"):
+            add(conditions=[{"field": "a", "operator": operator, "value": threshold}])
+        if isinstance(threshold, str):
+            continue
+        for order in (">", ">=", "<", "<="):
+            add(when=f"args.a {order} {cel_literal(threshold)}")
+            add(when=f"{cel_literal(threshold)} {order} args.a")
+    return rules
+
+
+@pytest.mark.parametrize("value", EQUAL_ACROSS + OTHER_VALUES + THRESHOLDS, ids=repr)
+def test_index__every_guard_kind_against_every_value__decides_as_visiting_every_rule(value):
+    # Given each guarded rule alone, and a call holding the value
+    call = ToolCall("t", {"a": value})
+    for rule in guarded_rules():
+        indexed, reference = both([rule])
+        # Then the rule is visited whenever it matches (the decision is the reference's)
+        assert indexed.evaluate(call) == reference.evaluate(call), rule

@@ -16,7 +16,6 @@ For each argument and kind, the thresholds are sorted once with the OR of the ru
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right
 from typing import Any, Literal, NamedTuple
 
 from policies.engine.conditions import _length_comparable_size, _to_float
@@ -95,8 +94,8 @@ class Thresholds:
         self._masks = masks if self.at_least else masks[::-1]
         self._pending = []
 
-    def matching(self, measure: Any) -> int:
-        """The rules whose bound ``measure`` meets (a number or size, not None or UNKNOWN)."""
-        if self.at_least:
-            return self._masks[bisect_right(self._thresholds, measure)]
-        return self._masks[bisect_left(self._thresholds, measure)]
+    def sorted(self) -> tuple[list[float], list[int]]:
+        """The thresholds in order, and the masks: for a measure ``m``, ``masks[k]`` with
+        ``k = bisect_right(thresholds, m)`` (at least) or ``bisect_left`` (at most) is the rules
+        whose bound ``m`` meets (rule_index inlines this lookup)."""
+        return self._thresholds, self._masks

@@ -25,7 +25,8 @@ the lowest, which is document order, without building and sorting a set.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from policies.engine.rule_bounds import UNKNOWN, Bound, Measure, Thresholds, value_number, value_size
@@ -100,26 +101,24 @@ def arguments_read(options: Sequence[GuardOptions]) -> frozenset[str]:
     return frozenset(guard.argument for rule in options for guards in rule for guard in guards)
 
 
-def _bounded(bounds: list[Thresholds], measured: Any) -> int:
-    """The rules of ``bounds`` that a value measuring ``measured`` meets."""
-    if measured is None:  # no number (or size): no bound is met
-        return 0
-    mask = 0
-    for thresholds in bounds:
-        mask |= thresholds.every if measured is UNKNOWN else thresholds.matching(measured)
-    return mask
+# What the index holds for one argument: the mask of its rules when every one needs only the
+# argument's presence, else a function from the call's value to the rules it leaves possible.
+_Entry = int | Callable[[Any], int]
+# Sorted bounds of one kind on one argument: (at least, thresholds, masks) of rule_bounds.Thresholds.
+_Sorted = tuple[bool, list[float], list[int]]
 
 
 class _ArgumentEntry:
-    __slots__ = ("present", "by_value", "any_value", "bounds", "number_bounds", "size_bounds")
+    """The guards filed under one argument while the index is built; ``freeze`` makes the
+    ``_Entry`` a call consults."""
+
+    __slots__ = ("present", "by_value", "any_value", "bounds")
 
     def __init__(self) -> None:
         self.present = 0  # rules that need the argument, whatever its value
         self.by_value: dict[Any, int] = {}  # value key -> rules that need that value
         self.any_value = 0  # every rule in by_value, for a value no key can describe
         self.bounds: dict[tuple[Measure, bool], Thresholds] = {}  # (measure, at_least) -> rules
-        self.number_bounds: list[Thresholds] = []  # self.bounds, split by measure (freeze)
-        self.size_bounds: list[Thresholds] = []
 
     def add(self, guard: Guard, bit: int) -> None:
         if guard.values is not None:
@@ -135,30 +134,56 @@ class _ArgumentEntry:
         else:
             self.present |= bit
 
-    def freeze(self) -> None:
-        for (measure, _), thresholds in self.bounds.items():
+    def freeze(self) -> _Entry:
+        present, by_value, any_value = self.present, self.by_value, self.any_value
+        if not by_value and not self.bounds:
+            return present
+        numbers: list[_Sorted] = []
+        sizes: list[_Sorted] = []
+        every_number = every_size = 0
+        for (measure, at_least), thresholds in self.bounds.items():
             thresholds.freeze()
-            (self.number_bounds if measure == "number" else self.size_bounds).append(thresholds)
+            if measure == "number":
+                numbers.append((at_least, *thresholds.sorted()))
+                every_number |= thresholds.every
+            else:
+                sizes.append((at_least, *thresholds.sorted()))
+                every_size |= thresholds.every
 
-    def matching(self, value: Any) -> int:
-        """The rules filed under the argument that a call holding ``value`` could match."""
-        mask = self.present
-        if self.by_value:
-            cls = value.__class__
-            if cls is str:
-                mask |= self.by_value.get(value.lower(), 0)
-            elif cls is int or cls is float or cls is bool:
-                mask |= self.by_value.get(value, 0)
-            elif not (value is None or cls is list or cls is dict):
-                # None, lists and dicts equal no string, number or boolean under either
-                # language's equality. Anything else (a str or int subclass, a tuple, an object
-                # with its own __eq__): no claim about what it equals, every such rule stays.
-                mask |= self.any_value
-        if self.number_bounds:
-            mask |= _bounded(self.number_bounds, value_number(value))
-        if self.size_bounds:
-            mask |= _bounded(self.size_bounds, value_size(value))
-        return mask
+        # One closure per argument, with the lookups inlined: this runs for every argument of
+        # every call, and a call to a helper costs about as much as a lookup.
+        def matching(value: Any) -> int:
+            mask = present
+            if by_value:
+                cls = value.__class__
+                if cls is str:
+                    mask |= by_value.get(value.lower(), 0)
+                elif cls is int or cls is float or cls is bool:
+                    mask |= by_value.get(value, 0)
+                elif not (value is None or cls is list or cls is dict):
+                    # None, lists and dicts equal no string, number or boolean under either
+                    # language's equality. Anything else (a str or int subclass, a tuple, an
+                    # object with its own __eq__): no claim what it equals, so every such rule.
+                    mask |= any_value
+            if numbers:
+                number = value_number(value)
+                if number is UNKNOWN:
+                    mask |= every_number
+                elif number is not None:
+                    for at_least, ordered, masks in numbers:
+                        mask |= masks[
+                            bisect_right(ordered, number) if at_least else bisect_left(ordered, number)
+                        ]
+            if sizes:
+                size = value_size(value)
+                if size is UNKNOWN:
+                    mask |= every_size
+                elif size is not None:
+                    for at_least, ordered, masks in sizes:
+                        mask |= masks[bisect_right(ordered, size) if at_least else bisect_left(ordered, size)]
+            return mask
+
+        return matching
 
 
 class RuleIndex(Generic[R]):
@@ -194,11 +219,9 @@ class RuleIndex(Generic[R]):
                 if entry is None:
                     entry = by_argument[guard.argument] = _ArgumentEntry()
                 entry.add(guard, bit)
-        for entry in by_argument.values():
-            entry.freeze()
         self._always = always
         self._always_rules = tuple(self._rules_of(always))
-        self._by_argument = by_argument
+        self._by_argument: dict[str, _Entry] = {name: entry.freeze() for name, entry in by_argument.items()}
 
     def _rules_of(self, mask: int) -> list[R]:
         rules, out = self.rules, []
@@ -219,11 +242,11 @@ class RuleIndex(Generic[R]):
             for name, value in arguments.items():
                 entry = by_argument.get(name)
                 if entry is not None:
-                    mask |= entry.matching(value)
+                    mask |= entry if entry.__class__ is int else entry(value)  # type: ignore[operator]
         else:
             for name, entry in by_argument.items():
                 if name in arguments:
-                    mask |= entry.matching(arguments[name])
+                    mask |= entry if entry.__class__ is int else entry(arguments[name])  # type: ignore[operator]
         if mask == self._always:
             return self._always_rules
         return self._rules_of(mask)

@@ -363,7 +363,10 @@ def profile(
     out_dir: Path,
     tag: str,
     perf: bool,
+    sampler: str = "py-spy",
 ) -> dict:
+    if sampler == "cpu":
+        return profile_cpu(base, groups, seconds, script, path, out_dir, tag, perf, rate)
     spies = []
     for pid in groups.workers:
         out = out_dir / f"{tag}-{pid}.txt"
@@ -447,6 +450,72 @@ def profile(
     return result
 
 
+def start_perf(groups: Groups, seconds: int, rate: int, data: Path) -> subprocess.Popen[bytes] | None:
+    if not groups.backends:
+        return None
+    return subprocess.Popen(
+        [
+            "perf",
+            "record",
+            "-F",
+            str(rate),
+            "-g",
+            "-o",
+            str(data),
+            "-p",
+            ",".join(map(str, groups.backends)),
+            "--",
+            "sleep",
+            str(seconds),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def profile_cpu(
+    base: str,
+    groups: Groups,
+    seconds: int,
+    script: Path | None,
+    path: str,
+    out_dir: Path,
+    tag: str,
+    perf: bool,
+    rate: int,
+) -> dict:
+    """The workers' main threads sampled on CPU time (benchmarks/cpu_sampler), SIGUSR1 to SIGUSR2."""
+    for pid in groups.workers:
+        (out_dir / f"{pid}.txt").unlink(missing_ok=True)
+        os.kill(pid, signal.SIGUSR1)
+    perf_data = out_dir / f"{tag}-postgres.perf"
+    perf_proc = start_perf(groups, seconds, rate, perf_data) if perf else None
+    outcome, _ = wrk(base + path, seconds, script)
+    for pid in groups.workers:
+        os.kill(pid, signal.SIGUSR2)
+    raw_text = ""
+    for pid in groups.workers:
+        out = out_dir / f"{pid}.txt"
+        for _ in range(100):
+            if out.exists():
+                break
+            time.sleep(0.1)
+        raw_text += out.read_text() if out.exists() else ""
+    (out_dir / f"{tag}.collapsed.txt").write_text(raw_text)
+    counts = classify(raw_text)
+    total = sum(counts.values()) or 1
+    result: dict = {
+        "wrk": outcome,
+        "sampler": "CPU time (ITIMER_PROF, benchmarks/cpu_sampler)",
+        "main_thread_samples": total,
+        "share": {k: round(v / total, 4) for k, v in counts.most_common()},
+    }
+    if perf_proc is not None:
+        perf_proc.wait(timeout=60)
+        result["postgres_share"] = perf_symbols(perf_data)
+    return result
+
+
 # PostgreSQL functions by what they are doing, for the backends' perf profile (children included:
 # a sample counts for every frame on its stack that matches, so shares overlap).
 PG_PARTS = {
@@ -463,6 +532,8 @@ PG_PARTS = {
 
 
 def perf_symbols(data: Path) -> dict:
+    if not data.exists() or data.stat().st_size == 0:
+        return {"error": "perf recorded nothing (not permitted here?)"}
     report = subprocess.run(["perf", "script", "-i", str(data)], capture_output=True, text=True).stdout
     # A sample: its header line, then one line per frame, leaf first ("addr symbol+off (dso)").
     samples = [s.strip().splitlines() for s in re.split(r"\n\s*\n", report) if s.strip()]
@@ -485,8 +556,19 @@ def perf_symbols(data: Path) -> dict:
     }
 
 
-def server_for(tree: Path, env: dict[str, str], port: int, workers: int):
+SAMPLER = Path(__file__).resolve().parent / "cpu_sampler"
+
+
+def server_for(
+    tree: Path, env: dict[str, str], port: int, workers: int, sampler_dir: Path | None = None, rate: int = 500
+):
     env = dict(env, PORT=str(port), WEB_CONCURRENCY=str(workers), PYTHONPATH=str(tree))
+    if sampler_dir is not None:  # benchmarks/cpu_sampler/sitecustomize.py, in every process
+        env.update(
+            PYTHONPATH=f"{tree}{os.pathsep}{SAMPLER}",
+            VETO_CPU_SAMPLER_DIR=str(sampler_dir),
+            VETO_CPU_SAMPLER_INTERVAL=str(1 / rate),
+        )
     old_root, vt.ROOT = vt.ROOT, tree  # the server runs in the tree (cwd first on its path)
     try:
         return vt.start_server([sys.executable, "-m", "veto_cloud.serve"], env, f"http://127.0.0.1:{port}")
@@ -568,7 +650,9 @@ def run_profile(args: argparse.Namespace, database_url: str, redis_url: str) -> 
 def profile_tree(tree: Path, args: argparse.Namespace, database_url: str, redis_url: str) -> dict:
     env = seeded(tree, database_url, redis_url)
     out_dir = Path(tempfile.mkdtemp(prefix="profile-validate-"))
-    server, _ = server_for(tree, env, args.port, args.workers)
+    server, _ = server_for(
+        tree, env, args.port, args.workers, out_dir if args.sampler == "cpu" else None, args.rate
+    )
     base = f"http://127.0.0.1:{args.port}"
     script = validate_script()
     load_before = os.getloadavg()
@@ -592,6 +676,7 @@ def profile_tree(tree: Path, args: argparse.Namespace, database_url: str, redis_
                 out_dir,
                 target,
                 args.perf and lua is not None,
+                args.sampler,
             )
             result[target]["us_per_request"] = component_table(
                 result[target]["accounting"], result[target]["profile"]
@@ -688,8 +773,21 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--port", type=int, default=0, help="the server's port (default: a free one)")
-    parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
-    parser.add_argument("--perf", action="store_true", help="also perf-profile the PostgreSQL backends")
+    parser.add_argument(
+        "--rate", type=int, default=500, help="samples per second (of CPU time for --sampler cpu)"
+    )
+    parser.add_argument(
+        "--sampler",
+        choices=["cpu", "py-spy"],
+        default="cpu",
+        help="cpu: on CPU time, in the workers (default); py-spy: wall-clock, counts runnable as busy",
+    )
+    parser.add_argument(
+        "--perf",
+        action=argparse.BooleanOptionalAction,
+        default=shutil.which("perf") is not None,
+        help="also perf-profile the PostgreSQL backends (default: when perf is installed)",
+    )
     parser.add_argument("--quick", action="store_true", help="5 s runs (a smoke run)")
     parser.add_argument(
         "--ab",
@@ -739,6 +837,10 @@ def main() -> int:
         **result,
     }
     out = args.json or default_out
+    if not args.ab and args.profile_out is None:
+        collapsed = Path(result["profiles_dir"]) / "validate.collapsed.txt"
+        shutil.copy(collapsed, out.with_suffix(".collapsed.txt"))
+        result["collapsed_stacks"] = out.with_suffix(".collapsed.txt").name
     out.write_text(json.dumps(result, indent=2))
     if not args.ab:
         for target in ("healthz", "validate"):

@@ -24,6 +24,15 @@ that every process holds the same ones:
   process through one Redis pub/sub channel (``channel()``) and that process's one listener
   (``listen``, started with the gateway in veto_cloud/asgi.py). Without REDIS_URL (embedded
   mode) there is one process, and local dispatch is all there is.
+* ``Reach.EVERY_PROCESS_ON_DEMAND``: as ``EVERY_PROCESS``, but the events cross to other
+  processes only while some process asks for them (``demand``), because most of the time nobody
+  anywhere does: the API's event streams (runtime/event_stream.py) hear every decision, yet
+  without an open stream, publishing and decoding each decision in every process was ~90 us of
+  a web worker's CPU per validated call (benchmarks/profile_validate.py). A process holding
+  streams says so on the channel at once and every ``DEMAND_SECONDS``; the others publish those
+  types until ``DEMAND_LAPSES_SECONDS`` after the last notice. A notice that comes late loses
+  what was committed meanwhile, as a lost publish would: the handler must catch up from the
+  database (the streams do: a gap, or their periodic look at the chain heads).
 * ``Reach.ONE_PROCESS``: a sink that is itself shared, such as channel-layer groups for browsers
   or a webhook outbox: it runs once, in the publishing process, after commit.
 
@@ -51,6 +60,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -122,7 +132,15 @@ class Event:
 
 class Reach(Enum):
     EVERY_PROCESS = "every_process"
+    EVERY_PROCESS_ON_DEMAND = "every_process_on_demand"
     ONE_PROCESS = "one_process"
+
+
+_ACROSS = (Reach.EVERY_PROCESS, Reach.EVERY_PROCESS_ON_DEMAND)
+# How often a process holding on-demand handlers' clients says so, and how long after its last
+# notice the others keep publishing to it (three notices lost in a row).
+DEMAND_SECONDS = 1.0
+DEMAND_LAPSES_SECONDS = 3.5
 
 
 Handler = Callable[[Event], None]
@@ -130,14 +148,28 @@ Handler = Callable[[Event], None]
 # Replaced, never mutated: dispatch reads them without a lock from any thread.
 _handlers: dict[EventType, tuple[tuple[Handler, Reach], ...]] = {}
 _everywhere: frozenset[EventType] = frozenset()
+# Of those, the types with an EVERY_PROCESS handler: they always cross.
+_always_across: frozenset[EventType] = frozenset()
+# Until when (time.monotonic) another process asked for the on-demand types.
+_demanded_until = 0.0
 _wanted: frozenset[EventType] = frozenset()
 _missed_handlers: tuple[Callable[[], None], ...] = ()
 
 
 def _reindex() -> None:
-    global _everywhere, _wanted
+    global _everywhere, _always_across, _wanted
     _wanted = frozenset(t for t, hs in _handlers.items() if hs)
-    _everywhere = frozenset(t for t, hs in _handlers.items() if any(r is Reach.EVERY_PROCESS for _, r in hs))
+    _everywhere = frozenset(t for t, hs in _handlers.items() if any(r in _ACROSS for _, r in hs))
+    _always_across = frozenset(
+        t for t, hs in _handlers.items() if any(r is Reach.EVERY_PROCESS for _, r in hs)
+    )
+
+
+def _crossing(events: Iterable[Event]) -> list[Event]:
+    """The events other processes' handlers want now."""
+    if time.monotonic() < _demanded_until:
+        return [e for e in events if e.type in _everywhere]
+    return [e for e in events if e.type in _always_across]
 
 
 def subscribe(handler: Handler, *types: EventType, reach: Reach = Reach.EVERY_PROCESS) -> Callable[[], None]:
@@ -197,14 +229,14 @@ def dispatch_on_loop(events: Sequence[Event]) -> None:
     once, the PUBLISH in the background, so the loop never waits on Redis (batches that commit
     while one is being sent go out together in the next)."""
     _run_handlers(events, local=True)
-    if redis_configured() and any(e.type in _everywhere for e in events):
+    if redis_configured() and _crossing(events):
         _sender(asyncio.get_running_loop()).add(events)
 
 
 def _run_handlers(events: Iterable[Event], *, local: bool) -> None:
     for event in events:
         for handler, reach in _handlers.get(event.type, ()):
-            if not local and reach is not Reach.EVERY_PROCESS:
+            if not local and reach not in _ACROSS:
                 continue
             try:
                 handler(event)
@@ -253,7 +285,7 @@ def _payload(events: Sequence[Event]) -> bytes | None:
     """The one message for the other processes: the events their handlers want, or None."""
     if not redis_configured():
         return None
-    sent = [encode_event(e) for e in events if e.type in _everywhere]
+    sent = [encode_event(e) for e in _crossing(events)]
     if not sent:
         return None
     return json.dumps({"origin": _origin(), "events": sent}, separators=(",", ":")).encode()
@@ -324,15 +356,45 @@ def _sender(loop: asyncio.AbstractEventLoop) -> _LoopSender:
 
 
 def _receive(message: bytes) -> None:
+    global _demanded_until
     try:
         decoded = json.loads(message)
         if decoded.get("origin") == _origin():
             return  # published here: its handlers ran at the commit
+        if decoded.get("demand"):
+            _demanded_until = time.monotonic() + DEMAND_LAPSES_SECONDS
+            return
         events = [decode_event(raw) for raw in decoded["events"]]
     except (ValueError, KeyError, TypeError, AttributeError):
         logger.warning("event.message_unreadable", exc_info=True)
         return
     _run_handlers(events, local=False)
+
+
+# --- asking for the on-demand types -------------------------------------------------------------
+
+_demanding: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def demand(while_: Callable[[], bool]) -> None:
+    """From a loop whose process holds clients of an on-demand handler (with Redis only): tell the
+    other processes now, and every ``DEMAND_SECONDS`` for as long as ``while_()`` holds."""
+    if not redis_configured():
+        return
+    loop = asyncio.get_running_loop()
+    task = _demanding.get(loop)
+    if task is not None and not task.done():
+        return
+    _demanding[loop] = loop.create_task(_demand(while_), context=without_request_id())
+
+
+async def _demand(while_: Callable[[], bool]) -> None:
+    payload = json.dumps({"origin": _origin(), "demand": True}, separators=(",", ":")).encode()
+    while while_():
+        await _publish_async(payload, 0)
+        await asyncio.sleep(DEMAND_SECONDS)
 
 
 def _missed() -> None:

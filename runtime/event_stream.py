@@ -316,6 +316,8 @@ class EventHub:
                 streams = _LoopStreams()
                 self._loops = {**self._loops, loop: streams}
         streams.by_team.setdefault(team_id, set()).add(subscriber)
+        # The other processes publish decisions to this one only while it asks (common.events).
+        events.demand(lambda: self._open > 0)
         if streams.recheck is None or streams.recheck.done():
             # Lives as long as any stream, for every stream: no one request's id.
             streams.recheck = loop.create_task(self._recheck(loop, streams), context=without_request_id())
@@ -365,7 +367,11 @@ hub = EventHub()
 
 def register() -> None:
     """Subscribe the hub to the event path (RuntimeConfig.ready, once per process)."""
-    events.subscribe(hub.handle, *EventType, reach=events.Reach.EVERY_PROCESS)
+    # Every type; decisions and the approvals they raise cross processes only while a stream is
+    # open somewhere (they are most of the traffic, and most of the time nobody streams).
+    on_demand = {EventType.DECISION_CREATED, EventType.APPROVAL_CREATED}
+    events.subscribe(hub.handle, *on_demand, reach=events.Reach.EVERY_PROCESS_ON_DEMAND)
+    events.subscribe(hub.handle, *(set(EventType) - on_demand), reach=events.Reach.EVERY_PROCESS)
     events.on_missed(hub.missed)
 
 

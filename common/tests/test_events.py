@@ -209,3 +209,112 @@ def test_cross_process__listener_resubscribes_after_redis_restart__missed_handle
             assert asyncio.run(scenario()) == 1
     finally:
         unregister()
+
+
+# --- on demand: decisions cross processes only while some process asks -------------------------
+
+
+def _sent_by_dispatch(monkeypatch, *batches: list[Event]) -> list[list[str]]:
+    """The types each dispatch would PUBLISH (Redis configured, the sends recorded)."""
+    sent: list[bytes] = []
+
+    class Recording:
+        def publish(self, channel: str, message: bytes) -> None:
+            sent.append(message)
+
+    monkeypatch.setattr(events, "sync_redis", lambda: Recording())
+    common_redis.reset_clients()
+    with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
+        for batch in batches:
+            events.dispatch(batch)
+    return [[raw[0] for raw in json.loads(m)["events"]] for m in sent]
+
+
+def _demand_notice(origin: str = "another-process:1") -> bytes:
+    return json.dumps({"origin": origin, "demand": True}).encode()
+
+
+def test_on_demand__nobody_asked__not_published_but_every_process_type_is(monkeypatch, no_event_subscribers):
+    # Given a handler that wants decisions from every process on demand only, and one that
+    # always wants publications
+    monkeypatch.setattr(events, "_demanded_until", 0.0)
+    with (
+        recording(EventType.DECISION_CREATED, reach=Reach.EVERY_PROCESS_ON_DEMAND) as heard,
+        recording(EventType.POLICY_PUBLISHED),
+    ):
+        # When both are dispatched and no other process has asked
+        sent = _sent_by_dispatch(
+            monkeypatch,
+            [an_event(EventType.DECISION_CREATED)],
+            [an_event(EventType.DECISION_CREATED), an_event(EventType.POLICY_PUBLISHED)],
+        )
+    # Then the decisions stay here (their local handler ran) and only the publication crosses
+    assert sent == [["policy.published"]]
+    assert len(heard) == 2
+
+
+def test_on_demand__another_process_asked__published_until_its_notice_lapses(
+    monkeypatch, no_event_subscribers
+):
+    monkeypatch.setattr(events, "_demanded_until", 0.0)
+    clock = [1000.0]
+    monkeypatch.setattr(events.time, "monotonic", lambda: clock[0])
+    with recording(EventType.DECISION_CREATED, reach=Reach.EVERY_PROCESS_ON_DEMAND):
+        # When another process says it holds streams
+        events._receive(_demand_notice())
+        asked = _sent_by_dispatch(monkeypatch, [an_event(EventType.DECISION_CREATED)])
+        # and then says nothing more for longer than a notice lasts
+        clock[0] += events.DEMAND_LAPSES_SECONDS + 0.1
+        lapsed = _sent_by_dispatch(monkeypatch, [an_event(EventType.DECISION_CREATED)])
+    assert asked == [["decision.created"]]
+    assert lapsed == []
+
+
+def test_on_demand__own_notice__asks_nothing_of_this_process(monkeypatch, no_event_subscribers):
+    # A process holding streams hears its own notice: its own decisions reach them locally.
+    monkeypatch.setattr(events, "_demanded_until", 0.0)
+    with recording(EventType.DECISION_CREATED, reach=Reach.EVERY_PROCESS_ON_DEMAND):
+        events._receive(_demand_notice(origin=events._origin()))
+        assert _sent_by_dispatch(monkeypatch, [an_event(EventType.DECISION_CREATED)]) == []
+
+
+def test_on_demand__event_from_another_process__handler_runs_here(no_event_subscribers):
+    with recording(EventType.DECISION_CREATED, reach=Reach.EVERY_PROCESS_ON_DEMAND) as heard:
+        event = an_event(EventType.DECISION_CREATED)
+        message = {"origin": "another-process:1", "events": [events.encode_event(event)]}
+        events._receive(json.dumps(message).encode())
+    assert heard == [event]
+
+
+def test_demand__notice_at_once_then_every_interval_while_asked(monkeypatch, settings):
+    # Given Redis configured and the notices recorded
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    notices: list[dict] = []
+
+    async def publish(payload: bytes, count: int) -> None:
+        notices.append(json.loads(payload))
+
+    monkeypatch.setattr(events, "_publish_async", publish)
+    monkeypatch.setattr(events, "DEMAND_SECONDS", 0.05)
+    streams = {"open": True}
+
+    async def scenario() -> tuple[int, int]:
+        # When a loop demands while its streams are open, twice (the second call adds nothing)
+        events.demand(lambda: streams["open"])
+        events.demand(lambda: streams["open"])
+        await asyncio.sleep(0)
+        at_once = len(notices)
+        await asyncio.sleep(0.13)
+        streams["open"] = False
+        await asyncio.sleep(0.12)
+        stopped_at = len(notices)
+        await asyncio.sleep(0.12)
+        assert len(notices) == stopped_at  # no notice once nothing is open
+        return at_once, stopped_at
+
+    at_once, total = asyncio.run(scenario())
+
+    # Then the first notice went at once, more followed while open, from one task only
+    assert at_once == 1
+    assert 3 <= total <= 4
+    assert all(n == {"origin": events._origin(), "demand": True} for n in notices)

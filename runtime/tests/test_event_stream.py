@@ -312,3 +312,43 @@ def test_stream__filtered_types__cursor_still_moves_and_the_next_ping_carries_it
     assert b"data:" not in b"".join(chunks)
     assert _ids(chunks) == ["d2.e0"]
     assert chunks[-1] == b": ping\n\n"
+
+
+def test_hub__a_stream_opens__the_process_asks_for_decisions_while_streams_are_open(monkeypatch):
+    # Decisions reach this process from the others only while it asks (common.events.demand).
+    from common import events as common_events
+    from runtime import event_stream
+
+    asked: list = []
+    monkeypatch.setattr(common_events, "demand", lambda while_: asked.append(while_))
+    hub = event_stream.EventHub()
+
+    async def scenario() -> tuple[bool, bool]:
+        subscriber = hub.open(team_id=uuid.uuid4())
+        while_open = asked[-1]()
+        hub.close(subscriber)
+        return while_open, asked[-1]()
+
+    assert asyncio.run(scenario()) == (True, False)
+
+
+def test_register__decisions_on_demand_everything_else_always():
+    from common import events as common_events
+    from common.events import EventType, Reach
+
+    reaches = {
+        event_type: {
+            reach for handler, reach in common_events._handlers.get(event_type, ()) if handler == hub_handle()
+        }
+        for event_type in EventType
+    }
+    assert reaches[EventType.DECISION_CREATED] == {Reach.EVERY_PROCESS_ON_DEMAND}
+    assert reaches[EventType.APPROVAL_CREATED] == {Reach.EVERY_PROCESS_ON_DEMAND}
+    assert reaches[EventType.APPROVAL_RESOLVED] == {Reach.EVERY_PROCESS}
+    assert reaches[EventType.POLICY_PUBLISHED] == {Reach.EVERY_PROCESS}
+
+
+def hub_handle():
+    from runtime import event_stream
+
+    return event_stream.hub.handle

@@ -36,6 +36,7 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -273,6 +274,28 @@ def measure(
     }
 
 
+def machine(load_before: tuple[float, float, float]) -> dict[str, Any]:
+    """The machine and the code measured: CPU, memory, load before and after, git commit."""
+    info: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+        info["cpu"] = next(
+            (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), None
+        )
+        meminfo = Path("/proc/meminfo").read_text().splitlines()
+        info["memory_kib"] = next(
+            (int(line.split()[1]) for line in meminfo if line.startswith("MemTotal")), None
+        )
+    except OSError:
+        pass
+    info["load_before"], info["load"] = load_before, os.getloadavg()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True
+    )
+    info["git_commit"] = commit.stdout.strip() or None
+    return info
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -288,6 +311,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "engine-by-rule-count.json"))
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
+    load_before = os.getloadavg()
 
     results: list[dict[str, Any]] = []
     for family, generate in (("ir", ir_rule_set), ("when", when_rule_set)):
@@ -334,7 +358,7 @@ def main() -> int:
     summary = {
         "benchmark": "engine_by_rule_count",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
+        "machine": machine(load_before),
         "note": args.note,
         "engine": "unindexed (every rule of the tool)" if args.unindexed else "indexed by tool and argument",
         "args": vars(args),

@@ -56,6 +56,16 @@ class Approval(models.Model):
                 fields=["expires_at"], condition=Q(status="pending"), name="approval_pending_expiry"
             ),
             models.Index(fields=["team", "status", "created_at"], name="approval_team_status"),
+            # The lists at 100,000 pending (migration 0004, benchmarks/scale_10m.py): newest first,
+            # by tool, the decided ones by resolution, the pending ones per team by deadline.
+            models.Index(fields=["team", "-created_at"], name="approval_team_time"),
+            models.Index(fields=["team", "tool_name", "-created_at"], name="approval_team_tool_time"),
+            models.Index(
+                fields=["team", "-resolved_at"], condition=~Q(status="pending"), name="approval_team_resolved"
+            ),
+            models.Index(
+                fields=["team", "expires_at"], condition=Q(status="pending"), name="approval_pending_team"
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(min_approvals__gte=1), name="approval_needs_one_approval"),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import Q, QuerySet, Subquery
+from django.db import connection
+from django.db.models import Count, F, Func, Min, Q, QuerySet, Subquery, TextField
 from django.utils import timezone
 
 from approvals.models import Approval, ApprovalEvent
@@ -46,6 +47,21 @@ class _Eligibility:
 
     def team_ids(self) -> set[uuid.UUID]:
         return set(self.groups_by_team) | set(self.admin_team_flags)
+
+    def q(self) -> Q:
+        """``may_decide`` as a filter, for PostgreSQL (``?|``: any of the groups is an element of
+        the approval's JSON list): the queue and its counts are read in SQL, not row by row."""
+        eligible = Q(pk__in=[])
+        for team_id in self.team_ids():
+            groups = sorted(self.groups_by_team.get(team_id, set()))
+            decides = Q(approver_groups__has_any_keys=groups) if groups else Q(pk__in=[])
+            if team_id in self.admin_team_flags:
+                if self.admin_team_flags[team_id]:
+                    decides = Q()
+                else:  # an approval that names no group: the team's admins decide it
+                    decides |= Q(approver_groups=[]) | Q(approver_groups__isnull=True)
+            eligible |= Q(team_id=team_id) & decides
+        return eligible
 
     def may_decide(self, approval: Approval) -> bool:
         """In one of the approval's groups; or an admin of its team, when the team lets admins
@@ -110,37 +126,120 @@ class QueueFilters:
     tool_name: str | None = None
 
 
-def approvals_queue_for(*, user: User, filters: QueueFilters | None = None) -> list[Approval]:
-    """Pending approvals ``user`` may decide, oldest first (the browser queue).
+def _in_sql() -> bool:
+    """Eligibility is read in SQL on PostgreSQL; elsewhere (SQLite: group slugs sit in a JSON list
+    it cannot query by element) row by row in Python, which is fine for a short queue."""
+    return connection.vendor == "postgresql"
 
-    Eligibility is checked in Python: group slugs sit in a JSON list, which SQLite cannot
-    query by element, and a team's pending queue is short.
-    """
-    filters = filters or QueueFilters()
-    eligibility = _Eligibility.of(user)
-    pending = (
-        Approval.objects.filter(team_id__in=eligibility.team_ids(), status=Approval.Status.PENDING)
-        .select_related("team")
-        .order_by("created_at")
-    )
+
+# The most rows the browser queue lists (the oldest first); its total and filters cover all.
+QUEUE_PAGE = 200
+
+
+def _pending_for(eligibility: _Eligibility, filters: QueueFilters) -> QuerySet[Approval]:
+    pending = Approval.objects.filter(team_id__in=eligibility.team_ids(), status=Approval.Status.PENDING)
     if filters.team_slug:
         pending = pending.filter(team__slug=filters.team_slug)
     if filters.tool_name:
         pending = pending.filter(tool_name=filters.tool_name)
+    if _in_sql():
+        pending = pending.filter(eligibility.q())
+        if filters.group:
+            pending = pending.filter(approver_groups__contains=[filters.group])
+    return pending
+
+
+def _decidable(
+    eligibility: _Eligibility, filters: QueueFilters, approvals: Iterable[Approval]
+) -> list[Approval]:
     return [
         approval
-        for approval in pending
+        for approval in approvals
         if eligibility.may_decide(approval)
-        and (not filters.group or filters.group in approval.approver_groups)
+        and (not filters.group or filters.group in (approval.approver_groups or []))
     ]
 
 
+def approvals_queue_for(
+    *, user: User, filters: QueueFilters | None = None, limit: int | None = None
+) -> list[Approval]:
+    """Pending approvals ``user`` may decide, oldest first (the browser queue), at most ``limit``."""
+    filters = filters or QueueFilters()
+    eligibility = _Eligibility.of(user)
+    pending = _pending_for(eligibility, filters).select_related("team").order_by("created_at", "id")
+    if _in_sql():
+        return list(pending[:limit] if limit is not None else pending)
+    return _decidable(eligibility, filters, pending)[:limit]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSummary:
+    """The whole queue of one person (no filters), without its rows: how many, the next
+    deadline, and the groups, tools and teams its filters offer."""
+
+    total: int
+    next_deadline: datetime | None
+    groups: list[str]
+    tools: list[str]
+    teams: list[str]
+
+
+def approvals_queue_summary_for(*, user: User) -> QueueSummary:
+    """``QueueSummary`` of ``user``'s queue: on PostgreSQL four aggregate queries over the pending
+    rows' index, whatever the queue's length; elsewhere from the rows."""
+    eligibility = _Eligibility.of(user)
+    pending = _pending_for(eligibility, QueueFilters())
+    if not _in_sql():
+        rows = _decidable(eligibility, QueueFilters(), pending.select_related("team"))
+        return QueueSummary(
+            total=len(rows),
+            next_deadline=min((a.expires_at for a in rows), default=None),
+            groups=sorted({str(g) for a in rows for g in (a.approver_groups or [])}),
+            tools=sorted({a.tool_name for a in rows}),
+            teams=sorted({a.team.slug for a in rows}),
+        )
+    totals = pending.aggregate(total=Count("id"), next_deadline=Min("expires_at"))
+    unordered = pending.order_by()  # (DISTINCT over the values alone, not the default ordering)
+    groups = unordered.annotate(group=_GroupSlugs(F("approver_groups"))).values_list("group", flat=True)
+    return QueueSummary(
+        total=totals["total"],
+        next_deadline=totals["next_deadline"],
+        groups=sorted(groups.distinct()),
+        tools=sorted(unordered.values_list("tool_name", flat=True).distinct()),
+        teams=sorted(unordered.values_list("team__slug", flat=True).distinct()),
+    )
+
+
+class _GroupSlugs(Func):
+    """PostgreSQL: one row per element of an approval's JSON list of groups (none for a
+    non-list)."""
+
+    template = (
+        "jsonb_array_elements_text(CASE WHEN jsonb_typeof(%(expressions)s) = 'array' "
+        "THEN %(expressions)s ELSE '[]'::jsonb END)"
+    )
+    output_field = TextField()
+
+
+def approvals_queue_count_for(*, user: User, filters: QueueFilters) -> int:
+    """How many of ``user``'s pending approvals match ``filters`` (the queue's "n of total")."""
+    eligibility = _Eligibility.of(user)
+    pending = _pending_for(eligibility, filters)
+    if _in_sql():
+        return pending.count()
+    return len(_decidable(eligibility, filters, pending))
+
+
 def approvals_pending_count_for(*, user: User) -> int:
-    """The nav badge: the queue's length, reading only what eligibility needs (not arguments)."""
+    """The nav badge: the queue's length (in SQL on PostgreSQL; elsewhere reading only what
+    eligibility needs, not arguments)."""
     eligibility = _Eligibility.of(user)
     pending = Approval.objects.filter(
         team_id__in=eligibility.team_ids(), status=Approval.Status.PENDING, expires_at__gt=timezone.now()
-    ).only("id", "team_id", "approver_groups")
+    )
+    if _in_sql():
+        return pending.filter(eligibility.q()).count()
+    pending = pending.only("id", "team_id", "approver_groups")
     return sum(1 for approval in pending if eligibility.may_decide(approval))
 
 

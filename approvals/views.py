@@ -76,37 +76,42 @@ class QueueChoices:
     teams: list[str]
 
     @classmethod
-    def of(cls, approvals: list[Approval], chosen: dict[str, str]) -> QueueChoices:
-        def values(found: set[str], key: str) -> list[str]:
-            if chosen.get(key):
-                found.add(chosen[key])
-            return sorted(found)
+    def of(cls, summary: selectors.QueueSummary, chosen: dict[str, str]) -> QueueChoices:
+        def values(found: list[str], key: str) -> list[str]:
+            return sorted({*found, chosen[key]} if chosen.get(key) else set(found))
 
         return cls(
-            groups=values({g for a in approvals for g in a.approver_groups}, "group"),
-            tools=values({a.tool_name for a in approvals}, "tool"),
-            teams=values({a.team.slug for a in approvals}, "team"),
+            groups=values(summary.groups, "group"),
+            tools=values(summary.tools, "tool"),
+            teams=values(summary.teams, "team"),
         )
 
 
 @login_required
 @require_safe
 def approvals_queue(request: AuthenticatedHttpRequest) -> HttpResponse:
-    """Pending approvals the person may decide, oldest first; filters by group, tool and team."""
+    """Pending approvals the person may decide, oldest first (at most ``selectors.QUEUE_PAGE``
+    of them); filters by group, tool and team. The total, the filters' choices and the next
+    deadline are the whole queue's, counted in the database (100,000 pending approvals:
+    benchmarks/scale_10m.py)."""
     form = QueueFilterForm(request.GET)
     # What passed its deadline is settled first: expired ones leave the queue, escalated ones
     # join their new approvers' queue at the deadline, not at the next sweep.
     services.approvals_expire_due(team_ids=selectors.approval_team_ids_of(user=request.user))
-    everything = selectors.approvals_queue_for(user=request.user)
+    summary = selectors.approvals_queue_summary_for(user=request.user)
     filters = form.filters()
-    shown = (
-        everything
-        if filters == selectors.QueueFilters()
-        else (selectors.approvals_queue_for(user=request.user, filters=filters))
-    )
+    shown = selectors.approvals_queue_for(user=request.user, filters=filters, limit=selectors.QUEUE_PAGE)
+    if filters == selectors.QueueFilters():
+        matching = summary.total
+    elif len(shown) < selectors.QUEUE_PAGE:
+        matching = len(shown)
+    else:
+        matching = selectors.approvals_queue_count_for(user=request.user, filters=filters)
     now = timezone.now()
     chosen = {k: v for k, v in form.cleaned_data.items() if v} if form.is_valid() else {}
-    next_deadline = min((selectors.approval_time_left(a, now) for a in everything), default=None)
+    next_deadline = (
+        None if summary.next_deadline is None else max(0.0, (summary.next_deadline - now).total_seconds())
+    )
     context = {
         "form": form,
         "rows": [
@@ -118,8 +123,9 @@ def approvals_queue(request: AuthenticatedHttpRequest) -> HttpResponse:
             )
             for a in shown
         ],
-        "total": len(everything),
-        "choices": QueueChoices.of(everything, chosen),
+        "total": summary.total,
+        "matching": matching,
+        "choices": QueueChoices.of(summary, chosen),
         "chosen": chosen,
         # The results refresh themselves (live-refresh) from this, with the filters they show.
         "refresh_url": reverse("approvals:queue") + (f"?{urlencode(chosen)}" if chosen else ""),

@@ -23,7 +23,7 @@ from typing import Any
 
 from audit.checkpoints import checkpoint_output, signing_public_key_hex
 from audit.models import ChainStream, Checkpoint
-from audit.selectors import DecisionFilters, decisions_of_team
+from audit.selectors import DecisionFilters, decisions_of_team_in_sequence
 from common.api import iso
 from common.database import run_in_db_thread
 
@@ -35,9 +35,10 @@ Entry = tuple[int, str, str, str, uuid.UUID, datetime]
 
 def export_entries_batch(*, team_id: uuid.UUID, filters: DecisionFilters, after: int) -> list[Entry]:
     """The next ``EXPORT_BATCH`` chain entries of the team's decisions matching ``filters``, in
-    sequence order, after sequence ``after`` (keyset: the ``(team, sequence)`` unique index)."""
+    sequence order, after sequence ``after`` (keyset: the ``(team, sequence)`` unique index; a
+    time range bracketed by sequence, ``decisions_of_team_in_sequence``)."""
     return list(
-        decisions_of_team(team_id=team_id, filters=filters)
+        decisions_of_team_in_sequence(team_id=team_id, filters=filters)
         .filter(sequence__gt=after)
         .order_by("sequence")
         .values_list("sequence", "record", "prev_hash", "hash", "id", "created_at")[:EXPORT_BATCH]

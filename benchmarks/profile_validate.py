@@ -631,6 +631,26 @@ def component_table(accounted: dict, profiled: dict) -> dict[str, float]:
     return table
 
 
+def goals_of(result: dict) -> list[dict]:
+    """Issue 14's goals this run speaks to, for benchmarks/run_all.py (``listed_goals``)."""
+    total = "total (workers + PostgreSQL backends + wrk)"
+    validate = result["validate"]["us_per_request"][total]
+    healthz = result["healthz"]["us_per_request"][total]
+    pg = result["validate"]["us_per_request"]["PostgreSQL backends (this database)"]
+    return [
+        {
+            "goal": "profile of the whole validate request, by component (µs of CPU per request)",
+            "measured": f"validate {validate:.0f} µs all in (PostgreSQL backends {pg:.0f}), /healthz {healthz:.0f} µs",
+            "met": None,
+        },
+        {
+            "goal": "validate at >= 0.5x /healthz: by CPU per request, the ratio the 2 cores allow",
+            "measured": f"{healthz / validate:.2f}x (0.5x needs validate <= {2 * healthz:.0f} µs all in)",
+            "met": healthz / validate >= 0.5,
+        },
+    ]
+
+
 def git_commit(tree: Path) -> str:
     return subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True
@@ -641,7 +661,10 @@ def run_profile(args: argparse.Namespace, database_url: str, redis_url: str) -> 
     made: list[Path] = []
     tree = tree_of(args.tree, made) if args.tree else ROOT
     try:
-        return profile_tree(tree, args, database_url, redis_url) | {"tree": args.tree or "this checkout"}
+        return profile_tree(tree, args, database_url, redis_url) | {
+            "tree": args.tree or "this checkout",
+            "tree_commit": git_commit(tree),
+        }
     finally:
         for path in made:
             subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=False)
@@ -837,6 +860,8 @@ def main() -> int:
         **result,
     }
     out = args.json or default_out
+    if not args.ab:
+        result["goals"] = goals_of(result)
     if not args.ab and args.profile_out is None:
         collapsed = Path(result["profiles_dir"]) / "validate.collapsed.txt"
         shutil.copy(collapsed, out.with_suffix(".collapsed.txt"))

@@ -507,6 +507,9 @@ def main() -> int:
         print("the benchmark runs on PostgreSQL: set DATABASE_URL to a postgres:// URL", file=sys.stderr)
         return 2
     wall = time.monotonic()
+    # This process imported policies/engine above; the server imports it once it starts. Another
+    # change to the working tree in between and the two run different engines: checked below.
+    engine_digests = {"this_process": engine_source_digest()}
 
     limits = raised_limits([generated(f, c, args.seed, 1)[0] for f in families for c in counts])
     os.environ.update(limits)
@@ -530,6 +533,7 @@ def main() -> int:
     team = Team.objects.get(slug="demo")
     base = f"http://127.0.0.1:{port}"
     server, log = start_server([sys.executable, "-m", "veto_cloud.serve"], env, base)
+    engine_digests["server_started"] = engine_source_digest()
     results: list[dict[str, Any]] = []
     try:
         for family in families:
@@ -551,6 +555,8 @@ def main() -> int:
     finally:
         stop_server(server)
 
+    engine_digests["end"] = engine_source_digest()
+    engine_stable = len(set(engine_digests.values())) == 1
     lines, goals = table(results, min(counts))
     seconds = round(time.monotonic() - wall)
     measured = [r for r in results if "light" in r]
@@ -597,6 +603,11 @@ def main() -> int:
         f"every set served: {all_served}; decisions equal to the engine's on every sampled call: {all_checked}; "
         f"every answer recorded: {all_recorded}"
     )
+    if not engine_stable:
+        print(
+            f"WARNING: policies/engine changed during the run ({engine_digests}): this process and the "
+            "server may run different engines, and a decision mismatch may say only that"
+        )
     print(f"wall time: {seconds} s")
 
     date = datetime.now(UTC).strftime("%Y-%m-%d")
@@ -611,7 +622,8 @@ def main() -> int:
         "note": args.note,
         "git_commit": git("rev-parse", "HEAD"),
         "engine_dirty": bool(git("status", "--porcelain", "--", "policies/engine")),
-        "engine_source_sha256_16": engine_source_digest(),
+        "engine_source_sha256_16": engine_digests,
+        "engine_unchanged_during_run": engine_stable,
         "server": f"python -m veto_cloud.serve, {args.workers} worker(s)",
         "connections": CONNECTIONS,
         "limits": {

@@ -15,6 +15,9 @@ seed gives the same sets and calls), and measures the engine in the same run for
    let in by raising the limits through the environment the settings read
    (``VETO_RULE_SET_MAX_BYTES``, ``_MAX_RULES``, ``_MAX_EXPRESSION_CHARS``: just enough for the
    largest set of the run), for this process and the server alike; the values are in the output.
+   The server runs with ``DATABASE_REQUEST_TIMEOUT=30`` (``--database-request-timeout``; 0 keeps
+   the product's 0.8 s): it loads and compiles a new version under that deadline, and a set
+   that compiles slower is answered 503 throughout (the step is reported "not served").
    One database for the whole run: decision rows accumulate from step to step (the count at
    each step's start is recorded), so the smallest set is measured again at the end of each
    family ("again") to show what the later steps' table and the machine changed.

@@ -866,6 +866,8 @@ def main() -> int:
         collapsed = Path(result["profiles_dir"]) / "validate.collapsed.txt"
         shutil.copy(collapsed, out.with_suffix(".collapsed.txt"))
         result["collapsed_stacks"] = out.with_suffix(".collapsed.txt").name
+    if not args.ab:
+        shutil.rmtree(result.pop("profiles_dir"), ignore_errors=True)  # perf data, per-worker stacks
     out.write_text(json.dumps(result, indent=2))
     if not args.ab:
         for target in ("healthz", "validate"):

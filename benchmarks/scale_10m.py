@@ -32,7 +32,7 @@ explorer's own reads are that benchmark's). A separate process, not a test:
 5. **Validate through the live server** (``python -m veto_cloud.serve``, DEBUG off, 2 workers,
    Redis db ``--redis-url``, port ``--port``): wrk, 32 connections, ``--validate-seconds`` per
    run, ``validate_throughput``'s mix and Lua script, alternating this 10M database (the big
-   team) with a fresh small one (``<database>_small``... see ``--small-database-url``),
+   team) with a fresh small one (``veto_scale10m_small`` on the same server, or ``--small-database-url``),
    ``--validate-runs`` each; every answer must have its decision row. The approvals validate
    raised on the big team are deleted after (the loaded shape stays).
 

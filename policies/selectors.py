@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -59,23 +60,50 @@ def forget_cached_rule_sets(*, team_id: uuid.UUID | None = None) -> None:
         _active.forget(team_id)
 
 
-def _active_rule_set_from_database(team_id: uuid.UUID) -> ActiveRuleSet:
+def _active_version_from_database(team_id: uuid.UUID) -> ActiveRuleSet | tuple[uuid.UUID, int, Any]:
+    """The compiled copy while it is still the active version; otherwise the new version's id,
+    number and document, still to be compiled."""
     row = RuleSetVersion.objects.filter(team_id=team_id, is_active=True).values_list("id", "number").first()
     if row is None:
         return _NO_RULES
     stale = _active.get_stale(team_id)
     if isinstance(stale, ActiveRuleSet) and stale.version_id == row[0]:
         return stale  # still active: keep the compiled copy
-    with _compile_lock:
-        document = RuleSetVersion.objects.values_list("document", flat=True).get(pk=row[0])
-        return ActiveRuleSet(row[0], row[1], compile_rule_set(document))
+    document = RuleSetVersion.objects.values_list("document", flat=True).get(pk=row[0])
+    return row[0], row[1], document
+
+
+def _compiled(found: ActiveRuleSet | tuple[uuid.UUID, int, Any]) -> ActiveRuleSet:
+    if isinstance(found, ActiveRuleSet):
+        return found
+    version_id, number, document = found
+    with _compile_lock:  # one compile at a time per process: big sets are CPU, not waiting
+        return ActiveRuleSet(version_id, number, compile_rule_set(document))
+
+
+def _active_rule_set_from_database(team_id: uuid.UUID) -> ActiveRuleSet:
+    return _compiled(_active_version_from_database(team_id))
+
+
+async def _load_active_rule_set(team_id: uuid.UUID) -> ActiveRuleSet:
+    # Two steps, because only the first is the database. The rows are read under the request's
+    # database deadline (a hung database must fail fast and open the breaker); the compile is CPU
+    # and runs after it, on a thread, with no deadline: a large set that takes longer than
+    # DATABASE_REQUEST_TIMEOUT to compile used to be reported as a database outage, opened the
+    # breaker for every team on the process, and was thrown away to be compiled again (and time
+    # out again) by the next request. The load is shared and shielded (TtlCache), so a caller
+    # that gives up does not waste the compile either.
+    found = await run_in_db_thread(_active_version_from_database, team_id)
+    if isinstance(found, ActiveRuleSet):
+        return found
+    return await asyncio.to_thread(_compiled, found)
 
 
 async def active_rule_set(*, team_id: uuid.UUID) -> ActiveRuleSet:
     """The team's active version, compiled once per version per process and re-checked every
     RULE_SET_RECHECK_SECONDS (one indexed query, off the event loop), and at once when a
     publish is announced (``forget_cached_policies_of_event``)."""
-    return await _active.get_or_load(team_id, lambda: run_in_db_thread(_active_rule_set_from_database, team_id))
+    return await _active.get_or_load(team_id, lambda: _load_active_rule_set(team_id))
 
 
 def registered_tools_of_team(*, team_id: uuid.UUID) -> QuerySet[RegisteredTool]:

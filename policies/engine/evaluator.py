@@ -26,6 +26,7 @@ from policies.engine.rule_bounds import Bound, Measure, usable_threshold
 from policies.engine.rule_index import (
     NO_GUARDS,
     Guard,
+    GuardChooser,
     GuardOptions,
     Guards,
     RuleIndex,
@@ -455,9 +456,10 @@ class CompiledRuleSet:
         # docstring); the index skips those a call's arguments show cannot match, and ``matches``
         # has no side effects, so the decision is the one visiting every rule gives
         # (policies/tests/test_rule_index.py).
-        self._global = self._index(tuple(global_rules), (), indexed)
+        chooser = GuardChooser()
+        self._global = self._index(tuple(global_rules), (), indexed, chooser)
         self._by_tool: dict[str, RuleIndex[CompiledRule]] = {
-            tool: self._index(self._global.rules + tuple(rules), rules, indexed)
+            tool: self._index(self._global.rules + tuple(rules), rules, indexed, chooser)
             for tool, rules in by_tool.items()
         }
         self._global_needs_history = any(r.id in uses_history for r in self._global.rules)
@@ -475,13 +477,17 @@ class CompiledRuleSet:
 
     @staticmethod
     def _index(
-        rules: tuple[CompiledRule, ...], own: Sequence[CompiledRule], indexed: bool
+        rules: tuple[CompiledRule, ...], own: Sequence[CompiledRule], indexed: bool, chooser: GuardChooser
     ) -> RuleIndex[CompiledRule]:
         """The index of a tool's rules; ``own`` are the tool's own (not global) rules, whose
         arguments hint at which arguments the tool's calls carry (rule_index.guard_weight)."""
         tool_reads = arguments_read([rule.guard_options for rule in own])
         return RuleIndex(
-            rules, [rule.guard_options for rule in rules], tool_reads=tool_reads, indexed=indexed
+            rules,
+            [rule.guard_options for rule in rules],
+            tool_reads=tool_reads,
+            indexed=indexed,
+            chooser=chooser,
         )
 
     def rules_for(self, tool_name: str) -> tuple[CompiledRule, ...]:

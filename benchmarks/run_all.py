@@ -57,8 +57,9 @@ class Benchmark:
     name: str  # the script is benchmarks/<name>.py, run with its defaults
     goals: Reader
     what: str
-    # How the script is told where its raw results go.
-    result_flag: str = "--json"
+    # How the script is told where its raw results go; None: it writes them to
+    # benchmarks/results/<name with dashes>-<date>.json on its own.
+    result_flag: str | None = "--json"
 
     @property
     def script(self) -> str:
@@ -293,7 +294,82 @@ def explorer_queries_goals(data: dict[str, Any]) -> list[Goal]:
                 None,
             )
         )
-    return goals + listed_goals(14)(data)  # the 100,000 approvals and the 10M reads of issue 14
+    return goals
+
+
+def validate_by_rule_count_goals(data: dict[str, Any]) -> list[Goal]:
+    goals = []
+    for family, label in (("ir", "Policy IR"), ("when", "when:-heavy")):
+        verdict = _get(data, "goals", family, default={})
+        if not verdict:
+            continue
+        again = verdict.get("smallest_again", {})
+        goals.append(
+            Goal(
+                14,
+                f"validate through the server: 1,000 rules at most 2x the cost of 10 ({label})",
+                f"p50 at 1 connection {_fmt(verdict.get('server_light_p50_ratio'), 2)}x, CPU per request at 32 "
+                f"{_fmt(verdict.get('server_load_cost_ratio'), 2)}x (10 rules measured again: "
+                f"{_fmt(again.get('light_p50'), 2)}x / {_fmt(again.get('load_cost'), 2)}x)",
+                verdict.get("server_met"),
+            )
+        )
+    served = data.get("all_served"), data.get("all_decisions_equal_engine"), data.get("all_answers_recorded")
+    goals.append(
+        Goal(
+            14,
+            "every size served, the server decides as the engine, every answer recorded",
+            f"served {served[0]}, equal {served[1]}, recorded {served[2]}",
+            all(value is True for value in served),
+        )
+    )
+    return goals
+
+
+def scale_10m_goals(data: dict[str, Any]) -> list[Goal]:
+    goals = []
+    by_group: dict[str, list[dict[str, Any]]] = {}
+    for query in data.get("queries", []):
+        by_group.setdefault(query.get("group", "?"), []).append(query)
+    for group, queries in by_group.items():
+        met = [q for q in queries if q.get("met")]
+        missed = [q for q in queries if not q.get("met")]
+        if met:
+            worst = max(q["p95_ms"] for q in met)
+            goal_ms = max(q.get("goal_ms", 100) for q in met)
+            goals.append(
+                Goal(
+                    14,
+                    f"{group} at 100,000 pending / 10M decisions: {len(met)} reads under {_fmt(goal_ms, 0)} ms",
+                    f"worst p95 {_fmt(worst)} ms",
+                    True,
+                )
+            )
+        for query in missed:
+            goals.append(
+                Goal(
+                    14,
+                    f"{group}: {query.get('query')} under {_fmt(query.get('goal_ms', 100), 0)} ms",
+                    f"p95 {_fmt(query.get('p95_ms'))} ms",
+                    False,
+                )
+            )
+    for database, runs in (_get(data, "validate", "runs", default={}) or {}).items():
+        if not runs:
+            continue
+        p99s = sorted(run["p99_ms"] for run in runs)
+        rates = sorted(run["rps"] for run in runs)
+        recorded = all(run.get("every_answer_recorded") for run in runs)
+        goals.append(
+            Goal(
+                14,
+                f"validate p99 under 20 ms on the {database}",
+                f"p99 {_fmt(p99s[0])}-{_fmt(p99s[-1])} ms, {_fmt(rates[0], 0)}-{_fmt(rates[-1], 0)} req/s, "
+                f"every answer recorded {recorded}",
+                p99s[-1] < 20 and recorded,
+            )
+        )
+    return goals
 
 
 def listed_goals(issue: int) -> Reader:
@@ -389,12 +465,15 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("profile_validate", listed_goals(14), "where a validate request's CPU goes"),
     Benchmark("engine_vs_sdk", engine_vs_sdk_goals, "rule engine vs the SDK's"),
     Benchmark("engine_by_rule_count", engine_by_rule_count_goals, "engine at 10-10,000 rules", "--out"),
-    Benchmark("validate_by_rule_count", listed_goals(14), "validate through the server at 10-10,000 rules"),
+    Benchmark(
+        "validate_by_rule_count", validate_by_rule_count_goals, "validate through the server, 10-10,000 rules"
+    ),
     Benchmark("approval_pollers", approval_pollers_goals, "1,000 pollers, long-polls"),
     Benchmark("dashboard_fanout", dashboard_fanout_goals, "200 live pages at 100 decisions/s"),
     Benchmark("webhook_deliveries", webhook_deliveries_goals, "webhook deliveries/s and delay"),
     Benchmark("audit_chain", audit_chain_goals, "chained append, verify, export"),
-    Benchmark("explorer_queries", explorer_queries_goals, "10M decisions, 100k pending approvals"),
+    Benchmark("explorer_queries", explorer_queries_goals, "the explorer and overview on 10M decisions", None),
+    Benchmark("scale_10m", scale_10m_goals, "100k pending approvals, export, sweep, validate at 10M", None),
     Benchmark("web_memory", listed_goals(14), "RSS after 1M decisions, 5,000 long-polls"),
     Benchmark("rule_set_limits", rule_set_limits_goals, "CPU of one document at the upload limits"),
     Benchmark("rule_set_upload_latency", rule_set_upload_latency_goals, "latency while uploads are parsed"),
@@ -465,12 +544,9 @@ def result_path(benchmark: Benchmark, date: str) -> Path:
 
 def run_one(benchmark: Benchmark, date: str, log_dir: Path) -> dict[str, Any]:
     path = result_path(benchmark, date)
-    command = [
-        sys.executable,
-        str(ROOT / "benchmarks" / benchmark.script),
-        benchmark.result_flag,
-        str(path),
-    ]
+    command = [sys.executable, str(ROOT / "benchmarks" / benchmark.script)]
+    if benchmark.result_flag:
+        command += [benchmark.result_flag, str(path)]
     log = log_dir / f"{benchmark.name}.log"
     print(f"== {benchmark.name}: {' '.join(command[1:])}  (log: {log})", flush=True)
     before = load_average()

@@ -1,0 +1,123 @@
+"""``make bench`` (benchmarks/run_all.py): it lists every benchmark, and its goal readers turn raw
+results into the right verdicts. Nothing here runs a benchmark or times anything: the readers
+are fed results recorded earlier (benchmarks/results/) and small hand-made ones."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
+RESULTS = BENCHMARKS_DIR / "results"
+
+
+@pytest.fixture(scope="module")
+def run_all():
+    spec = importlib.util.spec_from_file_location("benchmarks_run_all", BENCHMARKS_DIR / "run_all.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def recorded(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text())
+
+
+def verdicts(goals) -> dict[str, bool | None]:
+    return {goal.goal: goal.met for goal in goals}
+
+
+def test_every_script_in_benchmarks_is_run_or_says_why_not(run_all):
+    scripts = {path.name for path in BENCHMARKS_DIR.glob("*.py") if not path.name.startswith("_")}
+    run = {benchmark.script for benchmark in run_all.BENCHMARKS}
+
+    assert scripts - run - set(run_all.NOT_RUN_ON_THEIR_OWN) == set()
+    assert run - scripts == set(), "a registered benchmark has no script"
+    assert run & set(run_all.NOT_RUN_ON_THEIR_OWN) == set()
+
+
+def test_validate_vs_cerbos__the_recorded_run_misses_both_speed_goals(run_all):
+    goals = verdicts(run_all.validate_vs_cerbos_goals(recorded("validate-vs-cerbos-2026-12-04.json")))
+
+    assert goals["validate at least 0.5x /healthz, 32 connections, same run"] is False
+    assert goals["validate p99 under 20 ms at 32 connections"] is False
+    assert goals["every answered validate recorded, zero errors"] is True
+
+
+def test_validate_vs_cerbos__a_fast_enough_run_meets_them(run_all):
+    data = {
+        "median": {"validate": {"rps": 6000.0, "p99_ms": 12.0}, "healthz": {"rps": 11000.0}},
+        "ratios_per_round": {"validate/healthz": [0.52, 0.55, 0.49]},
+        "every_validate_answer_recorded_no_errors": True,
+    }
+
+    goals = verdicts(run_all.validate_vs_cerbos_goals(data))
+
+    assert goals["validate at least 0.5x /healthz, 32 connections, same run"] is True  # the median round
+    assert goals["validate p99 under 20 ms at 32 connections"] is True
+
+
+def test_webhook_deliveries__a_lost_delivery_fails_the_goal(run_all):
+    data = recorded("webhook-deliveries-2026-12-04-full-2.json")
+    assert verdicts(run_all.webhook_deliveries_goals(data)) == {
+        "webhook deliveries at least 500/s with two workers": True,
+        "none lost or doubled, every signature verifies": True,
+        "decision -> delivery delay, 200/s, reported": None,
+        "decision -> delivery delay, 50/s, reported": None,
+    }
+
+    data["phases"][0]["figures"]["lost"] = 1
+
+    assert verdicts(run_all.webhook_deliveries_goals(data))["none lost or doubled, every signature verifies"] is False
+
+
+def test_dashboard_fanout__a_page_missing_rows_fails_the_goal(run_all):
+    data = recorded("dashboard-fanout-2026-12-03-final-nodeflate-7.json")
+    name = "200 dashboards at 100 decisions/s: every client gets every event"
+    assert verdicts(run_all.dashboard_fanout_goals(data))[name] is True
+
+    data["delivery"]["pages_complete"] -= 1
+    data["delivery"]["missing_rows_total"] = 3
+
+    assert verdicts(run_all.dashboard_fanout_goals(data))[name] is False
+
+
+def test_multi_node__the_recorded_checks_hold(run_all):
+    goals = verdicts(run_all.multi_node_goals(recorded("multi-node-2026-12-04.json")))
+
+    assert goals["rate limits atomic across nodes"] is True
+    assert goals["a node killed mid-load loses nothing"] is True
+    assert goals["throughput grows with nodes behind HAProxy"] is True
+
+
+def test_engine_by_rule_count__the_ratio_is_measured_against_ten_rules(run_all):
+    data = {
+        "results": [
+            {"family": "ir", "rules": 10, "mean_us": 4.0},
+            {"family": "ir", "rules": 1000, "mean_us": 8.0},
+            {"family": "when", "rules": 10, "mean_us": 4.0},
+            {"family": "when", "rules": 1000, "mean_us": 8.4},
+        ]
+    }
+
+    goals = verdicts(run_all.engine_by_rule_count_goals(data))
+
+    assert goals["engine: 1,000 rules at most 2x the cost of 10 (Policy IR)"] is True
+    assert goals["engine: 1,000 rules at most 2x the cost of 10 (when:-heavy)"] is False
+
+
+def test_a_benchmark_without_results_is_marked_not_measured(run_all, tmp_path, monkeypatch):
+    monkeypatch.setattr(run_all, "RESULTS", tmp_path)
+    monkeypatch.setattr(run_all, "ROOT", tmp_path)
+    benchmark = run_all.BENCHMARKS[0]
+    info = {key: "x" for key in ("cpus", "cpu", "memory_gib", "kernel", "python", "postgresql", "redis", "commit")}
+
+    table = run_all.markdown("2026-12-07", info, [], [benchmark])
+
+    assert "not measured" in table

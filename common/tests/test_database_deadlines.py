@@ -31,7 +31,9 @@ def on_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @override_settings(DATABASE_REQUEST_TIMEOUT=0.2)
-def test_run_in_db_thread__call_hangs__503_within_the_deadline__breaker_opens__next_call_refused_at_once(on_postgresql):
+def test_run_in_db_thread__call_hangs__503_within_the_deadline__breaker_opens__next_call_refused_at_once(
+    on_postgresql,
+):
     release = threading.Event()
 
     def hangs() -> str:
@@ -132,3 +134,66 @@ def test_watchdog__query_blocked_while_the_breaker_is_open__its_socket_is_shut_d
     # Then it was woken (end of file) about at the deadline, not left waiting
     assert read == b""
     assert elapsed < 0.6
+
+
+@override_settings(DATABASE_REQUEST_TIMEOUT=0.2)
+def test_run_in_db_thread__burst_queued_past_the_deadline__quick_calls_all_answer__breaker_stays_closed(
+    on_postgresql,
+):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def quick() -> str:
+        time.sleep(0.02)
+        return "answered"
+
+    async def scenario() -> list[object]:
+        # Given two worker threads, and a burst of 40 quick calls (5,000 long-polls arriving at
+        # once): the last ones wait in the queue for about 0.4 s, twice the deadline
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(2))
+        # When they all run
+        return await asyncio.gather(
+            *(database.run_in_db_thread(quick) for _ in range(40)), return_exceptions=True
+        )
+
+    results = asyncio.run(scenario())
+
+    # Then every one answered (the deadline counts from a thread taking the call, not the queue)
+    # and the breaker, which would answer every request 503, stayed closed
+    assert results == ["answered"] * 40
+    assert not breaker.is_open()
+
+
+@override_settings(DATABASE_REQUEST_TIMEOUT=0.2)
+def test_run_in_db_thread__queued_behind_a_hung_call__503_once_the_breaker_opens_not_when_the_thread_frees(
+    on_postgresql,
+):
+    from concurrent.futures import ThreadPoolExecutor
+
+    release = threading.Event()
+
+    def hangs() -> str:
+        release.wait(5)
+        return "late"
+
+    async def scenario() -> tuple[list[object], float]:
+        # Given one worker thread held by a call on a database that does not answer, and a call queued behind it
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(1))
+        started = time.monotonic()
+        hung = asyncio.ensure_future(database.run_in_db_thread(hangs))
+        await asyncio.sleep(0.01)
+        queued = asyncio.ensure_future(database.run_in_db_thread(lambda: "never ran"))
+        # When the hung call passes its deadline and opens the breaker
+        results = await asyncio.gather(hung, queued, return_exceptions=True)
+        elapsed = time.monotonic() - started
+        release.set()
+        return results, elapsed
+
+    try:
+        results, elapsed = asyncio.run(scenario())
+    finally:
+        release.set()
+
+    # Then both answered 503 within about two deadlines, the queued one without waiting for the thread
+    assert [type(result) for result in results] == [DatabaseUnavailable, DatabaseUnavailable]
+    assert elapsed < 0.7
+    assert breaker.is_open()

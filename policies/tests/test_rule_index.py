@@ -441,8 +441,8 @@ def value_rules(draw: st.DrawFn, index: int) -> dict[str, Any]:
     elif kind == "when_eq":
         rule["when"] = f"args.{key} == {cel_literal(draw(literals))}"
     elif kind == "when_in":
-        items = ", ".join(cel_literal(v) for v in draw(st.lists(literals, max_size=3)))
-        rule["when"] = f"args.{key} in [{items}]"
+        listed = ", ".join(cel_literal(v) for v in draw(st.lists(literals, max_size=3)))
+        rule["when"] = f"args.{key} in [{listed}]"
     elif kind == "when_or":
         rule["when"] = (
             f"(args.{key} == {cel_literal(draw(literals))} || args.{key} == {cel_literal(draw(literals))})"

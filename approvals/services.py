@@ -8,16 +8,16 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from approvals.models import Approval, ApprovalEvent, ApprovalVote
 from approvals.selectors import approval_is_own_request, approval_may_decide
 from audit.models import AuditEvent
-from audit.trail import audit_event_append
+from audit.trail import TrailEntry, audit_event_append, audit_events_append
 from common.errors import Conflict, NotAuthenticated, PermissionDenied
 from tenancy.actor import Actor
 from tenancy.principal import ApiKeyPrincipal
@@ -300,7 +300,8 @@ def approvals_expire_due(
 
     ``SELECT ... FOR UPDATE SKIP LOCKED``: rows a resolve is deciding right now are skipped (the
     resolve wins; the next sweep sees them no longer pending), and two sweeps never take the
-    same row. The transitions themselves are conditional as well (see ``_apply_deadline``).
+    same row. The transitions themselves are conditional as well (see ``_apply_deadlines``): each
+    batch is set-based, a few statements however many it changes.
     """
     now = now or timezone.now()
     changed = 0
@@ -312,8 +313,7 @@ def approvals_expire_due(
             if team_ids is not None:
                 due = due.filter(team_id__in=team_ids)
             batch = list(due.order_by("expires_at")[:SWEEP_BATCH])
-            for approval in batch:
-                changed += _apply_deadline(approval, now)
+            changed += _apply_deadlines(batch, now)
         if len(batch) < SWEEP_BATCH:
             break
     if changed:
@@ -338,6 +338,139 @@ def approval_settle_due(*, approval: Approval, now: datetime | None = None) -> A
         locked = Approval.objects.select_for_update().get(pk=approval.pk)
         _apply_deadline(locked, now)
     return locked
+
+
+_EXPIRED_COMMENT = "no decision before the deadline; the agent's call is denied"
+_TIMEOUT_ACTOR = "system:timeout"
+
+
+def _escalation_comment(deadline: datetime, new_deadline: datetime, groups: Collection[str]) -> str:
+    return (
+        f"no decision by {deadline.isoformat()}; handed to {', '.join(groups)}"
+        f" until {new_deadline.isoformat()}"
+    )
+
+
+def _apply_deadlines(batch: list[Approval], now: datetime) -> int:
+    """``_apply_deadline`` for a whole batch read under its row locks, set-based: one conditional
+    ``UPDATE ... RETURNING`` escalates the ones whose rule escalates (once), one expires the rest
+    and the escalated ones whose new deadline has passed too; their trail lines are one insert,
+    their chain entries one append per team, their events announced in order after the commit.
+    Same rows, trail, chain entries and events as one ``_apply_deadline`` per approval, in the
+    batch's order; returns how many changed.
+
+    Each UPDATE is conditional on 'pending' (and the escalation on not escalated yet), and only
+    the rows it returns get a trail line, so an approval a person resolved in between (a
+    database without row locks) is left as they decided it.
+    """
+    if not batch:
+        return 0
+    table = connection.ops.quote_name(Approval._meta.db_table)
+    pk_prep = Approval._meta.pk.get_db_prep_value
+    time_prep = Approval._meta.get_field("expires_at").get_db_prep_value
+    db_now = time_prep(now, connection)
+    # (approval, action, comment) in the batch's order: the chain and the events follow it.
+    steps: dict[uuid.UUID, list[tuple[str, str]]] = {a.id: [] for a in batch}
+    to_escalate = [a for a in batch if a.escalate_to and a.escalated_at is None]
+    escalated: set[uuid.UUID] = set()
+    to_expire = [a for a in batch if not (a.escalate_to and a.escalated_at is None)]
+    if to_escalate:
+        new_deadlines = {a.id: a.expires_at + timedelta(seconds=a.timeout_seconds) for a in to_escalate}
+        cases = " ".join("WHEN %s THEN %s" for _ in to_escalate)
+        marks = ", ".join("%s" for _ in to_escalate)
+        params: list[Any] = []
+        for a in to_escalate:
+            params += [pk_prep(a.id, connection), time_prep(new_deadlines[a.id], connection)]
+        params += [pk_prep(a.id, connection) for a in to_escalate]
+        params += [Approval.Status.PENDING, db_now]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET approver_groups = escalate_to, escalated_at = expires_at,"
+                f" expires_at = CASE id {cases} END"
+                f" WHERE id IN ({marks}) AND status = %s AND escalated_at IS NULL AND expires_at <= %s"
+                " RETURNING id",
+                params,
+            )
+            escalated = {uuid.UUID(str(row[0])) for row in cursor.fetchall()}
+        for a in to_escalate:
+            if a.id not in escalated:
+                continue
+            steps[a.id].append(
+                (
+                    ApprovalEvent.Action.ESCALATED,
+                    _escalation_comment(a.expires_at, new_deadlines[a.id], a.escalate_to),
+                )
+            )
+            logger.info("approval.%s id=%s deadline=%s", "escalated", a.id, a.expires_at.isoformat())
+            # As _apply_deadline re-reads it: the new deadline may itself have passed.
+            a.approver_groups, a.escalated_at, a.expires_at = a.escalate_to, a.expires_at, new_deadlines[a.id]
+            if a.expires_at <= now:
+                to_expire.append(a)
+    expired: set[uuid.UUID] = set()
+    if to_expire:
+        marks = ", ".join("%s" for _ in to_expire)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET status = %s, resolved_at = expires_at, resolved_by = %s"
+                f" WHERE id IN ({marks}) AND status = %s AND expires_at <= %s RETURNING id",
+                [
+                    Approval.Status.EXPIRED,
+                    _TIMEOUT_ACTOR,
+                    *(pk_prep(a.id, connection) for a in to_expire),
+                    Approval.Status.PENDING,
+                    db_now,
+                ],
+            )
+            expired = {uuid.UUID(str(row[0])) for row in cursor.fetchall()}
+        for a in to_expire:
+            if a.id in expired:
+                steps[a.id].append((ApprovalEvent.Action.EXPIRED, _EXPIRED_COMMENT))
+                logger.info("approval.%s id=%s deadline=%s", "expired", a.id, a.expires_at.isoformat())
+    _trail_many(batch=batch, steps=steps, now=now)
+    return len(escalated | expired)
+
+
+def _trail_many(
+    *, batch: list[Approval], steps: dict[uuid.UUID, list[tuple[str, str]]], now: datetime
+) -> None:
+    """``_trail`` (the sweep's: actor system:timeout, channel system) for each of ``steps``, in
+    the batch's order: one insert of trail lines, one chain append per team."""
+    lines: list[ApprovalEvent] = []
+    by_team: dict[uuid.UUID, list[TrailEntry]] = {}
+    for approval in batch:
+        for action, comment in steps[approval.id]:
+            lines.append(
+                ApprovalEvent(
+                    approval=approval,
+                    action=action,
+                    actor_user=None,
+                    actor_name=_TIMEOUT_ACTOR,
+                    comment=comment,
+                    channel=ApprovalEvent.Channel.SYSTEM,
+                    remote_addr=None,
+                    created_at=now,
+                )
+            )
+            by_team.setdefault(approval.team_id, []).append(
+                TrailEntry(
+                    kind=AuditEvent.Kind.APPROVAL_ACTION,
+                    actor_name=_TIMEOUT_ACTOR,
+                    details={
+                        "approval_id": str(approval.id),
+                        "tool": approval.tool_name,
+                        "rule_id": approval.rule_id or None,
+                        "action": action,
+                        "comment": comment,
+                        "channel": ApprovalEvent.Channel.SYSTEM,
+                    },
+                    now=now,
+                )
+            )
+    if not lines:
+        return
+    ApprovalEvent.objects.bulk_create(lines)
+    for team_id, entries in by_team.items():
+        audit_events_append(team_id=team_id, entries=entries)
 
 
 def _apply_deadline(approval: Approval, now: datetime) -> int:

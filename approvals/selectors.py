@@ -9,7 +9,7 @@ from datetime import datetime
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import connection
-from django.db.models import Count, F, Func, Min, Q, QuerySet, Subquery, TextField
+from django.db.models import F, Func, Q, QuerySet, Subquery, TextField
 from django.utils import timezone
 
 from approvals.models import Approval, ApprovalEvent
@@ -134,6 +134,37 @@ def _in_sql() -> bool:
 
 # The most rows the browser queue lists (the oldest first); its total and filters cover all.
 QUEUE_PAGE = 200
+# The most pending approvals a count reads (the nav badge on every page, the queue's totals, the
+# overview's panel): past it the count shows "1,000+", so its cost is bounded however many wait
+# (as the explorer's counts stop at 20,000; 100,000 pending: benchmarks/scale_10m.py).
+PENDING_COUNT_LIMIT = 1000
+
+
+class CappedCount(int):
+    """A count that stopped at its limit: the number (``limit`` when ``capped``), shown as
+    "1,000+" when there are more. An ``int``, so it compares, sums and pluralizes as one."""
+
+    capped: bool
+
+    def __new__(cls, value: int, *, capped: bool = False) -> CappedCount:
+        count = super().__new__(cls, value)
+        count.capped = capped
+        return count
+
+    @classmethod
+    def of(cls, counted: int, *, limit: int) -> CappedCount:
+        """``counted`` rows read with ``LIMIT limit + 1``."""
+        return cls(min(counted, limit), capped=counted > limit)
+
+    def __str__(self) -> str:
+        return f"{int(self):,}+" if self.capped else str(int(self))
+
+    __repr__ = __str__
+
+
+def _capped_count(pending: QuerySet[Approval], limit: int) -> CappedCount:
+    # COUNT over a LIMITed subquery (Django counts a sliced queryset that way): it stops at limit + 1.
+    return CappedCount.of(pending.order_by()[: limit + 1].count(), limit=limit)
 
 
 def _pending_for(eligibility: _Eligibility, filters: QueueFilters) -> QuerySet[Approval]:
@@ -177,33 +208,34 @@ class QueueSummary:
     """The whole queue of one person (no filters), without its rows: how many, the next
     deadline, and the groups, tools and teams its filters offer."""
 
-    total: int
+    total: CappedCount
     next_deadline: datetime | None
     groups: list[str]
     tools: list[str]
     teams: list[str]
 
 
-def approvals_queue_summary_for(*, user: User) -> QueueSummary:
-    """``QueueSummary`` of ``user``'s queue: on PostgreSQL four aggregate queries over the pending
-    rows' index, whatever the queue's length; elsewhere from the rows."""
+def approvals_queue_summary_for(*, user: User, limit: int | None = None) -> QueueSummary:
+    """``QueueSummary`` of ``user``'s queue: on PostgreSQL aggregate queries over the pending
+    rows, whatever the queue's length (the total counted up to ``limit``, the next deadline the
+    first of the deadline index); elsewhere from the rows."""
+    limit = PENDING_COUNT_LIMIT if limit is None else limit
     eligibility = _Eligibility.of(user)
     pending = _pending_for(eligibility, QueueFilters())
     if not _in_sql():
         rows = _decidable(eligibility, QueueFilters(), pending.select_related("team"))
         return QueueSummary(
-            total=len(rows),
+            total=CappedCount.of(len(rows), limit=limit),
             next_deadline=min((a.expires_at for a in rows), default=None),
             groups=sorted({str(g) for a in rows for g in (a.approver_groups or [])}),
             tools=sorted({a.tool_name for a in rows}),
             teams=sorted({a.team.slug for a in rows}),
         )
-    totals = pending.aggregate(total=Count("id"), next_deadline=Min("expires_at"))
     unordered = pending.order_by()  # (DISTINCT over the values alone, not the default ordering)
     groups = unordered.annotate(group=_GroupSlugs(F("approver_groups"))).values_list("group", flat=True)
     return QueueSummary(
-        total=totals["total"],
-        next_deadline=totals["next_deadline"],
+        total=_capped_count(pending, limit),
+        next_deadline=pending.order_by("expires_at").values_list("expires_at", flat=True).first(),
         groups=sorted(groups.distinct()),
         tools=sorted(unordered.values_list("tool_name", flat=True).distinct()),
         teams=sorted(unordered.values_list("team__slug", flat=True).distinct()),
@@ -221,26 +253,34 @@ class _GroupSlugs(Func):
     output_field = TextField()
 
 
-def approvals_queue_count_for(*, user: User, filters: QueueFilters) -> int:
-    """How many of ``user``'s pending approvals match ``filters`` (the queue's "n of total")."""
+def approvals_queue_count_for(*, user: User, filters: QueueFilters, limit: int | None = None) -> CappedCount:
+    """How many of ``user``'s pending approvals match ``filters`` (the queue's "n of total"),
+    counted up to ``limit`` (``PENDING_COUNT_LIMIT``)."""
+    limit = PENDING_COUNT_LIMIT if limit is None else limit
     eligibility = _Eligibility.of(user)
     pending = _pending_for(eligibility, filters)
     if _in_sql():
-        return pending.count()
-    return len(_decidable(eligibility, filters, pending))
+        return _capped_count(pending, limit)
+    return CappedCount.of(len(_decidable(eligibility, filters, pending)), limit=limit)
 
 
-def approvals_pending_count_for(*, user: User) -> int:
-    """The nav badge: the queue's length (in SQL on PostgreSQL; elsewhere reading only what
-    eligibility needs, not arguments)."""
+def approvals_pending_count_for(*, user: User, limit: int | None = None) -> CappedCount:
+    """The nav badge: the queue's length, counted up to ``limit`` ("1,000+" past it: it is on
+    every page), in SQL on PostgreSQL; elsewhere reading only what eligibility needs."""
+    limit = PENDING_COUNT_LIMIT if limit is None else limit
     eligibility = _Eligibility.of(user)
     pending = Approval.objects.filter(
         team_id__in=eligibility.team_ids(), status=Approval.Status.PENDING, expires_at__gt=timezone.now()
     )
     if _in_sql():
-        return pending.filter(eligibility.q()).count()
+        return _capped_count(pending.filter(eligibility.q()), limit)
     pending = pending.only("id", "team_id", "approver_groups")
-    return sum(1 for approval in pending if eligibility.may_decide(approval))
+    counted = 0
+    for approval in pending.iterator():
+        counted += eligibility.may_decide(approval)
+        if counted > limit:
+            break
+    return CappedCount.of(counted, limit=limit)
 
 
 def approval_team_ids_of(*, user: User) -> set[uuid.UUID]:

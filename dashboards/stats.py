@@ -37,7 +37,6 @@ from django.db.models import (
     FloatField,
     Func,
     IntegerField,
-    Min,
     OuterRef,
     QuerySet,
     TextField,
@@ -49,8 +48,9 @@ from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Coalesce, Floor, Greatest, Least, Ln, NullIf
 from django.utils import timezone
 
+from approvals import selectors as approval_selectors
 from approvals.models import Approval
-from approvals.selectors import approvals_of_team
+from approvals.selectors import PENDING_COUNT_LIMIT, CappedCount, approvals_of_team
 from audit.models import DecisionRecord
 from policies.models import RuleSetPublication, RuleSetVersion
 from policies.selectors import rule_set_publications_of_team, rule_set_versions_of_team
@@ -668,38 +668,45 @@ class PendingGroup:
 
 @dataclass(frozen=True, slots=True)
 class PendingApprovals:
-    count: int
+    # Counted up to PENDING_COUNT_LIMIT ("1,000+"); when capped, the groups are those of the
+    # oldest PENDING_COUNT_LIMIT waiting (each group's oldest is still exact, its count is a floor).
+    count: CappedCount
     oldest_seconds: float | None
     groups: tuple[PendingGroup, ...] = field(default=())
+    limit: int = PENDING_COUNT_LIMIT
 
 
-def pending_approvals_of_team(*, team_id: uuid.UUID, now: datetime | None = None) -> PendingApprovals:
+def pending_approvals_of_team(
+    *, team_id: uuid.UUID, now: datetime | None = None, limit: int | None = None
+) -> PendingApprovals:
     """What waits for a decision in the team now: how many, how long the oldest has waited, and
     the same per approver group (an approval asking two groups counts in both). Past their
-    deadline but not yet swept ones are not waiting any more (as the nav badge counts)."""
+    deadline but not yet swept ones are not waiting any more (as the nav badge counts).
+
+    Reads at most the oldest ``limit`` + 1 waiting (``approval_team_status``, in creation order),
+    so the cost is bounded however many wait (100,000 pending: benchmarks/scale_10m.py); past
+    ``limit`` the count is capped ("1,000+") and the groups are those of the oldest ``limit``."""
     now = now or timezone.now()
-    # Grouped by the list of groups first (a handful of distinct lists): one aggregate over the
-    # pending rows, not the rows read one by one (100,000 pending: ~2 s; benchmarks/scale_10m.py).
-    by_list = (
+    limit = approval_selectors.PENDING_COUNT_LIMIT if limit is None else limit
+    oldest_first = (
         approvals_of_team(team_id=team_id, status=Approval.Status.PENDING)
         .filter(expires_at__gt=now)
-        .order_by()
-        .values("approver_groups")
-        .annotate(n=Count("id"), first=Min("created_at"))
-        .values_list("approver_groups", "n", "first")
+        .order_by("created_at")
+        .values_list("approver_groups", "created_at")[: limit + 1]
     )
-    count = 0
-    oldest: datetime | None = None
+    rows = list(oldest_first)
+    capped = len(rows) > limit
+    rows = rows[:limit]
+    oldest: datetime | None = rows[0][1] if rows else None
     per_group: dict[str, list[Any]] = {}
-    for groups, n, first in by_list:
-        count += n
-        oldest = first if oldest is None else min(oldest, first)
+    for groups, created_at in rows:
         for group in _group_slugs(groups):
-            entry = per_group.setdefault(group, [0, first])
-            entry[0] += n
-            entry[1] = min(entry[1], first)
+            entry = per_group.setdefault(group, [0, created_at])
+            entry[0] += 1
+            entry[1] = min(entry[1], created_at)
     return PendingApprovals(
-        count=count,
+        count=CappedCount(len(rows), capped=capped),
+        limit=limit,
         oldest_seconds=None if oldest is None else max(0.0, (now - oldest).total_seconds()),
         groups=tuple(
             PendingGroup(group, n, max(0.0, (now - first).total_seconds()))

@@ -87,3 +87,40 @@ def test_queue_page__lists_at_most_a_page_and_says_how_many_wait(world, client, 
     assert page.status_code == 200
     assert len(page.context["rows"]) == 2
     assert "3 of 3 pending approvals · the oldest 2 are listed" in page.content.decode()
+
+
+def test_counts__capped_at_their_limit__shown_with_a_plus(world):
+    alice, _ = world
+
+    badge = selectors.approvals_pending_count_for(user=alice, limit=2)
+    summary = selectors.approvals_queue_summary_for(user=alice, limit=2)
+    matching = selectors.approvals_queue_count_for(
+        user=alice, filters=QueueFilters(tool_name="read"), limit=1
+    )
+    exact = selectors.approvals_pending_count_for(user=alice, limit=3)
+
+    assert (badge, badge.capped, str(badge)) == (2, True, "2+")
+    assert (summary.total, summary.total.capped, str(summary.total)) == (2, True, "2+")
+    assert (matching, matching.capped) == (1, False)  # one matches: exactly the limit, not past it
+    assert (exact, exact.capped, str(exact)) == (3, False, "3")
+
+
+def test_nav_badge__capped_count__renders_1000_plus():
+    from django.template.loader import render_to_string
+
+    html = render_to_string(
+        "approvals/_nav_link.html", {"approvals_pending_count": selectors.CappedCount(1000, capped=True)}
+    )
+
+    assert '<span class="badge count" title="waiting for you">1,000+</span>' in html
+
+
+def test_queue_page__more_than_the_count_limit__says_so(world, client, monkeypatch):
+    alice, _ = world
+    monkeypatch.setattr(selectors, "PENDING_COUNT_LIMIT", 2)
+    client.force_login(alice)
+
+    page = client.get(reverse("approvals:queue"))
+
+    assert "2+ of 2+ pending approvals" in page.content.decode()
+    assert '<span class="badge count" title="waiting for you">2+</span>' in page.content.decode()

@@ -336,3 +336,20 @@ def test_day_counts__cache_unavailable__counted_from_the_table(monkeypatch):
     # When the day's reads run, then they still answer
     assert [(r.label, r.count) for r in stats.top_denied_tools(team_id=team.id, now=NOW)] == [("send_sms", 1)]
     assert stats.validate_latency(team_id=team.id, now=NOW, span=stats.DAY).count == 1
+
+
+def test_pending_approvals__past_the_limit__capped_with_the_oldest_groups():
+    # Given four waiting, the oldest two asking compliance, the newer two security
+    now = datetime.now(UTC)
+    team = TeamFactory()
+    for minutes, groups in ((10, ["compliance"]), (8, ["compliance"]), (6, ["security"]), (4, ["security"])):
+        ApprovalFactory(team=team, approver_groups=groups, created_at=now - timedelta(minutes=minutes))
+
+    # When they are counted up to three
+    pending = stats.pending_approvals_of_team(team_id=team.id, now=now, limit=3)
+
+    # Then it says "3+", the oldest is exact, and the groups are the oldest three's
+    assert (pending.count, pending.count.capped, str(pending.count)) == (3, True, "3+")
+    assert pending.oldest_seconds == pytest.approx(600, abs=1)
+    assert [(g.group, g.count) for g in pending.groups] == [("compliance", 2), ("security", 1)]
+    assert not stats.pending_approvals_of_team(team_id=team.id, now=now).count.capped

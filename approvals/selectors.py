@@ -9,13 +9,13 @@ from datetime import datetime
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import connection
-from django.db.models import F, Func, Q, QuerySet, Subquery, TextField
+from django.db.models import Exists, F, Func, OuterRef, Q, QuerySet, Subquery, TextField
 from django.utils import timezone
 
 from approvals.models import Approval, ApprovalEvent
 from common.errors import NotFound
 from tenancy.identity import identities_in_call_context, identity_key
-from tenancy.models import ApiKey, ApproverGroup, Membership
+from tenancy.models import ApiKey, ApproverGroup, Membership, Team
 
 
 def approval_get_for_team(*, team_id: uuid.UUID, approval_id: uuid.UUID) -> Approval:
@@ -238,7 +238,12 @@ def approvals_queue_summary_for(*, user: User, limit: int | None = None) -> Queu
         next_deadline=pending.order_by("expires_at").values_list("expires_at", flat=True).first(),
         groups=sorted(groups.distinct()),
         tools=sorted(unordered.values_list("tool_name", flat=True).distinct()),
-        teams=sorted(unordered.values_list("team__slug", flat=True).distinct()),
+        # One EXISTS probe per team (it stops at the first waiting row), not a DISTINCT over all.
+        teams=sorted(
+            Team.objects.filter(pk__in=eligibility.team_ids())
+            .filter(Exists(unordered.filter(team_id=OuterRef("pk"))))
+            .values_list("slug", flat=True)
+        ),
     )
 
 

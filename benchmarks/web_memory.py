@@ -21,10 +21,11 @@ What it does (issue 14, "How cost grows"; figures for the README "Performance" s
    per chunk recorded but not counted).
 3. Long-polls: raises --long-polls approvals through validate (a PII export, which the demo
    rules send to approval), then holds GET /v1/approvals/{id}?wait=60 open for every one of
-   them at once (aiohttp, one connection each), until the server's own /metrics gauge
-   (veto_long_polls_held) counts them all. Memory while they are held, less memory before,
-   is the cost per long-poll. Then all but --timeouts are resolved (POST .../resolve as
-   alice); those answer "approved", the rest "pending" when their 60 s are up; every poller
+   them at once (aiohttp, one connection each, opened at --ramp per second; 0 opens them in one
+   burst), until the server's own /metrics gauge (veto_long_polls_held) counts them all. Memory
+   while they are held, less memory before, is the cost per long-poll. Then all but --timeouts
+   are resolved (POST .../resolve as alice); those answer "approved" (a poller whose 60 s end
+   first polls again, as the SDK does), the rest "pending" when their 60 s are up; every poller
    must get its answer. Memory is read again after all are answered and the connections closed.
 
 File-descriptor limits: this process raises its soft RLIMIT_NOFILE to the hard limit (the
@@ -52,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import aiohttp
@@ -272,7 +274,7 @@ async def long_polls_held(session: aiohttp.ClientSession, base: str) -> int:
     return 0
 
 
-async def hold_long_polls(base: str, pid: int, count: int, timeouts: int) -> dict:
+async def hold_long_polls(base: str, pid: int, count: int, timeouts: int, ramp: int) -> dict:
     async with _session() as session:
         ids = await raise_approvals(session, base, count + WARM_UP_APPROVALS)
         # A first resolve loads Django's stack (DRF, the URL resolver, the resolve service) and a
@@ -304,20 +306,35 @@ async def hold_long_polls(base: str, pid: int, count: int, timeouts: int) -> dic
     errors: list[str] = []
     connect_started = time.monotonic()
 
+    to_time_out = set(ids[count - timeouts :])
+    repolls = 0
+
     async def poller(session: aiohttp.ClientSession, approval_id: str) -> None:
+        # As the SDK does, an approval still pending when its wait ends is polled again; those
+        # left to time out answer "pending" once, after their first 60 s.
+        nonlocal repolls
         started = time.monotonic()
         try:
-            async with session.get(
-                f"{base}/v1/approvals/{approval_id}?wait={WAIT_SECONDS}", headers=HEADERS
-            ) as response:
-                body = await response.json()
-                answers[approval_id] = (response.status, body.get("status"), time.monotonic() - started)
+            while True:
+                async with session.get(
+                    f"{base}/v1/approvals/{approval_id}?wait={WAIT_SECONDS}", headers=HEADERS
+                ) as response:
+                    body = await response.json()
+                    answers[approval_id] = (response.status, body.get("status"), time.monotonic() - started)
+                if approval_id in to_time_out or answers[approval_id][:2] != (200, "pending"):
+                    return
+                repolls += 1
         except (aiohttp.ClientError, TimeoutError) as exc:
             errors.append(repr(exc))
 
     pollers_session, control = _session(), _session()
     try:
-        tasks = [asyncio.create_task(poller(pollers_session, approval_id)) for approval_id in ids]
+        tasks = []
+        for start in range(0, len(ids), max(1, ramp // 10) if ramp else len(ids)):
+            batch = ids[start : start + (max(1, ramp // 10) if ramp else len(ids))]
+            tasks += [asyncio.create_task(poller(pollers_session, approval_id)) for approval_id in batch]
+            if ramp:
+                await asyncio.sleep(0.1)
         held = 0
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not errors:
@@ -341,7 +358,7 @@ async def hold_long_polls(base: str, pid: int, count: int, timeouts: int) -> dic
         )
 
         # Resolve all but the last ``timeouts``; those wait out their 60 s and answer "pending".
-        to_resolve, to_time_out = ids[: count - timeouts], ids[count - timeouts :]
+        to_resolve = ids[: count - timeouts]
         semaphore = asyncio.Semaphore(10)
         resolve_failures: list[str] = []
 
@@ -378,6 +395,7 @@ async def hold_long_polls(base: str, pid: int, count: int, timeouts: int) -> dic
     ]
     return {
         "long_polls": count,
+        "opened_per_second": ramp or "all at once",
         "held_per_server_metrics": held_confirmed,
         "all_held_after_s": round(all_held_after, 2),
         "resolved": len(to_resolve),
@@ -387,6 +405,8 @@ async def hold_long_polls(base: str, pid: int, count: int, timeouts: int) -> dic
         "timed_out": timeouts,
         "answered_pending_after_wait": len(timed_out_right),
         "timed_out_answer_after_s": round(min(timed_out_right), 1) if timed_out_right else None,
+        "repolls_after_a_pending_answer": repolls,
+        "answers": dict(Counter(f"{status} {state}" for status, state, _ in answers.values())),
         "client_errors": len(errors),
         "first_errors": errors[:5],
         "every_poller_answered": (
@@ -459,6 +479,12 @@ def main() -> int:
     parser.add_argument("--long-polls", type=int, default=5000)
     parser.add_argument(
         "--timeouts", type=int, help="long-polls left to time out (default: 1 %%, at least 1)"
+    )
+    parser.add_argument(
+        "--ramp",
+        type=int,
+        default=500,
+        help="long-polls opened per second (0: all at once; on two busy cores that burst trips the database breaker)",
     )
     parser.add_argument("--quick", action="store_true", help="100,000 decisions, 500 long-polls")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8620")))
@@ -537,7 +563,9 @@ def main() -> int:
             report["decisions"] = None
         if args.long_polls > 0:
             print(f"holding {args.long_polls:,} long-polls ({timeouts} left to time out)", flush=True)
-            report["long_polls"] = asyncio.run(hold_long_polls(base, pid, args.long_polls, timeouts))
+            report["long_polls"] = asyncio.run(
+                hold_long_polls(base, pid, args.long_polls, timeouts, args.ramp)
+            )
         report["server_peak_hwm_kib"] = memory(pid)["hwm_kib"]
     except Exception:
         print(f"server log: {log}", file=sys.stderr)

@@ -9,9 +9,10 @@ Two pieces, both per process:
   held one of the few worker threads for a whole pool timeout, and requests queued behind them
   answered seconds later. Query-level errors (a deadlock, a cancelled statement) do not trip it.
   A database that *hangs* (frozen, partitioned: connections open, nothing answers) trips it too:
-  a request-path call past its deadline (``DATABASE_REQUEST_TIMEOUT``; ``run_in_db_thread`` and the
-  decision writer) answers 503 and calls ``breaker.trip()``, so the requests that follow fail
-  at once instead of each waiting out its own deadline.
+  a request-path call past its deadline (``DATABASE_REQUEST_TIMEOUT``) answers 503; the decision
+  writer's then calls ``breaker.trip()``, and ``run_in_db_thread``'s ``suspect_a_hang()``, which
+  trips it once a fresh probe connection gets no answer either (a busy process is not a hung
+  database), so the requests that follow fail at once instead of each waiting out its own deadline.
 * ``DatabaseUnavailableMiddleware``: a Django view (or its template) that hits an unreachable
   database answers the JSON 503 too, instead of Django's 500 page.
 * ``watchdog`` (PostgreSQL, installed with the middleware: the web process only): a query on a
@@ -204,6 +205,9 @@ class QueryWatchdog:
                         _shut_down(entry[1])
             logger.warning("database.queries_cut_off count=%d", len(overdue))
 
+    def probing_or_probed_recently(self) -> bool:
+        return self._probing or time.monotonic() - self._last_probe < 1.0
+
     def _database_hangs(self, wait: float) -> bool:
         """Whether a fresh connection's ``SELECT 1`` goes unanswered for ``wait`` seconds (at most one
         probe a second; a probe still running from before counts as unanswered)."""
@@ -237,6 +241,22 @@ class QueryWatchdog:
             return False
         breaker.trip("a probe connection got no answer")
         return True
+
+
+def suspect_a_hang() -> None:
+    """A request-path call ran past its deadline: the database hangs, or this process was too busy
+    to run the call in time (5,000 long-polls on two shared cores, benchmarks/web_memory.py, where
+    tripping at once answered every request of the process 503 for a database that answered). So
+    the breaker opens only if a fresh connection's ``SELECT 1`` goes unanswered within the
+    deadline too; the probe runs on a thread of its own, at most one a second. The late call
+    answers 503 either way. In a real hang the watchdog has usually tripped it already: its
+    queries are overdue at 0.4 of the deadline."""
+    if watchdog.probing_or_probed_recently():
+        return  # the probe in flight, or one a moment ago, decides
+    timeout = float(settings.DATABASE_REQUEST_TIMEOUT)
+    threading.Thread(
+        target=watchdog._database_hangs, args=(timeout,), name="db-hang-probe", daemon=True
+    ).start()
 
 
 def _shut_down(fd: int) -> None:
@@ -364,7 +384,7 @@ async def run_in_db_thread(function: Callable[..., T], *args: Any, **kwargs: Any
         if not deadline.expired():
             raise  # the function's own TimeoutError
         if not queued_out:
-            breaker.trip("database call past its deadline")
+            suspect_a_hang()
         raise DatabaseUnavailable(DATABASE_UNAVAILABLE_MESSAGE) from None
     finally:
         check.cancel()

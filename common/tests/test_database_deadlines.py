@@ -30,9 +30,16 @@ def on_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(database, "_request_deadline_applies", lambda: True)
 
 
+@pytest.fixture
+def probe_unanswered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database hangs for a fresh probe connection too (what ``suspect_a_hang`` checks, on a
+    thread; here at once, so the test can look right after)."""
+    monkeypatch.setattr(database, "suspect_a_hang", lambda: breaker.trip("probe unanswered (test)"))
+
+
 @override_settings(DATABASE_REQUEST_TIMEOUT=0.2)
 def test_run_in_db_thread__call_hangs__503_within_the_deadline__breaker_opens__next_call_refused_at_once(
-    on_postgresql,
+    on_postgresql, probe_unanswered
 ):
     release = threading.Event()
 
@@ -165,7 +172,7 @@ def test_run_in_db_thread__burst_queued_past_the_deadline__quick_calls_all_answe
 
 @override_settings(DATABASE_REQUEST_TIMEOUT=0.2)
 def test_run_in_db_thread__queued_behind_a_hung_call__503_once_the_breaker_opens_not_when_the_thread_frees(
-    on_postgresql,
+    on_postgresql, probe_unanswered
 ):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -197,3 +204,70 @@ def test_run_in_db_thread__queued_behind_a_hung_call__503_once_the_breaker_opens
     assert [type(result) for result in results] == [DatabaseUnavailable, DatabaseUnavailable]
     assert elapsed < 0.7
     assert breaker.is_open()
+
+
+@override_settings(DATABASE_REQUEST_TIMEOUT=0.2)
+def test_run_in_db_thread__call_late_but_the_database_answers_a_probe__503_for_it_alone__breaker_stays_closed(
+    on_postgresql, monkeypatch
+):
+    probes: list[float] = []
+
+    def probe_answers(wait: float) -> bool:
+        probes.append(wait)
+        return False  # a fresh connection's SELECT 1 answered: the process was busy, not the database
+
+    monkeypatch.setattr(database.watchdog, "_database_hangs", probe_answers)
+    monkeypatch.setattr(database.watchdog, "_last_probe", 0.0)
+
+    def slow_on_a_busy_process() -> str:
+        time.sleep(0.3)  # past the deadline: a thread starved of CPU by thousands of long-polls
+        return "late"
+
+    async def scenario() -> tuple[BaseException | None, object]:
+        # When one call runs past its deadline
+        try:
+            await database.run_in_db_thread(slow_on_a_busy_process)
+            late = None
+        except DatabaseUnavailable as exc:
+            late = exc
+        await asyncio.sleep(0.05)  # the probe's thread
+        # ... the next call goes through
+        return late, await database.run_in_db_thread(lambda: "answered")
+
+    late, next_answer = asyncio.run(scenario())
+
+    # Then the late call answered 503, the database was probed once, and nothing else is refused
+    assert isinstance(late, DatabaseUnavailable)
+    assert probes == [0.2]
+    assert not breaker.is_open()
+    assert next_answer == "answered"
+
+
+def test_suspect_a_hang__probe_unanswered__breaker_opens(monkeypatch):
+    from common.database import QueryWatchdog
+
+    # Given a database that does not answer a fresh connection (the probe waits, then trips)
+    watchdog = QueryWatchdog()
+    monkeypatch.setattr(database, "watchdog", watchdog)
+    release = threading.Event()
+
+    def connect_hangs(**parameters: object) -> None:
+        release.wait(5)
+        raise OSError("released")
+
+    monkeypatch.setattr(database.psycopg, "connect", connect_hangs)
+    with override_settings(DATABASE_REQUEST_TIMEOUT=0.2):
+        try:
+            # When a late call makes the process suspect a hang
+            database.suspect_a_hang()
+            deadline = time.monotonic() + 1.0
+            while not breaker.is_open() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            opened = breaker.is_open()
+            # ... and more late calls come while the probe runs
+            database.suspect_a_hang()
+        finally:
+            release.set()
+
+    # Then the breaker opened about one deadline later, from one probe
+    assert opened

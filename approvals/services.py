@@ -313,8 +313,10 @@ def approvals_expire_due(
             if team_ids is not None:
                 due = due.filter(team_id__in=team_ids)
             batch = list(due.order_by("expires_at")[:SWEEP_BATCH])
-            changed += _apply_deadlines(batch, now)
-        if len(batch) < SWEEP_BATCH:
+            batch_changed = _apply_deadlines(batch, now)
+            changed += batch_changed
+        # A full batch that changed nothing would be read again as it is: stop (the next sweep retries).
+        if len(batch) < SWEEP_BATCH or not batch_changed:
             break
     if changed:
         logger.info("approval.sweep changed=%d", changed)

@@ -57,7 +57,11 @@
       pendingRefresh.set(element, true);
       window.setTimeout(function () {
         pendingRefresh.delete(element);
-        if (document.body.contains(element)) { refresh(element); }
+        // The refresh before this one may have swapped the element out (hx-swap="outerHTML"):
+        // then its successor, found by id, still owes the page this refresh; dropping it left the
+        // counts as they were before the last change (its swap was read before that commit).
+        var current = document.body.contains(element) ? element : (element.id && document.getElementById(element.id));
+        if (current) { refresh(current); }
       }, throttle - (now - last));
     }
   }

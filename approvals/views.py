@@ -101,6 +101,7 @@ def approvals_queue(request: AuthenticatedHttpRequest) -> HttpResponse:
     summary = selectors.approvals_queue_summary_for(user=request.user)
     filters = form.filters()
     shown = selectors.approvals_queue_for(user=request.user, filters=filters, limit=selectors.QUEUE_PAGE)
+    matching: int  # a CappedCount where it was counted
     if filters == selectors.QueueFilters():
         matching = summary.total
     elif len(shown) < selectors.QUEUE_PAGE:

@@ -74,7 +74,10 @@ def test_webhook_deliveries__a_lost_delivery_fails_the_goal(run_all):
 
     data["phases"][0]["figures"]["lost"] = 1
 
-    assert verdicts(run_all.webhook_deliveries_goals(data))["none lost or doubled, every signature verifies"] is False
+    assert (
+        verdicts(run_all.webhook_deliveries_goals(data))["none lost or doubled, every signature verifies"]
+        is False
+    )
 
 
 def test_dashboard_fanout__a_page_missing_rows_fails_the_goal(run_all):
@@ -116,8 +119,24 @@ def test_a_benchmark_without_results_is_marked_not_measured(run_all, tmp_path, m
     monkeypatch.setattr(run_all, "RESULTS", tmp_path)
     monkeypatch.setattr(run_all, "ROOT", tmp_path)
     benchmark = run_all.BENCHMARKS[0]
-    info = {key: "x" for key in ("cpus", "cpu", "memory_gib", "kernel", "python", "postgresql", "redis", "commit")}
+    info = {
+        key: "x" for key in ("cpus", "cpu", "memory_gib", "kernel", "python", "postgresql", "redis", "commit")
+    }
 
     table = run_all.markdown("2026-12-07", info, [], [benchmark])
 
     assert "not measured" in table
+
+
+def test_web_memory__a_poller_left_without_its_answer_fails_the_goal(run_all):
+    data = recorded("web-memory-2026-12-07-long-polls.json")  # the busy run: 2,108 answered 503
+
+    goals = verdicts(run_all.web_memory_goals(data))
+
+    assert goals["5,000 long-polls held by one process, every poller answered"] is False
+
+
+def test_web_memory__flat_memory_over_a_million_decisions_meets_it(run_all):
+    goals = verdicts(run_all.web_memory_goals(recorded("web-memory-2026-12-07-1m.json")))
+
+    assert goals["one web process's memory flat over 1,000,516 decisions (no leak)"] is True

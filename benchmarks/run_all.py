@@ -498,7 +498,10 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("engine_vs_sdk", engine_vs_sdk_goals, "rule engine vs the SDK's"),
     Benchmark("engine_by_rule_count", engine_by_rule_count_goals, "engine at 10-10,000 rules", "--out"),
     Benchmark(
-        "validate_by_rule_count", validate_by_rule_count_goals, "validate through the server, 10-10,000 rules"
+        "validate_by_rule_count",
+        validate_by_rule_count_goals,
+        "validate through the server, 10-10,000 rules",
+        "--out",
     ),
     Benchmark("approval_pollers", approval_pollers_goals, "1,000 pollers, long-polls"),
     Benchmark("dashboard_fanout", dashboard_fanout_goals, "200 live pages at 100 decisions/s"),

@@ -42,6 +42,17 @@ def test_every_script_in_benchmarks_is_run_or_says_why_not(run_all):
     assert run & set(run_all.NOT_RUN_ON_THEIR_OWN) == set()
 
 
+def test_every_benchmark_takes_the_results_option_it_is_given(run_all):
+    # make bench passes each script its results path; a script that does not know the option
+    # exits 2 at once and leaves its goals "not measured" (validate_by_rule_count did, once)
+    for benchmark in run_all.BENCHMARKS:
+        source = (BENCHMARKS_DIR / benchmark.script).read_text()
+        if benchmark.result_flag:
+            assert f'"{benchmark.result_flag}"' in source, benchmark.name
+        else:  # it writes benchmarks/results/<name>-<date>.json itself
+            assert benchmark.name.replace("_", "-") in source, benchmark.name
+
+
 def test_validate_vs_cerbos__the_recorded_run_misses_both_speed_goals(run_all):
     goals = verdicts(run_all.validate_vs_cerbos_goals(recorded("validate-vs-cerbos-2026-12-04.json")))
 

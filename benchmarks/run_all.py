@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -91,7 +92,7 @@ def _fmt(value: Any, digits: int = 1) -> str:
 def validate_vs_cerbos_goals(data: dict[str, Any]) -> list[Goal]:
     median = data.get("median", {})
     ratios = sorted(_get(data, "ratios_per_round", "validate/healthz", default=[]) or [])
-    ratio = ratios[len(ratios) // 2] if ratios else None
+    ratio = statistics.median(ratios) if ratios else None
     validate = median.get("validate", {})
     healthz = median.get("healthz", {})
     off = median.get("cerbos_audit_off", {})

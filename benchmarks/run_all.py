@@ -574,6 +574,15 @@ def machine() -> dict[str, Any]:
     }
 
 
+def benchmark_environment() -> dict[str, str]:
+    """The environment without DATABASE_URL and REDIS_URL: given one, a benchmark drops and
+    recreates that database and empties that Redis database (its own fresh state), so an
+    operator's shell pointing at a real deployment would lose it to ``make bench``. Without them
+    each uses its own: PostgreSQL and Redis on 127.0.0.1, databases ``veto_bench*`` and
+    ``veto_*`` of its own name, Redis databases 3-14."""
+    return {name: value for name, value in os.environ.items() if name not in ("DATABASE_URL", "REDIS_URL")}
+
+
 def result_path(benchmark: Benchmark, date: str) -> Path:
     return RESULTS / f"{benchmark.name.replace('_', '-')}-{date}.json"
 
@@ -590,7 +599,12 @@ def run_one(benchmark: Benchmark, date: str, log_dir: Path) -> dict[str, Any]:
     with log.open("w") as out:
         # The benchmark's output goes to the terminal and to its log, line by line.
         process = subprocess.Popen(
-            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            command,
+            cwd=ROOT,
+            env=benchmark_environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         assert process.stdout is not None
         for line in process.stdout:

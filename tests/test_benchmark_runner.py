@@ -151,3 +151,15 @@ def test_web_memory__flat_memory_over_a_million_decisions_meets_it(run_all):
     goals = verdicts(run_all.web_memory_goals(recorded("web-memory-2026-12-07-1m.json")))
 
     assert goals["one web process's memory flat over 1,000,516 decisions (no leak)"] is True
+
+
+def test_benchmarks_never_get_the_operators_database(run_all, monkeypatch):
+    # a benchmark drops and recreates the database DATABASE_URL names
+    monkeypatch.setenv("DATABASE_URL", "postgres://prod@db.internal:5432/veto")
+    monkeypatch.setenv("REDIS_URL", "redis://cache.internal:6379/0")
+    monkeypatch.setenv("PATH", "/usr/bin")
+
+    environment = run_all.benchmark_environment()
+
+    assert "DATABASE_URL" not in environment and "REDIS_URL" not in environment
+    assert environment["PATH"] == "/usr/bin"

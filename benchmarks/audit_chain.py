@@ -52,7 +52,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 COPY_COLUMNS = (
     "id, team_id, tool_name, arguments, context, decision, rule_id, rule_name, reason, severity, mode, "
     "enforcement, source, latency_ms, rule_set_version, approval_id, api_key_id, created_at, "
-    "sequence, record, prev_hash, hash"
+    "sequence, record, prev_hash, hash, rules_hash, model, environment, agent_id, session_id"
 )
 
 
@@ -203,6 +203,11 @@ def load_chain(database_url: str, rows: int) -> str:
                             r["record"],
                             r["prev_hash"],
                             r["hash"],
+                            "",  # rules_hash, and the context columns the explorer filters on
+                            "",
+                            "",
+                            r["context"]["agent_id"],
+                            r["context"]["session_id"],
                         )
                     )
                 print(f"  {first + len(batch):,} rows", end="\r", flush=True)

@@ -163,3 +163,23 @@ def test_benchmarks_never_get_the_operators_database(run_all, monkeypatch):
 
     assert "DATABASE_URL" not in environment and "REDIS_URL" not in environment
     assert environment["PATH"] == "/usr/bin"
+
+
+def test_explorer_queries__the_beat_tasks_are_not_reads_with_a_goal(run_all):
+    data = {
+        "queries": [
+            {"query": "page: first", "group": "audit.selectors", "p95_ms": 2.0},
+            {
+                "query": "warm task: whole day (after a cache flush)",
+                "group": "dashboards.tasks (beat)",
+                "p95_ms": 3251.0,
+            },
+            {"query": "overview: latency, day [cold cache, worst case]", "group": "x", "p95_ms": 812.0},
+        ]
+    }
+    name = "explorer list, filters and stats under 100 ms on 10M decisions (steady state)"
+    assert verdicts(run_all.explorer_queries_goals(data))[name] is True
+
+    data["queries"][0]["p95_ms"] = 120.0
+
+    assert verdicts(run_all.explorer_queries_goals(data))[name] is False

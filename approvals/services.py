@@ -72,17 +72,22 @@ def _trail(
         team_id=approval.team_id,
         kind=AuditEvent.Kind.APPROVAL_ACTION,
         actor_name=actor_name,
-        details={
-            "approval_id": str(approval.id),
-            "tool": approval.tool_name,
-            "rule_id": approval.rule_id or None,
-            "action": action,
-            "comment": comment,
-            "channel": channel,
-        },
+        details=_trail_details(approval, action=action, comment=comment, channel=channel),
         remote_addr=remote_addr,
         now=now,
     )
+
+
+def _trail_details(approval: Approval, *, action: str, comment: str, channel: str) -> dict[str, Any]:
+    """What the audit trail says of one action on an approval (a person's, or the sweep's)."""
+    return {
+        "approval_id": str(approval.id),
+        "tool": approval.tool_name,
+        "rule_id": approval.rule_id or None,
+        "action": action,
+        "comment": comment,
+        "channel": channel,
+    }
 
 
 def _record_refusal(
@@ -457,14 +462,9 @@ def _trail_many(
                 TrailEntry(
                     kind=AuditEvent.Kind.APPROVAL_ACTION,
                     actor_name=_TIMEOUT_ACTOR,
-                    details={
-                        "approval_id": str(approval.id),
-                        "tool": approval.tool_name,
-                        "rule_id": approval.rule_id or None,
-                        "action": action,
-                        "comment": comment,
-                        "channel": ApprovalEvent.Channel.SYSTEM,
-                    },
+                    details=_trail_details(
+                        approval, action=action, comment=comment, channel=ApprovalEvent.Channel.SYSTEM
+                    ),
                     now=now,
                 )
             )

@@ -165,11 +165,14 @@ def _reindex() -> None:
     )
 
 
+def _crossing_types() -> frozenset[EventType]:
+    """The types other processes' handlers want now."""
+    return _everywhere if time.monotonic() < _demanded_until else _always_across
+
+
 def _crossing(events: Iterable[Event]) -> list[Event]:
-    """The events other processes' handlers want now."""
-    if time.monotonic() < _demanded_until:
-        return [e for e in events if e.type in _everywhere]
-    return [e for e in events if e.type in _always_across]
+    types = _crossing_types()
+    return [e for e in events if e.type in types]
 
 
 def subscribe(handler: Handler, *types: EventType, reach: Reach = Reach.EVERY_PROCESS) -> Callable[[], None]:
@@ -237,8 +240,10 @@ def dispatch_on_loop(events: Sequence[Event]) -> None:
     once, the PUBLISH in the background, so the loop never waits on Redis (batches that commit
     while one is being sent go out together in the next)."""
     _run_handlers(events, local=True)
-    if redis_configured() and _crossing(events):
-        _sender(asyncio.get_running_loop()).add(events)
+    if redis_configured():
+        types = _crossing_types()  # a look, not a copy: the sender builds the payload once
+        if any(e.type in types for e in events):
+            _sender(asyncio.get_running_loop()).add(events)
 
 
 def _run_handlers(events: Iterable[Event], *, local: bool) -> None:

@@ -150,8 +150,12 @@ class QueryWatchdog:
         self._lock = threading.Lock()
         self._running: dict[int, tuple[float, int]] = {}  # token -> (started, socket fd)
         self._thread: threading.Thread | None = None
+        self._probe_lock = threading.Lock()
         self._probing = False
         self._last_probe = 0.0
+        # When a probe last got its answer (or its refusal): the database answered then, so calls
+        # that began before it are slow, not hung; it says nothing of calls that began after.
+        self._last_answered = float("-inf")
 
     def install(self) -> None:
         """Wrap every Django PostgreSQL connection of this process (idempotent)."""
@@ -191,12 +195,16 @@ class QueryWatchdog:
             time.sleep(min(0.1, timeout / 4))
             now = time.monotonic()
             with self._lock:
-                overdue = [
-                    token for token, (started, _) in self._running.items() if now - started > timeout * 0.4
-                ]
+                overdue = {
+                    token: started
+                    for token, (started, _) in self._running.items()
+                    if now - started > timeout * 0.4
+                }
             if not overdue:
                 continue
-            if not breaker.is_open() and not self._database_hangs(timeout * 0.4):
+            if not breaker.is_open() and not self._database_hangs(
+                timeout * 0.4, calls_began=max(overdue.values())
+            ):
                 continue
             with self._lock:
                 for token in overdue:
@@ -205,20 +213,33 @@ class QueryWatchdog:
                         _shut_down(entry[1])
             logger.warning("database.queries_cut_off count=%d", len(overdue))
 
-    def probing_or_probed_recently(self) -> bool:
-        return self._probing or time.monotonic() - self._last_probe < 1.0
+    def probe_would_tell(self, calls_began: float) -> bool:
+        """Whether a probe now could tell anything about calls that began at ``calls_began``: none is
+        running, and the last answer came before they began (it says nothing of them) or over a
+        second ago (at most one probe a second while the database answers but is slow)."""
+        return not self._probing and (
+            self._last_answered < calls_began or time.monotonic() - self._last_probe >= 1.0
+        )
 
-    def _database_hangs(self, wait: float) -> bool:
-        """Whether a fresh connection's ``SELECT 1`` goes unanswered for ``wait`` seconds (at most one
-        probe a second; a probe still running from before counts as unanswered)."""
-        if self._probing:
-            return True
-        if time.monotonic() - self._last_probe < 1.0:
-            return False
-        self._last_probe = time.monotonic()
+    def _database_hangs(self, wait: float, *, calls_began: float) -> bool:
+        """Whether calls that began at ``calls_began`` (the newest of them) and are still waiting
+        wait on a hung database: a fresh connection's ``SELECT 1`` goes unanswered for ``wait``
+        seconds. A probe still running from before counts as unanswered. A probe answered after
+        they began means the database answered them meanwhile: slow, not hung (asked again at most
+        once a second). A probe answered before they began is no evidence: PostgreSQL frozen just
+        after a probe had answered left such calls waiting for the next second's probe (CI: pages
+        answered 503 after 1.1 s)."""
+        with self._probe_lock:
+            if self._probing:
+                return True
+            if not self.probe_would_tell(calls_began):
+                return False
+            self._probing = True
+            self._last_probe = time.monotonic()
         answered = threading.Event()
 
         def probe() -> None:
+            began = time.monotonic()
             try:
                 from django.db import connections
 
@@ -229,13 +250,14 @@ class QueryWatchdog:
                 }
                 with psycopg.connect(**parameters, autocommit=True) as conn:
                     conn.execute("SELECT 1")
-                answered.set()
             except Exception:  # noqa: BLE001 - an unreachable database: its own failure path
-                answered.set()  # refused: not a hang (the connection failure paths take it)
+                pass  # refused: not a hang (the connection failure paths take it)
             finally:
+                if time.monotonic() - began <= wait:  # not a connect that timed out on a hang
+                    self._last_answered = time.monotonic()
+                answered.set()
                 self._probing = False
 
-        self._probing = True
         threading.Thread(target=probe, name="db-watchdog-probe", daemon=True).start()
         if answered.wait(wait):
             return False
@@ -243,19 +265,24 @@ class QueryWatchdog:
         return True
 
 
-def suspect_a_hang() -> None:
+def suspect_a_hang(call_began: float) -> None:
     """A request-path call ran past its deadline: the database hangs, or this process was too busy
     to run the call in time (5,000 long-polls on two shared cores, benchmarks/web_memory.py, where
     tripping at once answered every request of the process 503 for a database that answered). So
     the breaker opens only if a fresh connection's ``SELECT 1`` goes unanswered within the
-    deadline too; the probe runs on a thread of its own, at most one a second. The late call
+    deadline too; the probe runs on a thread of its own (see ``_database_hangs`` for when one
+    runs). ``call_began`` is when a worker thread took the call. The late call
     answers 503 either way. In a real hang the watchdog has usually tripped it already: its
     queries are overdue at 0.4 of the deadline."""
-    if watchdog.probing_or_probed_recently():
-        return  # the probe in flight, or one a moment ago, decides
+    if not watchdog.probe_would_tell(call_began):
+        return  # the probe in flight, or one answered while the call waited, decides
     timeout = float(settings.DATABASE_REQUEST_TIMEOUT)
     threading.Thread(
-        target=watchdog._database_hangs, args=(timeout,), name="db-hang-probe", daemon=True
+        target=watchdog._database_hangs,
+        args=(timeout,),
+        kwargs={"calls_began": call_began},
+        name="db-hang-probe",
+        daemon=True,
     ).start()
 
 
@@ -384,7 +411,7 @@ async def run_in_db_thread(function: Callable[..., T], *args: Any, **kwargs: Any
         if not deadline.expired():
             raise  # the function's own TimeoutError
         if not queued_out:
-            suspect_a_hang()
+            suspect_a_hang(started[0] if started else loop.time())
         raise DatabaseUnavailable(DATABASE_UNAVAILABLE_MESSAGE) from None
     finally:
         check.cancel()

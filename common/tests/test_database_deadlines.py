@@ -34,7 +34,9 @@ def on_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
 def probe_unanswered(monkeypatch: pytest.MonkeyPatch) -> None:
     """The database hangs for a fresh probe connection too (what ``suspect_a_hang`` checks, on a
     thread; here at once, so the test can look right after)."""
-    monkeypatch.setattr(database, "suspect_a_hang", lambda: breaker.trip("probe unanswered (test)"))
+    monkeypatch.setattr(
+        database, "suspect_a_hang", lambda call_began: breaker.trip("probe unanswered (test)")
+    )
 
 
 @override_settings(DATABASE_REQUEST_TIMEOUT=0.2)
@@ -212,7 +214,7 @@ def test_run_in_db_thread__call_late_but_the_database_answers_a_probe__503_for_i
 ):
     probes: list[float] = []
 
-    def probe_answers(wait: float) -> bool:
+    def probe_answers(wait: float, *, calls_began: float) -> bool:
         probes.append(wait)
         return False  # a fresh connection's SELECT 1 answered: the process was busy, not the database
 
@@ -259,15 +261,75 @@ def test_suspect_a_hang__probe_unanswered__breaker_opens(monkeypatch):
     with override_settings(DATABASE_REQUEST_TIMEOUT=0.2):
         try:
             # When a late call makes the process suspect a hang
-            database.suspect_a_hang()
+            database.suspect_a_hang(time.monotonic() - 0.2)
             deadline = time.monotonic() + 1.0
             while not breaker.is_open() and time.monotonic() < deadline:
                 time.sleep(0.01)
             opened = breaker.is_open()
             # ... and more late calls come while the probe runs
-            database.suspect_a_hang()
+            database.suspect_a_hang(time.monotonic() - 0.2)
         finally:
             release.set()
 
     # Then the breaker opened about one deadline later, from one probe
     assert opened
+
+
+def test_database_hangs__a_probe_answered_just_before_the_calls_began__is_no_evidence__probes_again(
+    monkeypatch,
+):
+    from common.database import QueryWatchdog
+
+    # Given a probe that the database answered a moment ago (well within the once-a-second limit)
+    watchdog = QueryWatchdog()
+    connects: list[float] = []
+    frozen = threading.Event()
+    release = threading.Event()
+
+    def connect(**parameters: object) -> object:
+        connects.append(time.monotonic())
+        if frozen.is_set():
+            release.wait(5)  # PostgreSQL frozen: the connection is accepted, nothing answers
+            raise OSError("released")
+        raise OSError("refused at once")  # answered (not a hang)
+
+    monkeypatch.setattr(database.psycopg, "connect", connect)
+    assert watchdog._database_hangs(0.2, calls_began=time.monotonic() - 1.0) is False
+    # When the database freezes, and queries that began after that answer are overdue
+    frozen.set()
+    calls_began = time.monotonic()
+    time.sleep(0.01)
+    try:
+        hangs = watchdog._database_hangs(0.2, calls_began=calls_began)
+        opened = breaker.is_open()
+    finally:
+        release.set()
+
+    # Then the watchdog probed again at once, and the unanswered probe opened the breaker
+    assert len(connects) == 2
+    assert hangs is True
+    assert opened
+
+
+def test_database_hangs__a_probe_answered_while_the_calls_waited__slow_not_hung__no_second_probe(monkeypatch):
+    from common.database import QueryWatchdog
+
+    # Given calls waiting since a moment ago, and a probe the database answered after they began
+    watchdog = QueryWatchdog()
+    connects: list[float] = []
+
+    def connect(**parameters: object) -> object:
+        connects.append(time.monotonic())
+        raise OSError("refused at once")
+
+    monkeypatch.setattr(database.psycopg, "connect", connect)
+    calls_began = time.monotonic() - 0.5
+    assert watchdog._database_hangs(0.2, calls_began=calls_began) is False
+
+    # When the same calls are still overdue on the watchdog's next look
+    again = watchdog._database_hangs(0.2, calls_began=calls_began)
+
+    # Then the answer stands (the database is slow, not hung) without another connection
+    assert again is False
+    assert len(connects) == 1
+    assert not breaker.is_open()

@@ -408,6 +408,11 @@ SESSION_HISTORY_SECONDS = env_int("VETO_SESSION_HISTORY_SECONDS", 24 * 3600, min
 # Without Redis, at most this many sessions are remembered per process (least recently used go).
 SESSION_HISTORY_MAX_SESSIONS = env_int("VETO_SESSION_HISTORY_MAX_SESSIONS", 10_000, minimum=1)
 
+# Per-tool policies' session constraints (maxCalls, budgets, cumulative limits, counters): each
+# session's counts, and each held call's reservation, are kept this long after the session's last
+# counted call (in Redis when REDIS_URL is set, shared by every worker and node; else in the process).
+SESSION_COUNTERS_SECONDS = env_int("VETO_SESSION_COUNTERS_SECONDS", 30 * 24 * 3600, minimum=60)
+
 DEFAULT_APPROVAL_TIMEOUT_SECONDS = env_int("VETO_DEFAULT_APPROVAL_TIMEOUT_SECONDS", 3600, minimum=1)
 
 # GET /v1/events/stream (runtime/event_stream.py): a ": ping" this often (and the look for lost

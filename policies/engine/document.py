@@ -40,6 +40,7 @@ RATE_LIMIT_SCOPES = ("agent", "user", "session", "global")
 # Actions a rate-limited rule may take once its limit is exceeded (allow would be meaningless).
 RATE_LIMIT_ACTIONS = ("block", "require_approval", "warn", "log")
 MAX_RATE_LIMIT_WINDOW_SECONDS = 7 * 24 * 3600
+MAX_RATE_LIMIT_CALLS = 1_000_000
 # Every decision a rule makes records its id and name, in this many characters each (the
 # rule_id and rule_name columns of audit's decisions and of approvals): a longer one would be
 # accepted here and then make every call the rule decides fail to be recorded.
@@ -633,8 +634,14 @@ def _normalize_rate_limits(raw: Any, path: str, problems: _Collector) -> list[di
                 f"window_seconds must be a whole number from 1 to {MAX_RATE_LIMIT_WINDOW_SECONDS}",
             )
         max_calls = item.get("max_calls")
-        if isinstance(max_calls, bool) or not isinstance(max_calls, int) or not 1 <= max_calls <= 1_000_000:
-            problems.add(f"{here}.max_calls", "max_calls must be a whole number from 1 to 1000000")
+        if (
+            isinstance(max_calls, bool)
+            or not isinstance(max_calls, int)
+            or not 1 <= max_calls <= MAX_RATE_LIMIT_CALLS
+        ):
+            problems.add(
+                f"{here}.max_calls", f"max_calls must be a whole number from 1 to {MAX_RATE_LIMIT_CALLS}"
+            )
         limits.append({"scope": scope, "window_seconds": window, "max_calls": max_calls})
     return limits
 

@@ -7,6 +7,7 @@ docker-compose.yml fills it in for its containers).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from celery.schedules import crontab
@@ -319,6 +320,23 @@ VETO_WEBHOOK_FAILURE_WINDOW_SECONDS = env_float(
 VETO_WEBHOOK_SWEEP_SECONDS = env_float("VETO_WEBHOOK_SWEEP_SECONDS", 5.0, minimum=0.5)
 # Lets endpoints on loopback and private networks through the SSRF guard (tests, local demos).
 VETO_WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("VETO_WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
+# The language model that judges the exceptions of mode "llm" policies (runtime/llm_exceptions.py):
+# an OpenAI-compatible API ("{base}/chat/completions"; a local Ollama serves one at
+# http://127.0.0.1:11434/v1). Empty: no model, so a call the constraints refuse stays refused.
+VETO_LLM_BASE_URL = (env_str("VETO_LLM_BASE_URL") or "").strip().rstrip("/")
+if VETO_LLM_BASE_URL and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", VETO_LLM_BASE_URL):
+    raise ImproperlyConfigured(
+        f"VETO_LLM_BASE_URL={VETO_LLM_BASE_URL!r} is not an http(s) URL such as http://127.0.0.1:11434/v1"
+    )
+# The model asked, unless a policy's llmConfig.preferredModel names another.
+VETO_LLM_MODEL = (env_str("VETO_LLM_MODEL") or "llama3.1").strip()
+VETO_LLM_API_KEY = env_str("VETO_LLM_API_KEY") or ""
+# The whole exchange, connecting included; past it the call is refused (fail closed).
+VETO_LLM_TIMEOUT_SECONDS = env_float("VETO_LLM_TIMEOUT_SECONDS", 5.0, minimum=0.01)
+# Verdicts are kept per process, by policy version, arguments and model: the same call is not
+# asked twice within this many seconds. Failures are never kept.
+VETO_LLM_CACHE_SECONDS = env_float("VETO_LLM_CACHE_SECONDS", 300.0, minimum=0.0)
+VETO_LLM_CACHE_SIZE = env_int("VETO_LLM_CACHE_SIZE", 10_000, minimum=0)
 # The Ed25519 key that signs chain checkpoints: a file outside the database (created 0600 on
 # first use when missing), so rewriting the database cannot forge a checkpoint.
 AUDIT_SIGNING_KEY_FILE = Path(env_str("VETO_AUDIT_SIGNING_KEY_FILE") or VAR_DIR / "audit-signing.key")

@@ -123,9 +123,11 @@ class RegisteredTool(models.Model):
 
 
 class ToolPolicy(models.Model):
-    """A team's per-tool policy (``/v1/policies``): argument constraints the SDK may check locally.
+    """A team's per-tool policy (``/v1/policies``), the SDK's whole model: argument constraints
+    (which the SDK may check locally), session constraints, rate limits, output rules and, in
+    mode ``llm``, exceptions a language model may grant.
 
-    Constraints are stored in the SDK's own shape (camelCase keys, see
+    Every field is stored in the SDK's own shape (camelCase keys, see
     ``policies.engine.constraints``), checked when written, and enforced by validate before the
     rule set. ``version`` counts content changes; activation does not change it.
     """
@@ -144,6 +146,8 @@ class ToolPolicy(models.Model):
     output_rules = models.JSONField(null=True, blank=True)
     llm_config = models.JSONField(null=True, blank=True)
     session_constraints = models.JSONField(null=True, blank=True)
+    # The tool's own rate limits ([{scope, windowSeconds, maxCalls}]), counted as rule-set ones are.
+    rate_limits = models.JSONField(null=True, blank=True)
     # Copied so the history still names who last changed it after the user or key is gone.
     updated_by_name = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -25,8 +25,11 @@ from common.errors import NotFound
 from common.events import Event
 from policies.engine import EMPTY_RULE_SET, CompiledRuleSet, compile_rule_set, diff_documents
 from policies.engine.constraints import CompiledConstraints, compile_constraints
+from policies.engine.evaluator import RateLimit
 from policies.engine.replay import Replayer
+from policies.engine.session_constraints import SessionLimit, counter_limits, limits_of_policy
 from policies.engine.source import STORED_LIMITS, parse_source
+from policies.engine.tool_rate_limits import tool_policy_rate_limits
 from policies.explain import (
     Explanation,
     explain_constraints,
@@ -245,13 +248,34 @@ class ActiveToolPolicy:
     tool_name: str
     version: int
     constraints: CompiledConstraints
+    mode: str = ToolPolicy.Mode.DETERMINISTIC
+    # The limits of the tool's own session constraints (policies.engine.session_constraints).
+    session_limits: tuple[SessionLimit, ...] = ()
+    rate_limits: tuple[RateLimit, ...] = ()
+    llm_config: Mapping[str, Any] | None = None
 
 
-# team -> {tool name: its active policy}. Dropped on every write (``tool_policy.changed``: this
+@dataclass(frozen=True, slots=True)
+class TeamToolPolicies:
+    """A team's active tool policies, and for each tool the session counters (of any of them)
+    its calls raise or lower."""
+
+    by_tool: Mapping[str, ActiveToolPolicy]
+    counters_by_tool: Mapping[str, tuple[SessionLimit, ...]]
+
+    def session_limits_for(self, tool_name: str) -> tuple[SessionLimit, ...]:
+        """Everything a call of ``tool_name`` counts against: its own policy's session
+        constraints, then the counters it moves."""
+        policy = self.by_tool.get(tool_name)
+        own = policy.session_limits if policy is not None else ()
+        return own + self.counters_by_tool.get(tool_name, ())
+
+
+NO_TOOL_POLICIES = TeamToolPolicies({}, {})
+
+# team -> its active tool policies. Dropped on every write (``tool_policy.changed``: this
 # process at commit, the others on the event); the re-check bounds staleness if one is lost.
-_tool_policies: TtlCache[uuid.UUID, dict[str, ActiveToolPolicy]] = TtlCache(
-    lambda: settings.RULE_SET_RECHECK_SECONDS
-)
+_tool_policies: TtlCache[uuid.UUID, TeamToolPolicies] = TtlCache(lambda: settings.RULE_SET_RECHECK_SECONDS)
 
 
 def forget_cached_tool_policies(*, team_id: uuid.UUID | None = None) -> None:
@@ -261,24 +285,50 @@ def forget_cached_tool_policies(*, team_id: uuid.UUID | None = None) -> None:
         _tool_policies.forget(team_id)
 
 
-def _active_tool_policies_from_database(team_id: uuid.UUID) -> dict[str, ActiveToolPolicy]:
-    rows = ToolPolicy.objects.filter(
-        team_id=team_id, is_active=True, mode=ToolPolicy.Mode.DETERMINISTIC
-    ).values_list("id", "tool_name", "version", "constraints")
-    return {
-        tool_name: ActiveToolPolicy(policy_id, tool_name, version, compile_constraints(constraints))
-        for policy_id, tool_name, version, constraints in rows
+def _active_tool_policies_from_database(team_id: uuid.UUID) -> TeamToolPolicies:
+    rows = list(
+        ToolPolicy.objects.filter(
+            team_id=team_id, is_active=True, mode=ToolPolicy.Mode.DETERMINISTIC
+        ).values_list(
+            "id",
+            "tool_name",
+            "version",
+            "constraints",
+            "mode",
+            "session_constraints",
+            "rate_limits",
+            "llm_config",
+        )
+    )
+    by_tool = {
+        tool_name: ActiveToolPolicy(
+            policy_id,
+            tool_name,
+            version,
+            compile_constraints(constraints),
+            mode=mode,
+            session_limits=limits_of_policy(tool_name, session),
+            rate_limits=tool_policy_rate_limits(rate_limits or []),
+            llm_config=llm_config,
+        )
+        for policy_id, tool_name, version, constraints, mode, session, rate_limits, llm_config in rows
     }
+    counters = counter_limits((row[1], row[5]) for row in rows)
+    return TeamToolPolicies(by_tool, counters)
+
+
+async def active_tool_policies(*, team_id: uuid.UUID) -> TeamToolPolicies:
+    """The team's active policies, from a per-process cache holding all of them: validate's hot
+    path asks the database at most once per team per RULE_SET_RECHECK_SECONDS, never once per
+    call."""
+    return await _tool_policies.get_or_load(
+        team_id, lambda: run_in_db_thread(_active_tool_policies_from_database, team_id)
+    )
 
 
 async def active_tool_policy(*, team_id: uuid.UUID, tool_name: str) -> ActiveToolPolicy | None:
-    """The team's active policy for ``tool_name``, from a per-process cache holding all of the
-    team's active policies: validate's hot path asks the database at most once per team per
-    RULE_SET_RECHECK_SECONDS, never once per call."""
-    policies = await _tool_policies.get_or_load(
-        team_id, lambda: run_in_db_thread(_active_tool_policies_from_database, team_id)
-    )
-    return policies.get(tool_name)
+    """The team's active policy for ``tool_name`` (see ``active_tool_policies``)."""
+    return (await active_tool_policies(team_id=team_id)).by_tool.get(tool_name)
 
 
 def tool_policies_of_team(
@@ -320,7 +370,14 @@ def active_rule_set_for_reading(*, team_id: uuid.UUID) -> ActiveRuleSet:
     return _active_rule_set_from_database(team_id)
 
 
-def tool_policy_server_marker(*, policy: ToolPolicy, rule_set: ActiveRuleSet) -> dict[str, Any] | None:
+def active_tool_policies_for_reading(*, team_id: uuid.UUID) -> TeamToolPolicies:
+    """The team's active tool policies read now (not the hot path's cache), for sync readers."""
+    return _active_tool_policies_from_database(team_id)
+
+
+def tool_policy_server_marker(
+    *, policy: ToolPolicy, rule_set: ActiveRuleSet, team_policies: TeamToolPolicies = NO_TOOL_POLICIES
+) -> dict[str, Any] | None:
     """What a served policy says in ``sessionConstraints`` so that the SDK asks the server, or
     None when the SDK may decide the tool's calls on its own.
 
@@ -338,20 +395,27 @@ def tool_policy_server_marker(*, policy: ToolPolicy, rule_set: ActiveRuleSet) ->
     * the policy is inactive (its constraints must not be applied at all):
       ``{"evaluatedBy": "server", "policyActive": false}``;
     * a constraint holds failing calls for approval, which the SDK's local validator cannot
-      (it would deny): ``{"evaluatedBy": "server", "approvalConstraints": true}``.
+      (it would deny): ``{"evaluatedBy": "server", "approvalConstraints": true}``;
+    * the tool's calls move a session counter of one of the team's policies (its own or
+      another tool's: ``close_file`` lowering ``open_file``'s count), which only the server
+      keeps: ``{"evaluatedBy": "server", "sessionCounters": ["open_file.open_files"]}``.
+      (The policy's own session constraints are served beside the marker and are non-null by
+      themselves; the same goes for its own ``rateLimits`` and for ``mode: llm``.)
 
     Only a tool governed by nothing but its active constraints is decided locally; the SDK
     then logs the decision to ``POST /v1/decisions``. The SDK caches a fetched policy (fresh
     60 s, served stale up to 300 s), so a publish that adds the first rule for such a tool
     reaches the SDK's choice within that time; the server's own answer changes at once. The
-    marker keys are the server's: sending a fetched policy back ignores them, while real
-    session constraints are refused (not enforced here yet).
+    marker keys are the server's: sending a fetched policy back ignores them.
     """
     marker: dict[str, Any] = {}
     if not policy.is_active:
         marker["policyActive"] = False
     if any(c.get("action") == "require_approval" for c in policy.constraints or []):
         marker["approvalConstraints"] = True
+    moved = team_policies.counters_by_tool.get(policy.tool_name, ())
+    if moved:
+        marker["sessionCounters"] = sorted({f"{limit.policy_tool}.{limit.counter}" for limit in moved})
     rules = rule_set.rules.rules_for(policy.tool_name)
     if rules or rule_set.rules.default_action != "allow":
         marker["ruleSet"] = {

@@ -27,6 +27,7 @@ def approval_build_for_decision(
     decision: Decision,
     now: datetime,
     decision_id: uuid.UUID | None = None,
+    approval_id: uuid.UUID | None = None,
 ) -> Approval:
     """An unsaved pending approval for a require_approval decision; the decision writer saves it
     in the same transaction as the decision that raised it."""
@@ -36,7 +37,7 @@ def approval_build_for_decision(
         or settings.DEFAULT_APPROVAL_TIMEOUT_SECONDS
     )
     return Approval(
-        id=uuid.uuid4(),
+        id=approval_id or uuid.uuid4(),
         team_id=team_id,
         decision_id=decision_id,
         min_approvals=decision.min_approvals,
@@ -120,6 +121,7 @@ async def decision_record(
     now: datetime,
     enforcement: str = DecisionRecord.Enforcement.STRICT,
     inline_rules_hash: str | None = None,
+    approval_id: uuid.UUID | None = None,
 ) -> RecordedDecision:
     """Record a server-made decision (and, for require_approval, its pending approval) durably;
     returns once both are committed. Its ``mode`` is the one that decided (``Decision.mode``: the
@@ -130,6 +132,9 @@ async def decision_record(
 
     Under ``log`` or ``shadow`` enforcement the caller was answered allow: the real decision is
     recorded, marked, and no approval is opened (nobody waits for one).
+
+    ``approval_id``: the id its approval gets, chosen by the caller (validate counts a held call's
+    session constraints under it before the record exists).
     """
     approval = None
     decision_id = uuid.uuid4()
@@ -143,6 +148,7 @@ async def decision_record(
             context=context,
             decision=decision,
             now=now,
+            approval_id=approval_id,
         )
     row = _decision_row(
         principal=principal,
@@ -152,7 +158,9 @@ async def decision_record(
         decision=decision.decision,
         reason=decision.reason or "",
         mode=decision.mode,
-        source=DecisionRecord.Source.SERVER if inline_rules_hash is None else DecisionRecord.Source.INLINE_RULES,
+        source=DecisionRecord.Source.SERVER
+        if inline_rules_hash is None
+        else DecisionRecord.Source.INLINE_RULES,
         rules_hash=inline_rules_hash or "",
         latency_ms=latency_ms,
         now=now,

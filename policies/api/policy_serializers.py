@@ -93,8 +93,13 @@ def policy_output(
     rate_limits: list[dict[str, Any]] | None,
 ) -> dict[str, Any]:
     """One policy as ``VetoAdmin`` and the SDK's PolicyCache read it. ``session_constraints``
-    is what the server tells the SDK (see ``selectors.tool_policy_server_marker``), ``rate_limits``
-    the rule set's limits on the tool (``rate_limits_output``)."""
+    is what the server tells the SDK (see ``selectors.tool_policy_server_marker``), merged over
+    the policy's own session constraints; ``rateLimits`` are the policy's own limits, then the
+    rule set's limits on the tool (``rate_limits_output``, each with its ``ruleId``). Either
+    being non-null sends the tool's calls to the server, which keeps the counts. Sending the
+    result back as it came changes nothing: the markers and the ``ruleId`` entries are ignored."""
+    own_limits = list(policy.rate_limits or [])
+    served_session = {**(policy.session_constraints or {}), **(session_constraints or {})}
     return {
         "_id": str(policy.id),
         "id": str(policy.id),
@@ -106,8 +111,8 @@ def policy_output(
         "constraints": policy.constraints,
         "outputRules": policy.output_rules,
         "llmConfig": policy.llm_config,
-        "sessionConstraints": session_constraints,
-        "rateLimits": rate_limits,
+        "sessionConstraints": served_session or None,
+        "rateLimits": (own_limits + (rate_limits or [])) or None,
         "updatedBy": policy.updated_by_name or None,
         "createdAt": iso(policy.created_at),
         "updatedAt": iso(policy.updated_at),
@@ -126,6 +131,7 @@ def policy_export_entry(policy: ToolPolicy) -> dict[str, Any]:
         "outputRules": policy.output_rules,
         "llmConfig": policy.llm_config,
         "sessionConstraints": policy.session_constraints,
+        "rateLimits": policy.rate_limits,
     }
 
 

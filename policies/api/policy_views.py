@@ -55,10 +55,16 @@ def _own_project(request: ApiKeyRequest, project_id: Any) -> None:
         raise NotFound("project not found")
 
 
-def _output(policy: ToolPolicy, rule_set: selectors.ActiveRuleSet | None = None) -> dict[str, Any]:
+def _output(
+    policy: ToolPolicy,
+    rule_set: selectors.ActiveRuleSet | None = None,
+    counters: selectors.TeamToolPolicies | None = None,
+) -> dict[str, Any]:
     if rule_set is None:
         rule_set = selectors.active_rule_set_for_reading(team_id=policy.team_id)
-    marker = selectors.tool_policy_server_marker(policy=policy, rule_set=rule_set)
+    if counters is None:
+        counters = selectors.active_tool_policies_for_reading(team_id=policy.team_id)
+    marker = selectors.tool_policy_server_marker(policy=policy, rule_set=rule_set, team_policies=counters)
     rate_limits = s.rate_limits_output(rule_set.rules.rules_for(policy.tool_name))
     return s.policy_output(policy, session_constraints=marker, rate_limits=rate_limits)
 
@@ -77,8 +83,9 @@ class PoliciesView(APIView):
         _own_project(request, query.validated_data.get("projectId"))
         team_id = request.auth.team_id
         rule_set = selectors.active_rule_set_for_reading(team_id=team_id)
+        counters = selectors.active_tool_policies_for_reading(team_id=team_id)
         policies = selectors.tool_policies_of_team(team_id=team_id, **query.filters())
-        return Response({"data": [_output(p, rule_set) for p in policies]})
+        return Response({"data": [_output(p, rule_set, counters) for p in policies]})
 
     @extend_schema(
         request=OpenApiTypes.OBJECT,

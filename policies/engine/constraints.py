@@ -41,7 +41,7 @@ from policies.engine.errors import ExpressionError, Problem, RuleSetError
 from policies.engine.evaluator import EvaluationMode
 from policies.engine.regexes import compile_search
 
-# A policy's mode: how its constraints are evaluated (this server has no LLM evaluator: llm is refused).
+# A policy's mode: deterministic (constraints decide), or llm (a model may grant listed exceptions).
 MODES: tuple[EvaluationMode, ...] = get_args(EvaluationMode)
 # The one limit on a tool's name, wherever one is accepted: registration (POST /v1/tools/register),
 # policies, validate and the client decision log; so any name that can be registered can get a
@@ -83,13 +83,14 @@ CONSTRAINT_ACTIONS = ("deny", "require_approval")
 UNSUPPORTED_CONSTRAINT_KEYS = frozenset({"notRegex", "notEnum", "dynamicMinimum", "dynamicMaximum"})
 
 # Keys the server computes: sent back unchanged by a client that round-trips a fetched policy.
+NOT_ENFORCED = "is not enforced by this server yet; refused rather than stored and silently ignored"
 READ_ONLY_POLICY_KEYS = frozenset(
     {"_id", "id", "version", "isActive", "createdAt", "updatedAt", "updatedBy", "projectId"}
 )
 # Set by the server in ``sessionConstraints`` to make the SDK ask it (see policies.selectors).
-SERVER_MARKER_KEYS = frozenset({"evaluatedBy", "ruleSet", "policyActive", "approvalConstraints"})
-SESSION_CONSTRAINT_KEYS = frozenset({"maxCalls", "spendArgument", "budget", "cumulativeLimits", "counters"})
-NOT_ENFORCED = "is not enforced by this server yet; refused rather than stored and silently ignored"
+SERVER_MARKER_KEYS = frozenset(
+    {"evaluatedBy", "ruleSet", "policyActive", "approvalConstraints", "sessionCounters"}
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,12 +284,17 @@ def normalize_tool_policy(data: Any, *, creating: bool, tool_name: str | None = 
 
     Returns only the fields the body sets (an update leaves the others as they are):
     ``tool_name``, ``mode``, ``constraints``, ``output_rules``, ``llm_config``,
-    ``session_constraints``. Fields this server cannot enforce yet (``mode: llm``,
-    ``llmConfig``, ``outputRules``, ``sessionConstraints``, ``rateLimits``) are refused with
-    their path rather than stored and ignored; keys the server computes (``_id``, ``version``,
-    ``isActive``, ...) and its own ``sessionConstraints`` marker are ignored, so a fetched
-    policy can be sent back as it came.
+    ``session_constraints``, ``rate_limits``, each in its stored form (see
+    ``session_constraints``, ``output_rules``, ``tool_rate_limits``, ``llm_config``). A policy
+    in mode ``llm`` needs an ``llmConfig`` (its exceptions are what the model may grant).
+    Keys the server computes (``_id``, ``version``, ``isActive``, ...), its own
+    ``sessionConstraints`` markers and the rule set's ``rateLimits`` entries (with a ``ruleId``)
+    are ignored, so a fetched policy can be sent back as it came.
     """
+    from policies.engine.output_rules import normalize_output_rules
+    from policies.engine.session_constraints import normalize_session_constraints
+    from policies.engine.tool_rate_limits import normalize_tool_rate_limits
+
     problems = _Problems()
     if not isinstance(data, Mapping):
         raise RuleSetError([Problem("", "a policy must be a JSON object")])
@@ -315,11 +321,11 @@ def normalize_tool_policy(data: Any, *, creating: bool, tool_name: str | None = 
     mode = data.get("mode")
     if mode is None:
         if creating:
-            problems.add("mode", "mode is required: deterministic")
+            problems.add("mode", "mode is required: deterministic or llm")
     elif mode == "llm":
-        problems.add(
-            "mode", f"mode 'llm' needs an LLM evaluator, which this server does not have; {NOT_ENFORCED}"
-        )
+        # The judge (runtime/llm_exceptions.py) is built; until validate asks it, a policy in
+        # mode llm would have its exceptions silently ignored, so it is refused.
+        problems.add("mode", f"mode 'llm' {NOT_ENFORCED}")
     elif mode not in MODES:
         problems.add("mode", f"mode must be deterministic or llm, got {mode!r}")
     else:
@@ -327,34 +333,22 @@ def normalize_tool_policy(data: Any, *, creating: bool, tool_name: str | None = 
 
     if "constraints" in data or creating:
         out["constraints"] = _normalize_constraint_list(data.get("constraints"), "constraints", problems)
-
-    output_rules = data.get("outputRules")
-    if output_rules not in (None, []):
-        problems.add("outputRules", f"outputRules {NOT_ENFORCED} (tool outputs never reach the server)")
-    elif "outputRules" in data or creating:
-        out["output_rules"] = None
+    if "outputRules" in data or creating:
+        out["output_rules"] = normalize_output_rules(data.get("outputRules"), "outputRules", problems)
     if data.get("llmConfig") is not None:
-        problems.add("llmConfig", f"llmConfig {NOT_ENFORCED}")
+        problems.add("llmConfig", f"llmConfig {NOT_ENFORCED} (mode llm is not yet enforced)")
     elif "llmConfig" in data or creating:
         out["llm_config"] = None
-    if data.get("rateLimits") is not None:
-        problems.add("rateLimits", f"rateLimits on a per-tool policy {NOT_ENFORCED}")
-
-    session = data.get("sessionConstraints")
-    if session is not None:
-        if not isinstance(session, Mapping):
-            problems.add("sessionConstraints", "sessionConstraints must be an object or null")
-        else:
-            for key, value in session.items():
-                if key in SERVER_MARKER_KEYS or value is None:
-                    continue
-                if key in SESSION_CONSTRAINT_KEYS:
-                    problems.add(f"sessionConstraints.{key}", f"session constraints {NOT_ENFORCED}")
-                else:
-                    problems.add(f"sessionConstraints.{key}", f"unknown session constraint {key!r}")
+    if "rateLimits" in data or creating:
+        out["rate_limits"] = normalize_tool_rate_limits(data.get("rateLimits"), "rateLimits", problems)
     if "sessionConstraints" in data or creating:
-        out["session_constraints"] = None
-
+        out["session_constraints"] = normalize_session_constraints(
+            data.get("sessionConstraints"),
+            "sessionConstraints",
+            problems,
+            check_tool_name=lambda name, path: check_tool_name(name, path),
+            ignored_keys=SERVER_MARKER_KEYS,
+        )
     if problems.items:
         raise RuleSetError(problems.items)
     return out

@@ -38,6 +38,7 @@ def _tool_policy_state(policy: ToolPolicy) -> dict[str, Any]:
         "output_rules": policy.output_rules,
         "llm_config": policy.llm_config,
         "session_constraints": policy.session_constraints,
+        "rate_limits": policy.rate_limits,
     }
 
 
@@ -61,6 +62,7 @@ def _tool_policy_changed(
             "output_rules": policy.output_rules,
             "llm_config": policy.llm_config,
             "session_constraints": policy.session_constraints,
+            "rate_limits": policy.rate_limits,
         }
     audit_event_append(
         team_id=policy.team_id,

@@ -70,7 +70,7 @@ def test_constraints__bad_second_constraint__refused_naming_its_path(constraint,
         ({"toolName": "export", "mode": "deterministic"}, "toolName", "export"),
         ({"toolName": "t"}, "mode", "required"),
         ({"toolName": "t", "mode": "fuzzy"}, "mode", "deterministic or llm"),
-        ({"toolName": "t", "mode": "llm"}, "mode", "LLM evaluator"),
+        ({"toolName": "t", "mode": "llm"}, "mode", "not enforced"),
         ({"toolName": "t", "mode": "deterministic", "constraints": {}}, "constraints", "list"),
         (
             {"toolName": "t", "mode": "deterministic", "llmConfig": {"description": "x"}},
@@ -78,15 +78,20 @@ def test_constraints__bad_second_constraint__refused_naming_its_path(constraint,
             "not enforced",
         ),
         (
-            {"toolName": "t", "mode": "deterministic", "outputRules": [{"id": "r"}]},
+            {"toolName": "t", "mode": "deterministic", "outputRules": 3},
             "outputRules",
-            "not enforced",
+            "list",
         ),
-        ({"toolName": "t", "mode": "deterministic", "rateLimits": [{}]}, "rateLimits", "not enforced"),
+        ({"toolName": "t", "mode": "deterministic", "rateLimits": 3}, "rateLimits", "list"),
         (
-            {"toolName": "t", "mode": "deterministic", "sessionConstraints": {"maxCalls": 3}},
+            {"toolName": "t", "mode": "deterministic", "sessionConstraints": {"maxCalls": 0}},
             "sessionConstraints.maxCalls",
-            "not enforced",
+            "whole number",
+        ),
+        (
+            {"toolName": "t", "mode": "deterministic", "sessionConstraints": {"budget": 5}},
+            "sessionConstraints.budget",
+            "needs spendArgument",
         ),
         (
             {"toolName": "t", "mode": "deterministic", "sessionConstraints": {"whatever": 1}},
@@ -129,6 +134,7 @@ def test_policy__fetched_policy_sent_back__server_keys_and_marker_ignored():
         "mode": "deterministic",
         "constraints": [{"argumentName": "amount", "enabled": True, "maximum": 10.0}],
         "session_constraints": None,
+        "rate_limits": None,
     }
 
 

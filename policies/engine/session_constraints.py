@@ -43,6 +43,8 @@ SESSION_CONSTRAINT_KEYS = frozenset(
 )
 COUNTER_KEYS = frozenset({"increment", "decrement", "max", "maxAction"})
 CUMULATIVE_LIMIT_KEYS = frozenset({"argumentName", "maxValue"})
+# What the top-level maxAction applies to.
+_TOP_LIMIT_KEYS = ("maxCalls", "spendArgument", "budget", "cumulativeLimits")
 MAX_CALLS_LIMIT = 10_000_000
 MAX_AMOUNT = 1e15  # budgets and cumulative limits: past this a float loses whole units
 MAX_CUMULATIVE_LIMITS = 50
@@ -153,9 +155,11 @@ def normalize_session_constraints(
         # Reported where the lone half is, so the message points at what was sent.
         present, missing = ("spendArgument", "budget") if has_argument else ("budget", "spendArgument")
         problems.add(f"{path}.{present}", f"{present} needs {missing}: the budget counts the spend argument")
-    if set(out) == {"maxAction"}:
+    # Counters have their own maxAction: a top-level one beside none of these would change nothing.
+    if "maxAction" in out and all(raw.get(key) is None for key in _TOP_LIMIT_KEYS):
         problems.add(
-            f"{path}.maxAction", "maxAction applies to maxCalls, a budget or cumulativeLimits: set one"
+            f"{path}.maxAction",
+            "maxAction applies to maxCalls, a budget or cumulativeLimits (a counter has its own): set one",
         )
     return out or None
 
@@ -350,7 +354,7 @@ class UncountableAmount:
         shown = "missing" if self.value is _MISSING else f"{self.value!r}"[:80]
         return (
             f"Session {what} of {self.limit.policy_tool} counts argument '{self.limit.argument}', "
-            f"which must be a number of at least 0 (got {shown}): denied, as it cannot be counted"
+            f"which must be a number from 0 to {MAX_AMOUNT:.0e} (got {shown}): denied, as it cannot be counted"
         )
 
 

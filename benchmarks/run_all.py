@@ -493,6 +493,41 @@ def rule_set_upload_latency_goals(data: dict[str, Any]) -> list[Goal]:
     ]
 
 
+def session_constraints_goals(data: dict[str, Any]) -> list[Goal]:
+    summary = data.get("summary", {})
+    baseline, counted = summary.get("A", {}), summary.get("C", {})
+    ratio = counted.get("ratio_vs_a")
+    added = ", ".join(
+        f"{key} {row['delta_us_vs_a']:+.0f}"
+        for key, row in summary.items()
+        if key != "A" and "delta_us_vs_a" in row
+    )
+    loads = data.get("load_average_before_runs", {})
+    micro = _get(data, "micro", "us_per_call", default={}) or {}
+    return [
+        Goal(
+            15,
+            "session constraints (maxCalls, a budget, 2 cumulative limits: 1 script call) cost at most "
+            "1.25x the time per validate of a policy without them, 32 connections",
+            f"{_fmt(ratio, 2)}x ({_fmt(baseline.get('rps'), 0)} -> {_fmt(counted.get('rps'), 0)} req/s); "
+            f"µs per request added vs none: {added}; load {_fmt(loads.get('min'), 2)}-{_fmt(loads.get('max'), 2)}",
+            None if ratio is None else ratio <= 1.25,
+        ),
+        Goal(
+            15,
+            "every answer 200 allow and recorded; the counts in Redis equal the recorded calls",
+            str(data.get("all_counted_as_expected")),
+            bool(data.get("all_counted_as_expected")),
+        ),
+        Goal(
+            15,
+            "the count script alone vs a Redis round trip (sequential, one loop), reported",
+            "; ".join(f"{name} {_fmt(value, 0)} µs" for name, value in micro.items()) or "not measured",
+            None,
+        ),
+    ]
+
+
 BENCHMARKS: tuple[Benchmark, ...] = (
     # name (benchmarks/<name>.py), its goals' reader, what it measures
     Benchmark("validate_vs_cerbos", validate_vs_cerbos_goals, "validate vs /healthz vs Cerbos, interleaved"),
@@ -515,6 +550,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("rule_set_limits", rule_set_limits_goals, "CPU of one document at the upload limits"),
     Benchmark("rule_set_upload_latency", rule_set_upload_latency_goals, "latency while uploads are parsed"),
     Benchmark("multi_node", multi_node_goals, "1-3 nodes behind HAProxy, cross-node checks"),
+    Benchmark(
+        "session_constraints",
+        session_constraints_goals,
+        "what a tool policy's session constraints and rate limits add to validate",
+        "--out",
+    ),
 )
 
 

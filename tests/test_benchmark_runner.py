@@ -183,3 +183,40 @@ def test_explorer_queries__the_beat_tasks_are_not_reads_with_a_goal(run_all):
     data["queries"][0]["p95_ms"] = 120.0
 
     assert verdicts(run_all.explorer_queries_goals(data))[name] is False
+
+
+def _session_constraints_results(*, ratio_c: float, counted: bool) -> dict:
+    def row(rps: float, ratio: float) -> dict:
+        return {"rps": rps, "delta_us_vs_a": 1e6 / rps - 1e6 / 3000.0, "ratio_vs_a": ratio}
+
+    return {
+        "summary": {"A": row(3000.0, 1.0), "B": row(2900.0, 1.03), "C": row(3000.0 / ratio_c, ratio_c)},
+        "all_counted_as_expected": counted,
+        "load_average_before_runs": {"min": 0.4, "max": 0.9},
+        "micro": {"us_per_call": {"PING (the round trip alone)": 40.0, "count(), 4 limit(s) (C)": 70.0}},
+    }
+
+
+def test_session_constraints__the_verdict_follows_the_cost_of_c_against_a(run_all):
+    name = (
+        "session constraints (maxCalls, a budget, 2 cumulative limits: 1 script call) cost at most "
+        "1.25x the time per validate of a policy without them, 32 connections"
+    )
+    cheap = verdicts(
+        run_all.session_constraints_goals(_session_constraints_results(ratio_c=1.2, counted=True))
+    )
+    dear = verdicts(
+        run_all.session_constraints_goals(_session_constraints_results(ratio_c=1.3, counted=True))
+    )
+
+    assert cheap[name] is True
+    assert dear[name] is False
+
+
+def test_session_constraints__a_variant_that_did_not_count_fails_the_check(run_all):
+    name = "every answer 200 allow and recorded; the counts in Redis equal the recorded calls"
+    goals = verdicts(
+        run_all.session_constraints_goals(_session_constraints_results(ratio_c=1.1, counted=False))
+    )
+
+    assert goals[name] is False

@@ -38,6 +38,11 @@ from redis.retry import Retry
 
 # After a Redis call timed out, this process does not ask Redis again for this many seconds.
 PAUSE_SECONDS = 1.0
+# Connections of one event loop's client (a web process's requests share it); more calls in
+# flight wait for one. Opening a connection costs redis-py 2-3 ms of this process's CPU, so a
+# burst opening hundreds at once ran past the connect timeout by itself; one single-threaded
+# Redis answers a loop's calls as fast over fifty.
+ASYNC_POOL_SIZE = 50
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis_asyncio.Redis] = (
     weakref.WeakKeyDictionary()
@@ -67,12 +72,18 @@ def async_redis() -> redis_asyncio.Redis:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        client = redis_asyncio.Redis.from_url(
+        # A blocking pool: past its size, a call waits (within the bound) for a connection to be
+        # free. The default pool refuses it at once (MaxConnectionsError, 100 in flight), which
+        # denied calls as "state store unreachable" under load.
+        pool = redis_asyncio.BlockingConnectionPool.from_url(
             settings.REDIS_URL,
+            max_connections=ASYNC_POOL_SIZE,
+            timeout=redis_timeout(),
             health_check_interval=30,
             retry=AsyncRetry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             **_bounded_options(),
         )
+        client = redis_asyncio.Redis(connection_pool=pool)
         _clients[loop] = client
     return client
 

@@ -35,6 +35,7 @@ from policies.engine.errors import RuleSetTooLarge
 from policies.limits import RuleSetTooLargeError, rule_set_limits
 from policies.models import PolicyDraft, RuleSetVersion, ToolPolicy
 from policies.permissions import policy_draft_approve_refusal, rule_set_publish_refusal
+from policies.views.tool_policy_summary import SummaryLine, tool_policy_summary
 from tenancy.actor import Actor, Identities, actor_identities
 from tenancy.selectors import TeamAccess, teams_visible_to
 from tenancy.web import AuthenticatedHttpRequest, team_access_or_404
@@ -152,11 +153,22 @@ class ToolPolicyForm:
 class ToolPolicyRow:
     policy: ToolPolicy
     form: ToolPolicyForm
+    summary: list[SummaryLine] = field(default_factory=list)
 
 
 def _tool_policy_body(policy: ToolPolicy) -> str:
-    """The policy as the create and replace forms (and ``POST /v1/policies``) take it."""
-    body = {"toolName": policy.tool_name, "mode": policy.mode, "constraints": policy.constraints}
+    """The policy as the create and replace forms (and ``POST /v1/policies``) take it: every
+    field of the SDK's model, null where unset, so a person sees each one there is to edit (a
+    replace keeps a field left out, as ``PUT /v1/policies/{tool}`` does; null clears it)."""
+    body = {
+        "toolName": policy.tool_name,
+        "mode": policy.mode,
+        "constraints": policy.constraints,
+        "sessionConstraints": policy.session_constraints,
+        "rateLimits": policy.rate_limits,
+        "outputRules": policy.output_rules,
+        "llmConfig": policy.llm_config,
+    }
     return json.dumps(body, indent=2, ensure_ascii=False)
 
 
@@ -229,6 +241,7 @@ def render_page(
                 refused
                 if refused is not None and refused.policy_id == p.id
                 else ToolPolicyForm(p.id, _tool_policy_body(p)),
+                tool_policy_summary(p),
             )
             for p in selectors.tool_policies_of_team(team_id=team_id)
         ],

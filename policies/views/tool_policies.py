@@ -90,7 +90,8 @@ def policies_tool_policy_create(request: AuthenticatedHttpRequest, slug: str) ->
 def policies_tool_policy_replace(
     request: AuthenticatedHttpRequest, slug: str, policy_id: uuid.UUID
 ) -> HttpResponse:
-    """Replace a tool policy's mode and constraints with a JSON body (``PUT /v1/policies/{tool}``'s)."""
+    """Replace the fields of a tool policy that a JSON body sets (``PUT /v1/policies/{tool}``'s:
+    a field left out stays, null clears it); a person may loosen it, also on a review team."""
     access = team_access_or_404(request, slug)
     policy = tool_policy_or_404(access, policy_id)
     text = request.POST.get("body", "")

@@ -220,3 +220,11 @@ def test_session_constraints__a_variant_that_did_not_count_fails_the_check(run_a
     )
 
     assert goals[name] is False
+
+
+def test_session_constraints__the_recorded_busy_run_counted_everything_and_misses_the_cost_goal(run_all):
+    goals = verdicts(run_all.session_constraints_goals(recorded("session-constraints-2026-12-07.json")))
+
+    assert goals["every answer 200 allow and recorded; the counts in Redis equal the recorded calls"] is True
+    cost = next(name for name in goals if name.startswith("session constraints"))
+    assert goals[cost] is False  # 1.31x at load 4.6-6.9 on 2 cores

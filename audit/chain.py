@@ -138,6 +138,11 @@ def _decision_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     # records keep the shape they always had.
     if row.get("rules_hash"):
         fields["rules_hash"] = row["rules_hash"]
+    # A language model had a say (a mode llm policy's exceptions): the record attests that, and
+    # its verdict. Other records keep the shape they always had.
+    if row.get("metadata"):
+        fields["mode"] = row.get("mode", "deterministic")
+        fields["metadata"] = row["metadata"]
     return fields
 
 

@@ -15,7 +15,12 @@ from tenancy.models import Team
 # the agent adds, such as ``model`` or ``environment``, under ``custom``; the same reading as
 # approvals.display.context_value). Copied into columns at insert so the explorer filters on
 # 10M rows through indexes instead of JSON paths. Column name -> context key.
-CONTEXT_COLUMNS = {"model": "model", "environment": "environment", "agent_id": "agent_id", "session_id": "session_id"}
+CONTEXT_COLUMNS = {
+    "model": "model",
+    "environment": "environment",
+    "agent_id": "agent_id",
+    "session_id": "session_id",
+}
 CONTEXT_COLUMN_LENGTH = 200
 
 
@@ -98,6 +103,8 @@ class DecisionRecord(models.Model):
     # ASCII), so the record says which rules decided. Also in the chained record.
     rules_hash = models.CharField(max_length=64, blank=True, default="")
     latency_ms = models.FloatField(default=0.0)
+    # What else decided (a language model's verdict: {"llm": {...}}); null for most decisions.
+    metadata = models.JSONField(null=True, blank=True)
     rule_set_version = models.PositiveIntegerField(null=True, blank=True)
     approval_id = models.UUIDField(null=True, blank=True)
     api_key_id = models.UUIDField(null=True, blank=True)

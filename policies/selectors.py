@@ -287,9 +287,7 @@ def forget_cached_tool_policies(*, team_id: uuid.UUID | None = None) -> None:
 
 def _active_tool_policies_from_database(team_id: uuid.UUID) -> TeamToolPolicies:
     rows = list(
-        ToolPolicy.objects.filter(
-            team_id=team_id, is_active=True, mode=ToolPolicy.Mode.DETERMINISTIC
-        ).values_list(
+        ToolPolicy.objects.filter(team_id=team_id, is_active=True).values_list(
             "id",
             "tool_name",
             "version",

@@ -4,6 +4,7 @@ decision raises, both handed to the decision writer (runtime/writer.py) in one t
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -83,6 +84,7 @@ def _decision_row(
     enforcement: str = DecisionRecord.Enforcement.STRICT,
     decision_id: uuid.UUID | None = None,
     rules_hash: str = "",
+    metadata: Mapping[str, Any] | None = None,
 ) -> DecisionRow:
     return {
         "id": decision_id or uuid.uuid4(),
@@ -104,6 +106,7 @@ def _decision_row(
         "api_key_id": principal.key_id,
         "created_at": now,
         "rules_hash": rules_hash,
+        "metadata": dict(metadata) if metadata else None,
         **context_columns(context),
     }
 
@@ -171,6 +174,7 @@ async def decision_record(
         approval_id=approval.id if approval is not None else None,
         enforcement=enforcement,
         decision_id=decision_id,
+        metadata=decision.metadata,
     )
     await decision_writer().write(row, approval)
     return RecordedDecision(row["id"], row["approval_id"])

@@ -70,6 +70,13 @@ class ValidationMetadata(BaseModel):
         default=None, description="Log mode: strict mode would not have allowed this call."
     )
     rate_limited: bool | None = Field(default=None, description="Set when a rule's rate limit decided.")
+    llm: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "Mode llm policies: the model's verdict on the policy's exceptions (applies, exception, "
+            "reasoning, model, cached, error) when the call's constraints failed."
+        ),
+    )
 
 
 class ToolCallValidateResponse(BaseModel):
@@ -111,6 +118,9 @@ class ToolCallValidateResponse(BaseModel):
                 if outcome.enforcement == "log" and decision.strict_decision
                 else None,
                 rate_limited=decision.rate_limited or None,
+                llm=dict(decision.metadata["llm"])
+                if decision.metadata and "llm" in decision.metadata
+                else None,
             ),
             approval_id=str(outcome.approval_id) if outcome.approval_id else None,
             denial=denial,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,7 @@ from policies.selectors import (
 from policies.session_counters import session_counters
 from policies.session_history import session_history, session_of
 from runtime.decisions import decision_record
+from runtime.llm_exceptions import judge_exception
 from tenancy.principal import ApiKeyPrincipal
 from tenancy.selectors import team_default_approval_timeout
 
@@ -99,6 +101,51 @@ def _policy_decision(
         matched_condition=condition,
         rate_limited=condition.startswith("rateLimits"),
     )
+
+
+async def _ask_about_exceptions(
+    policy: ActiveToolPolicy, refusal: ToolPolicyRefusal, arguments: dict[str, Any]
+) -> tuple[ToolPolicyRefusal | None, Mapping[str, Any] | None]:
+    """(the refusal that stands, or None; the verdict's metadata when an exception was granted)."""
+    assert policy.llm_config is not None
+    refused = refusal.decision
+    verdict = await judge_exception(
+        cache_key=f"{policy.id}:v{policy.version}",
+        tool_name=policy.tool_name,
+        llm_config=dict(policy.llm_config),
+        arguments=arguments,
+        failed_reason=refused.reason or "",
+    )
+    metadata = {
+        "llm": {
+            "applies": verdict.applies,
+            "exception": verdict.exception,
+            "reasoning": verdict.reasoning,
+            "model": verdict.model,
+            "cached": verdict.cached,
+            "error": verdict.error,
+        }
+    }
+    if verdict.applies:
+        return None, metadata
+    if verdict.error is not None:
+        why = f"the exception check failed closed ({verdict.error})"
+    else:
+        why = f"no listed exception applies: {verdict.reasoning}"
+    decision = replace(refused, mode="llm", reason=f"{refused.reason} ({why})"[:2000], metadata=metadata)
+    return ToolPolicyRefusal(decision, refusal.failed_constraints), None
+
+
+def _granted(decision: Decision, metadata: Mapping[str, Any]) -> Decision:
+    """A decision reached after a model granted an exception: recorded as mode llm, with the
+    verdict; an allow says which exception let the call through."""
+    reason = decision.reason
+    if decision.decision == "allow":
+        verdict = metadata["llm"]
+        reason = f"Allowed under the policy's exception {verdict['exception']!r}: {verdict['reasoning']}"[
+            :2000
+        ]
+    return replace(decision, mode="llm", reason=reason, metadata={**(decision.metadata or {}), **metadata})
 
 
 @dataclass(slots=True)
@@ -360,6 +407,12 @@ async def tool_call_validate(
     # The tool's policy first: failed constraints deny (or hold), its rate limits deny; then the
     # rule set; then what is left is counted against the session constraints it is under.
     refusal = constraint_refusal(policy, arguments)
+    # Mode llm: a refused call may fall under one of the policy's listed exceptions; a model says
+    # whether it does (runtime.llm_exceptions: the answer is parsed, never obeyed; any failure
+    # keeps the refusal). A granted exception waives only the constraints: the rest still decides.
+    granted: Mapping[str, Any] | None = None
+    if refusal is not None and policy is not None and policy.mode == "llm" and policy.llm_config:
+        refusal, granted = await _ask_about_exceptions(policy, refusal, arguments)
     enforcement: EnforcementMode = "strict"
     counted = _Counted()
     # A held call's approval id is known before its record, so its session counts can be kept
@@ -400,6 +453,9 @@ async def tool_call_validate(
                     # The session constraints decided: a tool policy's, always strict.
                     decision = answer = limited_session
                     enforcement = "strict"
+    if granted is not None:
+        decision = _granted(decision, granted)
+        answer = _granted(answer, granted)
     if answer.decision == "deny":
         # A refused call must not use up the allowance it was counted against.
         await counted.refund_slots()

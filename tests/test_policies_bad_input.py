@@ -78,7 +78,7 @@ POLICY = {"toolName": "transfer", "mode": "deterministic"}
         (
             {**POLICY, "mode": "llm", "llmConfig": {"description": "d", "exceptions": []}},
             "invalid_policy",
-            "mode",
+            "llmConfig.exceptions",
         ),
         ({**POLICY, "sessionConstraints": {"budget": 10}}, "invalid_policy", "sessionConstraints.budget"),
         ({**POLICY, "toolName": "x" * 500}, "invalid_policy", "toolName"),

@@ -291,6 +291,7 @@ def normalize_tool_policy(data: Any, *, creating: bool, tool_name: str | None = 
     ``sessionConstraints`` markers and the rule set's ``rateLimits`` entries (with a ``ruleId``)
     are ignored, so a fetched policy can be sent back as it came.
     """
+    from policies.engine.llm_config import normalize_llm_config
     from policies.engine.output_rules import normalize_output_rules
     from policies.engine.session_constraints import normalize_session_constraints
     from policies.engine.tool_rate_limits import normalize_tool_rate_limits
@@ -322,10 +323,6 @@ def normalize_tool_policy(data: Any, *, creating: bool, tool_name: str | None = 
     if mode is None:
         if creating:
             problems.add("mode", "mode is required: deterministic or llm")
-    elif mode == "llm":
-        # The judge (runtime/llm_exceptions.py) is built; until validate asks it, a policy in
-        # mode llm would have its exceptions silently ignored, so it is refused.
-        problems.add("mode", f"mode 'llm' {NOT_ENFORCED}")
     elif mode not in MODES:
         problems.add("mode", f"mode must be deterministic or llm, got {mode!r}")
     else:
@@ -335,10 +332,12 @@ def normalize_tool_policy(data: Any, *, creating: bool, tool_name: str | None = 
         out["constraints"] = _normalize_constraint_list(data.get("constraints"), "constraints", problems)
     if "outputRules" in data or creating:
         out["output_rules"] = normalize_output_rules(data.get("outputRules"), "outputRules", problems)
-    if data.get("llmConfig") is not None:
-        problems.add("llmConfig", f"llmConfig {NOT_ENFORCED} (mode llm is not yet enforced)")
-    elif "llmConfig" in data or creating:
-        out["llm_config"] = None
+    if "llmConfig" in data or creating:
+        out["llm_config"] = normalize_llm_config(data.get("llmConfig"), "llmConfig", problems)
+    if mode == "llm" and data.get("llmConfig") is None and ("llmConfig" in data or creating):
+        problems.add(
+            "llmConfig", "mode llm needs an llmConfig: the description and the exceptions a model may grant"
+        )
     if "rateLimits" in data or creating:
         out["rate_limits"] = normalize_tool_rate_limits(data.get("rateLimits"), "rateLimits", problems)
     if "sessionConstraints" in data or creating:

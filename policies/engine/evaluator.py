@@ -86,6 +86,9 @@ class Decision:
     rate_limited: bool = False
     # Under log or shadow mode the answer is allow; this keeps what strict mode would answer.
     strict_decision: StrictDecisionKind | None = None
+    # What else decided, for the record and the answer's metadata: a language model's verdict on a
+    # mode llm policy's exceptions ({"llm": {...}}, runtime/validate.py). JSON-ready.
+    metadata: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from audit.trail import audit_event_append
 from common.errors import Conflict, NotFound
 from policies.engine import RuleSetError
 from policies.engine.constraints import normalize_tool_policy
+from policies.engine.errors import Problem
 from policies.models import ToolPolicy
 from policies.permissions import (
     LOOSEN_TOOL_POLICY_SCOPE,
@@ -124,6 +125,14 @@ def tool_policy_update(*, policy: ToolPolicy, data: Any, actor: Actor | None = N
         before = _tool_policy_state(locked)
         for name, value in fields.items():
             setattr(locked, name, value)
+        if locked.mode == ToolPolicy.Mode.LLM and not locked.llm_config:
+            raise _invalid(
+                RuleSetError(
+                    [Problem("llmConfig", "mode llm needs an llmConfig: the exceptions a model may grant")]
+                ),
+                what="policy",
+                code="invalid_policy",
+            )
         ensure_no_loosening(actor=actor, policy=locked, before=before, after=_tool_policy_state(locked))
         locked.version += 1
         locked.updated_at = timezone.now()

@@ -40,6 +40,7 @@ def row(team_id: uuid.UUID, **overrides: object) -> dict[str, object]:
         "api_key_id": uuid.uuid4(),
         "created_at": timezone.now(),
         "rules_hash": "",
+        "metadata": None,
     }
     values.update(overrides)
     for column, value in context_columns(values["context"]).items():

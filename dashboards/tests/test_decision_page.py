@@ -267,3 +267,45 @@ def test_decision_page__deeply_nested_arguments__drawn_indented_then_on_one_line
     assert response.status_code == 200
     html = response.content.decode()
     assert "{&quot;n&quot;: {&quot;n&quot;:" in html and "&quot;&lt;end&gt;&quot;" in html
+
+
+def test_decision_page__llm_verdict__shown_with_mode_and_escaped():
+    # Given a decision a mode llm policy's exception judge had a say in, with hostile reasoning
+    team = TeamFactory()
+    decision = record_decision(
+        team,
+        tool_name="refund_customer",
+        arguments={"amount": 250},
+        decision="deny",
+        mode="llm",
+        rule_id="policy:refund_customer",
+        rule_name="refund_customer policy v1",
+        rule_set_version=None,
+        metadata={
+            "llm": {
+                "applies": False,
+                "exception": None,
+                "reasoning": "<script>x</script> no duplicate charge",
+                "model": "llama3.1",
+                "cached": True,
+                "error": None,
+            }
+        },
+    )
+
+    # When opened
+    html = member_client(team).get(page_url(team, decision.id)).content.decode()
+
+    # Then the mode and the model's verdict are shown, the reasoning as text
+    assert '<dd data-field="mode">llm</dd>' in html
+    assert '<dd data-field="llm_applies">no</dd>' in html
+    assert "&lt;script&gt;x&lt;/script&gt; no duplicate charge" in html
+    assert "<code>llama3.1</code> <small class=\"muted\">(cached verdict)</small>" in html
+    assert "llm_error" not in html
+
+
+def test_decision_page__no_model_asked__no_verdict_section():
+    team = TeamFactory()
+    decision = record_decision(team, tool_name="search", decision="allow")
+    html = member_client(team).get(page_url(team, decision.id)).content.decode()
+    assert 'id="llm-verdict"' not in html

@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -182,13 +182,39 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+# The statuses of held calls' approvals (approval id -> "pending", "approved", "denied",
+# "expired"; a missing id counts as gone). Set by runtime (policies may not import approvals).
+HoldStatusReader = Callable[[list[uuid.UUID]], dict[uuid.UUID, str]]
+_hold_status_reader: HoldStatusReader | None = None
+
+
+def register_hold_status_reader(reader: HoldStatusReader) -> None:
+    global _hold_status_reader
+    _hold_status_reader = reader
+
+
+@dataclass(slots=True)
+class _LocalHold:
+    expires: float
+    session: str
+    moved: dict[str, float]
+    approval_id: uuid.UUID
+
+
 class LocalSessionCounters:
     """The same counts in this process (embedded mode runs one web process). Callers run on one
-    event loop or hold no await between check and apply, so each count is atomic."""
+    event loop and nothing awaits between a check and its apply, so each count is atomic.
+
+    Embedded mode has no shared event path: an approval that expires in the worker's sweep (or is
+    decided in another process) is heard of only there. So before counting a session that has
+    held calls, this process reads their approvals' statuses (one query; only sessions with
+    holds pay it) and gives back what a denied or expired one counted: the count that follows
+    sees exactly what Redis would have shown."""
 
     def __init__(self) -> None:
         self._sessions: dict[str, tuple[float, dict[str, float]]] = {}
-        self._holds: dict[str, tuple[float, str, dict[str, float]]] = {}
+        self._holds: dict[str, _LocalHold] = {}
+        self._holds_by_session: dict[str, set[str]] = {}
 
     def _fresh(self, key: str) -> dict[str, float]:
         now = time.monotonic()
@@ -197,6 +223,38 @@ class LocalSessionCounters:
             found = (0.0, {})
         self._sessions[key] = (now + settings.SESSION_COUNTERS_SECONDS, found[1])
         return found[1]
+
+    async def _settle_holds(self, session: str) -> None:
+        held = [self._holds[k] for k in self._holds_by_session.get(session, ()) if k in self._holds]
+        if not held or _hold_status_reader is None:
+            return
+        from common.database import run_in_db_thread
+
+        reader = _hold_status_reader
+        statuses = await run_in_db_thread(reader, [hold.approval_id for hold in held])
+        for hold in held:
+            status = statuses.get(hold.approval_id, "gone")
+            if status in ("denied", "expired"):
+                self._give_back(hold)
+            elif status != "pending":
+                self._forget(hold)  # approved (its counts stand), or gone
+
+    def _forget(self, hold: _LocalHold) -> None:
+        for key, found in list(self._holds.items()):
+            if found is hold:
+                del self._holds[key]
+                self._holds_by_session.get(hold.session, set()).discard(key)
+
+    def _give_back(self, hold: _LocalHold) -> bool:
+        if hold.expires < time.monotonic():
+            self._forget(hold)
+            return False
+        self._forget(hold)
+        counts = self._fresh(hold.session)
+        for field, delta in hold.moved.items():
+            used = counts.get(field, 0.0)
+            counts[field] = max(0.0, used - delta) if delta > 0 else used - delta
+        return True
 
     async def count(
         self,
@@ -211,6 +269,9 @@ class LocalSessionCounters:
         if not tallies:
             return None
         key = _session_key(team_id, agent_id, session_id)
+        if self._holds_by_session.get(key):
+            await self._settle_holds(key)
+        # From here to the return nothing awaits: the check and the apply are one step.
         counts = self._fresh(key)
         if not force:
             for tally in tallies:
@@ -226,11 +287,11 @@ class LocalSessionCounters:
                 counts[tally.limit.field] = used + delta
                 moved[tally.limit.field] = moved.get(tally.limit.field, 0.0) + delta
         if hold is not None:
-            self._holds[_hold_key(team_id, hold)] = (
-                time.monotonic() + settings.SESSION_COUNTERS_SECONDS,
-                key,
-                moved,
+            hold_key = _hold_key(team_id, hold)
+            self._holds[hold_key] = _LocalHold(
+                time.monotonic() + settings.SESSION_COUNTERS_SECONDS, key, moved, hold
             )
+            self._holds_by_session.setdefault(key, set()).add(hold_key)
         return None
 
     async def release(
@@ -241,24 +302,23 @@ class LocalSessionCounters:
         )
 
     def refund_hold(self, team_id: uuid.UUID, hold: uuid.UUID) -> bool:
-        found = self._holds.pop(_hold_key(team_id, hold), None)
-        if found is None or found[0] < time.monotonic():
+        found = self._holds.get(_hold_key(team_id, hold))
+        if found is None:
             return False
-        _, key, moved = found
-        counts = self._fresh(key)
-        for field, delta in moved.items():
-            used = counts.get(field, 0.0)
-            counts[field] = max(0.0, used - delta) if delta > 0 else used - delta
-        return True
+        return self._give_back(found)
 
     async def used(
         self, team_id: uuid.UUID, agent_id: str | None, session_id: str | None
     ) -> dict[str, float]:
-        return dict(self._fresh(_session_key(team_id, agent_id, session_id)))
+        key = _session_key(team_id, agent_id, session_id)
+        if self._holds_by_session.get(key):
+            await self._settle_holds(key)
+        return dict(self._fresh(key))
 
     def clear(self) -> None:
         self._sessions.clear()
         self._holds.clear()
+        self._holds_by_session.clear()
 
 
 _local = LocalSessionCounters()
@@ -322,5 +382,6 @@ def refund_hold_of_event(event: Event) -> None:
         _refunds.add(event.team_id, hold)
     else:
         # Embedded mode: in this process's memory. An approval that expires in the worker's
-        # sweep is another process, whose memory holds nothing: see the README.
+        # sweep is heard of in the worker only; the web process settles it before it next counts
+        # that session (LocalSessionCounters).
         _local.refund_hold(event.team_id, hold)

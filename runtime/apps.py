@@ -16,3 +16,9 @@ class RuntimeConfig(AppConfig):
 
         waiters.register()
         event_stream.register()
+        # Embedded mode: the process keeping session counts reads held calls' approvals itself
+        # (policies may not import approvals; runtime, above both, joins them).
+        from approvals.selectors import approval_statuses_of
+        from policies.session_counters import register_hold_status_reader
+
+        register_hold_status_reader(approval_statuses_of)

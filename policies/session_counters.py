@@ -221,8 +221,16 @@ class LocalSessionCounters:
         found = self._sessions.get(key)
         if found is None or found[0] < now:
             found = (0.0, {})
+            if len(self._sessions) % 1024 == 1023:
+                self._drop_expired(now)  # every session id an agent sends would otherwise stay
         self._sessions[key] = (now + settings.SESSION_COUNTERS_SECONDS, found[1])
         return found[1]
+
+    def _drop_expired(self, now: float) -> None:
+        for key in [k for k, (until, _) in self._sessions.items() if until < now]:
+            del self._sessions[key]
+        for key in [k for k, hold in self._holds.items() if hold.expires < now]:
+            self._forget(self._holds[key])
 
     async def _settle_holds(self, session: str) -> None:
         held = [self._holds[k] for k in self._holds_by_session.get(session, ()) if k in self._holds]

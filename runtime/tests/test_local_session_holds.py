@@ -71,3 +71,23 @@ def test_local_counters__refund_by_event_then_row__given_back_once():
 
     # Then the 50 came back exactly once
     assert asyncio.run(scenario()) == {"spend|pay": 30.0}
+
+
+def test_local_counters__expired_sessions__dropped_as_new_ones_come(settings):
+    # Given sessions whose counts have expired
+    settings.SESSION_COUNTERS_SECONDS = 60
+    counters = LocalSessionCounters()
+    team_id = ApprovalFactory().team_id
+
+    async def scenario() -> int:
+        for n in range(1023):
+            await counters.count(team_id, "agent", f"old-{n}", _spend(1))
+        for key, (_, counts) in list(counters._sessions.items()):
+            counters._sessions[key] = (0.0, counts)  # long expired
+        # When new sessions keep coming
+        for n in range(2):
+            await counters.count(team_id, "agent", f"new-{n}", _spend(1))
+        return len(counters._sessions)
+
+    # Then the expired ones were dropped instead of kept forever
+    assert asyncio.run(scenario()) == 2

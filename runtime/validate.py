@@ -202,10 +202,7 @@ async def _tool_rate_limits(
         counted.slots.append(counted_call)
     if exceeded is None:
         return None
-    reason = (
-        f"Rate limit exceeded: max {exceeded.max_calls} calls per {exceeded.window_seconds}s "
-        f"(scope: {exceeded.scope}). {policy.tool_name} policy"
-    )
+    reason = exceeded.exceeded_reason(f"{policy.tool_name} policy")
     return _policy_decision(policy.tool_name, policy, "deny", reason, f"rateLimits {exceeded.scope}")
 
 

@@ -97,6 +97,14 @@ class RateLimit:
     window_seconds: int
     max_calls: int
 
+    def exceeded_reason(self, what: str | None) -> str:
+        """The reason of a call this limit refused, in the SDK's wording, so agents and dashboards
+        read the same sentence (rule sets' limits and tool policies' alike)."""
+        return (
+            f"Rate limit exceeded: max {self.max_calls} calls per {self.window_seconds}s "
+            f"(scope: {self.scope}). {what}"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class RateLimitCheck:
@@ -555,11 +563,7 @@ class CompiledRuleSet:
     ) -> Decision:
         reason = rule.reason
         if exceeded is not None:
-            # The SDK's wording, so agents and dashboards read the same sentence.
-            reason = (
-                f"Rate limit exceeded: max {exceeded.max_calls} calls per {exceeded.window_seconds}s "
-                f"(scope: {exceeded.scope}). {reason}"
-            )
+            reason = exceeded.exceeded_reason(reason)
         return Decision(
             decision=kind,
             reason=reason,

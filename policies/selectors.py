@@ -24,7 +24,7 @@ from common.edge import SOURCE_MEDIA_TYPES
 from common.errors import NotFound
 from common.events import Event
 from policies.engine import EMPTY_RULE_SET, CompiledRuleSet, compile_rule_set, diff_documents
-from policies.engine.constraints import CompiledConstraints, compile_constraints
+from policies.engine.constraints import SERVER_ONLY_CONSTRAINT_KEYS, CompiledConstraints, compile_constraints
 from policies.engine.evaluator import RateLimit
 from policies.engine.replay import Replayer
 from policies.engine.session_constraints import SessionLimit, counter_limits, limits_of_policy
@@ -394,6 +394,8 @@ def tool_policy_server_marker(
       ``{"evaluatedBy": "server", "policyActive": false}``;
     * a constraint holds failing calls for approval, which the SDK's local validator cannot
       (it would deny): ``{"evaluatedBy": "server", "approvalConstraints": true}``;
+    * a constraint uses a check the SDK's local validator does not know (``notRegex``,
+      ``notEnum``): ``{"evaluatedBy": "server", "serverOnlyConstraints": true}``;
     * the tool's calls move a session counter of one of the team's policies (its own or
       another tool's: ``close_file`` lowering ``open_file``'s count), which only the server
       keeps: ``{"evaluatedBy": "server", "sessionCounters": ["open_file.open_files"]}``.
@@ -411,6 +413,8 @@ def tool_policy_server_marker(
         marker["policyActive"] = False
     if any(c.get("action") == "require_approval" for c in policy.constraints or []):
         marker["approvalConstraints"] = True
+    if any(key in c for c in policy.constraints or [] for key in SERVER_ONLY_CONSTRAINT_KEYS):
+        marker["serverOnlyConstraints"] = True
     moved = team_policies.counters_by_tool.get(policy.tool_name, ())
     if moved:
         marker["sessionCounters"] = sorted({f"{limit.policy_tool}.{limit.counter}" for limit in moved})

@@ -74,6 +74,8 @@ FULL: dict[str, Any] = {
             "notNull": True,
         },
         {"argumentName": "currency", "enabled": True, "enum": ["EUR", "USD"]},
+        # The server's own checks (the SDK's admin model has them, its local validator not).
+        {"argumentName": "reference", "enabled": True, "notRegex": "[0-9]{16}", "notEnum": ["test", "dummy"]},
         {"argumentName": "recipients", "enabled": False, "minItems": 1, "maxItems": 10},
     ],
     "outputRules": [
@@ -159,6 +161,7 @@ RULE_SET_LIMITS = [{"ruleId": "burst", "scope": "global", "windowSeconds": 1, "m
 SERVER_MARKERS = {
     "evaluatedBy": "server",
     "approvalConstraints": True,
+    "serverOnlyConstraints": True,
     "sessionCounters": [f"{TOOL}.open_transfers"],
     "ruleSet": {"version": 1, "ruleIds": ["burst"], "defaultAction": "allow"},
 }
@@ -443,10 +446,11 @@ def test_sdk_admin_update_policy__fetched_policy_sent_back_by_a_write_key__only_
 BAD_FIELDS = [
     ("constraints[0].minimum", _with(("constraints", 0, "minimum"), 6000)),
     ("constraints[1].regex", _with(("constraints", 1, "regex"), "(a+)+$")),
-    ("constraints[1].notRegex", _with(("constraints", 1, "notRegex"), "^x")),
+    ("constraints[3].notRegex", _with(("constraints", 3, "notRegex"), "(unclosed")),
+    ("constraints[3].notEnum", _with(("constraints", 3, "notEnum"), [])),
     ("constraints[2].enum", _with(("constraints", 2, "enum"), [])),
-    ("constraints[3].minItems", _with(("constraints", 3, "minItems"), -1)),
-    ("constraints[3].maxItemz", _with(("constraints", 3, "maxItemz"), 3)),
+    ("constraints[4].minItems", _with(("constraints", 4, "minItems"), -1)),
+    ("constraints[4].maxItemz", _with(("constraints", 4, "maxItemz"), 3)),
     ("outputRules[0].redact_with", _with(("outputRules", 0, "redact_with"), "***")),
     (
         "outputRules[0].output_conditions[0].operator",

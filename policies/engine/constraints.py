@@ -61,6 +61,9 @@ NUMBER_BOUNDS = ("greaterThan", "lessThan", "greaterThanOrEqual", "lessThanOrEqu
 STRING_SIZES = ("minLength", "maxLength")
 ARRAY_SIZES = ("minItems", "maxItems")
 FLAGS = ("required", "notNull")
+# In the SDK's admin model, not in its local validator: checked here only, so a policy with one
+# is always decided by the server (policies.selectors.tool_policy_server_marker).
+SERVER_ONLY_CONSTRAINT_KEYS = ("notRegex", "notEnum")
 CONSTRAINT_KEYS = frozenset(
     {
         "argumentName",
@@ -71,6 +74,7 @@ CONSTRAINT_KEYS = frozenset(
         *FLAGS,
         "regex",
         "enum",
+        *SERVER_ONLY_CONSTRAINT_KEYS,
         "action",
     }
 )
@@ -78,9 +82,9 @@ CONSTRAINT_KEYS = frozenset(
 # person. The SDK's local validator knows only deny, so a policy with a require_approval
 # constraint is always decided by the server (see policies.selectors.tool_policy_server_marker).
 CONSTRAINT_ACTIONS = ("deny", "require_approval")
-# In the SDK's admin model but not in its local validator: a policy using them would decide
-# differently locally and here, so they are refused until both sides can honour them.
-UNSUPPORTED_CONSTRAINT_KEYS = frozenset({"notRegex", "notEnum", "dynamicMinimum", "dynamicMaximum"})
+# In the SDK's admin model with no meaning anywhere in the SDK (a string each: an argument? a
+# context path? an expression?): refused rather than guessed at and enforced differently.
+UNSUPPORTED_CONSTRAINT_KEYS = frozenset({"dynamicMinimum", "dynamicMaximum"})
 
 # Keys the server computes: sent back unchanged by a client that round-trips a fetched policy.
 NOT_ENFORCED = "is not enforced by this server yet; refused rather than stored and silently ignored"
@@ -89,7 +93,14 @@ READ_ONLY_POLICY_KEYS = frozenset(
 )
 # Set by the server in ``sessionConstraints`` to make the SDK ask it (see policies.selectors).
 SERVER_MARKER_KEYS = frozenset(
-    {"evaluatedBy", "ruleSet", "policyActive", "approvalConstraints", "sessionCounters"}
+    {
+        "evaluatedBy",
+        "ruleSet",
+        "policyActive",
+        "approvalConstraints",
+        "sessionCounters",
+        "serverOnlyConstraints",
+    }
 )
 
 
@@ -205,6 +216,26 @@ def _normalize_constraint(raw: Any, path: str, problems: _Problems) -> dict[str,
     if raw.get("regex") is not None:
         _check_regex(raw["regex"], f"{path}.regex", problems)
         out["regex"] = raw["regex"]
+    if raw.get("notRegex") is not None:
+        # The server alone runs it (on RE2), so the SDK's own limits on patterns do not apply.
+        if not isinstance(raw["notRegex"], str):
+            problems.add(f"{path}.notRegex", "notRegex must be a string")
+        else:
+            try:
+                compile_search(raw["notRegex"])
+                out["notRegex"] = raw["notRegex"]
+            except ExpressionError as exc:
+                problems.add(f"{path}.notRegex", str(exc))
+    not_enum = raw.get("notEnum")
+    if not_enum is not None:
+        if not isinstance(not_enum, list) or not all(isinstance(v, str) for v in not_enum) or not not_enum:
+            problems.add(
+                f"{path}.notEnum", "notEnum must be a non-empty list of strings (the values refused)"
+            )
+        elif len(not_enum) > MAX_ENUM_VALUES:
+            problems.add(f"{path}.notEnum", f"notEnum may list at most {MAX_ENUM_VALUES} values")
+        else:
+            out["notEnum"] = list(not_enum)
     enum = raw.get("enum")
     if enum is not None:
         if not isinstance(enum, list) or not all(isinstance(v, str) for v in enum):
@@ -465,7 +496,12 @@ def _check_number(value: float, c: Mapping[str, Any]) -> _Outcome:
     return None
 
 
-def _check_string(value: str, c: Mapping[str, Any], search: Callable[[str], bool] | None) -> _Outcome:
+def _check_string(
+    value: str,
+    c: Mapping[str, Any],
+    search: Callable[[str], bool] | None,
+    forbidden: Callable[[str], bool] | None = None,
+) -> _Outcome:
     limit = c.get("minLength")
     if limit is not None and len(value) < limit:
         return "minLength", limit, len(value), f"length {len(value)} is less than minimum {limit}"
@@ -478,6 +514,18 @@ def _check_string(value: str, c: Mapping[str, Any], search: Callable[[str], bool
     allowed = c.get("enum")
     if allowed is not None and value not in allowed:
         return "enum", allowed, value, f'value "{value}" is not in allowed values: {", ".join(allowed)}'
+    # The server's own checks, after the SDK's (its order and words are unchanged for those).
+    if forbidden is not None and forbidden(value):
+        pattern = c["notRegex"]
+        return "notRegex", pattern, value, f"value matches forbidden pattern {pattern}"
+    refused = c.get("notEnum")
+    if refused is not None and value in refused:
+        return (
+            "notEnum",
+            refused,
+            value,
+            f'value "{value}" is one of the refused values: {", ".join(refused)}',
+        )
     return None
 
 
@@ -499,6 +547,7 @@ class _Compiled:
     not_null: bool
     search: Callable[[str], bool] | None
     action: str = "deny"
+    forbidden: Callable[[str], bool] | None = None
 
 
 class CompiledConstraints:
@@ -517,6 +566,7 @@ class CompiledConstraints:
                 not_null=bool(c.get("notNull")),
                 search=compile_search(c["regex"]) if c.get("regex") is not None else None,
                 action=c.get("action", "deny"),
+                forbidden=compile_search(c["notRegex"]) if c.get("notRegex") is not None else None,
             )
             for c in constraints
             if c.get("enabled", True)
@@ -556,7 +606,7 @@ class CompiledConstraints:
         if _is_number(value):
             outcome = _check_number(value, item.spec)
         elif isinstance(value, str):
-            outcome = _check_string(value, item.spec, item.search)
+            outcome = _check_string(value, item.spec, item.search, item.forbidden)
         elif isinstance(value, list):
             outcome = _check_array(value, item.spec)
         else:

@@ -103,6 +103,10 @@ def _checks_of(constraint: Mapping[str, Any]) -> list[tuple[str, Any]]:
         checks.append(("regex", constraint["regex"]))
     if constraint.get("enum") is not None:
         checks.append(("enum", list(constraint["enum"])))
+    if constraint.get("notRegex") is not None:
+        checks.append(("notRegex", constraint["notRegex"]))
+    if constraint.get("notEnum") is not None:
+        checks.append(("notEnum", list(constraint["notEnum"])))
     return checks
 
 
@@ -126,6 +130,10 @@ def _covered(kind: str, expected: Any, other: Mapping[str, Any]) -> bool:
         return other.get("regex") == expected
     if kind == "enum":
         return other.get("enum") is not None and set(other["enum"]) <= set(expected)
+    if kind == "notRegex":  # as for regex: only the same pattern is known to refuse as much
+        return other.get("notRegex") == expected
+    if kind == "notEnum":  # every value refused before is still refused
+        return other.get("notEnum") is not None and set(expected) <= set(other["notEnum"])
     raise ValueError(f"unknown check {kind!r}")  # pragma: no cover - every kind is listed above
 
 

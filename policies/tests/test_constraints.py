@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from policies.engine import RuleSetError
-from policies.engine.constraints import normalize_constraints, normalize_tool_policy
+from policies.engine.constraints import compile_constraints, normalize_constraints, normalize_tool_policy
 
 
 def problems(data: Any, *, creating: bool = True) -> dict[str, str]:
@@ -38,7 +38,11 @@ def problems(data: Any, *, creating: bool = True) -> dict[str, str]:
         ({"argumentName": "x", "enabled": "yes"}, "constraints[1].enabled", "true or false"),
         ({"argumentName": "x", "minimum": 5, "maximum": 1}, "constraints[1].minimum", "nothing can pass"),
         ({"argumentName": "x", "greaterThan": 5, "lessThan": 5}, "constraints[1].greaterThan", "nothing"),
-        ({"argumentName": "x", "notEnum": ["a"]}, "constraints[1].notEnum", "not enforced"),
+        (
+            {"argumentName": "x", "dynamicMaximum": "args.cap"},
+            "constraints[1].dynamicMaximum",
+            "not enforced",
+        ),
         (
             {"argumentName": "x", "action": "escalate"},
             "constraints[1].action",
@@ -152,3 +156,46 @@ def test_constraints__many_problems__all_reported_at_once():
         "constraints[1].maximum",
         "constraints[1].enum",
     ]
+
+
+# --- notRegex and notEnum: the server's own checks (the SDK's admin model has them; its local
+# validator does not, so a policy with one is always decided by the server) ------------------
+
+
+def test_not_regex_and_not_enum__stored_and_checked_after_the_sdks_checks():
+    # Given a constraint refusing strings that look like card numbers, and two refused values
+    stored = normalize_constraints(
+        [{"argumentName": "note", "notRegex": r"\d{4}-\d{4}-\d{4}-\d{4}", "notEnum": ["root", "admin"]}]
+    )
+    checker = compile_constraints(stored)
+
+    # When calls are checked, Then only the forbidden ones fail, with their own words
+    assert checker.check({"note": "thanks for the order"}) == []
+    [card] = checker.check({"note": "card 1234-5678-9012-3456"})
+    assert (card.constraint_type, card.reason) == (
+        "notRegex",
+        r"Argument 'note' failed: value matches forbidden pattern \d{4}-\d{4}-\d{4}-\d{4}",
+    )
+    [root] = checker.check({"note": "root"})
+    assert root.constraint_type == "notEnum" and "refused values: root, admin" in root.reason
+    assert checker.check({"note": 5}) == []  # not a string: as regex and enum, not checked
+
+
+@pytest.mark.parametrize(
+    ("constraint", "path", "words"),
+    [
+        ({"argumentName": "a", "notRegex": "(unclosed"}, "constraints[0].notRegex", ""),
+        ({"argumentName": "a", "notRegex": 5}, "constraints[0].notRegex", "string"),
+        ({"argumentName": "a", "notEnum": []}, "constraints[0].notEnum", "non-empty"),
+        ({"argumentName": "a", "notEnum": [1]}, "constraints[0].notEnum", "strings"),
+        (
+            {"argumentName": "a", "dynamicMinimum": "args.floor"},
+            "constraints[0].dynamicMinimum",
+            "not enforced",
+        ),
+    ],
+)
+def test_not_regex_and_not_enum__bad_values__refused_at_their_path(constraint, path, words):
+    found = problems({"toolName": "t", "mode": "deterministic", "constraints": [constraint]})
+    assert list(found) == [path]
+    assert words in found[path]

@@ -497,3 +497,22 @@ def test_output_rules_loosened__action_and_its_reverse__both_pass_only_if_equal(
     back = output_rules_loosened([{**REDACT, "action": second}], [{**REDACT, "action": first}])
     # Then one way loosens unless nothing changed
     assert (there == [] and back == []) == (first == second)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "loosens"),
+    [
+        ({"notEnum": ["root"]}, {"notEnum": ["root", "admin"]}, False),
+        ({"notEnum": ["root", "admin"]}, {"notEnum": ["root"]}, True),
+        ({"notEnum": ["root"]}, {}, True),
+        ({"notRegex": "secret"}, {"notRegex": "secret"}, False),
+        ({"notRegex": "secret"}, {"notRegex": "s3cret"}, True),
+        ({}, {"notRegex": "secret"}, False),
+    ],
+)
+def test_constraints_loosened__not_regex_and_not_enum(before, after, loosens):
+    # Given one constraint on note, changed to another
+    was = [{"argumentName": "note", "enabled": True, **before}]
+    now = [{"argumentName": "note", "enabled": True, **after}]
+    # Then refusing fewer values, or another forbidden pattern, is loosening
+    assert bool(constraints_loosened(was, now)) is loosens

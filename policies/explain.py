@@ -28,6 +28,7 @@ from policies.engine.constraints import (
     ARRAY_SIZES,
     FLAGS,
     NUMBER_BOUNDS,
+    SERVER_ONLY_CONSTRAINT_KEYS,
     STRING_SIZES,
     compile_constraints,
 )
@@ -520,6 +521,9 @@ def _constraint_text(constraint: Mapping[str, Any]) -> str:
         checks.append(f"regex {json.dumps(constraint['regex'], ensure_ascii=False)}")
     if constraint.get("enum") is not None:
         checks.append(f"enum {json.dumps(constraint['enum'], ensure_ascii=False)}")
+    for key in SERVER_ONLY_CONSTRAINT_KEYS:
+        if constraint.get(key) is not None:
+            checks.append(f"{key} {json.dumps(constraint[key], ensure_ascii=False)}")
     checks.extend(key for key in FLAGS if constraint.get(key))
     action = " (require_approval when it fails)" if constraint.get("action") == "require_approval" else ""
     return f"{constraint.get('argumentName')}: {', '.join(checks) or 'no checks'}{action}"

@@ -77,6 +77,7 @@ FULL: dict[str, Any] = {
         # The server's own checks (the SDK's admin model has them, its local validator not).
         {"argumentName": "reference", "enabled": True, "notRegex": "[0-9]{16}", "notEnum": ["test", "dummy"]},
         {"argumentName": "recipients", "enabled": False, "minItems": 1, "maxItems": 10},
+        {"argumentName": "fee", "enabled": True, "dynamicMinimum": "minimumFee", "dynamicMaximum": "amount"},
     ],
     "outputRules": [
         {
@@ -451,6 +452,7 @@ BAD_FIELDS = [
     ("constraints[2].enum", _with(("constraints", 2, "enum"), [])),
     ("constraints[4].minItems", _with(("constraints", 4, "minItems"), -1)),
     ("constraints[4].maxItemz", _with(("constraints", 4, "maxItemz"), 3)),
+    ("constraints[5].dynamicMaximum", _with(("constraints", 5, "dynamicMaximum"), "fee")),
     ("outputRules[0].redact_with", _with(("outputRules", 0, "redact_with"), "***")),
     (
         "outputRules[0].output_conditions[0].operator",

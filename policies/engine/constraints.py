@@ -63,7 +63,10 @@ ARRAY_SIZES = ("minItems", "maxItems")
 FLAGS = ("required", "notNull")
 # In the SDK's admin model, not in its local validator: checked here only, so a policy with one
 # is always decided by the server (policies.selectors.tool_policy_server_marker).
-SERVER_ONLY_CONSTRAINT_KEYS = ("notRegex", "notEnum")
+SERVER_ONLY_CONSTRAINT_KEYS = ("notRegex", "notEnum", "dynamicMinimum", "dynamicMaximum")
+# A dynamic bound names another argument of the same call whose number is the bound (decided
+# here: the SDK's model gives the key, as a string, and no meaning).
+DYNAMIC_BOUNDS = ("dynamicMinimum", "dynamicMaximum")
 CONSTRAINT_KEYS = frozenset(
     {
         "argumentName",
@@ -82,12 +85,8 @@ CONSTRAINT_KEYS = frozenset(
 # person. The SDK's local validator knows only deny, so a policy with a require_approval
 # constraint is always decided by the server (see policies.selectors.tool_policy_server_marker).
 CONSTRAINT_ACTIONS = ("deny", "require_approval")
-# In the SDK's admin model with no meaning anywhere in the SDK (a string each: an argument? a
-# context path? an expression?): refused rather than guessed at and enforced differently.
-UNSUPPORTED_CONSTRAINT_KEYS = frozenset({"dynamicMinimum", "dynamicMaximum"})
 
 # Keys the server computes: sent back unchanged by a client that round-trips a fetched policy.
-NOT_ENFORCED = "is not enforced by this server yet; refused rather than stored and silently ignored"
 READ_ONLY_POLICY_KEYS = frozenset(
     {"_id", "id", "version", "isActive", "createdAt", "updatedAt", "updatedBy", "projectId"}
 )
@@ -162,9 +161,7 @@ def _normalize_constraint(raw: Any, path: str, problems: _Problems) -> dict[str,
         here = f"{path}.{key}"
         if value is None:
             continue  # null means "not set", as the SDK's models send it
-        if key in UNSUPPORTED_CONSTRAINT_KEYS:
-            problems.add(here, f"{key!r} {NOT_ENFORCED}")
-        elif key not in CONSTRAINT_KEYS:
+        if key not in CONSTRAINT_KEYS:
             problems.add(
                 here, f"unknown constraint key {key!r}; expected one of {', '.join(sorted(CONSTRAINT_KEYS))}"
             )
@@ -226,6 +223,18 @@ def _normalize_constraint(raw: Any, path: str, problems: _Problems) -> dict[str,
                 out["notRegex"] = raw["notRegex"]
             except ExpressionError as exc:
                 problems.add(f"{path}.notRegex", str(exc))
+    for key in DYNAMIC_BOUNDS:
+        bound = raw.get(key)
+        if bound is None:
+            continue
+        if not isinstance(bound, str) or not bound or len(bound) > ARGUMENT_NAME_MAX:
+            problems.add(
+                f"{path}.{key}", f"{key} must name another argument (1 to {ARGUMENT_NAME_MAX} characters)"
+            )
+        elif bound == name:
+            problems.add(f"{path}.{key}", f"{key} names the argument itself: it would always pass")
+        else:
+            out[key] = bound
     not_enum = raw.get("notEnum")
     if not_enum is not None:
         if not isinstance(not_enum, list) or not all(isinstance(v, str) for v in not_enum) or not not_enum:
@@ -496,6 +505,22 @@ def _check_number(value: float, c: Mapping[str, Any]) -> _Outcome:
     return None
 
 
+def _check_dynamic_bounds(value: float, c: Mapping[str, Any], arguments: Mapping[str, Any]) -> _Outcome:
+    """A bound read from another argument of the call; one that is absent or not a finite number
+    fails the check (it cannot be verified: fail closed)."""
+    for key, below in (("dynamicMinimum", True), ("dynamicMaximum", False)):
+        name = c.get(key)
+        if name is None:
+            continue
+        bound = arguments.get(name)
+        if not isinstance(bound, (int, float)) or isinstance(bound, bool) or not math.isfinite(bound):
+            return key, name, value, f"its bound, argument '{name}', is missing or not a number"
+        if (value < bound) if below else (value > bound):
+            sign = ">=" if below else "<="
+            return key, bound, value, f"value {value} must be {sign} {name} ({bound})"
+    return None
+
+
 def _check_string(
     value: str,
     c: Mapping[str, Any],
@@ -605,6 +630,8 @@ class CompiledConstraints:
         outcome: _Outcome
         if _is_number(value):
             outcome = _check_number(value, item.spec)
+            if outcome is None and (item.spec.get("dynamicMinimum") or item.spec.get("dynamicMaximum")):
+                outcome = _check_dynamic_bounds(value, item.spec, arguments)
         elif isinstance(value, str):
             outcome = _check_string(value, item.spec, item.search, item.forbidden)
         elif isinstance(value, list):

@@ -105,6 +105,9 @@ def _checks_of(constraint: Mapping[str, Any]) -> list[tuple[str, Any]]:
         checks.append(("enum", list(constraint["enum"])))
     if constraint.get("notRegex") is not None:
         checks.append(("notRegex", constraint["notRegex"]))
+    for key in ("dynamicMinimum", "dynamicMaximum"):
+        if constraint.get(key) is not None:
+            checks.append((key, constraint[key]))
     if constraint.get("notEnum") is not None:
         checks.append(("notEnum", list(constraint["notEnum"])))
     return checks
@@ -130,8 +133,9 @@ def _covered(kind: str, expected: Any, other: Mapping[str, Any]) -> bool:
         return other.get("regex") == expected
     if kind == "enum":
         return other.get("enum") is not None and set(other["enum"]) <= set(expected)
-    if kind == "notRegex":  # as for regex: only the same pattern is known to refuse as much
-        return other.get("notRegex") == expected
+    if kind in ("notRegex", "dynamicMinimum", "dynamicMaximum"):
+        # Only the same pattern, or the same argument as the bound, is known to refuse as much.
+        return bool(other.get(kind) == expected)
     if kind == "notEnum":  # every value refused before is still refused
         return other.get("notEnum") is not None and set(expected) <= set(other["notEnum"])
     raise ValueError(f"unknown check {kind!r}")  # pragma: no cover - every kind is listed above

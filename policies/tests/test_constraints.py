@@ -39,9 +39,9 @@ def problems(data: Any, *, creating: bool = True) -> dict[str, str]:
         ({"argumentName": "x", "minimum": 5, "maximum": 1}, "constraints[1].minimum", "nothing can pass"),
         ({"argumentName": "x", "greaterThan": 5, "lessThan": 5}, "constraints[1].greaterThan", "nothing"),
         (
-            {"argumentName": "x", "dynamicMaximum": "args.cap"},
+            {"argumentName": "x", "dynamicMaximum": "x"},
             "constraints[1].dynamicMaximum",
-            "not enforced",
+            "names the argument itself",
         ),
         (
             {"argumentName": "x", "action": "escalate"},
@@ -188,14 +188,36 @@ def test_not_regex_and_not_enum__stored_and_checked_after_the_sdks_checks():
         ({"argumentName": "a", "notRegex": 5}, "constraints[0].notRegex", "string"),
         ({"argumentName": "a", "notEnum": []}, "constraints[0].notEnum", "non-empty"),
         ({"argumentName": "a", "notEnum": [1]}, "constraints[0].notEnum", "strings"),
-        (
-            {"argumentName": "a", "dynamicMinimum": "args.floor"},
-            "constraints[0].dynamicMinimum",
-            "not enforced",
-        ),
+        ({"argumentName": "a", "dynamicMinimum": ""}, "constraints[0].dynamicMinimum", "another argument"),
+        ({"argumentName": "a", "dynamicMaximum": 5}, "constraints[0].dynamicMaximum", "another argument"),
     ],
 )
 def test_not_regex_and_not_enum__bad_values__refused_at_their_path(constraint, path, words):
     found = problems({"toolName": "t", "mode": "deterministic", "constraints": [constraint]})
     assert list(found) == [path]
     assert words in found[path]
+
+
+def test_dynamic_bounds__another_arguments_number__missing_bound_fails_closed():
+    # Given an amount that must lie between two other arguments of the same call
+    checker = compile_constraints(
+        normalize_constraints(
+            [{"argumentName": "amount", "dynamicMinimum": "floor", "dynamicMaximum": "balance"}]
+        )
+    )
+
+    # When calls are checked, Then the bounds are read from the call itself
+    assert checker.check({"amount": 50, "floor": 10, "balance": 100}) == []
+    [over] = checker.check({"amount": 150, "floor": 10, "balance": 100})
+    assert (over.constraint_type, over.expected, over.reason) == (
+        "dynamicMaximum",
+        100,
+        "Argument 'amount' failed: value 150 must be <= balance (100)",
+    )
+    [under] = checker.check({"amount": 5, "floor": 10, "balance": 100})
+    assert under.constraint_type == "dynamicMinimum"
+    # ... and a bound that is absent or not a number cannot be verified: the check fails
+    [missing] = checker.check({"amount": 50, "floor": 10})
+    assert "argument 'balance', is missing or not a number" in missing.reason
+    [text] = checker.check({"amount": 50, "floor": "ten", "balance": 100})
+    assert text.constraint_type == "dynamicMinimum"

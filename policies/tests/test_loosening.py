@@ -508,6 +508,9 @@ def test_output_rules_loosened__action_and_its_reverse__both_pass_only_if_equal(
         ({"notRegex": "secret"}, {"notRegex": "secret"}, False),
         ({"notRegex": "secret"}, {"notRegex": "s3cret"}, True),
         ({}, {"notRegex": "secret"}, False),
+        ({"dynamicMaximum": "balance"}, {"dynamicMaximum": "balance"}, False),
+        ({"dynamicMaximum": "balance"}, {"dynamicMaximum": "credit"}, True),
+        ({"dynamicMinimum": "floor"}, {}, True),
     ],
 )
 def test_constraints_loosened__not_regex_and_not_enum(before, after, loosens):

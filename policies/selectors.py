@@ -29,7 +29,7 @@ from policies.engine.evaluator import RateLimit
 from policies.engine.replay import Replayer
 from policies.engine.session_constraints import SessionLimit, counter_limits, limits_of_policy
 from policies.engine.source import STORED_LIMITS, parse_source
-from policies.engine.tool_rate_limits import tool_policy_rate_limits
+from policies.engine.tool_rate_limits import TOOL_POLICY_RULE_PREFIX, tool_policy_rate_limits
 from policies.explain import (
     Explanation,
     explain_constraints,
@@ -237,9 +237,6 @@ def forget_cached_policies_of_event(event: Event) -> None:
 
 
 # --- Per-tool policies ---------------------------------------------------------------------------
-
-# A decision made by a per-tool policy records this prefix and the tool name as its rule id.
-TOOL_POLICY_RULE_PREFIX = "policy:"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
+
+from policies.engine.problems import ProblemSink
 
 DESCRIPTION_MAX = 2_000
 EXCEPTIONS_MAX = 50
@@ -38,10 +40,6 @@ MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*")
 
 # C0 controls and DEL, except tab and line breaks: nothing a person types into an instruction.
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-class ProblemSink(Protocol):
-    def add(self, path: str, message: str) -> None: ...
 
 
 def normalize_llm_config(raw: Any, path: str, problems: ProblemSink) -> dict[str, Any] | None:

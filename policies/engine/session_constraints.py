@@ -34,7 +34,9 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
+
+from policies.engine.problems import ProblemSink
 
 LimitAction = Literal["deny", "require_approval"]
 LIMIT_ACTIONS: tuple[LimitAction, ...] = ("deny", "require_approval")
@@ -52,10 +54,6 @@ MAX_COUNTERS = 50
 MAX_COUNTER_TOOLS = 100
 ARGUMENT_NAME_MAX = 200
 COUNTER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-
-
-class ProblemSink(Protocol):
-    def add(self, path: str, message: str) -> None: ...
 
 
 # ---------------------------------------------------------------------------------------------
